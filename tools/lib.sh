@@ -1,0 +1,97 @@
+# shellcheck shell=bash
+# Shared by linux-wasm.sh and the scripts under tools/: paths, messages,
+# dependency installation and the test tally. Source it; do not run it.
+
+LW_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LW_WORKSPACE=${LW_WORKSPACE:-$LW_ROOT/workspace}
+LW_SRC=${LW_SRC:-$LW_WORKSPACE/src}
+LW_BUILD=${LW_BUILD:-$LW_WORKSPACE/build}
+LW_INSTALL=${LW_INSTALL:-$LW_WORKSPACE/install}
+LW_RUN=${LW_RUN:-$LW_WORKSPACE/run}
+export LW_ROOT LW_WORKSPACE LW_SRC LW_BUILD LW_INSTALL LW_RUN
+export LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm-19/lib}
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+export PATH="$HOME/.cargo/bin:$PATH"
+
+lw_info() { printf '==> %s\n' "$*" >&2; }
+lw_warn() { printf 'warning: %s\n' "$*" >&2; }
+lw_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Debian packages, by what needs them. Tiers install only their own.
+# shellcheck disable=SC2034 # used by the scripts that source this file
+{
+    LW_APT_BASE=(build-essential clang-19 lld-19 llvm-19 libclang-19-dev pkg-config curl ca-certificates
+        xz-utils cpio git python3 shellcheck)
+    LW_APT_KERNEL=(linux-source-6.12 linux-source-6.1 bc flex bison libelf-dev libssl-dev perl)
+    LW_APT_SYSTEM=(busybox-static socat)
+    LW_APT_BROWSER=(chromium chromium-driver)
+    LW_RUST_TARGETS=(wasm32-unknown-unknown wasm32-wasip1-threads x86_64-unknown-linux-musl)
+    LW_RUST_COMPONENTS=(rust-src rustfmt clippy)
+}
+
+# lw_need_apt PKG...: installs the packages that are missing (as root, or via sudo).
+lw_need_apt() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    lw_info "installing Debian packages: ${missing[*]}"
+    local sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    if [ ! -f "$LW_WORKSPACE/.apt-updated" ]; then
+        "${sudo[@]}" apt-get update -q >&2 || lw_die "apt-get update failed; check the network or your apt sources"
+        mkdir -p "$LW_WORKSPACE" && touch "$LW_WORKSPACE/.apt-updated"
+    fi
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 \
+        || lw_die "could not install: ${missing[*]}"
+}
+
+# lw_need_rust: the rustup targets and components the build uses.
+lw_need_rust() {
+    command -v rustup >/dev/null || lw_die "rustup not found: install Rust with rustup first"
+    local have t
+    have=$(rustup target list --installed)
+    for t in "${LW_RUST_TARGETS[@]}"; do
+        grep -qx "$t" <<<"$have" || { lw_info "adding Rust target $t"; rustup target add "$t" >&2; }
+    done
+    have=$(rustup component list --installed)
+    for t in "${LW_RUST_COMPONENTS[@]}"; do
+        grep -q "^$t" <<<"$have" || { lw_info "adding Rust component $t"; rustup component add "$t" >&2; }
+    done
+}
+
+# --- test tally -----------------------------------------------------------
+# Every check records one line "pass NAME" or "fail NAME" in $LW_RESULTS;
+# linux-wasm.sh test prints the sum as "N passed, N failed".
+
+lw_result() { # lw_result pass|fail NAME
+    printf '%s %s\n' "$1" "$2" >>"${LW_RESULTS:?LW_RESULTS is not set}"
+    if [ "$1" = pass ]; then printf 'ok   %s\n' "$2"; else printf 'FAIL %s\n' "$2"; fi
+}
+
+# lw_check NAME CMD...: runs CMD, records pass or fail; output goes to the log.
+lw_check() {
+    local name=$1
+    shift
+    if "$@"; then lw_result pass "$name"; else lw_result fail "$name"; return 1; fi
+}
+
+# lw_cargo_test NAME CARGO-ARGS...: runs cargo test and records each test.
+lw_cargo_test() {
+    local name=$1 log rc=0
+    shift
+    log=$(mktemp)
+    cargo test "$@" 2>&1 | tee "$log" || rc=$?
+    local passed failed
+    read -r passed failed < <(awk '/^test result:/ {
+            for (i = 2; i <= NF; i++) { if ($i ~ /^passed/) p += $(i - 1); if ($i ~ /^failed/) f += $(i - 1) }
+        } END { print p + 0, f + 0 }' "$log")
+    [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1 # a build failure is a failure
+    local i
+    for ((i = 0; i < passed; i++)); do printf 'pass %s\n' "$name" >>"$LW_RESULTS"; done
+    for ((i = 0; i < failed; i++)); do printf 'fail %s\n' "$name" >>"$LW_RESULTS"; done
+    rm -f "$log"
+    printf '%s: %s passed, %s failed\n' "$name" "$passed" "$failed"
+    [ "$rc" -eq 0 ]
+}
