@@ -1,0 +1,11 @@
+//! lwguest: what the lwnet guest tools share. `no_std` + alloc over libc
+//! (see [`sys`]); std only for unit tests on the build machine.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod fs;
+pub mod http;
+pub mod net;
+pub mod rt;
+pub mod sys;

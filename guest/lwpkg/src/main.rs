@@ -1,0 +1,14 @@
+#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(test), no_main)]
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+#[cfg(not(test))]
+lwguest::entry!(run);
+
+fn run(_args: Vec<String>) -> i32 {
+    1
+}
