@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# Boots the native (um) system with everything it talks to started beside it:
+# lwproxy (loopback), lwhost (the guest's host side: proxy client and store),
+# and a loopback web server with a demo page and the signed demo package
+# registry. All of them are stopped when the guest stops, Ctrl-C included.
+set -euo pipefail
+# shellcheck source=tools/lib.sh
+source "$(dirname "$(readlink -f "$0")")/lib.sh"
+
+UM_INSTALL=$LW_INSTALL/um
+BIN=$LW_ROOT/target/release
+
+usage() {
+    cat <<'USAGE'
+Usage: ./linux-wasm.sh run [OPTIONS] [-- COMMAND...]
+
+Boots the native (user-mode Linux) guest with lwproxy, lwhost and a loopback
+demo web page + signed package registry beside it, building what is missing.
+Without COMMAND: an interactive shell on this terminal ('exit' powers off).
+With -- COMMAND: runs COMMAND in the guest (words joined by spaces and run by
+/bin/sh, as ssh does), prints its output and exits with its status. Standard
+input, when it is not a terminal, is given to COMMAND.
+
+Options:
+  --share DIR          mount host directory DIR at /mnt/host in the guest (hostfs)
+  --allow CIDR[:PORT]  let the guest reach CIDR (on PORT) through the proxy; repeatable.
+                       The proxy refuses every non-public address unless allowed here.
+  --extra-ca FILE      a PEM CA the proxy trusts for `lwtcp --tls` (besides the system's)
+  --token TOKEN        make lwproxy require auth: lwhost presents TOKEN (an HS256 JWT)
+                       and lwproxy checks it with the secret in $LW_PROXY_JWT_SECRET
+  --mem SIZE           guest memory (default 256M)
+  --timeout SECONDS    with COMMAND: stop the guest after SECONDS (exit status 124)
+  --no-build           do not check the build first (it must exist)
+  -h, --help           this text
+
+The guest's store (what `lwsync save` keeps) is in $LW_WORKSPACE/store and
+survives between runs. Logs of the last run are in $LW_RUN/last/.
+USAGE
+}
+
+share='' token='' extra_ca='' mem=256M timeout='' build=1
+allows=() command=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -h | --help) usage; exit 0 ;;
+        --share) [ $# -ge 2 ] || { echo "error: --share needs a directory" >&2; exit 2; }
+            [ -d "$2" ] || { echo "error: --share: '$2' is not a directory" >&2; exit 2; }
+            share=$(cd "$2" && pwd); shift 2 ;;
+        --allow) [ $# -ge 2 ] || { echo "error: --allow needs CIDR[:PORT]" >&2; exit 2; }
+            allows+=("$2"); shift 2 ;;
+        --extra-ca) if [ $# -lt 2 ] || [ ! -f "$2" ]; then echo "error: --extra-ca needs a PEM file" >&2; exit 2; fi
+            extra_ca=$(readlink -f "$2"); shift 2 ;;
+        --token) [ $# -ge 2 ] || { echo "error: --token needs a value" >&2; exit 2; }
+            token=$2; shift 2 ;;
+        --mem) if [ $# -lt 2 ] || ! [[ $2 =~ ^[0-9]+[MG]$ ]]; then echo "error: --mem needs a size like 256M" >&2; exit 2; fi
+            mem=$2; shift 2 ;;
+        --timeout) if [ $# -lt 2 ] || ! [[ $2 =~ ^[0-9]+$ ]]; then echo "error: --timeout needs whole seconds" >&2; exit 2; fi
+            timeout=$2; shift 2 ;;
+        --no-build) build=0; shift ;;
+        --) shift; command=("$@"); [ ${#command[@]} -gt 0 ] || { echo "error: nothing after --" >&2; exit 2; }
+            break ;;
+        *) echo "error: unknown option '$1'" >&2; usage >&2; exit 2 ;;
+    esac
+done
+case "$share" in *[[:space:],]*) echo "error: --share: the path may not contain spaces or commas" >&2; exit 2 ;; esac
+if [ -n "$token" ] && [ -z "${LW_PROXY_JWT_SECRET:-}" ]; then
+    echo "error: --token needs LW_PROXY_JWT_SECRET (the proxy's HS256 secret) in the environment" >&2
+    exit 2
+fi
+
+if [ "$build" = 1 ]; then
+    bash "$LW_ROOT/tools/build-um.sh" >&2
+fi
+for f in "$UM_INSTALL/linux" "$UM_INSTALL/initramfs.cpio.gz" "$BIN/lwproxy" "$BIN/lwhost"; do
+    [ -e "$f" ] || lw_die "run: $f is missing; run 'LW_TARGET=um ./linux-wasm.sh build' first"
+done
+
+# --- the session: a directory the guest sees through hostfs ------------------
+mkdir -p "$LW_RUN"
+session=${LW_SESSION:-}
+if [ -z "$session" ]; then
+    session=$(mktemp -d "$LW_RUN/session.XXXXXX")
+else
+    mkdir -p "$session"
+    session=$(cd "$session" && pwd)
+fi
+case "$session" in *[[:space:],]*) lw_die "run: the session path '$session' may not contain spaces or commas" ;; esac
+# A unix socket path must fit in 108 bytes.
+sockdir=$session
+[ ${#sockdir} -lt 90 ] || sockdir=$(mktemp -d /tmp/lwnet.XXXXXX)
+socket=$sockdir/lwhost.sock
+mkdir -p "$LW_WORKSPACE/store"
+
+pids=() stty_saved=''
+[ -t 0 ] && stty_saved=$(stty -g 2>/dev/null || true)
+# shellcheck disable=SC2317 # reached through the traps below
+cleanup() {
+    local p
+    trap - EXIT INT TERM
+    [ -z "$stty_saved" ] || stty "$stty_saved" 2>/dev/null || true
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do
+        for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$p" 2>/dev/null || true
+    done
+    # Keep the last run's logs for a look after the fact.
+    rm -rf "$LW_RUN/last"
+    mkdir -p "$LW_RUN/last"
+    cp "$session"/*.log "$LW_RUN/last/" 2>/dev/null || true
+    [ "$sockdir" = "$session" ] || rm -rf "$sockdir"
+    [ -n "${LW_SESSION:-}" ] || rm -rf "$session"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_for_line PID LOG TEXT WHAT: until LOG has TEXT, or the process died (10 s).
+wait_for_line() {
+    local pid=$1 log=$2 text=$3 what=$4 i
+    for ((i = 0; i < 200; i++)); do
+        grep -qF "$text" "$log" 2>/dev/null && return 0
+        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$log" >&2; lw_die "run: $what exited at start (log above)"; }
+        sleep 0.05
+    done
+    tail -n 20 "$log" >&2
+    lw_die "run: $what did not report '$text' within 10 s"
+}
+
+# --- the loopback web server: demo page and demo registry --------------------
+web_port=$(free_port)
+demo_root=$UM_INSTALL/demo
+if [ -d "$demo_root" ]; then
+    python3 -u -m http.server --bind 127.0.0.1 --directory "$demo_root" "$web_port" >"$session/web.log" 2>&1 &
+    pids+=($!)
+    echo "$!" >"$session/web.pid"
+    wait_for_line "$!" "$session/web.log" "Serving HTTP" "the demo web server"
+else
+    lw_warn "run: no demo registry built ($demo_root); lwpkg has no default registry"
+fi
+
+# --- lwproxy -------------------------------------------------------------------
+proxy_port=$(free_port)
+proxy_args=(--listen "127.0.0.1:$proxy_port" --allow "127.0.0.1/32:$web_port")
+for a in "${allows[@]}"; do proxy_args+=(--allow "$a"); done
+[ -z "$extra_ca" ] || proxy_args+=(--extra-ca "$extra_ca")
+if [ -n "$token" ]; then
+    proxy_args+=(--jwt-secret-env LW_PROXY_JWT_SECRET)
+else
+    proxy_args+=(--no-auth)
+    # Loud on purpose: an unauthenticated proxy is only acceptable on loopback.
+    lw_warn "lwproxy runs WITHOUT AUTH on 127.0.0.1:$proxy_port for this local demo; never expose it (see README: deploying lwproxy)"
+fi
+"$BIN/lwproxy" "${proxy_args[@]}" >"$session/lwproxy.log" 2>&1 &
+pids+=($!)
+echo "$!" >"$session/lwproxy.pid"
+wait_for_line "$!" "$session/lwproxy.log" "listening on" "lwproxy"
+
+# --- lwhost --------------------------------------------------------------------
+host_args=(--proxy "ws://127.0.0.1:$proxy_port" --store "$LW_WORKSPACE/store" --socket "$socket")
+[ -z "$token" ] || host_args+=(--token "$token")
+"$BIN/lwhost" "${host_args[@]}" >"$session/lwhost.log" 2>&1 &
+pids+=($!)
+echo "$!" >"$session/lwhost.pid"
+wait_for_line "$!" "$session/lwhost.log" "listening on" "lwhost"
+
+# --- the guest -------------------------------------------------------------------
+cmdline=(mem="$mem" initrd="$UM_INSTALL/initramfs.cpio.gz" quiet loglevel=3
+    lwhost="$socket" lwsession="$session" con=null)
+[ -z "$share" ] || cmdline+=(lwshare="$share")
+[ ! -d "$demo_root" ] || cmdline+=(lwrepo="http://127.0.0.1:$web_port/registry/")
+if [ ${#command[@]} -gt 0 ]; then
+    printf '%s\n' "${command[*]}" >"$session/command"
+    if [ -t 0 ]; then
+        cmdline+=("con0=fd:0,fd:1")
+    else
+        cat >"$session/stdin" 2>/dev/null || : >"$session/stdin"
+        cmdline+=("con0=null,fd:1")
+    fi
+else
+    [ -t 0 ] || lw_die "run: the interactive shell needs a terminal; use 'run -- COMMAND' from scripts"
+    cmdline+=("con0=fd:0,fd:1")
+fi
+
+# user-mode Linux keeps guest memory in a file under TMPDIR: prefer shared memory.
+umtmp=/dev/shm
+[ -w "$umtmp" ] || umtmp=$session
+TMPDIR=$umtmp "$UM_INSTALL/linux" "${cmdline[@]}" 2>"$session/kernel.log" &
+uml=$!
+pids=("$uml" "${pids[@]}")
+echo "$uml" >"$session/linux.pid"
+if [ -n "$timeout" ]; then
+    (sleep "$timeout" && touch "$session/timed-out" && kill "$uml" 2>/dev/null) &
+    pids+=($!)
+fi
+rc=0
+wait "$uml" || rc=$?
+
+if [ ${#command[@]} -eq 0 ]; then
+    exit 0
+fi
+if [ -f "$session/timed-out" ]; then
+    echo "run: the guest did not finish within $timeout s; stopped it" >&2
+    exit 124
+fi
+if [ -f "$session/status" ]; then
+    status=$(cat "$session/status")
+    [[ $status =~ ^[0-9]+$ ]] || lw_die "run: the guest reported a malformed status '$status'"
+    exit "$status"
+fi
+tail -n 20 "$session/kernel.log" >&2
+echo "run: the guest stopped (linux exit $rc) without reporting the command's status" >&2
+exit 125
