@@ -3,35 +3,42 @@
 # busybox-static), the guest tools, initramfs/init and a few files in /etc.
 # The archive is rewritten only when its contents changed.
 #
-#   tools/initramfs.sh OUTPUT.cpio.gz GUEST-BIN-DIR [DEMO-KEY.pub]
+#   tools/initramfs.sh [--overlay] OUTPUT.cpio.gz GUEST-BIN-DIR [DEMO-KEY.pub]
+#
+# --overlay leaves out BusyBox and device nodes: an archive to append to
+# another initramfs (the wasm target's, whose BusyBox is upstream's).
 set -euo pipefail
 # shellcheck source=tools/lib.sh
 source "$(dirname "$(readlink -f "$0")")/lib.sh"
 
-case "${1:-}" in -h | --help | '')
-    echo "Usage: tools/initramfs.sh OUTPUT.cpio.gz GUEST-BIN-DIR [DEMO-KEY.pub]"
-    [ -n "${1:-}" ] && exit 0 || exit 2 ;;
+overlay=0
+case "${1:-}" in
+    -h | --help) echo "Usage: tools/initramfs.sh [--overlay] OUTPUT.cpio.gz GUEST-BIN-DIR [DEMO-KEY.pub]"; exit 0 ;;
+    --overlay) overlay=1; shift ;;
 esac
+[ $# -ge 2 ] || { echo "Usage: tools/initramfs.sh [--overlay] OUTPUT.cpio.gz GUEST-BIN-DIR [DEMO-KEY.pub]" >&2; exit 2; }
 out=$1
 guest_bin=${2:?usage: tools/initramfs.sh OUTPUT.cpio.gz GUEST-BIN-DIR [DEMO-KEY.pub]}
 demo_key=${3:-}
 
 busybox=/bin/busybox
-# Debian's busybox-static installs a static /bin/busybox (the guest has no libc).
-[ -x "$busybox" ] || lw_need_apt busybox-static
-[ -x "$busybox" ] || lw_die "initramfs: $busybox missing after installing busybox-static"
-
 root=$LW_BUILD/initramfs-root
+[ "$overlay" = 0 ] || root=$LW_BUILD/initramfs-overlay
 rm -rf "$root"
 mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,usr/local/bin,etc/lwpkg/keys,dev,proc,sys,tmp,run,mnt,root,home,opt,var/tmp}
 chmod 700 "$root/root"
 chmod 1777 "$root/tmp" "$root/var/tmp"
 
-# BusyBox and one link per applet, where the applet expects to live.
-cp "$busybox" "$root/bin/busybox"
-"$busybox" --list-full | while read -r applet; do
-    [ -e "$root/$applet" ] || ln -s /bin/busybox "$root/$applet"
-done
+if [ "$overlay" = 0 ]; then
+    # Debian's busybox-static installs a static /bin/busybox (the guest has no libc).
+    [ -x "$busybox" ] || lw_need_apt busybox-static
+    [ -x "$busybox" ] || lw_die "initramfs: $busybox missing after installing busybox-static"
+    # BusyBox and one link per applet, where the applet expects to live.
+    cp "$busybox" "$root/bin/busybox"
+    "$busybox" --list-full | while read -r applet; do
+        [ -e "$root/$applet" ] || ln -s /bin/busybox "$root/$applet"
+    done
+fi
 
 install -m 0755 "$LW_ROOT/initramfs/init" "$root/init"
 
@@ -63,7 +70,9 @@ fi
 
 # The console must exist before init runs (the kernel opens it for init's
 # stdio); a cpio made by an unprivileged user cannot carry device nodes.
-if [ "$(id -u)" -eq 0 ]; then
+if [ "$overlay" = 1 ]; then
+    : # the base archive has them
+elif [ "$(id -u)" -eq 0 ]; then
     mknod -m 600 "$root/dev/console" c 5 1
     mknod -m 666 "$root/dev/null" c 1 3
 else

@@ -26,8 +26,9 @@ Options:
   --allow CIDR[:PORT]  let the guest reach CIDR (on PORT) through the proxy; repeatable.
                        The proxy refuses every non-public address unless allowed here.
   --extra-ca FILE      a PEM CA the proxy trusts for `lwtcp --tls` (besides the system's)
-  --token TOKEN        make lwproxy require auth: lwhost presents TOKEN (an HS256 JWT)
-                       and lwproxy checks it with the secret in $LW_PROXY_JWT_SECRET
+  --auth               lwproxy requires a token, as deployed: a fresh HS256 secret is made
+                       for this run and lwhost presents a token minted with it
+                       (default: --no-auth, fine only because everything is on loopback)
   --mem SIZE           guest memory (default 256M)
   --timeout SECONDS    with COMMAND: stop the guest after SECONDS (exit status 124)
   --no-build           do not check the build first (it must exist)
@@ -38,7 +39,7 @@ survives between runs. Logs of the last run are in $LW_RUN/last/.
 USAGE
 }
 
-share='' token='' extra_ca='' mem=256M timeout='' build=1
+share='' auth=0 extra_ca='' mem=256M timeout='' build=1
 allows=() command=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -50,8 +51,7 @@ while [ $# -gt 0 ]; do
             allows+=("$2"); shift 2 ;;
         --extra-ca) if [ $# -lt 2 ] || [ ! -f "$2" ]; then echo "error: --extra-ca needs a PEM file" >&2; exit 2; fi
             extra_ca=$(readlink -f "$2"); shift 2 ;;
-        --token) [ $# -ge 2 ] || { echo "error: --token needs a value" >&2; exit 2; }
-            token=$2; shift 2 ;;
+        --auth) auth=1; shift ;;
         --mem) if [ $# -lt 2 ] || ! [[ $2 =~ ^[0-9]+[MG]$ ]]; then echo "error: --mem needs a size like 256M" >&2; exit 2; fi
             mem=$2; shift 2 ;;
         --timeout) if [ $# -lt 2 ] || ! [[ $2 =~ ^[0-9]+$ ]]; then echo "error: --timeout needs whole seconds" >&2; exit 2; fi
@@ -63,10 +63,6 @@ while [ $# -gt 0 ]; do
     esac
 done
 case "$share" in *[[:space:],]*) echo "error: --share: the path may not contain spaces or commas" >&2; exit 2 ;; esac
-if [ -n "$token" ] && [ -z "${LW_PROXY_JWT_SECRET:-}" ]; then
-    echo "error: --token needs LW_PROXY_JWT_SECRET (the proxy's HS256 secret) in the environment" >&2
-    exit 2
-fi
 
 if [ "$build" = 1 ]; then
     bash "$LW_ROOT/tools/build-um.sh" >&2
@@ -144,17 +140,24 @@ fi
 
 # --- lwproxy -------------------------------------------------------------------
 proxy_port=$(free_port)
-proxy_args=(--listen "127.0.0.1:$proxy_port" --allow "127.0.0.1/32:$web_port")
+# One local user: no per-minute byte or connection budget, and as many
+# concurrent connections as the shared region has slots (32).
+proxy_args=(--listen "127.0.0.1:$proxy_port" --allow "127.0.0.1/32:$web_port" --log-format text
+    --bytes-per-min 0 --conns-per-min 0 --max-concurrent 32)
 for a in "${allows[@]}"; do proxy_args+=(--allow "$a"); done
 [ -z "$extra_ca" ] || proxy_args+=(--extra-ca "$extra_ca")
-if [ -n "$token" ]; then
-    proxy_args+=(--jwt-secret-env LW_PROXY_JWT_SECRET)
+token=''
+if [ "$auth" = 1 ]; then
+    # The secret lives only in the environment of the two lwproxy commands.
+    jwt_secret=$(head -c 32 /dev/urandom | base64 | tr -d '\n')
+    token=$(JWT_SECRET=$jwt_secret "$BIN/lwproxy" token --sub "lwnet-run-$$" --ttl 7d) ||
+        lw_die "run: lwproxy could not mint a token"
 else
     proxy_args+=(--no-auth)
     # Loud on purpose: an unauthenticated proxy is only acceptable on loopback.
     lw_warn "lwproxy runs WITHOUT AUTH on 127.0.0.1:$proxy_port for this local demo; never expose it (see README: deploying lwproxy)"
 fi
-"$BIN/lwproxy" "${proxy_args[@]}" >"$session/lwproxy.log" 2>&1 &
+JWT_SECRET=${jwt_secret:-} "$BIN/lwproxy" "${proxy_args[@]}" >"$session/lwproxy.log" 2>&1 &
 pids+=($!)
 echo "$!" >"$session/lwproxy.pid"
 wait_for_line "$!" "$session/lwproxy.log" "listening on" "lwproxy"
