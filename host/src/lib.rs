@@ -1,0 +1,15 @@
+//! lwnet's host shim.
+//!
+//! - [`shm`]: the region shared by the two halves (`struct lwhost_shm`).
+//! - [`worker`]: the host ABI (`wasm_net_*`, `wasm_store_*`) over it; what
+//!   the kernel's calls land in. Built for wasm32 too (browser).
+//! - [`futex`]: wait/notify on its words (futex natively, wasm atomics).
+//! - `main_side` (feature `native`): the tokio service that serves a region
+//!   against lwproxy and the store; `store`: the durable store directory.
+//!
+//! The layout and constants come from the kernel patch through `lwabi`.
+
+pub mod errno;
+pub mod futex;
+pub mod shm;
+pub mod worker;

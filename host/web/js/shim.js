@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: GPL-2.0-only
+// What the main-thread and worker glue share: loading the lwhost-web module,
+// its memory limits, the region layout it exports, errno values.
+
+/** Linux errno values (asm-generic numbering, the kernel's ABI). */
+export const E = Object.freeze({
+  ENOENT: 2, EIO: 5, EBADF: 9, ENOMEM: 12, EAGAIN: 11, EACCES: 13, EFAULT: 14, EBUSY: 16,
+  EEXIST: 17, EINVAL: 22, ENOSPC: 28, ENAMETOOLONG: 36, ECONNRESET: 104, ETIMEDOUT: 110,
+  ECONNREFUSED: 111, EHOSTUNREACH: 113, EINPROGRESS: 115,
+});
+
+/**
+ * Field names of lwhost-web's `struct Layout` (shim/src/lib.rs), in order.
+ * The values come from lwabi (bindgen over the kernel patch) at run time;
+ * only the order is repeated here, and the sentinel checks it.
+ */
+const LAYOUT_FIELDS = [
+  "version", "region", "region_size", "main_alive", "host_doorbell", "host_waiting",
+  "guest_doorbell", "conns", "conn_base", "conn_stride", "conn_state", "conn_generation",
+  "conn_worker_flags", "conn_main_flags", "conn_error", "conn_port", "conn_open_flags",
+  "conn_timeout_ms", "conn_host_len", "conn_host", "conn_tx_head", "conn_tx_tail",
+  "conn_rx_head", "conn_rx_tail", "conn_tx_data", "conn_rx_data", "ring_size", "store_slots",
+  "store_base", "store_stride", "store_state", "store_generation", "store_op", "store_flags",
+  "store_key_len", "store_after_len", "store_len", "store_result", "store_offset", "store_key",
+  "store_data", "store_buf", "key_max", "req_size", "req_op", "req_flags", "req_key",
+  "req_key_len", "req_after_len", "req_after", "req_offset", "req_data", "req_len",
+  "req_reserved", "thread_slots", "thread_base", "thread_stride", "thread_stack",
+  "thread_stack_size", "thread_tls", "thread_tls_size", "thread_scratch",
+  "thread_scratch_size", "thread_owner", "sentinel",
+];
+const LAYOUT_VERSION = 1;
+const LAYOUT_SENTINEL = 0x4f59414c;
+
+/** Reads the layout an instance publishes at `exports.lw_layout()`. */
+export function readLayout(exports, memory) {
+  const at = exports.lw_layout() >>> 0;
+  const words = new Uint32Array(memory.buffer, at, LAYOUT_FIELDS.length);
+  const layout = {};
+  LAYOUT_FIELDS.forEach((name, i) => { layout[name] = words[i]; });
+  if (layout.version !== LAYOUT_VERSION || layout.sentinel !== LAYOUT_SENTINEL) {
+    throw new Error(`lwhost-web layout mismatch (version ${layout.version}); rebuild host/web`);
+  }
+  return Object.freeze(layout);
+}
+
+/** Reads an unsigned LEB128 from `bytes` at `pos`; returns [value, next]. */
+function leb(bytes, pos) {
+  let value = 0, shift = 0, b;
+  do {
+    if (pos >= bytes.length) throw new Error("truncated wasm module");
+    b = bytes[pos++];
+    value += (b & 0x7f) * 2 ** shift;
+    shift += 7;
+  } while (b & 0x80);
+  return [value, pos];
+}
+
+/**
+ * The limits (in 64 KiB pages) of the memory a module imports, read from its
+ * import section: the embedder must create that memory (shared) itself.
+ */
+export function importedMemoryLimits(wasmBytes) {
+  const bytes = new Uint8Array(wasmBytes);
+  let pos = 8; // magic + version
+  while (pos < bytes.length) {
+    const id = bytes[pos++];
+    let size;
+    [size, pos] = leb(bytes, pos);
+    const end = pos + size;
+    if (id === 2) {
+      let count;
+      [count, pos] = leb(bytes, pos);
+      for (let i = 0; i < count; i++) {
+        for (let s = 0; s < 2; s++) { // module name, field name
+          let len;
+          [len, pos] = leb(bytes, pos);
+          pos += len;
+        }
+        const kind = bytes[pos++];
+        if (kind === 0) { [, pos] = leb(bytes, pos); continue; } // func: type index
+        if (kind === 1) { pos += 1; const f = bytes[pos++]; [, pos] = leb(bytes, pos); if (f & 1) [, pos] = leb(bytes, pos); continue; }
+        if (kind === 3) { pos += 2; continue; } // global: type, mutability
+        if (kind === 2) {
+          const flags = bytes[pos++];
+          let initial, maximum;
+          [initial, pos] = leb(bytes, pos);
+          if (flags & 1) [maximum, pos] = leb(bytes, pos);
+          return { initial, maximum, shared: (flags & 2) !== 0 };
+        }
+        throw new Error("unknown import kind " + kind);
+      }
+    }
+    pos = end;
+  }
+  throw new Error("module imports no memory");
+}
+
+/** Fetches and compiles a module; returns it with a fresh shared memory for it. */
+export async function loadSharedModule(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`fetching ${url}: HTTP ${response.status}`);
+  const bytes = await response.arrayBuffer();
+  const limits = importedMemoryLimits(bytes);
+  if (!limits.shared || limits.maximum === undefined) {
+    throw new Error(`${url} does not import a shared memory with a maximum`);
+  }
+  const module = await WebAssembly.compile(bytes);
+  const memory = new WebAssembly.Memory({ initial: limits.initial, maximum: limits.maximum, shared: true });
+  return { module, memory };
+}
+
+/**
+ * The `lwhost` imports of lwhost-web: wait/notify on its shared words.
+ * `Atomics.wait` throws on a window's main thread; the main side never makes
+ * a call that waits (it uses Atomics.waitAsync itself).
+ */
+export function atomicImports(memory) {
+  let i32 = new Int32Array(memory.buffer);
+  // The words live in static data, inside the first view; refresh it only
+  // if an index is past it (the memory grew and something new is waited on).
+  const view = (index) => (index < i32.length ? i32 : (i32 = new Int32Array(memory.buffer)));
+  return {
+    atomic_wait32: (ptr, expected, timeoutNs) => {
+      const ms = timeoutNs < 0n ? Infinity : Number(timeoutNs) / 1e6;
+      const index = (ptr >>> 0) >> 2;
+      const r = Atomics.wait(view(index), index, expected, ms);
+      return r === "ok" ? 0 : r === "not-equal" ? 1 : 2;
+    },
+    atomic_notify: (ptr, count) => {
+      const index = (ptr >>> 0) >> 2;
+      return Atomics.notify(view(index), index, count < 0 ? Infinity : count);
+    },
+  };
+}
