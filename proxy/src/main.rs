@@ -1,1 +1,110 @@
-fn main() {}
+//! `lwproxy`: the WebSocket-to-TCP/TLS proxy of lwnet. See proxy/README.md.
+
+mod audit;
+mod auth;
+mod config;
+mod limits;
+mod policy;
+mod protocol;
+mod relay;
+mod server;
+mod session;
+mod tls;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use config::{Cli, Command, Config, LogFormat};
+use std::io::Write as _;
+use std::sync::Arc;
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lwproxy: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let secret = std::env::var("JWT_SECRET").ok().filter(|s| !s.is_empty());
+    if let Some(Command::Token { sub, ttl }) = &cli.command {
+        let secret = secret.context("JWT_SECRET must be set to mint a token")?;
+        let ttl = auth::parse_duration_secs(ttl).map_err(|e| anyhow::anyhow!("--ttl: {e}"))?;
+        if sub.is_empty() || sub.len() > 128 {
+            anyhow::bail!("--sub must be 1 to 128 bytes");
+        }
+        println!("{}", auth::mint(secret.as_bytes(), sub, ttl)?);
+        return Ok(());
+    }
+    init_logging(cli.serve.log_format);
+    let cfg = Arc::new(Config::from_args(&cli.serve, secret)?);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(serve(cfg))
+}
+
+async fn serve(cfg: Arc<Config>) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("listening on {}", cfg.listen))?;
+    let addr = listener.local_addr().context("local address")?;
+    if cfg.jwt_secret.is_none() {
+        tracing::warn!(
+            "AUTHENTICATION DISABLED (--no-auth): anyone who can reach {addr} can open connections \
+             through this proxy. Local development only."
+        );
+    }
+    let scheme = if cfg.tls_server.is_some() { "wss" } else { "ws" };
+    tracing::info!(
+        %addr,
+        scheme,
+        ports = ?cfg.policy.ports,
+        allow = ?cfg.policy.allow.iter().map(|r| format!("{}{}", r.cidr, r.port.map(|p| format!(":{p}")).unwrap_or_default())).collect::<Vec<_>>(),
+        limits = ?cfg.limits,
+        "lwproxy ready"
+    );
+    // Scripts wait for this line on stdout.
+    println!("lwproxy: listening on {addr} ({scheme})");
+    std::io::stdout().flush().ok();
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    server::serve(listener, cfg, stop_rx).await?;
+    tracing::info!("lwproxy stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot install the SIGTERM handler: {e}");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,256 @@
+//! Command line and policy file, merged into one validated [`Config`].
+//! Precedence: command line over policy file over built-in defaults (seed 000 §1.2).
+
+use crate::limits::Limits;
+use crate::policy::{parse_ports, AllowRule, Cidr, Policy};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lwproxy",
+    version,
+    about = "WebSocket-to-TCP/TLS proxy for lwnet: deny-by-default policy, JWT auth, per-identity limits",
+    after_help = "Environment: JWT_SECRET (HS256 key; required unless --no-auth), RUST_LOG (log filter).\n\
+                  Health check: GET /health -> 200 ok. Protocol: seed JSON, or subprotocol lwproxy.v2."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Mint an HS256 token signed with JWT_SECRET and print it.
+    Token {
+        /// Subject: the identity limits are counted against.
+        #[arg(long)]
+        sub: String,
+        /// Lifetime, e.g. 30m, 1h, 7d.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Policy file (TOML): ports, allow, deny, origins and a [limits] table.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Admit this range through the default deny; with :PORT exactly that port
+    /// (IPv6: [CIDR]:PORT). Repeatable.
+    #[arg(long, value_name = "CIDR[:PORT]")]
+    pub allow: Vec<AllowRule>,
+    /// Deny this range even if public. Repeatable.
+    #[arg(long, value_name = "CIDR")]
+    pub deny: Vec<Cidr>,
+    /// Allowed destination ports, e.g. 80,443,8000-8100 [default: 80,443].
+    #[arg(long, value_name = "LIST")]
+    pub ports: Option<String>,
+    /// Allowed browser origin (exact match). Repeatable. None: any origin (the token guards).
+    #[arg(long, value_name = "ORIGIN")]
+    pub origin: Vec<String>,
+    /// Accept clients without a token. Local development only.
+    #[arg(long)]
+    pub no_auth: bool,
+    /// Extra CA certificate(s) (PEM) trusted for "tls":true targets. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub extra_ca: Vec<PathBuf>,
+    /// Certificate chain (PEM) to listen with TLS (wss://).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Bytes per minute per identity, both directions (0 = unlimited) [default: 10485760].
+    #[arg(long, value_name = "N")]
+    pub bytes_per_min: Option<u64>,
+    /// New connections per minute per identity (0 = unlimited) [default: 30].
+    #[arg(long, value_name = "N")]
+    pub conns_per_min: Option<u32>,
+    /// Concurrent connections per identity (0 = unlimited) [default: 5].
+    #[arg(long, value_name = "N")]
+    pub max_concurrent: Option<u32>,
+    /// Connect timeout (resolve + connect + TLS), e.g. 30s [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    pub connect_timeout: Option<String>,
+    /// Close a connection after this long without traffic, e.g. 60s [default: 60s].
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    /// Largest WebSocket message accepted from a client, bytes [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    pub max_message: Option<usize>,
+    /// Most WebSocket sessions at once, all clients together [default: 4096].
+    #[arg(long, value_name = "N")]
+    pub max_sessions: Option<usize>,
+    /// On SIGTERM, how long open connections may finish before they are closed.
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub drain_timeout: String,
+    /// Log format on stderr (audit lines are events with target "audit").
+    #[arg(long, value_enum, default_value = "json")]
+    pub log_format: LogFormat,
+}
+
+/// The policy file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    ports: Option<PortsValue>,
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    deny: Vec<String>,
+    #[serde(default)]
+    origins: Vec<String>,
+    #[serde(default)]
+    limits: LimitsFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum PortsValue {
+    List(Vec<u16>),
+    Text(String),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    bytes_per_min: Option<u64>,
+    conns_per_min: Option<u32>,
+    max_concurrent: Option<u32>,
+    connect_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_message: Option<usize>,
+    max_sessions: Option<usize>,
+}
+
+/// Everything the server needs, validated.
+#[derive(Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub policy: Policy,
+    /// HS256 key; `None` means --no-auth.
+    pub jwt_secret: Option<Vec<u8>>,
+    pub origins: Vec<String>,
+    pub limits: Limits,
+    pub max_sessions: usize,
+    pub drain_timeout: Duration,
+    pub tls_client: Arc<rustls::ClientConfig>,
+    pub tls_server: Option<Arc<rustls::ServerConfig>>,
+}
+
+fn duration(s: &str, what: &str) -> Result<Duration> {
+    let secs = crate::auth::parse_duration_secs(s).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+    Ok(Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
+}
+
+impl Config {
+    pub fn from_args(a: &ServeArgs, jwt_secret: Option<String>) -> Result<Config> {
+        let file: PolicyFile = match &a.policy {
+            None => PolicyFile::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading policy file {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing policy file {}", path.display()))?
+            }
+        };
+
+        let mut policy = Policy::default();
+        match (&a.ports, &file.ports) {
+            (Some(list), _) | (None, Some(PortsValue::Text(list))) => {
+                policy.ports = parse_ports(list).map_err(|e| anyhow::anyhow!("--ports: {e}"))?;
+            }
+            (None, Some(PortsValue::List(list))) => {
+                if list.is_empty() || list.contains(&0) {
+                    bail!("policy file: 'ports' must list ports 1..=65535");
+                }
+                policy.ports = list.iter().copied().collect();
+            }
+            (None, None) => {}
+        }
+        for rule in &file.allow {
+            policy.allow.push(
+                rule.parse()
+                    .map_err(|e| anyhow::anyhow!("policy file allow: {e}"))?,
+            );
+        }
+        policy.allow.extend(a.allow.iter().copied());
+        for rule in &file.deny {
+            policy.deny.push(
+                rule.parse()
+                    .map_err(|e| anyhow::anyhow!("policy file deny: {e}"))?,
+            );
+        }
+        policy.deny.extend(a.deny.iter().copied());
+
+        let mut origins = file.origins.clone();
+        origins.extend(a.origin.iter().cloned());
+
+        let d = Limits::default();
+        let fl = &file.limits;
+        let limits = Limits {
+            bytes_per_min: a.bytes_per_min.or(fl.bytes_per_min).unwrap_or(d.bytes_per_min),
+            conns_per_min: a.conns_per_min.or(fl.conns_per_min).unwrap_or(d.conns_per_min),
+            max_concurrent: a.max_concurrent.or(fl.max_concurrent).unwrap_or(d.max_concurrent),
+            connect_timeout: match a.connect_timeout.as_ref().or(fl.connect_timeout.as_ref()) {
+                Some(s) => duration(s, "connect timeout")?,
+                None => d.connect_timeout,
+            },
+            idle_timeout: match a.idle_timeout.as_ref().or(fl.idle_timeout.as_ref()) {
+                Some(s) => duration(s, "idle timeout")?,
+                None => d.idle_timeout,
+            },
+            max_message: a.max_message.or(fl.max_message).unwrap_or(d.max_message),
+        };
+        // A binary frame must be able to carry a full flow-control window.
+        if limits.max_message < 4096 {
+            bail!("--max-message must be at least 4096 bytes");
+        }
+
+        let jwt_secret = if a.no_auth {
+            None
+        } else {
+            match jwt_secret {
+                Some(s) if s.len() >= 16 => Some(s.into_bytes()),
+                Some(_) => bail!("JWT_SECRET must be at least 16 bytes"),
+                None => bail!(
+                    "JWT_SECRET is not set: set it (and mint tokens with `lwproxy token --sub NAME`), \
+                     or pass --no-auth for local development"
+                ),
+            }
+        };
+
+        let tls_server = match (&a.tls_cert, &a.tls_key) {
+            (Some(c), Some(k)) => Some(crate::tls::server_config(c, k)?),
+            _ => None,
+        };
+        Ok(Config {
+            listen: a.listen,
+            policy,
+            jwt_secret,
+            origins,
+            limits,
+            max_sessions: a.max_sessions.or(fl.max_sessions).unwrap_or(4096),
+            drain_timeout: duration(&a.drain_timeout, "drain timeout")?,
+            tls_client: crate::tls::client_config(&a.extra_ca)?,
+            tls_server,
+        })
+    }
+}

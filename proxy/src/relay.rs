@@ -1,0 +1,370 @@
+//! One proxied connection: resolve and check (policy), connect (timeout), optional TLS,
+//! then relay both directions with flow control, half-close, idle timeout and byte limits.
+//! Every connection that entered the session's table ends with exactly one `closed`,
+//! preceded by an `error` when it ended abnormally.
+
+use crate::audit::Audit;
+use crate::config::Config;
+use crate::limits::{ConnSlot, Identity};
+use crate::policy::{self, Host};
+use crate::protocol::{self, Dialect, BINARY_HEADER, WINDOW};
+use crate::session::{ConnEvent, Out};
+use bytes::{Bytes, BytesMut};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::time::Instant;
+
+/// Largest read from a target, i.e. the largest data message we send.
+const CHUNK: usize = 64 * 1024;
+/// Acks are coalesced up to this many bytes (or sent when the queue runs dry).
+const ACK_BATCH: u64 = 64 * 1024;
+
+/// Client-to-target commands, in order.
+#[derive(Debug)]
+pub enum Upstream {
+    Data(Bytes),
+    Shutdown,
+    Close,
+}
+
+/// Target-to-client credit (v2): at most [`WINDOW`] bytes sent and not yet acked.
+#[derive(Debug)]
+pub struct Window {
+    credit: Semaphore,
+    unacked: Mutex<u64>,
+    enabled: bool,
+}
+
+impl Window {
+    pub fn new(dialect: Dialect) -> Self {
+        Window {
+            credit: Semaphore::new(WINDOW as usize),
+            unacked: Mutex::new(0),
+            enabled: dialect == Dialect::V2,
+        }
+    }
+
+    /// Waits for credit and takes up to `max` bytes of it.
+    async fn take(&self, max: usize) -> Result<usize, String> {
+        if !self.enabled {
+            return Ok(max);
+        }
+        let first = self
+            .credit
+            .acquire()
+            .await
+            .map_err(|_| "window closed".to_string())?;
+        first.forget();
+        let extra = self.credit.available_permits().min(max - 1);
+        if extra > 0 {
+            if let Ok(p) = self.credit.try_acquire_many(extra as u32) {
+                p.forget();
+                return Ok(1 + extra);
+            }
+        }
+        Ok(1)
+    }
+
+    /// Returns credit taken by `take` that was not used.
+    fn give_back(&self, n: usize) {
+        if self.enabled && n > 0 {
+            self.credit.add_permits(n);
+        }
+    }
+
+    fn sent(&self, n: usize) {
+        if self.enabled {
+            *self.unacked.lock().unwrap_or_else(|p| p.into_inner()) += n as u64;
+        }
+    }
+
+    /// The client consumed `bytes`.
+    pub fn ack(&self, bytes: u64) -> Result<(), String> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let mut unacked = self.unacked.lock().unwrap_or_else(|p| p.into_inner());
+        if bytes > *unacked {
+            return Err(format!(
+                "ack of {bytes} bytes exceeds the {} bytes unacknowledged",
+                *unacked
+            ));
+        }
+        *unacked -= bytes;
+        self.credit.add_permits(bytes as usize);
+        Ok(())
+    }
+}
+
+pub struct ConnParams {
+    pub id: u32,
+    pub host: Host,
+    pub host_text: String,
+    pub port: u16,
+    pub tls: bool,
+    pub timeout_ms: Option<u64>,
+    pub cfg: Arc<Config>,
+    pub identity: Arc<Identity>,
+    pub client: SocketAddr,
+    pub dialect: Dialect,
+    pub out: Out,
+    pub events: mpsc::UnboundedSender<ConnEvent>,
+    pub upstream: mpsc::UnboundedReceiver<Upstream>,
+    pub queued: Arc<AtomicU64>,
+    pub drained: Arc<Notify>,
+    pub window: Arc<Window>,
+    pub kill: watch::Receiver<Option<String>>,
+    pub slot: ConnSlot,
+}
+
+/// Shared between the two directions of one connection (same task).
+struct Shared<'a> {
+    p: &'a ConnParams,
+    audit: &'a Audit,
+    last_activity: Mutex<Instant>,
+    target_eof: AtomicBool,
+    client_shut: AtomicBool,
+}
+
+impl Shared<'_> {
+    fn touch(&self) {
+        *self.last_activity.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+    fn last(&self) -> Instant {
+        *self.last_activity.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+pub async fn run(mut p: ConnParams) {
+    let target = format!("{}:{}", p.host_text, p.port);
+    let audit = Audit::new(p.identity.name.clone(), p.client, p.id, target, p.tls);
+    let mut kill = p.kill.clone();
+    let mut upstream = std::mem::replace(&mut p.upstream, mpsc::unbounded_channel().1);
+    let result = tokio::select! {
+        r = connect_and_relay(&p, &audit, &mut upstream) => r,
+        k = kill.wait_for(|k| k.is_some()) => Err(k.map(|k| k.clone().unwrap_or_default()).unwrap_or_default()),
+    };
+    match &result {
+        Ok(()) => audit.set_outcome("closed"),
+        Err(e) => audit.set_outcome(format!("error: {e}")),
+    }
+    // Unblock a session waiting for this connection's buffer (seed dialect back-pressure).
+    drop(upstream);
+    p.drained.notify_waiters();
+    // Leave the table before `closed` reaches the client, so the id can be reused at once.
+    let _ = p.events.send(ConnEvent::Finished(p.id));
+    if let Err(e) = &result {
+        p.out.error(Some(p.id), e).await;
+    }
+    p.out.text(protocol::closed(p.id)).await;
+    drop(p.slot);
+}
+
+async fn connect_and_relay(
+    p: &ConnParams,
+    audit: &Audit,
+    upstream: &mut mpsc::UnboundedReceiver<Upstream>,
+) -> Result<(), String> {
+    let limits = &p.cfg.limits;
+    let timeout = match p.timeout_ms {
+        Some(ms) => limits.connect_timeout.min(Duration::from_millis(ms)),
+        None => limits.connect_timeout,
+    };
+    let secs = timeout.as_secs_f64();
+    let deadline = Instant::now() + timeout;
+    let timed_out = || format!("limit: connect timeout ({secs} s): connect timed out");
+
+    let addrs = tokio::time::timeout_at(deadline, policy::resolve_checked(&p.cfg.policy, &p.host, p.port))
+        .await
+        .map_err(|_| timed_out())?
+        .inspect_err(|e| tracing::info!(identity = %p.identity.name, target = %p.host_text, "{e}"))?;
+
+    let mut last_err = String::from("no address");
+    let mut tcp = None;
+    for addr in addrs {
+        match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
+            Err(_) => return Err(timed_out()),
+            Ok(Ok(s)) => {
+                audit.set_resolved(addr);
+                tcp = Some((s, addr));
+                break;
+            }
+            Ok(Err(e)) => last_err = io_error_text(&e),
+        }
+    }
+    let (tcp, addr) = tcp.ok_or(last_err)?;
+    tcp.set_nodelay(true).ok();
+
+    if p.tls {
+        let name = crate::tls::server_name(&p.host)?;
+        let connector = tokio_rustls::TlsConnector::from(p.cfg.tls_client.clone());
+        let stream = tokio::time::timeout_at(deadline, connector.connect(name, tcp))
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|e| format!("tls: handshake with {} failed: {e}", p.host_text))?;
+        announce(p, addr).await?;
+        relay(stream, p, audit, upstream).await
+    } else {
+        announce(p, addr).await?;
+        relay(tcp, p, audit, upstream).await
+    }
+}
+
+async fn announce(p: &ConnParams, addr: SocketAddr) -> Result<(), String> {
+    let addr = addr.to_string();
+    let extra = (p.dialect == Dialect::V2).then_some(addr.as_str());
+    if p.out.text(protocol::opened(p.id, extra)).await {
+        Ok(())
+    } else {
+        Err("client gone".into())
+    }
+}
+
+/// Error texts use the phrases clients map to errno (spec A).
+fn io_error_text(e: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        ConnectionRefused => "connection refused".into(),
+        ConnectionReset | ConnectionAborted | BrokenPipe => "connection reset by the target".into(),
+        TimedOut => "connection timed out".into(),
+        _ => format!("i/o error: {e}"),
+    }
+}
+
+async fn relay<S>(
+    stream: S,
+    p: &ConnParams,
+    audit: &Audit,
+    upstream: &mut mpsc::UnboundedReceiver<Upstream>,
+) -> Result<(), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let sh = Shared {
+        p,
+        audit,
+        last_activity: Mutex::new(Instant::now()),
+        target_eof: AtomicBool::new(false),
+        client_shut: AtomicBool::new(false),
+    };
+    let idle = p.cfg.limits.idle_timeout;
+    let down = downstream(&mut rd, &sh);
+    let up = upstream_loop(&mut wr, &sh, upstream);
+    tokio::pin!(down, up);
+    let mut down_done = false;
+    loop {
+        let idle_at = sh.last() + idle;
+        tokio::select! {
+            r = &mut down, if !down_done => {
+                r?;
+                down_done = true;
+                if p.dialect == Dialect::V1 || sh.client_shut.load(Ordering::Acquire) {
+                    return Ok(());
+                }
+                sh.target_eof.store(true, Ordering::Release);
+                if !p.out.text(protocol::eof(p.id)).await {
+                    return Err("client gone".into());
+                }
+            }
+            r = &mut up => return r,
+            _ = tokio::time::sleep_until(idle_at) => {
+                if sh.last() + idle <= Instant::now() {
+                    return Err(format!("limit: idle timeout ({} s): connection timed out", idle.as_secs_f64()));
+                }
+            }
+        }
+    }
+}
+
+/// Target to client. Returns Ok on the target's EOF.
+async fn downstream<R: AsyncRead + Unpin>(rd: &mut R, sh: &Shared<'_>) -> Result<(), String> {
+    let p = sh.p;
+    let limits = &p.cfg.limits;
+    let mut json_buf = vec![0u8; if p.dialect == Dialect::V1 { CHUNK } else { 0 }];
+    loop {
+        let budget = p.window.take(CHUNK).await?;
+        let n = if p.dialect == Dialect::V2 {
+            let mut buf = BytesMut::with_capacity(BINARY_HEADER + budget);
+            buf.resize(BINARY_HEADER, 0);
+            let n = (&mut *rd)
+                .take(budget as u64)
+                .read_buf(&mut buf)
+                .await
+                .map_err(|e| io_error_text(&e))?;
+            p.window.give_back(budget - n);
+            if n == 0 {
+                return Ok(());
+            }
+            p.identity.charge_bytes(n, limits)?;
+            protocol::fill_binary_header(p.id, &mut buf);
+            p.window.sent(n);
+            if !p.out.binary(buf.freeze()).await {
+                return Err("client gone".into());
+            }
+            n
+        } else {
+            let n = rd
+                .read(&mut json_buf[..budget])
+                .await
+                .map_err(|e| io_error_text(&e))?;
+            if n == 0 {
+                return Ok(());
+            }
+            p.identity.charge_bytes(n, limits)?;
+            if !p.out.text(protocol::data_json(p.id, &json_buf[..n])).await {
+                return Err("client gone".into());
+            }
+            n
+        };
+        sh.audit.add_down(n);
+        sh.touch();
+    }
+}
+
+/// Client to target. Returns Ok when the client closed the connection (or, after both
+/// half-closes, when the target had already finished).
+async fn upstream_loop<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    sh: &Shared<'_>,
+    rx: &mut mpsc::UnboundedReceiver<Upstream>,
+) -> Result<(), String> {
+    let p = sh.p;
+    let mut unacked: u64 = 0;
+    while let Some(cmd) = rx.recv().await {
+        match cmd {
+            Upstream::Data(data) => {
+                let n = data.len();
+                p.identity.charge_bytes(n, &p.cfg.limits)?;
+                wr.write_all(&data).await.map_err(|e| io_error_text(&e))?;
+                p.queued.fetch_sub(n as u64, Ordering::AcqRel);
+                p.drained.notify_waiters();
+                sh.audit.add_up(n);
+                sh.touch();
+                if p.dialect == Dialect::V2 {
+                    unacked += n as u64;
+                    if unacked >= ACK_BATCH || rx.is_empty() {
+                        if !p.out.text(protocol::ack(p.id, unacked)).await {
+                            return Err("client gone".into());
+                        }
+                        unacked = 0;
+                    }
+                }
+            }
+            Upstream::Shutdown => {
+                wr.shutdown().await.map_err(|e| io_error_text(&e))?;
+                sh.client_shut.store(true, Ordering::Release);
+                if sh.target_eof.load(Ordering::Acquire) {
+                    return Ok(());
+                }
+            }
+            Upstream::Close => return Ok(()),
+        }
+    }
+    Ok(())
+}

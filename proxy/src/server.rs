@@ -1,0 +1,363 @@
+//! The listener: accepts TCP (optionally TLS), answers `GET /health`, checks origin and token,
+//! negotiates the subprotocol, completes the WebSocket handshake and starts a session.
+
+use crate::auth;
+use crate::config::Config;
+use crate::limits::Registry;
+use crate::protocol::{Dialect, BEARER_PREFIX, SUBPROTOCOL_V1, SUBPROTOCOL_V2};
+use crate::session::{self, SessionCtx};
+use anyhow::{Context, Result};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+
+const MAX_REQUEST_HEAD: usize = 16 * 1024;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A client stream, plain or TLS.
+pub enum ClientStream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Shared by every connection handler.
+pub struct Shared {
+    pub cfg: Arc<Config>,
+    pub registry: Registry,
+    pub shutdown: watch::Receiver<bool>,
+    /// One clone per live session; the count is how many are live.
+    pub sessions: Arc<()>,
+}
+
+/// Runs until `shutdown` turns true, then drains sessions (up to the drain timeout).
+pub async fn serve(listener: TcpListener, cfg: Arc<Config>, shutdown: watch::Receiver<bool>) -> Result<()> {
+    let acceptor = cfg.tls_server.clone().map(tokio_rustls::TlsAcceptor::from);
+    let shared = Arc::new(Shared {
+        cfg: cfg.clone(),
+        registry: Registry::default(),
+        shutdown: shutdown.clone(),
+        sessions: Arc::new(()),
+    });
+    let mut stop = shutdown.clone();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off rather than spin.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let shared = shared.clone();
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle_client(tcp, peer, acceptor, shared).await {
+                tracing::debug!(%peer, "client: {e:#}");
+            }
+        });
+    }
+    drop(listener);
+    let live = Arc::strong_count(&shared.sessions) - 1;
+    tracing::info!(sessions = live, "SIGTERM: stopped accepting; draining sessions");
+    let deadline = tokio::time::Instant::now() + cfg.drain_timeout + Duration::from_secs(2);
+    while Arc::strong_count(&shared.sessions) > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let left = Arc::strong_count(&shared.sessions) - 1;
+    if left > 0 {
+        tracing::warn!(sessions = left, "drain timeout: exiting with sessions still open");
+    }
+    Ok(())
+}
+
+struct Request {
+    path: String,
+    query: Option<String>,
+    upgrade: bool,
+    key: Option<String>,
+    version_ok: bool,
+    origin: Option<String>,
+    protocols: Vec<String>,
+}
+
+fn parse_request(head: &[u8]) -> Result<Request, &'static str> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        _ => return Err("malformed HTTP request"),
+    }
+    if req.method != Some("GET") {
+        return Err("only GET is supported");
+    }
+    let target = req.path.unwrap_or("/");
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+        None => (target.to_owned(), None),
+    };
+    let mut r = Request {
+        path,
+        query,
+        upgrade: false,
+        key: None,
+        version_ok: false,
+        origin: None,
+        protocols: Vec::new(),
+    };
+    let mut connection_upgrade = false;
+    for h in req.headers.iter() {
+        let value = std::str::from_utf8(h.value).unwrap_or("").trim();
+        match h.name.to_ascii_lowercase().as_str() {
+            "upgrade" => r.upgrade = value.eq_ignore_ascii_case("websocket"),
+            "connection" => {
+                connection_upgrade = value.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            }
+            "sec-websocket-key" => r.key = Some(value.to_owned()),
+            "sec-websocket-version" => r.version_ok = value == "13",
+            "origin" => r.origin = Some(value.to_owned()),
+            "sec-websocket-protocol" => r.protocols.extend(
+                value
+                    .split(',')
+                    .map(|p| p.trim().to_owned())
+                    .filter(|p| !p.is_empty()),
+            ),
+            _ => {}
+        }
+    }
+    r.upgrade &= connection_upgrade;
+    Ok(r)
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == name).then(|| v.to_owned())
+    })
+}
+
+async fn respond<S: AsyncWrite + Unpin>(s: &mut S, status: &str, body: &str) -> Result<()> {
+    let msg = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(msg.as_bytes()).await?;
+    s.shutdown().await.ok();
+    Ok(())
+}
+
+/// Reads the request head; returns it and any bytes the client sent after it.
+async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> Result<(Vec<u8>, Vec<u8>)> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = s.read(&mut chunk).await.context("reading the request")?;
+        if n == 0 {
+            anyhow::bail!("client closed before sending a request");
+        }
+        let scan_from = buf.len().saturating_sub(3);
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(pos) = buf[scan_from..].windows(4).position(|w| w == b"\r\n\r\n") {
+            let end = scan_from + pos + 4;
+            let rest = buf.split_off(end);
+            return Ok((buf, rest));
+        }
+        if buf.len() > MAX_REQUEST_HEAD {
+            anyhow::bail!("request head larger than {MAX_REQUEST_HEAD} bytes");
+        }
+    }
+}
+
+pub fn ws_config(cfg: &Config) -> WebSocketConfig {
+    // Our own message limit answers with an `error` and keeps the session; tungstenite's
+    // hard limit (above it) only guards memory against absurd frames.
+    let hard = cfg.limits.max_message.saturating_mul(2).saturating_add(64 * 1024);
+    WebSocketConfig::default()
+        .read_buffer_size(64 * 1024)
+        .write_buffer_size(64 * 1024)
+        .max_write_buffer_size(4 * 1024 * 1024)
+        .max_message_size(Some(hard))
+        .max_frame_size(Some(hard))
+}
+
+async fn handle_client(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    shared: Arc<Shared>,
+) -> Result<()> {
+    tcp.set_nodelay(true).ok();
+    let cfg = &shared.cfg;
+    let setup = async {
+        let mut stream = match &acceptor {
+            None => ClientStream::Plain(tcp),
+            Some(a) => ClientStream::Tls(Box::new(a.accept(tcp).await.context("TLS handshake")?)),
+        };
+        let (head, rest) = read_head(&mut stream).await?;
+        anyhow::Ok((stream, head, rest))
+    };
+    let (mut stream, head, rest) = tokio::time::timeout(HANDSHAKE_TIMEOUT, setup)
+        .await
+        .context("handshake timed out")??;
+
+    let req = match parse_request(&head) {
+        Ok(r) => r,
+        Err(why) => return respond(&mut stream, "400 Bad Request", why).await,
+    };
+    if !req.upgrade {
+        return if req.path == "/health" {
+            respond(&mut stream, "200 OK", "ok").await
+        } else {
+            respond(
+                &mut stream,
+                "426 Upgrade Required",
+                "this is a WebSocket endpoint; GET /health for status",
+            )
+            .await
+        };
+    }
+    let Some(key) = req.key.as_deref().filter(|_| req.version_ok) else {
+        return respond(
+            &mut stream,
+            "400 Bad Request",
+            "WebSocket version 13 with a key is required",
+        )
+        .await;
+    };
+    if !auth::origin_allowed(&cfg.origins, req.origin.as_deref()) {
+        tracing::warn!(%peer, origin = req.origin.as_deref().unwrap_or(""), "rejected: origin not allowed");
+        return respond(&mut stream, "403 Forbidden", "origin not allowed").await;
+    }
+    let token = query_param(req.query.as_deref(), "token").or_else(|| {
+        req.protocols
+            .iter()
+            .find_map(|p| p.strip_prefix(BEARER_PREFIX).map(str::to_owned))
+    });
+    let identity = match &cfg.jwt_secret {
+        None => peer.ip().to_string(),
+        Some(secret) => {
+            let verdict = match token {
+                None => Err(auth::AuthError::Missing),
+                Some(t) => auth::verify(secret, &t, auth::now_secs()),
+            };
+            match verdict {
+                Ok(sub) => sub,
+                Err(e) => {
+                    tracing::warn!(%peer, "rejected: {e}");
+                    return respond(&mut stream, "401 Unauthorized", &format!("unauthorized: {e}")).await;
+                }
+            }
+        }
+    };
+    if Arc::strong_count(&shared.sessions) > cfg.max_sessions {
+        return respond(&mut stream, "503 Service Unavailable", "limit: sessions").await;
+    }
+    if *shared.shutdown.borrow() {
+        return respond(&mut stream, "503 Service Unavailable", "server shutting down").await;
+    }
+    let (dialect, chosen) = if req.protocols.iter().any(|p| p == SUBPROTOCOL_V2) {
+        (Dialect::V2, Some(SUBPROTOCOL_V2))
+    } else if req.protocols.iter().any(|p| p == SUBPROTOCOL_V1) {
+        (Dialect::V1, Some(SUBPROTOCOL_V1))
+    } else {
+        (Dialect::V1, None)
+    };
+    let mut resp = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n",
+        derive_accept_key(key.as_bytes())
+    );
+    if let Some(p) = chosen {
+        resp.push_str(&format!("Sec-WebSocket-Protocol: {p}\r\n"));
+    }
+    resp.push_str("\r\n");
+    stream
+        .write_all(resp.as_bytes())
+        .await
+        .context("writing the handshake")?;
+
+    let ws = WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(ws_config(cfg))).await;
+    let identity = shared.registry.get(&identity, &cfg.limits);
+    tracing::debug!(%peer, identity = %identity.name, ?dialect, "session start");
+    let ctx = SessionCtx {
+        cfg: cfg.clone(),
+        identity,
+        peer,
+        dialect,
+        shutdown: shared.shutdown.clone(),
+        _live: shared.sessions.clone(),
+    };
+    session::run(ws, ctx).await;
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_parsing() {
+        let r = parse_request(
+            b"GET /ws?x=1&token=abc HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
+              Sec-WebSocket-Key: k\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: lwproxy.v2, bearer.t.u.v\r\n\r\n",
+        )
+        .unwrap();
+        assert!(r.upgrade && r.version_ok);
+        assert_eq!(r.path, "/ws");
+        assert_eq!(query_param(r.query.as_deref(), "token").as_deref(), Some("abc"));
+        assert_eq!(r.protocols, vec!["lwproxy.v2", "bearer.t.u.v"]);
+        assert!(parse_request(b"POST / HTTP/1.1\r\n\r\n").is_err());
+        assert!(parse_request(b"\x00\x01garbage\r\n\r\n").is_err());
+    }
+}

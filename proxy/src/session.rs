@@ -1,0 +1,341 @@
+//! One WebSocket session: reads client messages, keeps the table of connections, and
+//! multiplexes their output through one writer task. Nothing a client sends can end the
+//! session except closing it; bad input gets an `error` and the session carries on.
+
+use crate::config::Config;
+use crate::limits::Identity;
+use crate::policy;
+use crate::protocol::{self, ClientMsg, Dialect, WINDOW};
+use crate::relay::{self, ConnParams, Upstream, Window};
+use futures_util::{SinkExt, StreamExt};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::AbortHandle;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+/// Messages queued towards the client. Small: with data messages of at most 64 KiB (+base64)
+/// this bounds a session's outgoing buffer at about 1.5 MiB however slow its reader is.
+const OUT_QUEUE: usize = 16;
+
+pub struct SessionCtx {
+    pub cfg: Arc<Config>,
+    pub identity: Arc<Identity>,
+    pub peer: SocketAddr,
+    pub dialect: Dialect,
+    pub shutdown: watch::Receiver<bool>,
+    /// Counted by the server to know when all sessions have drained.
+    pub _live: Arc<()>,
+}
+
+/// What a connection task tells its session.
+pub enum ConnEvent {
+    Finished(u32),
+}
+
+struct ConnEntry {
+    tx: mpsc::UnboundedSender<Upstream>,
+    /// Bytes handed to `tx` and not yet written to the target.
+    queued: Arc<AtomicU64>,
+    drained: Arc<Notify>,
+    window: Arc<Window>,
+    kill: watch::Sender<Option<String>>,
+    /// The client closed it: no more writes; `closed` will follow.
+    closing: bool,
+    /// The client half-closed it: no more writes.
+    shut: bool,
+    abort: AbortHandle,
+}
+
+/// Sends to the client through the writer task; `false` once the client is gone.
+#[derive(Clone)]
+pub struct Out(mpsc::Sender<Message>);
+
+impl Out {
+    pub async fn text(&self, s: String) -> bool {
+        self.0.send(Message::Text(s.into())).await.is_ok()
+    }
+    pub async fn binary(&self, b: bytes::Bytes) -> bool {
+        self.0.send(Message::Binary(b)).await.is_ok()
+    }
+    pub async fn error(&self, id: Option<u32>, msg: &str) -> bool {
+        self.text(protocol::error(id, msg)).await
+    }
+}
+
+pub async fn run<S>(ws: WebSocketStream<S>, ctx: SessionCtx)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sink, mut stream) = ws.split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Message>(OUT_QUEUE);
+    let out = Out(out_tx);
+
+    // The writer batches whatever is queued into one flush.
+    let mut writer = tokio::spawn(async move {
+        while let Some(first) = out_rx.recv().await {
+            let is_close = matches!(first, Message::Close(_));
+            if sink.feed(first).await.is_err() {
+                return;
+            }
+            if is_close {
+                break;
+            }
+            while let Ok(more) = out_rx.try_recv() {
+                let is_close = matches!(more, Message::Close(_));
+                if sink.feed(more).await.is_err() {
+                    return;
+                }
+                if is_close {
+                    break;
+                }
+            }
+            if sink.flush().await.is_err() {
+                return;
+            }
+        }
+        sink.close().await.ok();
+    });
+
+    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<ConnEvent>();
+    let mut conns: HashMap<u32, ConnEntry> = HashMap::new();
+    let mut shutdown = ctx.shutdown.clone();
+    let mut draining = *shutdown.borrow();
+    let max_message = ctx.cfg.limits.max_message;
+
+    loop {
+        if draining && conns.is_empty() {
+            let frame = CloseFrame {
+                code: CloseCode::Away,
+                reason: "server shutting down".into(),
+            };
+            let _ = out.0.send(Message::Close(Some(frame))).await;
+            break;
+        }
+        let msg = tokio::select! {
+            biased;
+            Some(ConnEvent::Finished(id)) = ev_rx.recv() => {
+                conns.remove(&id);
+                continue;
+            }
+            _ = shutdown.wait_for(|s| *s), if !draining => {
+                draining = true;
+                continue;
+            }
+            _ = &mut writer => break, // the client went away
+            m = stream.next() => m,
+        };
+        let msg = match msg {
+            None => break,
+            Some(Err(e)) => {
+                tracing::debug!(peer = %ctx.peer, "session read: {e}");
+                break;
+            }
+            Some(Ok(m)) => m,
+        };
+        let parsed = match msg {
+            Message::Text(t) if t.len() > max_message => Err(protocol::ProtoError {
+                id: None,
+                msg: format!("limit: message size ({max_message} bytes)"),
+            }),
+            Message::Binary(b) if b.len() > max_message => {
+                let id = (b.len() >= 4).then(|| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                Err(protocol::ProtoError {
+                    id,
+                    msg: format!("limit: message size ({max_message} bytes)"),
+                })
+            }
+            Message::Text(t) => protocol::parse_text(t.as_str(), ctx.dialect),
+            Message::Binary(b) => protocol::parse_binary(b, ctx.dialect),
+            Message::Close(_) => break,
+            // Pings are answered by tungstenite itself.
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+        };
+        let alive = match parsed {
+            Err(e) => out.error(e.id, &e.msg).await,
+            Ok(m) => handle(m, &ctx, &out, &ev_tx, &mut conns, draining).await,
+        };
+        if !alive {
+            break;
+        }
+    }
+    for (_, c) in conns.drain() {
+        c.abort.abort();
+    }
+    drop(out);
+    // Let the writer flush the close frame, but do not wait on a client that stopped reading.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
+    tracing::debug!(peer = %ctx.peer, "session end");
+}
+
+/// Handles one valid message; returns false when the client is gone.
+async fn handle(
+    msg: ClientMsg,
+    ctx: &SessionCtx,
+    out: &Out,
+    ev_tx: &mpsc::UnboundedSender<ConnEvent>,
+    conns: &mut HashMap<u32, ConnEntry>,
+    draining: bool,
+) -> bool {
+    match msg {
+        ClientMsg::Open {
+            id,
+            host,
+            port,
+            tls,
+            timeout_ms,
+        } => {
+            if draining {
+                return out
+                    .error(Some(id), "server shutting down: no new connections")
+                    .await;
+            }
+            if conns.contains_key(&id) {
+                return out
+                    .error(
+                        Some(id),
+                        &format!("duplicate id {id}: that connection is still open"),
+                    )
+                    .await;
+            }
+            let host_parsed = match policy::parse_host(&host) {
+                Ok(h) => h,
+                Err(e) => return out.error(Some(id), &e).await,
+            };
+            let slot = match ctx.identity.try_open(&ctx.cfg.limits) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::info!(identity = %ctx.identity.name, "{e}");
+                    return out.error(Some(id), &e).await;
+                }
+            };
+            let (tx, rx) = mpsc::unbounded_channel();
+            let queued = Arc::new(AtomicU64::new(0));
+            let drained = Arc::new(Notify::new());
+            let window = Arc::new(Window::new(ctx.dialect));
+            let (kill, kill_rx) = watch::channel(None);
+            let params = ConnParams {
+                id,
+                host: host_parsed,
+                host_text: host,
+                port,
+                tls,
+                timeout_ms,
+                cfg: ctx.cfg.clone(),
+                identity: ctx.identity.clone(),
+                client: ctx.peer,
+                dialect: ctx.dialect,
+                out: out.clone(),
+                events: ev_tx.clone(),
+                upstream: rx,
+                queued: queued.clone(),
+                drained: drained.clone(),
+                window: window.clone(),
+                kill: kill_rx,
+                slot,
+            };
+            let task = tokio::spawn(relay::run(params));
+            conns.insert(
+                id,
+                ConnEntry {
+                    tx,
+                    queued,
+                    drained,
+                    window,
+                    kill,
+                    closing: false,
+                    shut: false,
+                    abort: task.abort_handle(),
+                },
+            );
+            true
+        }
+        ClientMsg::Write { id, data } => {
+            let Some(c) = conns.get_mut(&id) else {
+                return out
+                    .error(Some(id), &format!("write to unknown connection id {id}"))
+                    .await;
+            };
+            if c.closing || c.shut {
+                return out
+                    .error(
+                        Some(id),
+                        &format!("write to connection {id}, which is closed for writing"),
+                    )
+                    .await;
+            }
+            if data.is_empty() {
+                return true;
+            }
+            let len = data.len() as u64;
+            let queued = c.queued.load(Ordering::Acquire);
+            if ctx.dialect == Dialect::V2 && queued + len > WINDOW {
+                // The client broke flow control: end this connection only.
+                c.closing = true;
+                let _ = c.kill.send(Some(format!(
+                    "limit: flow-control window ({WINDOW} bytes) exceeded by the client"
+                )));
+                return true;
+            }
+            c.queued.fetch_add(len, Ordering::AcqRel);
+            if c.tx.send(Upstream::Data(data)).is_err() {
+                return true; // the connection is ending; its task reports why
+            }
+            if ctx.dialect == Dialect::V1 {
+                // The seed protocol has no acks: hold the whole session (back-pressure on the
+                // WebSocket) until this connection's buffer drains below one window.
+                let (queued, drained) = (c.queued.clone(), c.drained.clone());
+                loop {
+                    let notified = drained.notified();
+                    tokio::pin!(notified);
+                    notified.as_mut().enable();
+                    if queued.load(Ordering::Acquire) <= WINDOW || c.tx.is_closed() {
+                        break;
+                    }
+                    notified.await;
+                }
+            }
+            true
+        }
+        ClientMsg::Close { id } => {
+            match conns.get_mut(&id) {
+                Some(c) if !c.closing => {
+                    c.closing = true;
+                    let _ = c.tx.send(Upstream::Close);
+                    true
+                }
+                Some(_) => true, // already closing: `closed` is on its way
+                None => {
+                    out.error(Some(id), &format!("close of unknown connection id {id}"))
+                        .await
+                }
+            }
+        }
+        ClientMsg::Shutdown { id } => match conns.get_mut(&id) {
+            Some(c) if !c.closing && !c.shut => {
+                c.shut = true;
+                let _ = c.tx.send(Upstream::Shutdown);
+                true
+            }
+            Some(_) => true,
+            None => {
+                out.error(Some(id), &format!("shutdown of unknown connection id {id}"))
+                    .await
+            }
+        },
+        ClientMsg::Ack { id, bytes } => match conns.get(&id) {
+            Some(c) => match c.window.ack(bytes) {
+                Ok(()) => true,
+                Err(e) => out.error(Some(id), &e).await,
+            },
+            // Acks may cross a `closed` in flight: not an error worth a message.
+            None => true,
+        },
+    }
+}
