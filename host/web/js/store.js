@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: GPL-2.0-only
+// The browser's lwstore backend: a key/value blob store in IndexedDB with
+// the semantics of include/uapi/linux/lwstore.h. Values are written in
+// chunks into a pending copy that replaces the committed value atomically
+// on COMMIT (one IndexedDB transaction), so a save interrupted at any point
+// leaves the previous snapshot intact, across reloads.
+//
+// Schema (versioned through IndexedDB's own version, upgraded in order):
+//   v1  values:  key -> {gen, size}        committed values
+//       pending: key -> {gen, size}        a value being written
+//       chunks:  [key, gen, offset] -> Uint8Array
+//       meta:    "gen" -> last generation, "usage" -> bytes held
+
+import { E } from "./shim.js";
+
+export const SCHEMA_VERSION = 1;
+const KEY_MAX = 512;
+const CHUNK_MAX = 65536;
+const WRITE_TRUNC = 0x1, WRITE_COMMIT = 0x2;
+
+/** Keys are byte strings: one char per byte keeps IndexedDB's sort = byte order. */
+const keyString = (bytes) => {
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 8192) s += String.fromCharCode(...bytes.subarray(i, i + 8192));
+  return s;
+};
+const keyBytes = (s) => Uint8Array.from(s, (c) => c.charCodeAt(0));
+
+/** lwstore's key rules: 1..512 bytes, no NUL, no ".." component. */
+function validKey(bytes) {
+  if (bytes.length === 0 || bytes.length > KEY_MAX || bytes.includes(0)) return false;
+  return !keyString(bytes).split("/").includes("..");
+}
+
+const request = (r) => new Promise((resolve, reject) => {
+  r.onsuccess = () => resolve(r.result);
+  r.onerror = () => reject(r.error);
+});
+const done = (tx) => new Promise((resolve, reject) => {
+  tx.oncomplete = () => resolve();
+  tx.onerror = () => reject(tx.error);
+  tx.onabort = () => reject(tx.error || new Error("transaction aborted"));
+});
+
+/** Thrown inside a transaction to abort it and answer -errno. */
+class StoreError extends Error {
+  constructor(errno) { super("errno " + errno); this.errno = errno; }
+}
+
+export class IdbStore {
+  /** Opens (creating or upgrading) the database `name`. */
+  static async open(name, { quotaBytes = 256 * 1024 * 1024 } = {}) {
+    const open = indexedDB.open(name, SCHEMA_VERSION);
+    open.onupgradeneeded = (ev) => {
+      const db = open.result;
+      // Each step upgrades from the version before it; a database of any
+      // older version walks through all later steps.
+      if (ev.oldVersion < 1) {
+        db.createObjectStore("values");
+        db.createObjectStore("pending");
+        db.createObjectStore("chunks");
+        db.createObjectStore("meta");
+      }
+    };
+    const db = await request(open);
+    db.onversionchange = () => db.close(); // let a newer page upgrade
+    return new IdbStore(db, quotaBytes);
+  }
+
+  constructor(db, quotaBytes) {
+    this.db = db;
+    this.quotaBytes = quotaBytes;
+  }
+
+  close() { this.db.close(); }
+
+  /** Runs `fn(stores)` in one readwrite transaction; its result or -errno. */
+  async txn(fn) {
+    const tx = this.db.transaction(["values", "pending", "chunks", "meta"], "readwrite");
+    const s = {
+      values: tx.objectStore("values"), pending: tx.objectStore("pending"),
+      chunks: tx.objectStore("chunks"), meta: tx.objectStore("meta"),
+    };
+    let result;
+    try {
+      result = await fn(s);
+    } catch (e) {
+      try { tx.abort(); } catch { /* already finished */ }
+      if (e instanceof StoreError) return -e.errno;
+      throw e;
+    }
+    await done(tx);
+    return result;
+  }
+
+  /** Runs one request of the shared region's store slot; result or -errno. */
+  async run({ op, flags, key, after, offset, data, capacity }) {
+    if (op !== 5 && !validKey(key)) return { result: -E.EINVAL };
+    if (op === 5 && (key.length > KEY_MAX || key.includes(0))) return { result: -E.EINVAL };
+    const k = keyString(key);
+    switch (op) {
+      case 1: return { result: await this.write(k, flags, offset, data) };
+      case 2: return this.read(k, offset, capacity);
+      case 3: return this.stat(k);
+      case 4: return { result: await this.remove(k) };
+      case 5: return this.list(k, keyString(after), capacity);
+      default: return { result: -E.EINVAL };
+    }
+  }
+
+  async write(k, flags, offset, data) {
+    if (data.length > CHUNK_MAX || flags & ~(WRITE_TRUNC | WRITE_COMMIT)) return -E.EINVAL;
+    return this.txn(async (s) => {
+      let pending = await request(s.pending.get(k));
+      let usage = (await request(s.meta.get("usage"))) || 0;
+      if (flags & WRITE_TRUNC) {
+        if (offset !== 0) throw new StoreError(E.EINVAL);
+        if (pending) {
+          await this.dropChunks(s, k, pending.gen);
+          usage -= pending.size;
+        }
+        const gen = ((await request(s.meta.get("gen"))) || 0) + 1;
+        s.meta.put(gen, "gen");
+        pending = { gen, size: 0 };
+      } else if (!pending || offset !== pending.size) {
+        throw new StoreError(E.EINVAL); // writes continue exactly where the pending value ends
+      }
+      if (usage + data.length > this.quotaBytes) throw new StoreError(E.ENOSPC);
+      if (data.length > 0) s.chunks.put(data.slice(), [k, pending.gen, pending.size]);
+      pending.size += data.length;
+      usage += data.length;
+      if (flags & WRITE_COMMIT) {
+        const old = await request(s.values.get(k));
+        if (old) {
+          await this.dropChunks(s, k, old.gen);
+          usage -= old.size;
+        }
+        s.values.put(pending, k);
+        s.pending.delete(k);
+      } else {
+        s.pending.put(pending, k);
+      }
+      s.meta.put(usage, "usage");
+      return data.length;
+    });
+  }
+
+  async dropChunks(s, k, gen) {
+    await request(s.chunks.delete(IDBKeyRange.bound([k, gen, 0], [k, gen, Infinity])));
+  }
+
+  async read(k, offset, capacity) {
+    const tx = this.db.transaction(["values", "chunks"], "readonly");
+    const value = await request(tx.objectStore("values").get(k));
+    if (!value) return { result: -E.ENOENT };
+    if (offset >= value.size || capacity === 0) return { result: 0, data: new Uint8Array(0) };
+    const want = Math.min(capacity, value.size - offset);
+    // Chunks are at most CHUNK_MAX bytes: one starting before offset-CHUNK_MAX cannot reach it.
+    const range = IDBKeyRange.bound([k, value.gen, Math.max(0, offset - CHUNK_MAX + 1)], [k, value.gen, offset + want - 1]);
+    const starts = await request(tx.objectStore("chunks").getAllKeys(range));
+    const chunks = await request(tx.objectStore("chunks").getAll(range));
+    const out = new Uint8Array(want);
+    let filled = 0;
+    chunks.forEach((chunk, i) => {
+      const start = starts[i][2];
+      const from = Math.max(offset, start), to = Math.min(offset + want, start + chunk.length);
+      if (to > from) {
+        out.set(chunk.subarray(from - start, to - start), from - offset);
+        filled += to - from;
+      }
+    });
+    if (filled !== want) return { result: -E.EIO }; // a hole: the database was altered behind us
+    return { result: want, data: out };
+  }
+
+  async stat(k) {
+    const tx = this.db.transaction(["values"], "readonly");
+    const value = await request(tx.objectStore("values").get(k));
+    if (!value) return { result: -E.ENOENT };
+    const data = new Uint8Array(8);
+    new DataView(data.buffer).setBigUint64(0, BigInt(value.size), true);
+    return { result: 8, data };
+  }
+
+  async remove(k) {
+    return this.txn(async (s) => {
+      const value = await request(s.values.get(k));
+      if (!value) throw new StoreError(E.ENOENT);
+      let usage = (await request(s.meta.get("usage"))) || 0;
+      await this.dropChunks(s, k, value.gen);
+      usage -= value.size;
+      const pending = await request(s.pending.get(k));
+      if (pending) {
+        await this.dropChunks(s, k, pending.gen);
+        usage -= pending.size;
+        s.pending.delete(k);
+      }
+      s.values.delete(k);
+      s.meta.put(Math.max(0, usage), "usage");
+      return 0;
+    });
+  }
+
+  /** Committed keys starting with `prefix`, sorted after `after`, NUL-separated, whole keys only. */
+  async list(prefix, after, capacity) {
+    const lower = after > prefix ? after : prefix;
+    const range = IDBKeyRange.bound(lower, prefix + "\u0100", lower === after && after !== "", true);
+    const tx = this.db.transaction(["values"], "readonly");
+    const keys = await request(tx.objectStore("values").getAllKeys(range));
+    const parts = [];
+    let used = 0;
+    for (const key of keys) {
+      if (!key.startsWith(prefix)) continue;
+      if (used + key.length + 1 > capacity) break;
+      parts.push(keyBytes(key));
+      used += key.length + 1;
+    }
+    if (parts.length === 0 && keys.some((key) => key.startsWith(prefix))) return { result: -E.ERANGE };
+    const out = new Uint8Array(used);
+    let at = 0;
+    for (const p of parts) { out.set(p, at); at += p.length + 1; }
+    return { result: used, data: out };
+  }
+}
