@@ -29,17 +29,17 @@ Options:
   --auth               lwproxy requires a token, as deployed: a fresh HS256 secret is made
                        for this run and lwhost presents a token minted with it
                        (default: --no-auth, fine only because everything is on loopback)
+  --store DIR          the guest's durable store (default: $LW_WORKSPACE/store)
   --mem SIZE           guest memory (default 256M)
   --timeout SECONDS    with COMMAND: stop the guest after SECONDS (exit status 124)
   --no-build           do not check the build first (it must exist)
   -h, --help           this text
 
-The guest's store (what `lwsync save` keeps) is in $LW_WORKSPACE/store and
-survives between runs. Logs of the last run are in $LW_RUN/last/.
+The guest's store (what `lwsync save` keeps) survives between runs. Logs of the last run are in $LW_RUN/last/.
 USAGE
 }
 
-share='' auth=0 extra_ca='' mem=256M timeout='' build=1
+store=$LW_WORKSPACE/store share='' auth=0 extra_ca='' mem=256M timeout='' build=1
 allows=() command=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -52,6 +52,8 @@ while [ $# -gt 0 ]; do
         --extra-ca) if [ $# -lt 2 ] || [ ! -f "$2" ]; then echo "error: --extra-ca needs a PEM file" >&2; exit 2; fi
             extra_ca=$(readlink -f "$2"); shift 2 ;;
         --auth) auth=1; shift ;;
+        --store) [ $# -ge 2 ] || { echo "error: --store needs a directory" >&2; exit 2; }
+            mkdir -p "$2" && store=$(cd "$2" && pwd); shift 2 ;;
         --mem) if [ $# -lt 2 ] || ! [[ $2 =~ ^[0-9]+[MG]$ ]]; then echo "error: --mem needs a size like 256M" >&2; exit 2; fi
             mem=$2; shift 2 ;;
         --timeout) if [ $# -lt 2 ] || ! [[ $2 =~ ^[0-9]+$ ]]; then echo "error: --timeout needs whole seconds" >&2; exit 2; fi
@@ -85,7 +87,7 @@ case "$session" in *[[:space:],]*) lw_die "run: the session path '$session' may 
 sockdir=$session
 [ ${#sockdir} -lt 90 ] || sockdir=$(mktemp -d /tmp/lwnet.XXXXXX)
 socket=$sockdir/lwhost.sock
-mkdir -p "$LW_WORKSPACE/store"
+mkdir -p "$store"
 
 pids=() stty_saved=''
 [ -t 0 ] && stty_saved=$(stty -g 2>/dev/null || true)
@@ -163,7 +165,7 @@ echo "$!" >"$session/lwproxy.pid"
 wait_for_line "$!" "$session/lwproxy.log" "listening on" "lwproxy"
 
 # --- lwhost --------------------------------------------------------------------
-host_args=(--proxy "ws://127.0.0.1:$proxy_port" --store "$LW_WORKSPACE/store" --socket "$socket")
+host_args=(--proxy "ws://127.0.0.1:$proxy_port" --store "$store" --socket "$socket")
 [ -z "$token" ] || host_args+=(--token "$token")
 "$BIN/lwhost" "${host_args[@]}" >"$session/lwhost.log" 2>&1 &
 pids+=($!)
