@@ -338,11 +338,7 @@ pub fn readlink(path: &str) -> Result<String> {
 /// Sets the modification (and access) time without following symlinks.
 pub fn set_mtime(path: &str, sec: i64, nsec: u32) -> Result<()> {
     let c = cpath(path)?;
-    let t = sys::timespec {
-        tv_sec: sec,
-        tv_nsec: nsec as sys::c_long,
-        ..Default::default()
-    };
+    let t = sys::timespec::new(sec, nsec);
     let times = [t, t];
     // SAFETY: valid path and two timespecs.
     check(
@@ -450,11 +446,7 @@ pub fn now_ms() -> u64 {
 
 /// Sleeps; returns false when interrupted by a signal.
 pub fn sleep_ms(ms: u64) -> bool {
-    let req = sys::timespec {
-        tv_sec: (ms / 1000) as i64,
-        tv_nsec: ((ms % 1000) * 1_000_000) as sys::c_long,
-        ..Default::default()
-    };
+    let req = sys::timespec::new((ms / 1000) as i64, ((ms % 1000) * 1_000_000) as u32);
     // SAFETY: valid pointers.
     unsafe { sys::nanosleep(&req, core::ptr::null_mut()) == 0 }
 }
@@ -478,6 +470,7 @@ pub fn isatty(fd: i32) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

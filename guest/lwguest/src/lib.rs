@@ -6,6 +6,8 @@ extern crate alloc;
 
 pub mod fs;
 pub mod http;
+pub mod index;
+pub mod json;
 pub mod net;
 pub mod rt;
 pub mod sys;

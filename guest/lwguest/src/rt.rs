@@ -163,6 +163,8 @@ macro_rules! errln {
 #[macro_export]
 macro_rules! entry {
     ($run:path) => {
+        // argv comes from the C runtime; main cannot be an unsafe fn.
+        #[allow(clippy::not_unsafe_ptr_arg_deref)]
         #[no_mangle]
         pub extern "C" fn main(argc: i32, argv: *const *const u8) -> i32 {
             // SAFETY: the C runtime (or the harness) passes a valid argv.

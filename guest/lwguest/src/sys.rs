@@ -25,6 +25,17 @@ pub struct timespec {
     pub _pad: u32,
 }
 
+impl timespec {
+    pub fn new(sec: i64, nsec: u32) -> Self {
+        timespec {
+            tv_sec: sec,
+            tv_nsec: nsec as c_long,
+            #[cfg(target_pointer_width = "32")]
+            _pad: 0,
+        }
+    }
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub struct pollfd {

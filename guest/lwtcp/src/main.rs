@@ -100,6 +100,8 @@ fn parse_timeout(v: &str) -> Result<u32, String> {
     }
 }
 
+// Reached through lwguest::entry!, which unit-test builds leave out.
+#[cfg_attr(test, allow(dead_code))]
 fn run(args: Vec<String>) -> i32 {
     let opts = match parse_args(&args) {
         Ok(Parsed::Run(o)) => o,
@@ -219,6 +221,7 @@ fn pump(conn: &mut Conn, half_close: bool) -> Result<(), String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

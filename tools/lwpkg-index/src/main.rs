@@ -1,1 +1,426 @@
-fn main() {}
+//! lwpkg-index: the registry side of lwpkg. Generates signing keys, builds
+//! `index.json` from a directory of package files and their metadata, and
+//! signs it (a detached ed25519 signature over the exact index bytes). The
+//! registry is then any static HTTP server serving that directory.
+//!
+//! Metadata: each `*.pkg.json` file anywhere under DIR describes one build:
+//! `{"name", "version", "arch": "wasm32"|"x86_64", "file": path relative to
+//! the metadata file, "description"?, "depends"?: [names], "bin"?: command}`.
+//! Key and signature files are hex text (`#` comment lines allowed), the
+//! format lwpkg reads from /etc/lwpkg/keys/*.pub and index.json.sig.
+
+use anyhow::{bail, ensure, Context, Result};
+use clap::{Parser, Subcommand};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(
+    name = "lwpkg-index",
+    version,
+    about = "Build and sign the lwpkg package index"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a signing key pair: PREFIX.key (secret, mode 0600) and PREFIX.pub
+    /// (install it in the guest as /etc/lwpkg/keys/NAME.pub).
+    Keygen {
+        /// Path prefix of the two files.
+        #[arg(long, default_value = "lwpkg")]
+        out: PathBuf,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Scan DIR for *.pkg.json metadata, hash each package file and write the index.
+    Build {
+        dir: PathBuf,
+        /// Where to write the index (default DIR/index.json).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also sign the index with this secret key (writes INDEX.sig).
+        #[arg(long)]
+        sign: Option<PathBuf>,
+    },
+    /// Sign an index: writes INDEX.sig, a detached signature over its exact bytes.
+    Sign {
+        /// The secret key file from `keygen`.
+        #[arg(long)]
+        key: PathBuf,
+        index: PathBuf,
+    },
+    /// Check INDEX.sig against a public key, as lwpkg does.
+    Verify {
+        /// The public key file from `keygen`.
+        #[arg(long = "pub")]
+        public: PathBuf,
+        index: PathBuf,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Keygen { out, force } => keygen(&out, force),
+        Cmd::Build { dir, out, sign: key } => {
+            let out = out.unwrap_or_else(|| dir.join("index.json"));
+            build(&dir, &out).and_then(|n| {
+                println!("wrote {} ({n} package builds)", out.display());
+                match key {
+                    Some(k) => sign(&k, &out),
+                    None => Ok(()),
+                }
+            })
+        }
+        Cmd::Sign { key, index } => sign(&key, &index),
+        Cmd::Verify { public, index } => verify(&public, &index),
+    };
+    if let Err(e) = result {
+        eprintln!("lwpkg-index: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+const ARCHES: &[&str] = &["wasm32", "x86_64"];
+
+/// Hex payload of a key/signature file: `#` lines and whitespace ignored.
+fn read_hex<const N: usize>(path: &Path) -> Result<[u8; N]> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let hex: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .flat_map(|l| l.trim().chars())
+        .collect();
+    ensure!(
+        hex.len() == 2 * N,
+        "{}: expected {} hex digits, found {}",
+        path.display(),
+        2 * N,
+        hex.len()
+    );
+    let mut out = [0u8; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
+            .with_context(|| format!("{}: not hex", path.display()))?;
+    }
+    Ok(out)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn keygen(prefix: &Path, force: bool) -> Result<()> {
+    let secret = prefix.with_extension("key");
+    let public = prefix.with_extension("pub");
+    for p in [&secret, &public] {
+        ensure!(
+            force || !p.exists(),
+            "{} exists (use --force to replace it)",
+            p.display()
+        );
+    }
+    let mut seed = [0u8; 32];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut seed))
+        .context("reading /dev/urandom")?;
+    let key = SigningKey::from_bytes(&seed);
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(&secret)
+        .with_context(|| format!("creating {}", secret.display()))?;
+    writeln!(
+        f,
+        "# lwpkg index signing key (ed25519 seed): keep it secret\n{}",
+        hex(&seed)
+    )?;
+    fs::write(&public, format!("{}\n", hex(key.verifying_key().as_bytes())))
+        .with_context(|| format!("writing {}", public.display()))?;
+    println!("wrote {} and {}", secret.display(), public.display());
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Meta {
+    name: String,
+    version: String,
+    arch: String,
+    file: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    depends: Vec<String>,
+    bin: Option<String>,
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._+-".contains(&b))
+}
+
+fn valid_version(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._+~-".contains(&b))
+}
+
+fn find_meta(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let mut entries: Vec<_> = fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .collect::<std::io::Result<_>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let path = e.path();
+        if e.file_type()?.is_dir() {
+            find_meta(&path, out)?;
+        } else if path.to_string_lossy().ends_with(".pkg.json") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn sha256_file(path: &Path) -> Result<(u64, String)> {
+    let mut f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            return Ok((size, hex(&h.finalize())));
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+    }
+}
+
+/// Builds the index; returns the number of package builds in it.
+fn build(dir: &Path, out: &Path) -> Result<usize> {
+    let root = dir
+        .canonicalize()
+        .with_context(|| format!("reading {}", dir.display()))?;
+    let mut metas = Vec::new();
+    find_meta(&root, &mut metas)?;
+    ensure!(
+        !metas.is_empty(),
+        "no *.pkg.json metadata under {}",
+        dir.display()
+    );
+    let mut builds: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+    for path in &metas {
+        let ctx = || format!("{}", path.display());
+        let meta: Meta = serde_json::from_slice(&fs::read(path).with_context(ctx)?).with_context(ctx)?;
+        ensure!(valid_name(&meta.name), "{}: bad name {:?}", ctx(), meta.name);
+        ensure!(
+            valid_version(&meta.version),
+            "{}: bad version {:?}",
+            ctx(),
+            meta.version
+        );
+        ensure!(
+            ARCHES.contains(&meta.arch.as_str()),
+            "{}: arch must be one of {ARCHES:?}",
+            ctx()
+        );
+        for d in &meta.depends {
+            ensure!(valid_name(d), "{}: bad dependency {d:?}", ctx());
+        }
+        let file = path
+            .parent()
+            .unwrap_or(&root)
+            .join(&meta.file)
+            .canonicalize()
+            .with_context(|| format!("{}: file {}", ctx(), meta.file))?;
+        let rel = file
+            .strip_prefix(&root)
+            .with_context(|| format!("{}: {} is outside {}", ctx(), meta.file, dir.display()))?;
+        let url = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        ensure!(
+            url.bytes().all(|b| b > b' ' && b != 0x7f),
+            "{}: file name has spaces or control characters",
+            ctx()
+        );
+        let (size, sha256) = sha256_file(&file)?;
+        let mut entry = json!({
+            "version": meta.version,
+            "description": meta.description,
+            "url": url,
+            "size": size,
+            "sha256": sha256,
+            "arch": meta.arch,
+            "depends": meta.depends,
+        });
+        if let Some(bin) = meta.bin {
+            entry["bin"] = Value::String(bin);
+        }
+        let per_arch = builds.entry(meta.name.clone()).or_default();
+        if per_arch.insert(meta.arch.clone(), entry).is_some() {
+            bail!("{}: a second {} build of {}", ctx(), meta.arch, meta.name);
+        }
+    }
+    // Every dependency must exist for the arch that needs it.
+    for (name, per_arch) in &builds {
+        for (arch, entry) in per_arch {
+            for d in entry["depends"].as_array().into_iter().flatten() {
+                let d = d.as_str().unwrap_or_default();
+                ensure!(
+                    builds.get(d).is_some_and(|m| m.contains_key(arch)),
+                    "{name} ({arch}) depends on {d}, which has no {arch} build here"
+                );
+            }
+        }
+    }
+    let count = builds.values().map(BTreeMap::len).sum();
+    let mut packages = Map::new();
+    for (name, per_arch) in builds {
+        let mut list: Vec<Value> = per_arch.into_values().collect();
+        // One build: the seed's plain object; several: one per arch.
+        let v = if list.len() == 1 {
+            list.remove(0)
+        } else {
+            Value::Array(list)
+        };
+        packages.insert(name, v);
+    }
+    let doc = json!({ "format": 1, "packages": packages });
+    let mut text = serde_json::to_string_pretty(&doc)?;
+    text.push('\n');
+    let tmp = out.with_extension("json.tmp");
+    fs::write(&tmp, &text).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, out).with_context(|| format!("writing {}", out.display()))?;
+    Ok(count)
+}
+
+fn sig_path(index: &Path) -> PathBuf {
+    let mut s = index.as_os_str().to_owned();
+    s.push(".sig");
+    PathBuf::from(s)
+}
+
+fn sign(key_path: &Path, index: &Path) -> Result<()> {
+    let seed: [u8; 32] = read_hex(key_path)?;
+    let key = SigningKey::from_bytes(&seed);
+    let bytes = fs::read(index).with_context(|| format!("reading {}", index.display()))?;
+    let sig = key.sign(&bytes);
+    let out = sig_path(index);
+    fs::write(&out, format!("{}\n", hex(&sig.to_bytes())))
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
+fn verify(public: &Path, index: &Path) -> Result<()> {
+    let pk: [u8; 32] = read_hex(public)?;
+    let key = VerifyingKey::from_bytes(&pk).context("not an ed25519 public key")?;
+    let sig: [u8; 64] = read_hex(&sig_path(index))?;
+    let bytes = fs::read(index).with_context(|| format!("reading {}", index.display()))?;
+    key.verify_strict(&bytes, &ed25519_dalek::Signature::from_bytes(&sig))
+        .with_context(|| {
+            format!(
+                "{}: signature does not match {}",
+                index.display(),
+                public.display()
+            )
+        })?;
+    println!("{}: good signature from {}", index.display(), public.display());
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("lwpkg-index-test-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn meta(dir: &Path, name: &str, arch: &str, deps: &[&str]) {
+        fs::write(
+            dir.join(format!("{name}-{arch}.bin")),
+            format!("binary of {name}"),
+        )
+        .unwrap();
+        let m = json!({"name": name, "version": "1.0", "arch": arch, "file": format!("{name}-{arch}.bin"), "depends": deps});
+        fs::write(dir.join(format!("{name}-{arch}.pkg.json")), m.to_string()).unwrap();
+    }
+
+    #[test]
+    fn build_sign_verify_round_trip() {
+        let d = scratch("rt");
+        meta(&d, "hello", "x86_64", &["libz"]);
+        meta(&d, "hello", "wasm32", &[]);
+        meta(&d, "libz", "x86_64", &[]);
+        let index = d.join("index.json");
+        assert_eq!(build(&d, &index).unwrap(), 3);
+        let doc: Value = serde_json::from_slice(&fs::read(&index).unwrap()).unwrap();
+        assert_eq!(doc["packages"]["hello"].as_array().map(Vec::len), Some(2));
+        assert_eq!(doc["packages"]["libz"]["size"], 14);
+        assert_eq!(doc["packages"]["libz"]["url"], "libz-x86_64.bin");
+        keygen(&d.join("k"), false).unwrap();
+        assert!(keygen(&d.join("k"), false).is_err(), "keygen must not overwrite");
+        sign(&d.join("k.key"), &index).unwrap();
+        verify(&d.join("k.pub"), &index).unwrap();
+        let mut bytes = fs::read(&index).unwrap();
+        bytes.push(b' ');
+        fs::write(&index, bytes).unwrap();
+        assert!(
+            verify(&d.join("k.pub"), &index).is_err(),
+            "tampered index verified"
+        );
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn build_refuses_bad_metadata() {
+        let d = scratch("bad");
+        meta(&d, "app", "x86_64", &["missing"]);
+        assert!(build(&d, &d.join("index.json"))
+            .unwrap_err()
+            .to_string()
+            .contains("depends on missing"));
+        fs::write(
+            d.join("app-x86_64.pkg.json"),
+            r#"{"name":"../x","version":"1","arch":"x86_64","file":"app-x86_64.bin"}"#,
+        )
+        .unwrap();
+        assert!(build(&d, &d.join("index.json")).is_err());
+        fs::write(
+            d.join("app-x86_64.pkg.json"),
+            r#"{"name":"x","version":"1","arch":"x86_64","file":"../../etc/passwd"}"#,
+        )
+        .unwrap();
+        assert!(build(&d, &d.join("index.json")).is_err());
+        fs::remove_dir_all(&d).unwrap();
+    }
+}
