@@ -1,0 +1,496 @@
+//! Test harness: starts the real `lwproxy` binary on loopback, real TCP/TLS servers, and a
+//! WebSocket client speaking both dialects.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
+use base64::Engine as _;
+use futures_util::{SinkExt, StreamExt};
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+pub const SECRET: &str = "integration-test-secret-0123456789";
+pub const WINDOW: usize = 262_144;
+const WAIT: Duration = Duration::from_secs(15);
+
+// --- the proxy process --------------------------------------------------------
+
+pub struct Proxy {
+    child: Child,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl Proxy {
+    /// Starts lwproxy with JWT_SECRET set, on a free loopback port, plus `args`.
+    pub fn start(args: &[&str]) -> Proxy {
+        Self::start_with(args, true)
+    }
+
+    pub fn start_with(args: &[&str], with_secret: bool) -> Proxy {
+        Self::try_start(args, with_secret).unwrap_or_else(|e| panic!("lwproxy did not start: {e}"))
+    }
+
+    pub fn try_start(args: &[&str], with_secret: bool) -> Result<Proxy, String> {
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = std::env::temp_dir().join(format!("lwproxy-test-{}-{n}.log", std::process::id()));
+        let log_file = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lwproxy"));
+        cmd.args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(args)
+            .env_remove("JWT_SECRET")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file));
+        if with_secret {
+            cmd.env("JWT_SECRET", SECRET);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let Some(rest) = line.split("listening on ").nth(1) else {
+            let _ = child.wait();
+            return Err(std::fs::read_to_string(&log).unwrap_or_default());
+        };
+        let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
+        Ok(Proxy { child, addr, log })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn url(&self, query: &str) -> String {
+        format!("ws://{}/{query}", self.addr)
+    }
+
+    /// Resident set size of the proxy process, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the exit status (with a deadline).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(std::time::Instant::now() < deadline, "lwproxy did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+// --- tokens -------------------------------------------------------------------
+
+pub fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+pub fn sign(header: &Value, claims: &Value, key: &[u8]) -> String {
+    let input = format!(
+        "{}.{}",
+        B64URL.encode(header.to_string()),
+        B64URL.encode(claims.to_string())
+    );
+    let mut m = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    m.update(input.as_bytes());
+    format!("{input}.{}", B64URL.encode(m.finalize().into_bytes()))
+}
+
+/// A valid token for `sub`.
+pub fn token(sub: &str) -> String {
+    sign(
+        &json!({"alg": "HS256", "typ": "JWT"}),
+        &json!({"sub": sub, "exp": now() + 600, "nbf": now() - 10}),
+        SECRET.as_bytes(),
+    )
+}
+
+// --- WebSocket client ----------------------------------------------------------
+
+#[derive(Debug)]
+pub enum Msg {
+    Json(Value),
+    Bin(u32, Vec<u8>),
+}
+
+pub struct Ws {
+    pub ws: WebSocketStream<TcpStream>,
+    pub v2: bool,
+    pub protocol: Option<String>,
+}
+
+/// Connects with the given path+query, offered subprotocols and Origin.
+pub async fn connect_raw(
+    addr: SocketAddr,
+    path_query: &str,
+    protocols: &[&str],
+    origin: Option<&str>,
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let mut req = format!("ws://{addr}/{path_query}").into_client_request()?;
+    if !protocols.is_empty() {
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_str(&protocols.join(", ")).unwrap(),
+        );
+    }
+    if let Some(o) = origin {
+        req.headers_mut().insert("Origin", HeaderValue::from_str(o).unwrap());
+    }
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true).unwrap();
+    let cfg = WebSocketConfig::default().max_message_size(Some(64 << 20));
+    let (ws, resp) = tokio_tungstenite::client_async_with_config(req, tcp, Some(cfg)).await?;
+    let protocol = resp
+        .headers()
+        .get("Sec-WebSocket-Protocol")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let v2 = protocol.as_deref() == Some("lwproxy.v2");
+    Ok(Ws { ws, v2, protocol })
+}
+
+impl Ws {
+    /// Seed dialect, token in the query string.
+    pub async fn v1(p: &Proxy, sub: &str) -> Ws {
+        connect_raw(p.addr, &format!("?token={}", token(sub)), &[], None).await.unwrap()
+    }
+
+    /// lwproxy.v2, token as a bearer subprotocol.
+    pub async fn v2(p: &Proxy, sub: &str) -> Ws {
+        let bearer = format!("bearer.{}", token(sub));
+        let ws = connect_raw(p.addr, "", &["lwproxy.v2", &bearer], None).await.unwrap();
+        assert!(ws.v2);
+        ws
+    }
+
+    pub async fn send_json(&mut self, v: Value) {
+        self.ws.send(Message::Text(v.to_string().into())).await.unwrap();
+    }
+
+    pub async fn send_text(&mut self, s: &str) {
+        self.ws.send(Message::Text(s.to_owned().into())).await.unwrap();
+    }
+
+    pub async fn send_bin(&mut self, id: u32, payload: &[u8]) {
+        let mut f = id.to_be_bytes().to_vec();
+        f.extend_from_slice(payload);
+        self.ws.send(Message::Binary(f.into())).await.unwrap();
+    }
+
+    /// Writes data in the session's dialect.
+    pub async fn write(&mut self, id: u32, data: &[u8]) {
+        if self.v2 {
+            self.send_bin(id, data).await
+        } else {
+            self.send_json(json!({"t": "write", "id": id, "b64": B64.encode(data)})).await
+        }
+    }
+
+    pub async fn try_recv(&mut self, wait: Duration) -> Option<Msg> {
+        loop {
+            let m = tokio::time::timeout(wait, self.ws.next()).await.ok()??.ok()?;
+            match m {
+                Message::Text(t) => return Some(Msg::Json(serde_json::from_str(t.as_str()).unwrap())),
+                Message::Binary(b) => {
+                    let id = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+                    return Some(Msg::Bin(id, b[4..].to_vec()));
+                }
+                Message::Close(_) => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    pub async fn recv(&mut self) -> Msg {
+        self.try_recv(WAIT).await.expect("message from lwproxy")
+    }
+
+    /// The next JSON message (acks for any id are skipped).
+    pub async fn recv_json(&mut self) -> Value {
+        loop {
+            match self.recv().await {
+                Msg::Json(v) if v["t"] == "ack" => continue,
+                Msg::Json(v) => return v,
+                Msg::Bin(id, _) => panic!("unexpected binary data for {id}"),
+            }
+        }
+    }
+
+    /// Opens and returns the reply (`opened` or `error`); on `error` also consumes `closed`.
+    pub async fn open(&mut self, id: u32, host: &str, port: u16) -> Value {
+        self.open_with(json!({"t": "open", "id": id, "host": host, "port": port})).await
+    }
+
+    pub async fn open_with(&mut self, open: Value) -> Value {
+        let id = open["id"].as_u64().unwrap();
+        self.send_json(open).await;
+        loop {
+            let v = self.recv_json().await;
+            if v["id"] == id && (v["t"] == "opened" || v["t"] == "error") {
+                return v;
+            }
+            if v["t"] == "closed" {
+                continue; // the end of an earlier connection
+            }
+            panic!("unexpected message while opening {id}: {v}");
+        }
+    }
+
+    /// Reads until `n` bytes of data for `id` arrived (acking in v2); other ids' data is
+    /// not expected. Returns the bytes and every control message seen meanwhile.
+    pub async fn read_data(&mut self, id: u32, n: usize) -> (Vec<u8>, Vec<Value>) {
+        let mut data = Vec::with_capacity(n);
+        let mut control = Vec::new();
+        while data.len() < n {
+            match self.recv().await {
+                Msg::Bin(i, b) => {
+                    assert_eq!(i, id);
+                    if self.v2 {
+                        self.send_json(json!({"t": "ack", "id": id, "bytes": b.len()})).await;
+                    }
+                    data.extend_from_slice(&b);
+                }
+                Msg::Json(v) if v["t"] == "data" => {
+                    assert_eq!(v["id"], id);
+                    data.extend(B64.decode(v["b64"].as_str().unwrap()).unwrap());
+                }
+                Msg::Json(v) if v["t"] == "ack" => {}
+                Msg::Json(v) => {
+                    let end = v["t"] == "closed" || v["t"] == "error";
+                    control.push(v);
+                    if end {
+                        break;
+                    }
+                }
+            }
+        }
+        (data, control)
+    }
+
+    /// Waits for a message with this `t` and `id`, ignoring data, acks and eofs before it.
+    pub async fn expect(&mut self, t: &str, id: u32) -> Value {
+        loop {
+            match self.recv().await {
+                Msg::Json(v) if v["t"] == t && v["id"] == id => return v,
+                Msg::Json(v) if ["data", "ack", "eof"].contains(&v["t"].as_str().unwrap_or("")) => {}
+                Msg::Bin(..) => {}
+                Msg::Json(v) => panic!("waiting for {t}/{id}, got {v}"),
+            }
+        }
+    }
+
+    /// Echo round trip through connection `id`.
+    pub async fn echo(&mut self, id: u32, payload: &[u8]) {
+        self.write(id, payload).await;
+        let (got, control) = self.read_data(id, payload.len()).await;
+        assert!(control.is_empty(), "{control:?}");
+        assert_eq!(got, payload);
+    }
+}
+
+// --- loopback target servers ---------------------------------------------------
+
+async fn listener() -> (TcpListener, SocketAddr) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    (l, a)
+}
+
+fn serve<F, Fut>(l: TcpListener, f: F)
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(f(s));
+        }
+    });
+}
+
+/// Echoes everything; on the client's FIN, finishes and closes.
+pub async fn echo_server() -> SocketAddr {
+    let (l, a) = listener().await;
+    serve(l, |s| async move {
+        let (mut r, mut w) = s.into_split();
+        let _ = tokio::io::copy(&mut r, &mut w).await;
+        let _ = w.shutdown().await;
+    });
+    a
+}
+
+/// Sends `n` bytes of a counting pattern, then closes.
+pub async fn source_server(n: usize) -> SocketAddr {
+    let (l, a) = listener().await;
+    serve(l, move |mut s| async move {
+        let buf: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(buf.len());
+            if s.write_all(&buf[..k]).await.is_err() {
+                return;
+            }
+            left -= k;
+        }
+        let _ = s.shutdown().await;
+    });
+    a
+}
+
+pub fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| ((i % (64 * 1024)) % 251) as u8).collect()
+}
+
+/// Reads everything and counts it; reports the count when the client half-closes,
+/// by writing it back as decimal text.
+pub async fn counting_server() -> SocketAddr {
+    let (l, a) = listener().await;
+    serve(l, |mut s| async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0u64;
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n as u64,
+            }
+        }
+        let _ = s.write_all(total.to_string().as_bytes()).await;
+        let _ = s.shutdown().await;
+    });
+    a
+}
+
+/// Sends `n` bytes, then resets the connection (SO_LINGER 0).
+pub async fn reset_server(n: usize) -> SocketAddr {
+    let (l, a) = listener().await;
+    serve(l, move |mut s| async move {
+        let _ = s.write_all(&vec![7u8; n]).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let std = s.into_std().unwrap();
+        let sock = socket2::SockRef::from(&std);
+        sock.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(std);
+    });
+    a
+}
+
+/// Accepts and never reads or writes (holds the socket open).
+pub async fn silent_server() -> SocketAddr {
+    let (l, a) = listener().await;
+    serve(l, |s| async move {
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        drop(s);
+    });
+    a
+}
+
+/// A port with nothing listening.
+pub async fn refused_port() -> SocketAddr {
+    let (l, a) = listener().await;
+    drop(l);
+    a
+}
+
+pub struct TestCa {
+    pub ca_pem_path: PathBuf,
+    pub server_config: Arc<rustls::ServerConfig>,
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+}
+
+/// A test CA and a leaf for `localhost` and 127.0.0.1, written to temp files.
+pub fn test_ca(tag: &str) -> TestCa {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, KeyUsagePurpose};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "lwproxy test CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+    let dir = std::env::temp_dir();
+    let stem = format!("lwproxy-test-{}-{tag}", std::process::id());
+    let ca_pem_path = dir.join(format!("{stem}-ca.pem"));
+    let cert_path = dir.join(format!("{stem}-cert.pem"));
+    let key_path = dir.join(format!("{stem}-key.pem"));
+    std::fs::write(&ca_pem_path, ca.pem()).unwrap();
+    std::fs::write(&cert_path, leaf.pem()).unwrap();
+    std::fs::write(&key_path, leaf_key.serialize_pem()).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
+    let server_config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der().clone()], key)
+        .unwrap();
+    TestCa {
+        ca_pem_path,
+        server_config: Arc::new(server_config),
+        cert_path,
+        key_path,
+    }
+}
+
+/// A TLS echo server using the test CA's leaf certificate.
+pub async fn tls_echo_server(cfg: Arc<rustls::ServerConfig>) -> SocketAddr {
+    let (l, a) = listener().await;
+    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+    serve(l, move |s| {
+        let acceptor = acceptor.clone();
+        async move {
+            if let Ok(tls) = acceptor.accept(s).await {
+                let (mut r, mut w) = tokio::io::split(tls);
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            }
+        }
+    });
+    a
+}
+
+/// `--allow 127.0.0.1/32:PORT` for a test server.
+pub fn allow(a: SocketAddr) -> String {
+    format!("127.0.0.1/32:{}", a.port())
+}
