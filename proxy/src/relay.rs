@@ -264,12 +264,15 @@ where
             r = &mut down, if !down_done => {
                 r?;
                 down_done = true;
-                if p.dialect == Dialect::V1 || sh.client_shut.load(Ordering::Acquire) {
-                    return Ok(());
+                if p.dialect == Dialect::V1 {
+                    return Ok(()); // the seed protocol has no half-close: EOF ends it
                 }
                 sh.target_eof.store(true, Ordering::Release);
                 if !p.out.text(protocol::eof(p.id)).await {
                     return Err("client gone".into());
+                }
+                if sh.client_shut.load(Ordering::Acquire) {
+                    return Ok(());
                 }
             }
             r = &mut up => return r,
