@@ -13,3 +13,12 @@ pub mod errno;
 pub mod futex;
 pub mod shm;
 pub mod worker;
+
+#[cfg(feature = "native")]
+pub mod store;
+
+#[cfg(feature = "native")]
+pub mod main_side;
+
+#[cfg(feature = "native")]
+pub mod uml;

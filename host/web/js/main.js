@@ -64,7 +64,8 @@ export async function attachLwnet(opts) {
   const main = new MainSide({ ...opts, memory, layout, store, lockPrefix, exports: instance.exports });
   main.start();
   return {
-    workerInit: () => ({ module, memory, layout, lockPrefix }),
+    /** Structured-cloneable: post it to each worker, which passes it to installLwnet(). */
+    workerInit: () => ({ module, memory, layout, lockPrefix, glue: new URL("./worker.js", import.meta.url).href }),
     stats: () => ({ ...main.stats, socket: main.socketState }),
     store,
     /** Reconnects now (after a proxy restart, or to test it). */

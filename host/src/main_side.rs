@@ -1,0 +1,1040 @@
+//! The main side: a tokio service that serves one region. It owns the
+//! WebSocket to lwproxy (`lwproxy.v2`: binary data frames, per-connection
+//! windows, half-close) and the store, and moves bytes between them and the
+//! region's rings.
+//!
+//! One task owns all state (no locks on the data path); a plain thread
+//! sleeps on `host_doorbell` with FUTEX_WAIT (spec C) and pokes that task.
+//! The guest is woken by bumping `guest_doorbell` and, under user-mode
+//! Linux, by writing the per-client eventfd.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures_util::{SinkExt as _, StreamExt as _};
+use rustix::fd::OwnedFd;
+use serde::Deserialize;
+use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::errno::*;
+use crate::shm::{Region, StoreSlot, CONNS, STORE_SLOTS};
+use crate::store::Store;
+use lwabi::{
+    LWHOST_CONN_CLAIMED, LWHOST_CONN_CONNECTING, LWHOST_CONN_FAILED, LWHOST_CONN_FREE, LWHOST_CONN_OPEN,
+    LWHOST_CONN_REQUESTED, LWHOST_HOST_MAX, LWHOST_KEY_MAX, LWHOST_MF_PEER_EOF, LWHOST_OPEN_TLS,
+    LWHOST_SLOT_DONE, LWHOST_SLOT_SUBMITTED, LWHOST_STORE_DELETE, LWHOST_STORE_LIST, LWHOST_STORE_READ,
+    LWHOST_STORE_STAT, LWHOST_STORE_WRITE, LWHOST_WF_CLOSE, LWHOST_WF_SHUT_WR,
+};
+
+/// Un-acked bytes allowed per connection and direction (spec A).
+pub const WINDOW: u64 = 262_144;
+/// The subprotocol we require.
+pub const SUBPROTOCOL: &str = "lwproxy.v2";
+/// Largest binary frame we send.
+const FRAME_MAX: usize = 65_536;
+/// A proxy that ignores the window may get this much buffered per
+/// connection before the connection is failed.
+const RX_BUFFER_MAX: usize = 2 * WINDOW as usize;
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// The doorbell thread re-checks this often even without a wake-up, in
+/// case a worker bumps without waking.
+const DOORBELL_RECHECK: Duration = Duration::from_millis(500);
+
+/// What the main side needs to run.
+#[derive(Debug, Clone)]
+pub struct MainConfig {
+    /// `ws://` or `wss://` URL of lwproxy.
+    pub proxy_url: String,
+    /// Token for the proxy, sent as the `bearer.<token>` subprotocol.
+    pub token: Option<String>,
+    /// The store directory.
+    pub store_dir: PathBuf,
+    /// Store quota in value bytes.
+    pub store_quota: u64,
+}
+
+/// A running main side. Dropping it without [`MainHandle::shutdown`] leaves
+/// the task running until the runtime ends.
+pub struct MainHandle {
+    stop: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MainHandle {
+    /// Stops serving: clears `main_alive` (so the worker fails every call),
+    /// wakes the guest, closes the proxy link, waits for store work to end.
+    pub async fn shutdown(self) {
+        self.stop.notify_one();
+        if let Err(e) = self.task.await {
+            tracing::warn!(error = %e, "main side task ended abnormally");
+        }
+    }
+}
+
+/// Starts the main side for `region` on the current tokio runtime.
+pub fn spawn(region: Arc<Region>, cfg: MainConfig) -> anyhow::Result<MainHandle> {
+    spawn_with_eventfd(region, cfg, None)
+}
+
+/// As [`spawn`], also writing `eventfd` (an IRQ of user-mode Linux) at each
+/// guest wake-up.
+pub fn spawn_with_eventfd(
+    region: Arc<Region>,
+    cfg: MainConfig,
+    eventfd: Option<OwnedFd>,
+) -> anyhow::Result<MainHandle> {
+    let store = Store::open(&cfg.store_dir, cfg.store_quota)
+        .with_context(|| format!("opening store {}", cfg.store_dir.display()))?;
+    let url = cfg.proxy_url.clone();
+    url.as_str()
+        .into_client_request()
+        .with_context(|| format!("bad proxy URL {url:?}"))?;
+    region.init_header();
+    let stop = Arc::new(Notify::new());
+    let doorbell = Doorbell::start(region.clone())?;
+    let (store_tx, store_rx) = mpsc::unbounded_channel();
+    let (link_tx, link_rx) = mpsc::unbounded_channel();
+    let service = Service {
+        region,
+        cfg,
+        eventfd,
+        slots: (0..CONNS).map(|_| Slot::default()).collect(),
+        by_proxy_id: HashMap::new(),
+        next_proxy_id: 1,
+        link: Link::Down,
+        epoch: 0,
+        backoff: BACKOFF_MIN,
+        reconnect_at: None,
+        link_tx,
+        store: Arc::new(Mutex::new(store)),
+        store_running: [None; STORE_SLOTS],
+        store_tx,
+        guest_dirty: false,
+    };
+    let task = tokio::spawn(service.run(stop.clone(), doorbell, store_rx, link_rx));
+    Ok(MainHandle { stop, task })
+}
+
+/// The doorbell thread: sleeps on `host_doorbell`, pokes the service, and
+/// waits for the service to start a scan before sleeping again, so a busy
+/// worker costs one poke per scan, not one per bump.
+struct Doorbell {
+    notify: Arc<Notify>,
+    shared: Arc<DoorbellShared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+struct DoorbellShared {
+    stop: AtomicBool,
+    /// Set by the thread when it pokes, cleared by the service at a scan.
+    poked: AtomicBool,
+}
+
+impl Doorbell {
+    fn start(region: Arc<Region>) -> anyhow::Result<Doorbell> {
+        let notify = Arc::new(Notify::new());
+        let shared = Arc::new(DoorbellShared {
+            stop: AtomicBool::new(false),
+            poked: AtomicBool::new(false),
+        });
+        let (n, s) = (notify.clone(), shared.clone());
+        let thread = std::thread::Builder::new()
+            .name("lwhost-doorbell".into())
+            .spawn(move || doorbell_loop(&region, &n, &s))
+            .context("starting the doorbell thread")?;
+        Ok(Doorbell {
+            notify,
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Called by the service as it starts a scan.
+    fn taken(&self) {
+        self.shared.poked.store(false, Ordering::SeqCst);
+        if let Some(t) = &self.thread {
+            t.thread().unpark();
+        }
+    }
+
+    fn stop(&mut self, region: &Region) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        crate::futex::wake_all(region.host_doorbell());
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            if t.join().is_err() {
+                tracing::warn!("doorbell thread panicked");
+            }
+        }
+    }
+}
+
+fn doorbell_loop(region: &Region, notify: &Notify, shared: &DoorbellShared) {
+    let bell = region.host_doorbell();
+    let mut last = bell.load(Ordering::SeqCst);
+    // Poke once at start: requests may predate us.
+    let mut poke = true;
+    while !shared.stop.load(Ordering::SeqCst) {
+        if poke {
+            shared.poked.store(true, Ordering::SeqCst);
+            notify.notify_one();
+            while shared.poked.load(Ordering::SeqCst) && !shared.stop.load(Ordering::SeqCst) {
+                std::thread::park_timeout(DOORBELL_RECHECK);
+            }
+        }
+        // Announce the sleep, then re-check, then sleep only if nothing
+        // changed: pairs with the worker's bump-then-check (SeqCst both).
+        region.host_waiting().store(1, Ordering::SeqCst);
+        if bell.load(Ordering::SeqCst) == last && !shared.stop.load(Ordering::SeqCst) {
+            crate::futex::wait(bell, last, Some(DOORBELL_RECHECK));
+        }
+        region.host_waiting().store(0, Ordering::SeqCst);
+        let now = bell.load(Ordering::SeqCst);
+        poke = now != last;
+        last = now;
+    }
+}
+
+/// Proxy errno mapping of spec A.
+pub fn errno_for_proxy_error(msg: &str) -> i32 {
+    let m = msg.to_ascii_lowercase();
+    if m.contains("refused by policy") {
+        EACCES
+    } else if m.contains("connection refused") {
+        ECONNREFUSED
+    } else if m.contains("timed out") {
+        ETIMEDOUT
+    } else if m.contains("name not found") || m.contains("resolve") {
+        EHOSTUNREACH
+    } else if m.contains("reset") {
+        ECONNRESET
+    } else if m.contains("tls") {
+        ECONNREFUSED
+    } else {
+        EIO
+    }
+}
+
+/// Control messages from the proxy (spec A).
+#[derive(Debug, Deserialize)]
+#[serde(tag = "t", rename_all = "lowercase")]
+enum ServerMsg {
+    Opened {
+        id: u32,
+    },
+    Data {
+        id: u32,
+        b64: String,
+    },
+    Closed {
+        id: u32,
+    },
+    Eof {
+        id: u32,
+    },
+    Ack {
+        id: u32,
+        bytes: u64,
+    },
+    Error {
+        id: Option<u32>,
+        msg: String,
+    },
+    #[serde(other)]
+    Unknown,
+}
+
+/// The main side's private view of a connection slot.
+#[derive(Default)]
+struct Slot {
+    /// We took the slot's request and have not torn it down yet.
+    active: bool,
+    generation: u32,
+    /// The id the proxy knows it by on the current link, once `open` went out.
+    proxy_id: Option<u32>,
+    /// Opened while the link was still connecting: send `open` when it is up.
+    request: Option<OpenRequest>,
+    /// Bytes from the proxy not yet in the rx ring.
+    pending_rx: VecDeque<Vec<u8>>,
+    pending_front: usize,
+    pending_bytes: usize,
+    /// Bytes sent to the proxy and not acked.
+    tx_inflight: u64,
+    /// The proxy said no more bytes will come.
+    peer_eof: bool,
+    /// The proxy forgot the connection (`closed`): tx bytes are dropped.
+    peer_closed: bool,
+    shut_sent: bool,
+}
+
+#[derive(Clone)]
+struct OpenRequest {
+    host: String,
+    port: u32,
+    tls: bool,
+    timeout_ms: u32,
+}
+
+enum Link {
+    Down,
+    Connecting,
+    Up { out: mpsc::UnboundedSender<Message> },
+}
+
+/// Events from the link tasks, tagged with the link epoch they belong to.
+enum LinkEvent {
+    Connected(u64, mpsc::UnboundedSender<Message>),
+    ConnectFailed(u64, String),
+    Message(u64, Message),
+    Lost(u64, String),
+}
+
+struct StoreDone {
+    slot: usize,
+    generation: u32,
+    result: i32,
+    output: Vec<u8>,
+}
+
+struct Service {
+    region: Arc<Region>,
+    cfg: MainConfig,
+    eventfd: Option<OwnedFd>,
+    slots: Vec<Slot>,
+    by_proxy_id: HashMap<u32, usize>,
+    next_proxy_id: u32,
+    link: Link,
+    epoch: u64,
+    backoff: Duration,
+    reconnect_at: Option<Instant>,
+    link_tx: mpsc::UnboundedSender<LinkEvent>,
+    store: Arc<Mutex<Store>>,
+    store_running: [Option<u32>; STORE_SLOTS],
+    store_tx: mpsc::UnboundedSender<StoreDone>,
+    guest_dirty: bool,
+}
+
+impl Service {
+    async fn run(
+        mut self,
+        stop: Arc<Notify>,
+        mut doorbell: Doorbell,
+        mut store_rx: mpsc::UnboundedReceiver<StoreDone>,
+        mut link_rx: mpsc::UnboundedReceiver<LinkEvent>,
+    ) {
+        self.connect();
+        let bell = doorbell.notify.clone();
+        loop {
+            let reconnect = self.reconnect_at;
+            tokio::select! {
+                _ = stop.notified() => break,
+                _ = bell.notified() => {
+                    doorbell.taken();
+                    self.scan();
+                }
+                Some(ev) = link_rx.recv() => self.on_link(ev),
+                Some(done) = store_rx.recv() => self.on_store_done(done),
+                _ = sleep_until(reconnect), if reconnect.is_some() => {
+                    self.reconnect_at = None;
+                    self.connect();
+                }
+            }
+            self.flush_guest();
+        }
+        // Going away: the worker fails every call from now on.
+        self.region.main_alive().store(0, Ordering::Release);
+        self.guest_dirty = true;
+        self.flush_guest();
+        doorbell.stop(&self.region);
+        self.link = Link::Down; // drops the sender: the writer closes the socket
+                                // Store work in flight touches the region; let it finish.
+        while self.store_running.iter().any(Option::is_some) {
+            match tokio::time::timeout(Duration::from_secs(10), store_rx.recv()).await {
+                Ok(Some(done)) => self.store_running[done.slot] = None,
+                _ => break,
+            }
+        }
+        tracing::info!("main side stopped");
+    }
+
+    fn flush_guest(&mut self) {
+        if !std::mem::take(&mut self.guest_dirty) {
+            return;
+        }
+        self.region.ring_guest();
+        if let Some(fd) = &self.eventfd {
+            // EAGAIN means the counter is already huge: the IRQ is pending.
+            let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
+        }
+    }
+
+    // ---- the proxy link -------------------------------------------------
+
+    fn connect(&mut self) {
+        self.epoch += 1;
+        self.link = Link::Connecting;
+        let epoch = self.epoch;
+        let events = self.link_tx.clone();
+        let url = self.cfg.proxy_url.clone();
+        let token = self.cfg.token.clone();
+        tokio::spawn(async move {
+            match open_link(&url, token.as_deref()).await {
+                Ok(ws) => {
+                    let (mut sink, mut stream) = ws.split();
+                    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Message>();
+                    if events.send(LinkEvent::Connected(epoch, out_tx)).is_err() {
+                        return;
+                    }
+                    let writer_events = events.clone();
+                    tokio::spawn(async move {
+                        while let Some(m) = out_rx.recv().await {
+                            let mut res = sink.feed(m).await;
+                            while res.is_ok() {
+                                match out_rx.try_recv() {
+                                    Ok(m) => res = sink.feed(m).await,
+                                    Err(_) => break,
+                                }
+                            }
+                            if let Err(e) = res.and(sink.flush().await) {
+                                let _ = writer_events.send(LinkEvent::Lost(epoch, format!("write: {e}")));
+                                return;
+                            }
+                        }
+                        let _ = sink.close().await;
+                    });
+                    loop {
+                        match stream.next().await {
+                            Some(Ok(m)) => {
+                                if events.send(LinkEvent::Message(epoch, m)).is_err() {
+                                    return;
+                                }
+                            }
+                            Some(Err(e)) => {
+                                let _ = events.send(LinkEvent::Lost(epoch, e.to_string()));
+                                return;
+                            }
+                            None => {
+                                let _ = events.send(LinkEvent::Lost(epoch, "closed by proxy".into()));
+                                return;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    let _ = events.send(LinkEvent::ConnectFailed(epoch, format!("{e:#}")));
+                }
+            }
+        });
+    }
+
+    fn on_link(&mut self, ev: LinkEvent) {
+        match ev {
+            LinkEvent::Connected(epoch, out) if epoch == self.epoch => {
+                tracing::info!(url = %self.cfg.proxy_url, "connected to proxy");
+                self.link = Link::Up { out };
+                self.backoff = BACKOFF_MIN;
+                for i in 0..CONNS {
+                    if let Some(req) = self.slots[i].request.take() {
+                        self.send_open(i, req);
+                    }
+                }
+            }
+            LinkEvent::ConnectFailed(epoch, why) if epoch == self.epoch => {
+                tracing::warn!(url = %self.cfg.proxy_url, error = %why, retry_in = ?self.backoff, "cannot reach proxy");
+                self.link_down(ECONNREFUSED);
+            }
+            LinkEvent::Lost(epoch, why) if epoch == self.epoch => {
+                tracing::warn!(error = %why, retry_in = ?self.backoff, "lost the proxy");
+                self.link_down(ECONNRESET);
+            }
+            LinkEvent::Message(epoch, m) if epoch == self.epoch => self.on_message(m),
+            _ => {} // an old link's news
+        }
+    }
+
+    /// The link is gone: every connection that still depends on it fails
+    /// with `errno`, and a reconnect is scheduled.
+    fn link_down(&mut self, errno: i32) {
+        self.link = Link::Down;
+        self.epoch += 1;
+        self.by_proxy_id.clear();
+        for i in 0..CONNS {
+            let s = &mut self.slots[i];
+            if s.active && !s.peer_closed && (s.proxy_id.is_some() || s.request.is_some()) {
+                s.proxy_id = None;
+                s.request = None;
+                self.fail(i, errno);
+            }
+        }
+        self.reconnect_at = Some(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+
+    fn send(&mut self, m: Message) {
+        if let Link::Up { out } = &self.link {
+            if out.send(m).is_err() {
+                // The writer ended; its Lost event is on the way.
+            }
+        }
+    }
+
+    fn send_json(&mut self, v: serde_json::Value) {
+        self.send(Message::Text(v.to_string().into()));
+    }
+
+    fn send_open(&mut self, i: usize, req: OpenRequest) {
+        let id = self.next_proxy_id;
+        self.next_proxy_id = self.next_proxy_id.wrapping_add(1).max(1);
+        let mut open = serde_json::json!({"t": "open", "id": id, "host": req.host, "port": req.port});
+        if req.tls {
+            open["tls"] = true.into();
+        }
+        if req.timeout_ms != 0 {
+            open["timeout_ms"] = req.timeout_ms.into();
+        }
+        self.slots[i].proxy_id = Some(id);
+        self.by_proxy_id.insert(id, i);
+        self.send_json(open);
+    }
+
+    fn on_message(&mut self, m: Message) {
+        match m {
+            Message::Binary(b) => {
+                if b.len() < 4 {
+                    tracing::warn!(len = b.len(), "short binary frame from proxy; ignored");
+                    return;
+                }
+                let id = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+                self.on_data(id, b[4..].to_vec());
+            }
+            Message::Text(t) => match serde_json::from_str::<ServerMsg>(&t) {
+                Ok(msg) => self.on_control(msg),
+                Err(e) => tracing::warn!(error = %e, "unparsable message from proxy; ignored"),
+            },
+            _ => {} // ping/pong are answered by tungstenite; close ends the stream
+        }
+    }
+
+    fn on_control(&mut self, msg: ServerMsg) {
+        match msg {
+            ServerMsg::Opened { id } => {
+                let Some(&i) = self.by_proxy_id.get(&id) else {
+                    return;
+                };
+                let region = self.region.clone();
+                let c = conn_at(&region, i);
+                if c.state().load(Ordering::Acquire) == LWHOST_CONN_CONNECTING {
+                    c.state().store(LWHOST_CONN_OPEN, Ordering::Release);
+                    self.guest_dirty = true;
+                }
+            }
+            ServerMsg::Data { id, b64 } => {
+                use base64::Engine as _;
+                match base64::engine::general_purpose::STANDARD.decode(b64) {
+                    Ok(bytes) => self.on_data(id, bytes),
+                    Err(e) => tracing::warn!(error = %e, "bad base64 from proxy; ignored"),
+                }
+            }
+            ServerMsg::Eof { id } => {
+                let Some(&i) = self.by_proxy_id.get(&id) else {
+                    return;
+                };
+                self.slots[i].peer_eof = true;
+                self.pump_rx(i);
+            }
+            ServerMsg::Closed { id } => {
+                let Some(i) = self.by_proxy_id.remove(&id) else {
+                    return;
+                };
+                let s = &mut self.slots[i];
+                s.proxy_id = None;
+                s.peer_closed = true;
+                s.peer_eof = true;
+                if self.conn(i).state().load(Ordering::Acquire) == LWHOST_CONN_CONNECTING {
+                    self.fail(i, ECONNRESET);
+                } else {
+                    self.pump_rx(i);
+                    self.pump_tx(i);
+                }
+            }
+            ServerMsg::Ack { id, bytes } => {
+                let Some(&i) = self.by_proxy_id.get(&id) else {
+                    return;
+                };
+                let s = &mut self.slots[i];
+                s.tx_inflight = s.tx_inflight.saturating_sub(bytes);
+                self.pump_tx(i);
+            }
+            ServerMsg::Error { id, msg } => {
+                let errno = errno_for_proxy_error(&msg);
+                match id.and_then(|id| self.by_proxy_id.remove(&id)) {
+                    Some(i) => {
+                        tracing::debug!(slot = i, %msg, errno, "proxy failed a connection");
+                        self.slots[i].proxy_id = None;
+                        self.fail(i, errno);
+                    }
+                    None => tracing::warn!(%msg, "proxy error"),
+                }
+            }
+            ServerMsg::Unknown => tracing::debug!("unknown message type from proxy; ignored"),
+        }
+    }
+
+    fn on_data(&mut self, id: u32, bytes: Vec<u8>) {
+        let Some(&i) = self.by_proxy_id.get(&id) else {
+            return;
+        };
+        if bytes.is_empty() {
+            return;
+        }
+        let s = &mut self.slots[i];
+        if s.pending_bytes + bytes.len() > RX_BUFFER_MAX {
+            tracing::warn!(
+                slot = i,
+                "proxy overran the flow-control window; failing the connection"
+            );
+            self.by_proxy_id.remove(&id);
+            self.slots[i].proxy_id = None;
+            self.send_json(serde_json::json!({"t": "close", "id": id}));
+            self.fail(i, EIO);
+            return;
+        }
+        s.pending_bytes += bytes.len();
+        s.pending_rx.push_back(bytes);
+        self.pump_rx(i);
+    }
+
+    // ---- connection slots -----------------------------------------------
+
+    fn conn(&self, i: usize) -> crate::shm::Conn<'_> {
+        conn_at(&self.region, i)
+    }
+
+    /// Looks at every slot after a doorbell.
+    fn scan(&mut self) {
+        for i in 0..CONNS {
+            self.scan_conn(i);
+        }
+        for i in 0..STORE_SLOTS {
+            self.scan_store(i);
+        }
+    }
+
+    fn scan_conn(&mut self, i: usize) {
+        let region = self.region.clone();
+        let c = conn_at(&region, i);
+        let state = c.state().load(Ordering::Acquire);
+        let wf = c.worker_flags().load(Ordering::Acquire);
+        match state {
+            LWHOST_CONN_FREE | LWHOST_CONN_CLAIMED => {}
+            LWHOST_CONN_REQUESTED => {
+                if wf & LWHOST_WF_CLOSE != 0 {
+                    self.teardown(i);
+                } else {
+                    self.take_request(i);
+                }
+            }
+            LWHOST_CONN_CONNECTING | LWHOST_CONN_OPEN | LWHOST_CONN_FAILED => {
+                let ours = self.slots[i].active
+                    && self.slots[i].generation == c.generation().load(Ordering::Relaxed);
+                if wf & LWHOST_WF_CLOSE != 0 || !ours {
+                    // (!ours: a slot we never took, e.g. from before a
+                    // restart of the main side; reclaim it.)
+                    if let Some(id) = self.slots[i].proxy_id.take() {
+                        self.by_proxy_id.remove(&id);
+                        self.send_json(serde_json::json!({"t": "close", "id": id}));
+                    }
+                    self.teardown(i);
+                } else if state == LWHOST_CONN_OPEN {
+                    self.pump_tx(i);
+                    self.pump_rx(i);
+                }
+            }
+            _ => {} // not a state the worker may set; leave it alone
+        }
+    }
+
+    fn take_request(&mut self, i: usize) {
+        let region = self.region.clone();
+        let c = conn_at(&region, i);
+        let host_len = c.host_len().load(Ordering::Relaxed) as usize;
+        let port = c.port().load(Ordering::Relaxed);
+        let flags = c.open_flags().load(Ordering::Relaxed);
+        let timeout_ms = c.timeout_ms().load(Ordering::Relaxed);
+        let generation = c.generation().load(Ordering::Relaxed);
+        c.state().store(LWHOST_CONN_CONNECTING, Ordering::Release);
+        self.slots[i] = Slot {
+            active: true,
+            generation,
+            ..Slot::default()
+        };
+        if host_len == 0 || host_len >= LWHOST_HOST_MAX as usize || !(1..=65535).contains(&port) {
+            self.fail(i, EINVAL);
+            return;
+        }
+        let mut host = vec![0u8; host_len];
+        // SAFETY: host_len < LWHOST_HOST_MAX; the slot is REQUESTED, so its
+        // request fields are ours to read.
+        unsafe { core::ptr::copy_nonoverlapping(c.host_ptr(), host.as_mut_ptr(), host_len) };
+        let Ok(host) = String::from_utf8(host) else {
+            self.fail(i, EINVAL);
+            return;
+        };
+        let req = OpenRequest {
+            host,
+            port,
+            tls: flags & LWHOST_OPEN_TLS != 0,
+            timeout_ms,
+        };
+        match self.link {
+            Link::Up { .. } => self.send_open(i, req),
+            Link::Connecting => self.slots[i].request = Some(req),
+            Link::Down => self.fail(i, ECONNREFUSED),
+        }
+    }
+
+    /// Marks a connection FAILED with `errno`; the slot stays ours until the
+    /// worker closes it.
+    fn fail(&mut self, i: usize, errno: i32) {
+        let s = &mut self.slots[i];
+        s.pending_rx.clear();
+        s.pending_front = 0;
+        s.pending_bytes = 0;
+        let region = self.region.clone();
+        let c = conn_at(&region, i);
+        c.error().store(errno as u32, Ordering::Relaxed);
+        c.state().store(LWHOST_CONN_FAILED, Ordering::Release);
+        self.guest_dirty = true;
+    }
+
+    /// Returns a closed slot to FREE with everything reset.
+    fn teardown(&mut self, i: usize) {
+        if let Some(id) = self.slots[i].proxy_id {
+            self.by_proxy_id.remove(&id);
+        }
+        self.slots[i] = Slot::default();
+        let region = self.region.clone();
+        let c = conn_at(&region, i);
+        c.tx().reset();
+        c.rx().reset();
+        c.main_flags().store(0, Ordering::Relaxed);
+        c.error().store(0, Ordering::Relaxed);
+        c.state().store(LWHOST_CONN_FREE, Ordering::Release);
+        self.guest_dirty = true;
+    }
+
+    /// Moves guest bytes from tx to the proxy within the window; sends the
+    /// half-close once tx is drained.
+    fn pump_tx(&mut self, i: usize) {
+        let region = self.region.clone();
+        let c = conn_at(&region, i);
+        if c.state().load(Ordering::Acquire) != LWHOST_CONN_OPEN {
+            return;
+        }
+        let tx = c.tx();
+        let Some(readable) = tx.readable() else {
+            self.fail(i, EIO);
+            return;
+        };
+        let s = &self.slots[i];
+        let Some(id) = s.proxy_id else {
+            if s.peer_closed && readable > 0 {
+                // Nobody to send to: drop, like writes to a closed socket.
+                tx.consume(readable);
+                self.guest_dirty = true;
+            }
+            return;
+        };
+        let mut budget = (WINDOW.saturating_sub(s.tx_inflight)).min(readable as u64) as usize;
+        let sent = budget;
+        while budget > 0 {
+            let n = budget.min(FRAME_MAX);
+            let mut frame = vec![0u8; 4 + n];
+            frame[..4].copy_from_slice(&id.to_be_bytes());
+            match tx.pop(&mut frame[4..]) {
+                Some(got) if got == n => {}
+                _ => {
+                    self.fail(i, EIO);
+                    return;
+                }
+            }
+            self.send(Message::Binary(frame.into()));
+            budget -= n;
+        }
+        if sent > 0 {
+            self.slots[i].tx_inflight += sent as u64;
+            self.guest_dirty = true;
+        }
+        let wf = c.worker_flags().load(Ordering::Acquire);
+        if wf & LWHOST_WF_SHUT_WR != 0 && !self.slots[i].shut_sent && tx.readable() == Some(0) {
+            self.slots[i].shut_sent = true;
+            self.send_json(serde_json::json!({"t": "shutdown", "id": id}));
+        }
+    }
+
+    /// Moves buffered proxy bytes into the rx ring as space allows, acks
+    /// what went in, and publishes PEER_EOF once everything is in.
+    fn pump_rx(&mut self, i: usize) {
+        let region = self.region.clone();
+        let c = conn_at(&region, i);
+        if c.state().load(Ordering::Acquire) != LWHOST_CONN_OPEN {
+            return;
+        }
+        let rx = c.rx();
+        let mut moved = 0usize;
+        let mut broken = false;
+        let s = &mut self.slots[i];
+        while let Some(front) = s.pending_rx.front() {
+            match rx.push(&front[s.pending_front..]) {
+                None => {
+                    broken = true;
+                    break;
+                }
+                Some(0) => break,
+                Some(n) => {
+                    moved += n;
+                    s.pending_front += n;
+                    if s.pending_front == front.len() {
+                        s.pending_rx.pop_front();
+                        s.pending_front = 0;
+                    }
+                }
+            }
+        }
+        s.pending_bytes -= moved;
+        let eof_now = s.peer_eof && s.pending_rx.is_empty();
+        let proxy_id = s.proxy_id;
+        if broken {
+            self.fail(i, EIO);
+            return;
+        }
+        if moved > 0 {
+            self.guest_dirty = true;
+            if let Some(id) = proxy_id {
+                self.send_json(serde_json::json!({"t": "ack", "id": id, "bytes": moved}));
+            }
+        }
+        if eof_now && c.main_flags().load(Ordering::Relaxed) & LWHOST_MF_PEER_EOF == 0 {
+            c.main_flags().fetch_or(LWHOST_MF_PEER_EOF, Ordering::Release);
+            self.guest_dirty = true;
+        }
+    }
+
+    // ---- store ----------------------------------------------------------
+
+    fn scan_store(&mut self, i: usize) {
+        let Some(slot) = self.region.store_slot(i) else {
+            return;
+        };
+        if slot.state().load(Ordering::Acquire) != LWHOST_SLOT_SUBMITTED || self.store_running[i].is_some() {
+            return;
+        }
+        let generation = slot.generation().load(Ordering::Relaxed);
+        let job = StoreJob::read_from(slot);
+        self.store_running[i] = Some(generation);
+        let store = self.store.clone();
+        let done = self.store_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let (result, output) = match job {
+                Ok(job) => job.run(&store),
+                Err(e) => (-e, Vec::new()),
+            };
+            let _ = done.send(StoreDone {
+                slot: i,
+                generation,
+                result,
+                output,
+            });
+        });
+    }
+
+    fn on_store_done(&mut self, done: StoreDone) {
+        self.store_running[done.slot] = None;
+        let Some(slot) = self.region.store_slot(done.slot) else {
+            return;
+        };
+        if slot.state().load(Ordering::Acquire) != LWHOST_SLOT_SUBMITTED
+            || slot.generation().load(Ordering::Relaxed) != done.generation
+        {
+            return; // the worker gave up on it
+        }
+        let n = done.output.len().min(StoreSlot::DATA_CAP);
+        // SAFETY: the slot is SUBMITTED, so its data buffer is ours; n fits.
+        unsafe { core::ptr::copy_nonoverlapping(done.output.as_ptr(), slot.data_ptr(), n) };
+        slot.result().store(done.result as u32, Ordering::Relaxed);
+        slot.state().store(LWHOST_SLOT_DONE, Ordering::Release);
+        self.guest_dirty = true;
+    }
+}
+
+/// Slot `i` of `region`; `i < CONNS` at every call site.
+fn conn_at(region: &Region, i: usize) -> crate::shm::Conn<'_> {
+    region
+        .conn(i % CONNS)
+        .unwrap_or_else(|| unreachable!("slot index in range"))
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens the WebSocket, offering `lwproxy.v2` (and the token as
+/// `bearer.<token>`), and insists the proxy chose `lwproxy.v2`.
+async fn open_link(url: &str, token: Option<&str>) -> anyhow::Result<Ws> {
+    let mut req = url
+        .into_client_request()
+        .with_context(|| format!("bad proxy URL {url:?}"))?;
+    let protocols = match token {
+        Some(t) => format!("{SUBPROTOCOL}, bearer.{t}"),
+        None => SUBPROTOCOL.to_string(),
+    };
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_str(&protocols).context("token is not a valid subprotocol")?,
+    );
+    let connect = tokio_tungstenite::connect_async(req);
+    let (ws, resp) = tokio::time::timeout(Duration::from_secs(10), connect)
+        .await
+        .context("timed out connecting to proxy")?
+        .with_context(|| format!("connecting to {url}"))?;
+    let chosen = resp
+        .headers()
+        .get("Sec-WebSocket-Protocol")
+        .and_then(|v| v.to_str().ok());
+    if chosen != Some(SUBPROTOCOL) {
+        anyhow::bail!("proxy did not accept subprotocol {SUBPROTOCOL} (got {chosen:?})");
+    }
+    Ok(ws)
+}
+
+/// A store request copied out of its slot.
+struct StoreJob {
+    op: u32,
+    flags: u32,
+    key: Vec<u8>,
+    after: Vec<u8>,
+    offset: u64,
+    data: Vec<u8>,
+    capacity: usize,
+}
+
+impl StoreJob {
+    /// Copies and checks a SUBMITTED slot (written by the guest side: every
+    /// length is checked again).
+    fn read_from(slot: StoreSlot<'_>) -> Result<StoreJob, i32> {
+        let op = slot.op().load(Ordering::Relaxed);
+        let key_len = slot.key_len().load(Ordering::Relaxed) as usize;
+        let after_len = slot.after_len().load(Ordering::Relaxed) as usize;
+        let len = slot.len().load(Ordering::Relaxed) as usize;
+        if key_len > LWHOST_KEY_MAX as usize || after_len > LWHOST_KEY_MAX as usize {
+            return Err(ENAMETOOLONG);
+        }
+        if len > StoreSlot::DATA_CAP {
+            return Err(EINVAL);
+        }
+        let mut key = vec![0u8; key_len];
+        let mut after = vec![0u8; after_len];
+        let mut data = vec![0u8; if op == LWHOST_STORE_WRITE { len } else { 0 }];
+        // SAFETY: the slot is SUBMITTED (ours to read) and every length was
+        // checked against its buffer (key_len + after_len <= KEY_CAP).
+        unsafe {
+            core::ptr::copy_nonoverlapping(slot.key_ptr(), key.as_mut_ptr(), key_len);
+            core::ptr::copy_nonoverlapping(slot.key_ptr().add(key_len), after.as_mut_ptr(), after_len);
+            core::ptr::copy_nonoverlapping(slot.data_ptr(), data.as_mut_ptr(), data.len());
+        }
+        Ok(StoreJob {
+            op,
+            flags: slot.flags().load(Ordering::Relaxed),
+            key,
+            after,
+            offset: slot.offset().load(Ordering::Relaxed),
+            data,
+            capacity: len,
+        })
+    }
+
+    /// Runs the request: (result, output bytes).
+    fn run(self, store: &Mutex<Store>) -> (i32, Vec<u8>) {
+        let Ok(mut store) = store.lock() else {
+            return (-EIO, Vec::new());
+        };
+        let as_result = |r: Result<usize, i32>| match r {
+            Ok(n) => n.min(i32::MAX as usize) as i32,
+            Err(e) => -e,
+        };
+        match self.op {
+            LWHOST_STORE_WRITE => (
+                as_result(store.write(&self.key, self.offset, self.flags, &self.data)),
+                Vec::new(),
+            ),
+            LWHOST_STORE_READ => {
+                let mut out = vec![0u8; self.capacity];
+                let r = store.read(&self.key, self.offset, &mut out);
+                out.truncate(*r.as_ref().unwrap_or(&0));
+                (as_result(r), out)
+            }
+            LWHOST_STORE_STAT => match store.stat(&self.key) {
+                Ok(size) => (8, size.to_le_bytes().to_vec()),
+                Err(e) => (-e, Vec::new()),
+            },
+            LWHOST_STORE_DELETE => (as_result(store.delete(&self.key).map(|()| 0)), Vec::new()),
+            LWHOST_STORE_LIST => {
+                let mut out = vec![0u8; self.capacity];
+                let r = store.list(&self.key, &self.after, &mut out);
+                out.truncate(*r.as_ref().unwrap_or(&0));
+                (as_result(r), out)
+            }
+            _ => (-EINVAL, Vec::new()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_errors_map_to_errno_per_spec_a() {
+        for (msg, want) in [
+            ("connect to 10.0.0.1:80 refused by policy", EACCES),
+            ("connection refused", ECONNREFUSED),
+            ("connect timed out after 5000 ms", ETIMEDOUT),
+            ("name not found: nope.invalid", EHOSTUNREACH),
+            ("cannot resolve host", EHOSTUNREACH),
+            ("connection reset by peer", ECONNRESET),
+            ("TLS handshake failed", ECONNREFUSED),
+            ("limit: concurrent connections (5)", EIO),
+            ("", EIO),
+        ] {
+            assert_eq!(errno_for_proxy_error(msg), want, "{msg}");
+        }
+    }
+
+    #[test]
+    fn server_messages_parse() {
+        let m: ServerMsg =
+            serde_json::from_str(r#"{"t":"opened","id":3,"addr":"1.2.3.4:80"}"#).expect("opened");
+        assert!(matches!(m, ServerMsg::Opened { id: 3 }));
+        let m: ServerMsg = serde_json::from_str(r#"{"t":"ack","id":3,"bytes":100}"#).expect("ack");
+        assert!(matches!(m, ServerMsg::Ack { id: 3, bytes: 100 }));
+        let m: ServerMsg = serde_json::from_str(r#"{"t":"error","msg":"x"}"#).expect("error");
+        assert!(matches!(m, ServerMsg::Error { id: None, .. }));
+        let m: ServerMsg = serde_json::from_str(r#"{"t":"future","id":1}"#).expect("unknown");
+        assert!(matches!(m, ServerMsg::Unknown));
+        assert!(serde_json::from_str::<ServerMsg>(r#"{"t":"ack","id":"x"}"#).is_err());
+    }
+}

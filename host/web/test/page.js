@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: GPL-2.0-only
+// The browser test of lwhost's browser half. Phase 1 attaches the main side
+// (main.js) to the real lwproxy, runs stand-in kernel tasks in workers
+// through the real glue (worker.js), then reloads the page; phase 2 reads
+// the store back. Results go to window.lwResults (read by chromium.py).
+import { attachLwnet } from "/lwnet/js/main.js";
+import { importedMemoryLimits } from "/lwnet/js/shim.js";
+
+const params = new URLSearchParams(location.search);
+const proxyPort = Number(params.get("proxy"));
+const targetPort = Number(params.get("target"));
+const deniedPort = Number(params.get("denied"));
+const marker = params.get("marker");
+const phase = params.get("phase") || "1";
+const DB = "lwnet-browser-test";
+const results = {};
+
+const logEl = document.getElementById("log");
+const log = (m) => { logEl.textContent += m + "\n"; console.log(m); };
+const check = (name, ok, detail) => {
+  results[name] = { ok: !!ok, detail: typeof detail === "string" ? detail : JSON.stringify(detail) };
+  log(`${ok ? "ok  " : "FAIL"} ${name} ${results[name].detail}`);
+};
+
+async function loadStandin() {
+  const bytes = await (await fetch("/lwnet/wasm/lwnet_standin.wasm")).arrayBuffer();
+  return { standin: await WebAssembly.compile(bytes), limits: importedMemoryLimits(bytes) };
+}
+
+/** Runs one task in a fresh worker; resolves with its result. */
+function runTask(host, mod, task, onMessage) {
+  return new Promise((resolve) => {
+    const w = new Worker("/test/standin-worker.js", { type: "module" });
+    const timer = setTimeout(() => { w.terminate(); resolve({ error: "task timed out" }); }, 60000);
+    w.onmessage = (ev) => {
+      if (ev.data.done) { clearTimeout(timer); w.terminate(); resolve(ev.data.result); }
+      else if (onMessage) onMessage(ev.data);
+    };
+    w.onerror = (e) => { clearTimeout(timer); w.terminate(); resolve({ error: "worker error: " + e.message }); };
+    w.postMessage({ init: host.workerInit(), ...mod, task });
+  });
+}
+
+async function waitSocket(host) {
+  for (let i = 0; i < 100 && host.stats().socket !== "open"; i++) await new Promise((r) => setTimeout(r, 100));
+  return host.stats().socket;
+}
+
+async function phase1() {
+  check("cross_origin_isolated", self.crossOriginIsolated, String(self.crossOriginIsolated));
+  await new Promise((r) => { const d = indexedDB.deleteDatabase(DB); d.onsuccess = d.onerror = d.onblocked = r; });
+  const host = await attachLwnet({ proxyUrl: `ws://127.0.0.1:${proxyPort}/`, storeName: DB, log });
+  const mod = await loadStandin();
+  check("attach_proxy_v2", (await waitSocket(host)) === "open", host.stats().socket);
+
+  const t = { host: "127.0.0.1", port: targetPort };
+  const get = await runTask(host, mod, { kind: "http", ...t, path: "/hello" });
+  check("http_via_proxy", get.n > 0 && get.text.startsWith("HTTP/1.0 200") && get.text.includes(marker), { n: get.n, head: (get.text || get.error || "").slice(0, 80) });
+
+  const many = await Promise.all([1, 2, 3, 4].map(() => runTask(host, mod, { kind: "http", ...t, path: "/hello" })));
+  check("http_four_workers_at_once", many.every((r) => r.n > 0 && r.text.includes(marker)), many.map((r) => r.n ?? r.error));
+
+  const big = await runTask(host, mod, { kind: "bench_read", ...t, bytes: 4 << 20 });
+  check("bulk_4mib_flow_control", big.bytes > 4 << 20 && big.bytes < (4 << 20) + 1024, big);
+
+  const denied = await runTask(host, mod, { kind: "http", host: "127.0.0.1", port: deniedPort, path: "/" });
+  check("policy_denial_is_eacces", denied.n === -13, { n: denied.n });
+
+  const st = await runTask(host, mod, { kind: "store" });
+  check("store_put_get", st.put_blob === 0 && st.put_small === 0 && st.get_blob_equal, st);
+  check("store_list", JSON.stringify(st.list) === JSON.stringify(["lwtest/dir/blob", "lwtest/dir/small"]), st.list);
+  check("store_delete", st.delete_small === 0 && st.get_deleted === -2 && st.delete_missing === -2
+    && JSON.stringify(st.list_after_delete) === JSON.stringify(["lwtest/dir/blob"]), st);
+  check("store_rejects_dotdot_key", st.put_bad_key === -22, { put_bad_key: st.put_bad_key });
+  check("store_put_persist", st.put_persist === 0, { put_persist: st.put_persist });
+
+  const h = await runTask(host, mod, { kind: "hostile", ...t });
+  const want = {
+    read_past_end: -14, read_wrapping: -14, write_past_end: -14, write_negative_len: -22, read_null: -14,
+    open_host_past_end: -14, open_unterminated: -14, open_bad_port: -22, open_bad_flags: -22,
+    read_bad_id: -9, poll_bad_id: -9, poll_stale_gen: -9, shutdown_bad_id: -9, store_req_past_end: -14,
+    store_key_past_end: -14, store_key_too_long: -36, store_poll_bad_ticket: -9, store_poll_past_end: -14,
+    poll_closed: -9,
+  };
+  const wrong = Object.entries(want).filter(([k, v]) => h[k] !== v).map(([k, v]) => `${k}=${h[k]} (want ${v})`);
+  check("hostile_pointers_and_ids", h.connect >= 0 && h.poll_after > 0 && wrong.length === 0, wrong.length ? wrong.join(", ") : h);
+
+  const reset = await runTask(host, mod, { kind: "reset", ...t }, (m) => { if (m.holding) host.reconnect(); });
+  check("proxy_loss_is_econnreset", reset.first > 0 && reset.after_reset === -104, reset);
+  await waitSocket(host);
+  const again = await runTask(host, mod, { kind: "http", ...t, path: "/hello" });
+  check("reconnect_after_loss", again.n > 0 && again.text.includes(marker), { n: again.n, socket: host.stats().socket });
+
+  const slots = await Promise.all([...Array(6)].map(() => runTask(host, mod, { kind: "http", ...t, path: "/hello" })));
+  check("thread_slots_reused", slots.every((r) => r.n > 0), slots.map((r) => r.n ?? r.error));
+
+  host.close();
+  localStorage.setItem("lwtest.phase1", JSON.stringify(results));
+  const next = new URL(location.href);
+  next.searchParams.set("phase", "2");
+  location.replace(next.href); // a real reload: a new document, a new main side
+}
+
+async function phase2() {
+  Object.assign(results, JSON.parse(localStorage.getItem("lwtest.phase1") || "{}"));
+  const host = await attachLwnet({ proxyUrl: `ws://127.0.0.1:${proxyPort}/`, storeName: DB, log });
+  const mod = await loadStandin();
+  const v = await runTask(host, mod, { kind: "verify" });
+  check("store_survives_reload", v.equal && v.get === 150000, v);
+  check("store_list_after_reload", JSON.stringify(v.list) === JSON.stringify(["lwtest/dir/blob", "lwtest/persist"]), v.list);
+  check("store_schema_versioned", host.store.db.version === 1 && [...host.store.db.objectStoreNames].join() === "chunks,meta,pending,values",
+    { version: host.store.db.version, stores: [...host.store.db.objectStoreNames] });
+  host.close();
+}
+
+(async () => {
+  try {
+    if (phase === "1") await phase1();
+    else await phase2();
+  } catch (e) {
+    check("page_" + phase + "_exception", false, String(e && e.stack || e));
+  }
+  if (phase !== "1" || Object.keys(results).some((k) => k.startsWith("page_"))) {
+    window.lwResults = results;
+    window.lwDone = true;
+  }
+})();
