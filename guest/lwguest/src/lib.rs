@@ -9,5 +9,10 @@ pub mod http;
 pub mod index;
 pub mod json;
 pub mod net;
+pub mod progress;
 pub mod rt;
 pub mod sys;
+
+// The tools use these types directly; one version for the whole workspace.
+pub use ed25519_dalek;
+pub use sha2;

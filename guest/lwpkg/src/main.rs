@@ -1,16 +1,458 @@
+//! lwpkg: installs prebuilt packages from a signed HTTP registry into
+//! /opt/packages, linked into /usr/local/bin.
 #![cfg_attr(not(test), no_std)]
 #![cfg_attr(not(test), no_main)]
 
 extern crate alloc;
 
+mod pkg;
+
 use alloc::string::String;
 use alloc::vec::Vec;
+use lwguest::fs::Result;
+use lwguest::http::{self, Sink};
+use lwguest::index::{self, hex_encode};
+use lwguest::{errln, outln};
+use pkg::Ctx;
 
 #[cfg(not(test))]
 lwguest::entry!(run);
 
+const USAGE: &str = "\
+Usage: lwpkg COMMAND [ARGS]
+
+Commands:
+  update            fetch and verify the package lists of the repositories
+  search TERM       list packages whose name or description contains TERM
+  info NAME         show a package
+  install NAME...   install packages and their dependencies
+  list              list installed packages
+  remove NAME...    remove packages (exactly what install created)
+  upgrade           install newer versions of installed packages
+  relink            recreate the /usr/local/bin links of installed packages
+
+Repositories: /etc/lwpkg/repositories, one base URL per line (http:// or
+https://; BASE/index.json and BASE/index.json.sig are fetched). Indexes must be
+signed by a key in /etc/lwpkg/keys/*.pub. Packages go to
+/opt/packages/NAME/VERSION/ and are linked into /usr/local/bin.
+Environment: LWPKG_ROOT=DIR runs against DIR instead of /.";
+
+/// Connect timeout for repository downloads.
+const CONNECT_TIMEOUT_MS: u32 = 30_000;
+
+fn fetch_http(url: &str, sink: &mut dyn Sink, max: u64) -> Result<()> {
+    let u = http::parse_url(url)?;
+    http::get(&u, sink, max, CONNECT_TIMEOUT_MS).map(|_| ())
+}
+
 // Reached through lwguest::entry!, which unit-test builds leave out.
 #[cfg_attr(test, allow(dead_code))]
-fn run(_args: Vec<String>) -> i32 {
-    1
+fn run(args: Vec<String>) -> i32 {
+    let root = lwguest::fs::getenv("LWPKG_ROOT").unwrap_or_default();
+    let mut fetch = fetch_http;
+    let mut ctx = Ctx {
+        root,
+        arch: index::THIS_ARCH,
+        fetch: &mut fetch,
+        quiet: false,
+    };
+    match command(&mut ctx, &args[1.min(args.len())..]) {
+        Ok(code) => code,
+        Err(e) => {
+            errln!("lwpkg: {e}");
+            1
+        }
+    }
+}
+
+/// Runs one command; Ok(exit status) for usage results, Err for failures.
+fn command(ctx: &mut Ctx, args: &[String]) -> Result<i32> {
+    let (cmd, rest) = match args.split_first() {
+        Some((c, r)) => (c.as_str(), r),
+        None => {
+            errln!("{USAGE}");
+            return Ok(1);
+        }
+    };
+    let need = |n: bool, what: &str| -> Option<i32> {
+        if n {
+            None
+        } else {
+            errln!("lwpkg {cmd}: expected {what}\n{USAGE}");
+            Some(1)
+        }
+    };
+    match cmd {
+        "-h" | "--help" | "help" => outln!("{USAGE}"),
+        "update" => {
+            if let Some(c) = need(rest.is_empty(), "no arguments") {
+                return Ok(c);
+            }
+            ctx.update()?;
+        }
+        "search" => {
+            if let Some(c) = need(rest.len() == 1, "one search term") {
+                return Ok(c);
+            }
+            let idx = ctx.load_index()?;
+            let installed = ctx.installed()?;
+            let term = rest[0].to_lowercase();
+            for (name, entries) in &idx.packages {
+                let Some(e) = entries.iter().find(|e| e.arch == ctx.arch) else {
+                    continue;
+                };
+                if name.contains(&term) || e.description.to_lowercase().contains(&term) {
+                    let mark = if installed.iter().any(|r| r.name == *name) {
+                        " [installed]"
+                    } else {
+                        ""
+                    };
+                    outln!("{name} {} - {}{mark}", e.version, e.description);
+                }
+            }
+        }
+        "info" => {
+            if let Some(c) = need(rest.len() == 1, "one package name") {
+                return Ok(c);
+            }
+            let idx = ctx.load_index()?;
+            let name = &rest[0];
+            let entries = idx
+                .packages
+                .get(name)
+                .ok_or_else(|| lwguest::fs::Error::msg(alloc::format!("no package named {name:?}")))?;
+            for e in entries {
+                outln!(
+                    "name: {}\nversion: {}\narch: {}\ndescription: {}",
+                    e.name,
+                    e.version,
+                    e.arch,
+                    e.description
+                );
+                outln!(
+                    "size: {}\nsha256: {}\nurl: {}",
+                    e.size,
+                    hex_encode(&e.sha256),
+                    e.url
+                );
+                outln!("depends: {}\ncommand: {}", e.depends.join(" "), e.bin);
+            }
+            match ctx.installed()?.iter().find(|r| r.name == *name) {
+                Some(r) => outln!("installed: {}", r.version),
+                None => outln!("installed: no"),
+            }
+        }
+        "install" => {
+            if let Some(c) = need(!rest.is_empty(), "package names") {
+                return Ok(c);
+            }
+            let idx = ctx.load_index()?;
+            let order = index::resolve(&idx, rest, ctx.arch)?;
+            ctx.install_all(&order)?;
+        }
+        "list" => {
+            for r in ctx.installed()? {
+                outln!("{} {}", r.name, r.version);
+            }
+        }
+        "remove" => {
+            if let Some(c) = need(!rest.is_empty(), "package names") {
+                return Ok(c);
+            }
+            ctx.remove(rest)?;
+        }
+        "upgrade" => {
+            if ctx.upgrade()? == 0 {
+                outln!("everything is up to date");
+            }
+        }
+        "relink" => {
+            for r in ctx.installed()? {
+                ctx.link(&r)?;
+            }
+        }
+        _ => {
+            errln!("lwpkg: unknown command {cmd:?}\n{USAGE}");
+            return Ok(1);
+        }
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use lwguest::ed25519_dalek::{Signer, SigningKey};
+    use lwguest::fs::Error;
+    use lwguest::sha2::{Digest, Sha256};
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    /// A scratch root with keys, repositories and a scripted registry.
+    struct World {
+        root: String,
+        files: HashMap<String, Vec<u8>>,
+        key: SigningKey,
+    }
+
+    const BASE: &str = "http://127.0.0.1:9/repo";
+
+    /// (name, version, arch, depends, file content)
+    type Published<'a> = (&'a str, &'a str, &'a str, &'a [&'a str], &'a [u8]);
+
+    impl World {
+        fn new(name: &str) -> World {
+            let root = std::env::temp_dir().join(format!("lwpkg-test-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&root);
+            std::fs::create_dir_all(root.join("etc/lwpkg/keys")).unwrap();
+            std::fs::write(root.join("etc/lwpkg/repositories"), format!("# test\n{BASE}\n")).unwrap();
+            let key = SigningKey::from_bytes(&[7; 32]);
+            std::fs::write(
+                root.join("etc/lwpkg/keys/test.pub"),
+                hex_encode(key.verifying_key().as_bytes()),
+            )
+            .unwrap();
+            World {
+                root: root.to_string_lossy().into_owned(),
+                files: HashMap::new(),
+                key,
+            }
+        }
+
+        /// Publishes packages (name, version, arch, deps, content) and a signed index.
+        fn publish(&mut self, pkgs: &[Published]) {
+            let mut body = Vec::new();
+            for (name, version, arch, deps, content) in pkgs {
+                let file = format!("{name}-{version}-{arch}.bin");
+                self.files.insert(format!("{BASE}/{file}"), content.to_vec());
+                let deps: Vec<String> = deps.iter().map(|d| format!("\"{d}\"")).collect();
+                body.push(format!(
+                    "\"{name}\":{{\"version\":\"{version}\",\"url\":\"{file}\",\"size\":{},\"sha256\":\"{}\",\"arch\":\"{arch}\",\"depends\":[{}]}}",
+                    content.len(),
+                    hex_encode(&Sha256::digest(content)),
+                    deps.join(",")
+                ));
+            }
+            let idx = format!("{{\"format\":1,\"packages\":{{{}}}}}", body.join(","));
+            let sig = hex_encode(&self.key.sign(idx.as_bytes()).to_bytes());
+            self.files.insert(format!("{BASE}/index.json"), idx.into_bytes());
+            self.files
+                .insert(format!("{BASE}/index.json.sig"), sig.into_bytes());
+        }
+
+        fn run(&mut self, args: &[&str]) -> Result<i32> {
+            let files = self.files.clone();
+            let mut fetch = move |url: &str, sink: &mut dyn Sink, max: u64| -> Result<()> {
+                let data = files
+                    .get(url)
+                    .ok_or_else(|| Error::msg(format!("{url}: HTTP 404")))?;
+                if data.len() as u64 > max {
+                    return Err(Error::msg("response larger than expected"));
+                }
+                sink.start(Some(data.len() as u64))?;
+                // Two pieces, like a real body split across reads.
+                let (a, b) = data.split_at(data.len() / 2);
+                sink.data(a)?;
+                sink.data(b)
+            };
+            let mut ctx = Ctx {
+                root: self.root.clone(),
+                arch: "x86_64",
+                fetch: &mut fetch,
+                quiet: true,
+            };
+            let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            command(&mut ctx, &args)
+        }
+
+        fn p(&self, rel: &str) -> std::path::PathBuf {
+            Path::new(&self.root).join(rel.trim_start_matches('/'))
+        }
+
+        /// Every path under the root, for "nothing left behind" checks.
+        fn tree(&self, rel: &str) -> Vec<String> {
+            fn walk(p: &Path, base: &Path, out: &mut Vec<String>) {
+                if let Ok(rd) = std::fs::read_dir(p) {
+                    for e in rd.flatten() {
+                        out.push(
+                            e.path()
+                                .strip_prefix(base)
+                                .unwrap()
+                                .to_string_lossy()
+                                .into_owned(),
+                        );
+                        if e.file_type().unwrap().is_dir() {
+                            walk(&e.path(), base, out);
+                        }
+                    }
+                }
+            }
+            let mut out = Vec::new();
+            walk(&self.p(rel), Path::new(&self.root), &mut out);
+            out.sort();
+            out
+        }
+    }
+
+    impl Drop for World {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+
+    #[test]
+    fn install_with_dependencies_then_remove_leaves_nothing() {
+        let mut w = World::new("deps");
+        w.publish(&[
+            ("app", "1.0", "x86_64", &["lib"], b"app-binary"),
+            ("lib", "2.1", "x86_64", &[], b"lib-binary"),
+        ]);
+        assert!(w
+            .run(&["install", "app"])
+            .unwrap_err()
+            .msg
+            .contains("lwpkg update"));
+        w.run(&["update"]).unwrap();
+        w.run(&["install", "app"]).unwrap();
+        assert_eq!(
+            std::fs::read(w.p("opt/packages/app/1.0/app")).unwrap(),
+            b"app-binary"
+        );
+        let link = std::fs::read_link(w.p("usr/local/bin/lib")).unwrap();
+        assert_eq!(link, w.p("opt/packages/lib/2.1/lib"));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(w.p("opt/packages/app/1.0/app"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755);
+        // Installing again is a no-op; lib cannot go while app needs it.
+        w.run(&["install", "app"]).unwrap();
+        assert!(w
+            .run(&["remove", "lib"])
+            .unwrap_err()
+            .msg
+            .contains("app depends on it"));
+        w.run(&["remove", "app", "lib"]).unwrap();
+        assert_eq!(w.tree("opt/packages"), Vec::<String>::new());
+        assert_eq!(w.tree("usr/local/bin"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn bad_checksum_leaves_previous_version_working() {
+        let mut w = World::new("sum");
+        w.publish(&[("tool", "1.0", "x86_64", &[], b"version one")]);
+        w.run(&["update"]).unwrap();
+        w.run(&["install", "tool"]).unwrap();
+        let before = w.tree("");
+        // Version 2 is published, but the file served differs from the index.
+        w.publish(&[("tool", "2.0", "x86_64", &[], b"version two")]);
+        w.files
+            .insert(format!("{BASE}/tool-2.0-x86_64.bin"), b"version 2!!".to_vec());
+        w.run(&["update"]).unwrap();
+        let e = w.run(&["upgrade"]).unwrap_err();
+        assert!(e.msg.contains("checksum mismatch"), "{e}");
+        assert_eq!(std::fs::read(w.p("usr/local/bin/tool")).unwrap(), b"version one");
+        let after: Vec<String> = w
+            .tree("")
+            .into_iter()
+            .filter(|p| !p.starts_with("var/lib"))
+            .collect();
+        let before: Vec<String> = before.into_iter().filter(|p| !p.starts_with("var/lib")).collect();
+        assert_eq!(after, before, "a failed install left something behind");
+        // A truncated download (size mismatch) fails the same way.
+        w.files
+            .insert(format!("{BASE}/tool-2.0-x86_64.bin"), b"short".to_vec());
+        assert!(w.run(&["upgrade"]).unwrap_err().msg.contains("size mismatch"));
+        // The good file upgrades and removes version 1.
+        w.files
+            .insert(format!("{BASE}/tool-2.0-x86_64.bin"), b"version two".to_vec());
+        w.run(&["upgrade"]).unwrap();
+        assert_eq!(std::fs::read(w.p("usr/local/bin/tool")).unwrap(), b"version two");
+        assert!(!w.p("opt/packages/tool/1.0").exists());
+    }
+
+    #[test]
+    fn tampered_or_unsigned_index_is_refused() {
+        let mut w = World::new("sig");
+        w.publish(&[("tool", "1.0", "x86_64", &[], b"x")]);
+        let idx = w.files.get(&format!("{BASE}/index.json")).unwrap().clone();
+        let mut evil = idx.clone();
+        evil.extend_from_slice(b" ");
+        w.files.insert(format!("{BASE}/index.json"), evil);
+        assert!(w.run(&["update"]).unwrap_err().msg.contains("does not match"));
+        w.files.insert(format!("{BASE}/index.json"), idx);
+        w.files.insert(format!("{BASE}/index.json.sig"), b"abcd".to_vec());
+        assert!(w.run(&["update"]).unwrap_err().msg.contains("128 hex"));
+        w.files.remove(&format!("{BASE}/index.json.sig"));
+        assert!(w.run(&["update"]).unwrap_err().msg.contains("404"));
+        // A cache edited after a good update is caught on use.
+        w.publish(&[("tool", "1.0", "x86_64", &[], b"x")]);
+        w.run(&["update"]).unwrap();
+        let cache = std::fs::read_dir(w.p("var/lib/lwpkg"))
+            .unwrap()
+            .flatten()
+            .find(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .unwrap()
+            .path();
+        std::fs::write(&cache, b"{\"packages\":{}}").unwrap();
+        assert!(w
+            .run(&["install", "tool"])
+            .unwrap_err()
+            .msg
+            .contains("does not match"));
+        std::fs::remove_file(w.p("etc/lwpkg/keys/test.pub")).unwrap();
+        assert!(w.run(&["update"]).unwrap_err().msg.contains("no trusted keys"));
+    }
+
+    #[test]
+    fn other_arch_and_foreign_commands_are_refused() {
+        let mut w = World::new("arch");
+        w.publish(&[
+            ("wtool", "1.0", "wasm32", &[], b"w"),
+            ("ls", "1.0", "x86_64", &[], b"l"),
+        ]);
+        w.run(&["update"]).unwrap();
+        assert!(w
+            .run(&["install", "wtool"])
+            .unwrap_err()
+            .msg
+            .contains("built for wasm32"));
+        std::fs::create_dir_all(w.p("usr/local/bin")).unwrap();
+        std::fs::write(w.p("usr/local/bin/ls"), b"user's own").unwrap();
+        assert!(w
+            .run(&["install", "ls"])
+            .unwrap_err()
+            .msg
+            .contains("not installed by lwpkg"));
+        assert_eq!(std::fs::read(w.p("usr/local/bin/ls")).unwrap(), b"user's own");
+        assert_eq!(
+            w.tree("opt/packages")
+                .iter()
+                .filter(|p| !p.ends_with("/ls"))
+                .count(),
+            0
+        );
+        assert!(w
+            .run(&["remove", "ls"])
+            .unwrap_err()
+            .msg
+            .contains("not installed"));
+        assert_eq!(w.run(&["frobnicate"]).unwrap(), 1);
+        assert_eq!(w.run(&["install"]).unwrap(), 1);
+    }
+
+    #[test]
+    fn records_reject_paths_outside_the_package() {
+        let good = "lwpkg-record 1\nname a\nversion 1\narch x86_64\nsha256 00\nsize 1\nfile /opt/packages/a/1/a\nlink /usr/local/bin/a\ndepends \n";
+        assert!(pkg::Record::parse(good).is_ok());
+        assert!(pkg::Record::parse(&good.replace("/usr/local/bin/a", "/etc/passwd")).is_err());
+        assert!(
+            pkg::Record::parse(&good.replace("/opt/packages/a/1/a", "/opt/packages/a/1/../../../etc/x"))
+                .is_err()
+        );
+        assert!(pkg::Record::parse(&good.replace("name a", "name ../a")).is_err());
+        assert!(pkg::Record::parse("junk").is_err());
+    }
 }
