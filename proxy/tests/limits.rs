@@ -1,0 +1,107 @@
+//! Every per-identity limit is hit and enforced, while another identity carries on.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use common::*;
+use serde_json::json;
+
+fn msg(v: &serde_json::Value) -> &str {
+    v["msg"].as_str().unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_connections() {
+    let echo = echo_server().await;
+    let proxy = Proxy::start(&["--allow", &allow(echo), "--max-concurrent", "2"]);
+    let mut alice = Ws::v1(&proxy, "alice").await;
+    let mut alice2 = Ws::v2(&proxy, "alice").await; // same identity, another session
+    let mut bob = Ws::v1(&proxy, "bob").await;
+    assert_eq!(alice.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
+    assert_eq!(alice2.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
+    let v = alice.open(2, "127.0.0.1", echo.port()).await;
+    assert_eq!(msg(&v), "limit: concurrent connections (2)");
+    // Bob is unaffected, and so are Alice's open connections.
+    assert_eq!(bob.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
+    bob.echo(1, b"bob").await;
+    alice.echo(1, b"alice").await;
+    // Closing one frees a slot.
+    alice2.send_json(json!({"t": "close", "id": 1})).await;
+    alice2.expect("closed", 1).await;
+    assert_eq!(alice.open(3, "127.0.0.1", echo.port()).await["t"], "opened");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_minute() {
+    let echo = echo_server().await;
+    let proxy = Proxy::start(&["--allow", &allow(echo), "--conns-per-min", "3"]);
+    let mut alice = Ws::v1(&proxy, "alice").await;
+    for id in 1..=3 {
+        assert_eq!(alice.open(id, "127.0.0.1", echo.port()).await["t"], "opened");
+        alice.send_json(json!({"t": "close", "id": id})).await;
+        alice.expect("closed", id).await;
+    }
+    let v = alice.open(4, "127.0.0.1", echo.port()).await;
+    assert_eq!(msg(&v), "limit: connections per minute (3)");
+    // A new session does not reset the count: it belongs to the identity.
+    let mut again = Ws::v1(&proxy, "alice").await;
+    assert!(msg(&again.open(1, "127.0.0.1", echo.port()).await).contains("per minute"));
+    let mut bob = Ws::v1(&proxy, "bob").await;
+    assert_eq!(bob.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
+    bob.echo(1, b"fine").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_per_minute() {
+    let echo = echo_server().await;
+    let proxy = Proxy::start(&["--allow", &allow(echo), "--bytes-per-min", "200000"]);
+    let mut alice = Ws::v2(&proxy, "alice").await;
+    let mut bob = Ws::v1(&proxy, "bob").await;
+    assert_eq!(alice.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
+    assert_eq!(bob.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
+    // Echo counts twice (up and down): 60 KB x 2 fits, the next 60 KB x 2 does not.
+    alice.echo(1, &vec![1u8; 60_000]).await;
+    alice.write(1, &vec![2u8; 60_000]).await;
+    let (_, control) = alice.read_data(1, 60_000).await;
+    let err = control.iter().find(|v| v["t"] == "error").expect("an error");
+    assert_eq!(msg(err), "limit: bytes per minute (200000)");
+    alice.expect("closed", 1).await;
+    bob.echo(1, &vec![3u8; 50_000]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_and_idle_timeouts() {
+    let silent = silent_server().await;
+    let echo = echo_server().await;
+    let proxy = Proxy::start(&[
+        "--allow",
+        &allow(silent),
+        "--allow",
+        &allow(echo),
+        "--idle-timeout",
+        "2s",
+        "--extra-ca",
+        test_ca("timeouts").ca_pem_path.to_str().unwrap(),
+    ]);
+    let mut alice = Ws::v2(&proxy, "alice").await;
+    let mut bob = Ws::v1(&proxy, "bob").await;
+    // A TLS handshake the server never answers is bounded by the connect timeout.
+    let started = std::time::Instant::now();
+    let v = alice
+        .open_with(json!({"t": "open", "id": 1, "host": "127.0.0.1", "port": silent.port(), "tls": true, "timeout_ms": 500}))
+        .await;
+    assert_eq!(v["t"], "error");
+    assert!(msg(&v).contains("limit: connect timeout (0.5 s): connect timed out"), "{v}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    alice.expect("closed", 1).await;
+    // An idle connection is closed after the idle timeout; a busy one is not.
+    assert_eq!(alice.open(2, "127.0.0.1", silent.port()).await["t"], "opened");
+    assert_eq!(bob.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
+    for _ in 0..6 {
+        bob.echo(1, b"keepalive").await;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let v = alice.expect("error", 2).await;
+    assert_eq!(msg(&v), "limit: idle timeout (2 s): connection timed out");
+    alice.expect("closed", 2).await;
+    bob.echo(1, b"still open").await;
+}
