@@ -27,15 +27,43 @@ async fn auth_matrix() {
     let cases: Vec<(&str, String, u16)> = vec![
         ("missing", String::new(), 401),
         ("good", token("alice"), 101),
-        ("expired", sign(&hs, &json!({"sub": "a", "exp": t - 120}), key), 401),
-        ("not yet valid", sign(&hs, &json!({"sub": "a", "exp": t + 600, "nbf": t + 300}), key), 401),
-        ("wrong key", sign(&hs, &json!({"sub": "a", "exp": t + 600}), b"some-other-secret-xxxxxxxx"), 401),
+        (
+            "expired",
+            sign(&hs, &json!({"sub": "a", "exp": t - 120}), key),
+            401,
+        ),
+        (
+            "not yet valid",
+            sign(&hs, &json!({"sub": "a", "exp": t + 600, "nbf": t + 300}), key),
+            401,
+        ),
+        (
+            "wrong key",
+            sign(
+                &hs,
+                &json!({"sub": "a", "exp": t + 600}),
+                b"some-other-secret-xxxxxxxx",
+            ),
+            401,
+        ),
         ("no exp", sign(&hs, &json!({"sub": "a"}), key), 401),
-        ("alg HS512", sign(&json!({"alg": "HS512"}), &json!({"sub": "a", "exp": t + 600}), key), 401),
+        (
+            "alg HS512",
+            sign(
+                &json!({"alg": "HS512"}),
+                &json!({"sub": "a", "exp": t + 600}),
+                key,
+            ),
+            401,
+        ),
         ("garbage", "a.b.c".into(), 401),
     ];
     for (what, tok, want) in &cases {
-        let q = if tok.is_empty() { String::new() } else { format!("?token={tok}") };
+        let q = if tok.is_empty() {
+            String::new()
+        } else {
+            format!("?token={tok}")
+        };
         assert_eq!(status_of(&proxy, &q, &[], None).await, *want, "{what} (query)");
         if !tok.is_empty() {
             let bearer = format!("bearer.{tok}");
@@ -61,16 +89,29 @@ async fn auth_matrix() {
     // Origin allowlist: the right origin passes, a wrong one is refused even with a good token.
     let good = format!("?token={}", token("alice"));
     assert_eq!(status_of(&proxy, &good, &[], Some(ORIGIN)).await, 101);
-    assert_eq!(status_of(&proxy, &good, &[], Some("https://evil.example")).await, 403);
+    assert_eq!(
+        status_of(&proxy, &good, &[], Some("https://evil.example")).await,
+        403
+    );
 
     // The bearer subprotocol is never echoed; the dialect is.
-    let ws = connect_raw(proxy.addr, "", &["lwproxy.v2", &format!("bearer.{}", token("x"))], None)
-        .await
-        .unwrap();
+    let ws = connect_raw(
+        proxy.addr,
+        "",
+        &["lwproxy.v2", &format!("bearer.{}", token("x"))],
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(ws.protocol.as_deref(), Some("lwproxy.v2"));
-    let ws = connect_raw(proxy.addr, "", &["lwproxy.v1", &format!("bearer.{}", token("x"))], None)
-        .await
-        .unwrap();
+    let ws = connect_raw(
+        proxy.addr,
+        "",
+        &["lwproxy.v1", &format!("bearer.{}", token("x"))],
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(ws.protocol.as_deref(), Some("lwproxy.v1"));
     assert!(proxy.log_text().contains("token expired"));
 }
@@ -95,7 +136,9 @@ async fn token_subcommand_mints_a_working_token() {
     assert!(out.status.success());
     let tok = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let proxy = Proxy::start(&[]);
-    assert!(connect_raw(proxy.addr, &format!("?token={tok}"), &[], None).await.is_ok());
+    assert!(connect_raw(proxy.addr, &format!("?token={tok}"), &[], None)
+        .await
+        .is_ok());
     let bad = std::process::Command::new(env!("CARGO_BIN_EXE_lwproxy"))
         .args(["token", "--sub", "carol", "--ttl", "forever"])
         .env("JWT_SECRET", SECRET)
@@ -105,7 +148,9 @@ async fn token_subcommand_mints_a_working_token() {
 }
 
 async fn http_get<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S, path: &str) -> String {
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     out
@@ -114,7 +159,11 @@ async fn http_get<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_without_auth_and_non_websocket_requests() {
     let proxy = Proxy::start(&[]);
-    let r = http_get(tokio::net::TcpStream::connect(proxy.addr).await.unwrap(), "/health").await;
+    let r = http_get(
+        tokio::net::TcpStream::connect(proxy.addr).await.unwrap(),
+        "/health",
+    )
+    .await;
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     assert!(r.ends_with("ok"), "{r}");
     let r = http_get(tokio::net::TcpStream::connect(proxy.addr).await.unwrap(), "/").await;

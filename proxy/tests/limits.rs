@@ -90,7 +90,10 @@ async fn connect_and_idle_timeouts() {
         .open_with(json!({"t": "open", "id": 1, "host": "127.0.0.1", "port": silent.port(), "tls": true, "timeout_ms": 500}))
         .await;
     assert_eq!(v["t"], "error");
-    assert!(msg(&v).contains("limit: connect timeout (0.5 s): connect timed out"), "{v}");
+    assert!(
+        msg(&v).contains("limit: connect timeout (0.5 s): connect timed out"),
+        "{v}"
+    );
     assert!(started.elapsed() < std::time::Duration::from_secs(3));
     alice.expect("closed", 1).await;
     // An idle connection is closed after the idle timeout; a busy one is not.

@@ -76,12 +76,19 @@ async fn every_spelling_of_a_non_public_address_is_refused() {
         assert_eq!(ws.expect("closed", id).await["id"], id);
     }
     // Garbage that looks numeric is rejected, never handed to the resolver.
-    for (i, host) in ["256.1.1.1", "0x7g.1", "1.2.3.4.5", "127.0.0.1..", "fe80::1%lo"].iter().enumerate() {
+    for (i, host) in ["256.1.1.1", "0x7g.1", "1.2.3.4.5", "127.0.0.1..", "fe80::1%lo"]
+        .iter()
+        .enumerate()
+    {
         let v = ws.open(100 + i as u32, host, echo.port()).await;
         assert_eq!(v["t"], "error");
         assert!(v["msg"].as_str().unwrap().contains("invalid host"), "{host}: {v}");
     }
-    assert_eq!(accepted.load(Ordering::SeqCst), 0, "a denied open reached the target");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        0,
+        "a denied open reached the target"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,7 +147,13 @@ async fn policy_file_and_its_errors() {
     let mut ws = Ws::v1(&proxy, "alice").await;
     assert_eq!(ws.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
     let v = ws.open(2, "127.0.0.1", echo.port()).await;
-    assert!(v["msg"].as_str().unwrap().contains("limit: concurrent connections (1)"), "{v}");
+    assert!(
+        v["msg"]
+            .as_str()
+            .unwrap()
+            .contains("limit: concurrent connections (1)"),
+        "{v}"
+    );
     ws.send_json(json!({"t": "close", "id": 1})).await;
     ws.expect("closed", 1).await;
     let v = ws.open(3, "8.8.8.8", 443).await;
@@ -148,10 +161,14 @@ async fn policy_file_and_its_errors() {
 
     let bad = dir.join(format!("lwproxy-badpolicy-{}.toml", std::process::id()));
     std::fs::write(&bad, "allow = [\"not-an-address\"]\n").unwrap();
-    let err = Proxy::try_start(&["--policy", bad.to_str().unwrap()], true).err().unwrap();
+    let err = Proxy::try_start(&["--policy", bad.to_str().unwrap()], true)
+        .err()
+        .unwrap();
     assert!(err.contains("not-an-address"), "{err}");
     std::fs::write(&bad, "bogus_key = 1\n").unwrap();
-    let err = Proxy::try_start(&["--policy", bad.to_str().unwrap()], true).err().unwrap();
+    let err = Proxy::try_start(&["--policy", bad.to_str().unwrap()], true)
+        .err()
+        .unwrap();
     assert!(err.contains("bogus_key"), "{err}");
     let _ = std::fs::remove_file(good);
     let _ = std::fs::remove_file(bad);

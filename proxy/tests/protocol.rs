@@ -13,7 +13,11 @@ async fn seed_json_round_trip_and_audit_line() {
     let mut ws = Ws::v1(&proxy, "alice").await;
     assert_eq!(ws.protocol, None);
     let v = ws.open(1, "127.0.0.1", echo.port()).await;
-    assert_eq!(v, json!({"t": "opened", "id": 1}), "seed clients get exactly the seed reply");
+    assert_eq!(
+        v,
+        json!({"t": "opened", "id": 1}),
+        "seed clients get exactly the seed reply"
+    );
     ws.echo(1, b"GET / HTTP/1.0\r\n\r\n").await;
     let big = pattern(300_000);
     ws.echo(1, &big).await;
@@ -113,7 +117,11 @@ async fn hostile_input_gets_errors_and_the_session_survives() {
     let echo = echo_server().await;
     let proxy = Proxy::start(&["--allow", &allow(echo), "--max-message", "65536"]);
     for v2 in [false, true] {
-        let mut ws = if v2 { Ws::v2(&proxy, "h2").await } else { Ws::v1(&proxy, "h1").await };
+        let mut ws = if v2 {
+            Ws::v2(&proxy, "h2").await
+        } else {
+            Ws::v1(&proxy, "h1").await
+        };
         assert_eq!(ws.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
         let big_json = format!(r#"{{"t":"write","id":1,"b64":"{}"}}"#, "A".repeat(100_000));
         let cases: Vec<(String, &str)> = vec![
@@ -124,12 +132,24 @@ async fn hostile_input_gets_errors_and_the_session_survives() {
             (r#"{"t":"teleport","id":1}"#.into(), "unknown message type"),
             (r#"{"t":"open","id":2,"port":80}"#.into(), "missing field 'host'"),
             (r#"{"t":"open","id":2,"host":"x"}"#.into(), "missing field 'port'"),
-            (r#"{"t":"open","id":"two","host":"x","port":80}"#.into(), "'id' must be"),
+            (
+                r#"{"t":"open","id":"two","host":"x","port":80}"#.into(),
+                "'id' must be",
+            ),
             (r#"{"t":"write","id":1}"#.into(), "missing field 'b64'"),
             (r#"{"t":"write","id":1,"b64":"%%%"}"#.into(), "bad base64"),
-            (r#"{"t":"write","id":99,"b64":"aGk="}"#.into(), "unknown connection id 99"),
+            (
+                r#"{"t":"write","id":99,"b64":"aGk="}"#.into(),
+                "unknown connection id 99",
+            ),
             (r#"{"t":"close","id":98}"#.into(), "unknown connection id 98"),
-            (format!(r#"{{"t":"open","id":1,"host":"127.0.0.1","port":{}}}"#, echo.port()), "duplicate id 1"),
+            (
+                format!(
+                    r#"{{"t":"open","id":1,"host":"127.0.0.1","port":{}}}"#,
+                    echo.port()
+                ),
+                "duplicate id 1",
+            ),
             (big_json, "limit: message size (65536 bytes)"),
         ];
         for (input, want) in &cases {
@@ -140,19 +160,37 @@ async fn hostile_input_gets_errors_and_the_session_survives() {
         }
         // Binary: needs v2 in v1; too short, oversized and unknown ids in v2.
         if v2 {
-            ws.ws.send(tokio_tungstenite::tungstenite::Message::Binary(vec![0u8, 1].into())).await.unwrap();
+            ws.ws
+                .send(tokio_tungstenite::tungstenite::Message::Binary(
+                    vec![0u8, 1].into(),
+                ))
+                .await
+                .unwrap();
             assert!(ws.recv_json().await["msg"].as_str().unwrap().contains("shorter"));
             ws.send_bin(1, &vec![0u8; 70_000]).await;
-            assert!(ws.recv_json().await["msg"].as_str().unwrap().contains("message size"));
+            assert!(ws.recv_json().await["msg"]
+                .as_str()
+                .unwrap()
+                .contains("message size"));
             ws.send_bin(42, b"x").await;
-            assert!(ws.recv_json().await["msg"].as_str().unwrap().contains("unknown connection id 42"));
-            ws.send_json(json!({"t": "ack", "id": 1, "bytes": 1_000_000})).await;
+            assert!(ws.recv_json().await["msg"]
+                .as_str()
+                .unwrap()
+                .contains("unknown connection id 42"));
+            ws.send_json(json!({"t": "ack", "id": 1, "bytes": 1_000_000}))
+                .await;
             assert!(ws.recv_json().await["msg"].as_str().unwrap().contains("exceeds"));
         } else {
             ws.send_bin(1, b"x").await;
-            assert!(ws.recv_json().await["msg"].as_str().unwrap().contains("lwproxy.v2"));
+            assert!(ws.recv_json().await["msg"]
+                .as_str()
+                .unwrap()
+                .contains("lwproxy.v2"));
             ws.send_json(json!({"t": "ack", "id": 1, "bytes": 1})).await;
-            assert!(ws.recv_json().await["msg"].as_str().unwrap().contains("lwproxy.v2"));
+            assert!(ws.recv_json().await["msg"]
+                .as_str()
+                .unwrap()
+                .contains("lwproxy.v2"));
         }
         // The original connection is untouched.
         ws.echo(1, b"still here").await;
@@ -160,12 +198,20 @@ async fn hostile_input_gets_errors_and_the_session_survives() {
         ws.send_json(json!({"t": "close", "id": 1})).await;
         ws.expect("closed", 1).await;
         ws.write(1, b"late").await;
-        assert!(ws.recv_json().await["msg"].as_str().unwrap().contains("unknown connection id 1"));
+        assert!(ws.recv_json().await["msg"]
+            .as_str()
+            .unwrap()
+            .contains("unknown connection id 1"));
     }
     use futures_util::SinkExt;
     // A frame above the hard WebSocket limit ends only that session; the proxy lives on.
     let mut rude = Ws::v1(&proxy, "rude").await;
-    let _ = rude.ws.send(tokio_tungstenite::tungstenite::Message::Binary(vec![0u8; 400_000].into())).await;
+    let _ = rude
+        .ws
+        .send(tokio_tungstenite::tungstenite::Message::Binary(
+            vec![0u8; 400_000].into(),
+        ))
+        .await;
     assert!(rude.try_recv(std::time::Duration::from_secs(5)).await.is_none());
     let mut ws = Ws::v1(&proxy, "after").await;
     assert_eq!(ws.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
@@ -178,7 +224,8 @@ async fn a_flood_of_opens_is_answered_one_by_one() {
     let mut ws = Ws::v1(&proxy, "flood").await;
     let n = 500u32;
     for id in 1..=n {
-        ws.send_json(json!({"t": "open", "id": id, "host": "127.0.0.1", "port": echo.port()})).await;
+        ws.send_json(json!({"t": "open", "id": id, "host": "127.0.0.1", "port": echo.port()}))
+            .await;
     }
     let (mut opened, mut limited) = (Vec::new(), 0);
     while opened.len() + limited < n as usize {

@@ -97,13 +97,18 @@ impl Proxy {
 
     /// Sends SIGTERM and waits for the exit status (with a deadline).
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
                 return st;
             }
-            assert!(std::time::Instant::now() < deadline, "lwproxy did not exit after SIGTERM");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "lwproxy did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -172,7 +177,8 @@ pub async fn connect_raw(
         );
     }
     if let Some(o) = origin {
-        req.headers_mut().insert("Origin", HeaderValue::from_str(o).unwrap());
+        req.headers_mut()
+            .insert("Origin", HeaderValue::from_str(o).unwrap());
     }
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true).unwrap();
@@ -189,13 +195,17 @@ pub async fn connect_raw(
 impl Ws {
     /// Seed dialect, token in the query string.
     pub async fn v1(p: &Proxy, sub: &str) -> Ws {
-        connect_raw(p.addr, &format!("?token={}", token(sub)), &[], None).await.unwrap()
+        connect_raw(p.addr, &format!("?token={}", token(sub)), &[], None)
+            .await
+            .unwrap()
     }
 
     /// lwproxy.v2, token as a bearer subprotocol.
     pub async fn v2(p: &Proxy, sub: &str) -> Ws {
         let bearer = format!("bearer.{}", token(sub));
-        let ws = connect_raw(p.addr, "", &["lwproxy.v2", &bearer], None).await.unwrap();
+        let ws = connect_raw(p.addr, "", &["lwproxy.v2", &bearer], None)
+            .await
+            .unwrap();
         assert!(ws.v2);
         ws
     }
@@ -219,7 +229,8 @@ impl Ws {
         if self.v2 {
             self.send_bin(id, data).await
         } else {
-            self.send_json(json!({"t": "write", "id": id, "b64": B64.encode(data)})).await
+            self.send_json(json!({"t": "write", "id": id, "b64": B64.encode(data)}))
+                .await
         }
     }
 
@@ -255,7 +266,8 @@ impl Ws {
 
     /// Opens and returns the reply (`opened` or `error`); on `error` also consumes `closed`.
     pub async fn open(&mut self, id: u32, host: &str, port: u16) -> Value {
-        self.open_with(json!({"t": "open", "id": id, "host": host, "port": port})).await
+        self.open_with(json!({"t": "open", "id": id, "host": host, "port": port}))
+            .await
     }
 
     pub async fn open_with(&mut self, open: Value) -> Value {
@@ -283,7 +295,8 @@ impl Ws {
                 Msg::Bin(i, b) => {
                     assert_eq!(i, id);
                     if self.v2 {
-                        self.send_json(json!({"t": "ack", "id": id, "bytes": b.len()})).await;
+                        self.send_json(json!({"t": "ack", "id": id, "bytes": b.len()}))
+                            .await;
                     }
                     data.extend_from_slice(&b);
                 }
@@ -459,12 +472,13 @@ pub fn test_ca(tag: &str) -> TestCa {
     std::fs::write(&cert_path, leaf.pem()).unwrap();
     std::fs::write(&key_path, leaf_key.serialize_pem()).unwrap();
     let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
-    let server_config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![leaf.der().clone()], key)
-        .unwrap();
+    let server_config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf.der().clone()], key)
+            .unwrap();
     TestCa {
         ca_pem_path,
         server_config: Arc::new(server_config),
