@@ -11,6 +11,7 @@ pub mod json;
 pub mod net;
 pub mod progress;
 pub mod rt;
+pub mod store;
 pub mod sys;
 
 // The tools use these types directly; one version for the whole workspace.

@@ -1,0 +1,215 @@
+//! The host blob store through `/dev/lwstore` (see lwstore.h): values are
+//! written in chunks into a pending copy that replaces the committed value
+//! atomically on LWSTORE_WRITE_COMMIT.
+
+use crate::fs::{Error, Fd, Result};
+use crate::sys;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use lwabi::{lwstore_io, lwstore_list};
+
+/// What the sync code needs from a store; tests use an in-memory one.
+pub trait Blobs {
+    /// Stores a whole value, visible only once complete.
+    fn put(&mut self, key: &str, data: &[u8]) -> Result<()>;
+    /// A committed value, None when absent; values over `max` bytes are refused.
+    fn get(&mut self, key: &str, max: u64) -> Result<Option<Vec<u8>>>;
+    fn exists(&mut self, key: &str) -> Result<bool>;
+    /// Deletes a value; absent is fine.
+    fn delete(&mut self, key: &str) -> Result<()>;
+    /// Committed keys starting with `prefix`, sorted.
+    fn list(&mut self, prefix: &str) -> Result<Vec<String>>;
+}
+
+pub fn device_path() -> &'static str {
+    let raw: &[u8] = lwabi::LWSTORE_DEVICE;
+    let bytes = raw.strip_suffix(&[0]).unwrap_or(raw);
+    core::str::from_utf8(bytes).unwrap_or("/dev/lwstore")
+}
+
+/// Turns a store errno into words.
+pub fn describe(errno: i32) -> &'static str {
+    match errno {
+        sys::ENOSPC => "the host store is full (quota reached)",
+        sys::EIO => "the host store is unavailable",
+        sys::ECONNRESET => "the host went away",
+        _ => sys::strerror(errno),
+    }
+}
+
+const CHUNK: usize = lwabi::LWSTORE_CHUNK_MAX as usize;
+
+pub struct Store {
+    fd: Fd,
+}
+
+impl Store {
+    pub fn open() -> Result<Store> {
+        let dev = device_path();
+        let fd = Fd::open(dev, sys::O_RDWR, 0).map_err(|e| {
+            if e.errno == sys::ENOENT || e.errno == sys::ENXIO || e.errno == sys::ENODEV {
+                Error::sys(
+                    format!("{dev} is missing (is the lwnet driver in this kernel?)"),
+                    e.errno,
+                )
+            } else {
+                e
+            }
+        })?;
+        Ok(Store { fd })
+    }
+
+    fn io(
+        &self,
+        req: u32,
+        key: &str,
+        flags: u32,
+        offset: u64,
+        buf: *mut u8,
+        len: usize,
+    ) -> core::result::Result<(i32, u64), i32> {
+        if key.is_empty() || key.len() > lwabi::LWSTORE_KEY_MAX as usize {
+            return Err(sys::EINVAL);
+        }
+        let mut io = lwstore_io {
+            key: key.as_ptr() as usize as u64,
+            key_len: key.len() as u32,
+            flags,
+            offset,
+            buf: buf as usize as u64,
+            len: len as u32,
+            ..Default::default()
+        };
+        loop {
+            // SAFETY: io points at live key and buffer memory for the call.
+            let r = unsafe { sys::ioctl(self.fd.0, req as sys::c_ulong, &mut io as *mut lwstore_io) };
+            if r >= 0 {
+                return Ok((r, io.size));
+            }
+            let e = sys::errno();
+            if e != sys::EINTR {
+                return Err(e);
+            }
+        }
+    }
+}
+
+impl Blobs for Store {
+    fn put(&mut self, key: &str, data: &[u8]) -> Result<()> {
+        let err = |e| Error::msg(format!("store {key}: {}", describe(e)));
+        let mut off = 0usize;
+        loop {
+            let n = (data.len() - off).min(CHUNK);
+            let mut flags = 0;
+            if off == 0 {
+                flags |= lwabi::LWSTORE_WRITE_TRUNC;
+            }
+            if off + n == data.len() {
+                flags |= lwabi::LWSTORE_WRITE_COMMIT;
+            }
+            let p = data[off..].as_ptr() as *mut u8;
+            self.io(lwabi::LWSTORE_WRITE, key, flags, off as u64, p, n)
+                .map_err(err)?;
+            off += n;
+            if off == data.len() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn get(&mut self, key: &str, max: u64) -> Result<Option<Vec<u8>>> {
+        let size = match self.io(lwabi::LWSTORE_STAT, key, 0, 0, core::ptr::null_mut(), 0) {
+            Ok((_, size)) => size,
+            Err(sys::ENOENT) => return Ok(None),
+            Err(e) => return Err(Error::msg(format!("store {key}: {}", describe(e)))),
+        };
+        if size > max {
+            return Err(Error::msg(format!(
+                "store {key}: {size} bytes, more than the {max} expected"
+            )));
+        }
+        let mut out = alloc::vec![0u8; size as usize];
+        let mut off = 0usize;
+        while off < out.len() {
+            let n = (out.len() - off).min(CHUNK);
+            let p = out[off..].as_mut_ptr();
+            let (got, _) = self
+                .io(lwabi::LWSTORE_READ, key, 0, off as u64, p, n)
+                .map_err(|e| Error::msg(format!("read {key} from the store: {}", describe(e))))?;
+            if got <= 0 {
+                return Err(Error::msg(format!("store {key}: value shrank while reading")));
+            }
+            off += got as usize;
+        }
+        Ok(Some(out))
+    }
+
+    fn exists(&mut self, key: &str) -> Result<bool> {
+        match self.io(lwabi::LWSTORE_STAT, key, 0, 0, core::ptr::null_mut(), 0) {
+            Ok(_) => Ok(true),
+            Err(sys::ENOENT) => Ok(false),
+            Err(e) => Err(Error::msg(format!("store {key}: {}", describe(e)))),
+        }
+    }
+
+    fn delete(&mut self, key: &str) -> Result<()> {
+        match self.io(lwabi::LWSTORE_DELETE, key, 0, 0, core::ptr::null_mut(), 0) {
+            Ok(_) | Err(sys::ENOENT) => Ok(()),
+            Err(e) => Err(Error::msg(format!(
+                "delete {key} from the store: {}",
+                describe(e)
+            ))),
+        }
+    }
+
+    fn list(&mut self, prefix: &str) -> Result<Vec<String>> {
+        let mut out: Vec<String> = Vec::new();
+        let mut buf = alloc::vec![0u8; CHUNK];
+        loop {
+            let after = out.last().cloned().unwrap_or_default();
+            let mut l = lwstore_list {
+                prefix: prefix.as_ptr() as usize as u64,
+                prefix_len: prefix.len() as u32,
+                after_len: after.len() as u32,
+                after: after.as_ptr() as usize as u64,
+                buf: buf.as_mut_ptr() as usize as u64,
+                len: buf.len() as u32,
+                ..Default::default()
+            };
+            // SAFETY: every pointer in l refers to live memory for the call.
+            let r = unsafe {
+                sys::ioctl(
+                    self.fd.0,
+                    lwabi::LWSTORE_LIST as sys::c_ulong,
+                    &mut l as *mut lwstore_list,
+                )
+            };
+            if r < 0 {
+                let e = sys::errno();
+                if e == sys::EINTR {
+                    continue;
+                }
+                return Err(Error::msg(format!("list {prefix} in the store: {}", describe(e))));
+            }
+            if r == 0 {
+                return Ok(out);
+            }
+            let before = out.len();
+            for k in buf[..(r as usize).min(buf.len())]
+                .split(|&b| b == 0)
+                .filter(|k| !k.is_empty())
+            {
+                out.push(String::from_utf8_lossy(k).into_owned());
+            }
+            // A listing that makes no progress would loop forever.
+            if out.len() == before
+                || out.last().map(String::as_str) <= Some(after.as_str()) && !after.is_empty()
+            {
+                return Err(Error::msg(format!(
+                    "list {prefix} in the store: the listing does not advance"
+                )));
+            }
+        }
+    }
+}
