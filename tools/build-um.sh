@@ -5,7 +5,7 @@
 # package registry. Every step keeps a stamp of its inputs, so a second build
 # with nothing changed takes seconds.
 #
-#   tools/build-um.sh [STEP...]     steps: kernel guest host initramfs demo (default: all)
+#   tools/build-um.sh [STEP...]     steps: kernel guest host demo initramfs (default: all)
 set -euo pipefail
 # shellcheck source=tools/lib.sh
 source "$(dirname "$(readlink -f "$0")")/lib.sh"
@@ -27,8 +27,8 @@ Builds the native user-mode Linux system into $UM_INSTALL:
   kernel     linux-source-$UM_KVER + patches/kernel + patches/config, ARCH=um (a few minutes once)
   guest      lwtcp, lwpkg, lwsync for $GUEST_TRIPLE
   host       lwhost, lwproxy, lwpkg-index (cargo --release)
-  initramfs  BusyBox, the guest tools and initramfs/init
-  demo       the signed demo package registry that 'run' serves on loopback
+  demo       the demo page and signed package registry that 'run' serves on loopback
+  initramfs  BusyBox, the guest tools, initramfs/init and the demo registry's key
 Steps are skipped when their inputs did not change. Default: all, in that order.
 USAGE
 }
@@ -147,7 +147,7 @@ step_host() {
 
 step_initramfs() {
     lw_need_apt "${LW_APT_SYSTEM[@]}"
-    bash "$LW_ROOT/tools/initramfs.sh" "$UM_INSTALL/initramfs.cpio.gz" "$GUEST_BIN"
+    bash "$LW_ROOT/tools/initramfs.sh" "$UM_INSTALL/initramfs.cpio.gz" "$GUEST_BIN" "$UM_INSTALL/demo/demo.pub"
 }
 
 step_demo() {
@@ -159,11 +159,11 @@ main() {
     for s in "$@"; do
         case "$s" in
             -h | --help) usage; return 0 ;;
-            kernel | guest | host | initramfs | demo) steps+=("$s") ;;
+            kernel | guest | host | demo | initramfs) steps+=("$s") ;;
             *) echo "error: unknown build step '$s'" >&2; usage >&2; exit 2 ;;
         esac
     done
-    [ ${#steps[@]} -gt 0 ] || steps=(kernel guest host initramfs demo)
+    [ ${#steps[@]} -gt 0 ] || steps=(kernel guest host demo initramfs)
     mkdir -p "$UM_LOGS" "$UM_INSTALL"
     local start=$SECONDS
     for s in "${steps[@]}"; do "step_$s"; done

@@ -176,7 +176,7 @@ wait_for_line "$!" "$session/lwhost.log" "listening on" "lwhost"
 cmdline=(mem="$mem" initrd="$UM_INSTALL/initramfs.cpio.gz" quiet loglevel=3
     lwhost="$socket" lwsession="$session" con=null)
 [ -z "$share" ] || cmdline+=(lwshare="$share")
-[ ! -d "$demo_root" ] || cmdline+=(lwrepo="http://127.0.0.1:$web_port/registry/")
+[ ! -d "$demo_root" ] || cmdline+=(lwrepo="http://127.0.0.1:$web_port/registry/" lwdemo="$web_port")
 if [ ${#command[@]} -gt 0 ]; then
     printf '%s\n' "${command[*]}" >"$session/command"
     if [ -t 0 ]; then
