@@ -120,8 +120,14 @@ wait "$pid" || { tail -n 40 "$LW_BUILD/logs/upstream-build.log" >&2; lw_die "ups
 sysroot=$UP_WORKSPACE/install/musl
 [ -d "$sysroot" ] || lw_die "wasm: upstream's musl sysroot $sysroot is missing"
 lw_info "wasm: guest tools for wasm32 against $sysroot"
-bash "$LW_ROOT/tools/build-guest.sh" --target wasm32 --sysroot "$sysroot"
-gbin=$LW_ROOT/guest/target/wasm32-unknown-unknown/release
+# build-guest.sh links against $LW_INSTALL/musl with $LW_INSTALL/llvm's clang: upstream's.
+LW_INSTALL=$UP_WORKSPACE/install bash "$LW_ROOT/tools/build-guest.sh" --target wasm32
+gbin=$LW_BUILD/wasm-guest-bin
+rm -rf "$gbin" && mkdir -p "$gbin"
+for t in lwtcp lwpkg lwsync; do
+    cp "$LW_ROOT/guest/target/wasm32-musl/wasm32-unknown-unknown/release/$t.wasm" "$gbin/$t" ||
+        lw_die "wasm: $t.wasm was not built"
+done
 bash "$LW_ROOT/tools/initramfs.sh" --overlay "$LW_BUILD/wasm-overlay.cpio.gz" "$gbin"
 mkdir -p "$SITE"
 cat "$UP_WORKSPACE/install/initramfs/initramfs.cpio.gz" "$LW_BUILD/wasm-overlay.cpio.gz" >"$SITE/initramfs.cpio.gz"

@@ -313,3 +313,168 @@ scenario_ctrlc_tty() {
         return 1
     fi
 }
+
+# e2e_registries: three signed registries under $WWW, all built with
+# lwpkg-index and a test key: repo-good (hello, and greet which depends on it),
+# repo-badpkg (greet's bytes changed after signing), repo-badindex (the index
+# changed after signing). The public key goes to /mnt/host/keys/test.pub.
+e2e_registries() {
+    [ -f "$WWW/repo-good/index.json" ] && return 0
+    local indexer=$LW_ROOT/target/release/lwpkg-index reg=$LW_ROOT/tools/demo-registry.sh d
+    mkdir -p "$SHARE/keys" "$E2E_TMP/keys" "$E2E_TMP/pkgsrc"
+    "$indexer" keygen --out "$E2E_TMP/keys/test" >/dev/null
+    cp "$E2E_TMP/keys/test.pub" "$SHARE/keys/test.pub"
+    gcc -static -Os -s -o "$E2E_TMP/pkgsrc/hello" "$LW_ROOT/tools/demo/hello.c"
+    printf '#!/bin/sh\nhello "$@" && echo "greet: ok"\n' >"$E2E_TMP/pkgsrc/greet"
+    for d in repo-good repo-badpkg repo-badindex; do
+        mkdir -p "$WWW/$d"
+        bash "$reg" package "$WWW/$d" hello 1.0 "$E2E_TMP/pkgsrc/hello"
+        bash "$reg" package "$WWW/$d" greet 2.1 "$E2E_TMP/pkgsrc/greet" hello
+        "$indexer" build "$WWW/$d" --sign "$E2E_TMP/keys/test.key" >/dev/null
+    done
+    printf '\n# tampered\n' >>"$WWW/repo-badpkg/greet-2.1"
+    sed -i 's/"2.1"/"2.2"/' "$WWW/repo-badindex/index.json"
+    cmp -s "$WWW/repo-good/index.json" "$WWW/repo-badindex/index.json" && lw_die "e2e: could not tamper with the index"
+    # What every pkg/sync guest script starts with.
+    cat >"$SHARE/pkg-env.sh" <<'EOF'
+mkdir -p /etc/lwpkg/keys
+cp /mnt/host/keys/test.pub /etc/lwpkg/keys/test.pub
+use_repo() { echo "http://127.0.0.1:$HTTP_PORT/$1/" >/etc/lwpkg/repositories; }
+leftovers() { ls /opt/packages 2>/dev/null | sed 's/^/left: /'; ls /usr/local/bin 2>/dev/null | sed 's/^/link: /'; }
+EOF
+}
+
+scenario_pkg() {
+    local rc=0
+    e2e_registries
+    guest_script pkg 120 <<'EOF' || true
+. /mnt/host/pkg-env.sh
+use_repo repo-badindex
+lwpkg update; echo "update-badindex=$?"
+lwpkg install greet; echo "install-badindex=$?"
+leftovers | sed 's/^/badindex-/'
+use_repo repo-badpkg
+lwpkg update; echo "update-badpkg=$?"
+lwpkg install greet; echo "install-badpkg=$?"
+leftovers | sed 's/^/badpkg-/'
+use_repo repo-good
+lwpkg update; echo "update=$?"
+lwpkg install greet; echo "install=$?"
+greet e2e; echo "run=$?"
+lwpkg list | sed 's/^/list: /'
+lwpkg remove greet; echo "remove=$?"
+[ -e /usr/local/bin/greet ] || [ -L /usr/local/bin/greet ] || echo "greet-link-gone"
+[ -e /opt/packages/greet ] || echo "greet-dir-gone"
+greet x >/dev/null 2>&1 || echo "greet-not-runnable"
+hello >/dev/null && echo "hello-still-runs"
+EOF
+    if out_has pkg "update-badindex=" && ! out_has pkg "update-badindex=0" && ! out_has pkg "install-badindex=0" &&
+        ! grep -q '^badindex-' "$E2E_TMP/pkg.out"; then
+        pass "lwpkg: an index whose signature does not match is refused, nothing installed"
+    else
+        fail "lwpkg: an index whose signature does not match is refused, nothing installed" pkg
+        rc=1
+    fi
+    if out_has pkg "update-badpkg=0" && out_has pkg "install-badpkg=" && ! out_has pkg "install-badpkg=0" &&
+        ! grep -q '^badpkg-' "$E2E_TMP/pkg.out"; then
+        pass "lwpkg: a package whose sha256 does not match is refused, nothing installed"
+    else
+        fail "lwpkg: a package whose sha256 does not match is refused, nothing installed" pkg
+        rc=1
+    fi
+    if out_has pkg "update=0" && out_has pkg "install=0" && out_has pkg "run=0" &&
+        out_has pkg "Hello from an lwpkg package" && out_has pkg "for e2e" && out_has pkg "greet: ok"; then
+        pass "lwpkg: update + install of a package with a dependency from a signed loopback registry; it runs"
+    else
+        fail "lwpkg: update + install of a package with a dependency from a signed loopback registry; it runs" pkg
+        rc=1
+    fi
+    if grep -q '^list: .*greet' "$E2E_TMP/pkg.out" && grep -q '^list: .*hello' "$E2E_TMP/pkg.out" &&
+        out_has pkg "remove=0" && out_has pkg "greet-link-gone" && out_has pkg "greet-dir-gone" &&
+        out_has pkg "greet-not-runnable" && out_has pkg "hello-still-runs"; then
+        pass "lwpkg: list shows both; remove takes away exactly the package removed"
+    else
+        fail "lwpkg: list shows both; remove takes away exactly the package removed" pkg
+        rc=1
+    fi
+    return "$rc"
+}
+
+# The guest's view of /home, /root and /opt: type, mode, size, sha256, link target.
+e2e_manifest_script() {
+    cat >"$SHARE/manifest.sh" <<'EOF'
+manifest() {
+    find /home /root /opt | LC_ALL=C sort | while IFS= read -r f; do
+        if [ -L "$f" ]; then echo "L $f -> $(readlink "$f")"
+        elif [ -d "$f" ]; then echo "D $f $(stat -c %a "$f")"
+        else echo "F $f $(stat -c '%a %s' "$f") $(sha256sum <"$f" | cut -d' ' -f1)"; fi
+    done
+}
+EOF
+}
+
+scenario_sync() {
+    local rc=0
+    e2e_registries
+    e2e_manifest_script
+    rm -rf "$STORE" && mkdir -p "$STORE"
+    guest_script sync1 180 <<'EOF' || true
+. /mnt/host/pkg-env.sh
+. /mnt/host/manifest.sh
+mkdir -p /home/alice/docs /home/alice/empty /root/empty-dir /opt/data
+head -c 4194304 /dev/urandom >/home/alice/big.bin
+echo "only for root" >/root/secret && chmod 600 /root/secret
+ln -s ../big.bin /home/alice/docs/link-to-big
+ln -s /root/secret /home/alice/abs-link
+printf 'line 1\nline 2\n' >/opt/data/note.txt
+use_repo repo-good
+lwpkg update >/dev/null && lwpkg install greet; echo "install=$?"
+lwsync save; echo "save=$?"
+manifest >/mnt/host/out/manifest1
+EOF
+    guest_script sync2 180 <<'EOF' || true
+. /mnt/host/manifest.sh
+manifest >/mnt/host/out/manifest2
+greet after-reboot; echo "pkg-run=$?"
+EOF
+    if out_has sync1 "save=0" && [ -s "$OUT/manifest1" ] && grep -q 'F /home/alice/big.bin 644 4194304' "$OUT/manifest1" &&
+        grep -q '^F /root/secret 600 ' "$OUT/manifest1" && grep -q '^D /home/alice/empty ' "$OUT/manifest1" &&
+        grep -q '^L /home/alice/docs/link-to-big -> ../big.bin' "$OUT/manifest1" && cmp -s "$OUT/manifest1" "$OUT/manifest2"; then
+        pass "lwsync: save, power off, new boot: /home /root /opt back byte for byte (4 MiB file, symlinks, 0600, empty dirs)"
+    else
+        diff "$OUT/manifest1" "$OUT/manifest2" | head -n 20 >&2 || true
+        fail "lwsync: save, power off, new boot: /home /root /opt back byte for byte (4 MiB file, symlinks, 0600, empty dirs)" sync2
+        rc=1
+    fi
+    if out_has sync1 "install=0" && out_has sync2 "pkg-run=0" && out_has sync2 "greet: ok"; then
+        pass "lwsync: a package installed before the save works after the new boot"
+    else
+        fail "lwsync: a package installed before the save works after the new boot" sync2
+        rc=1
+    fi
+
+    # kill -9 of lwhost in the middle of a save: the save fails, and the next
+    # boot restores the snapshot before it, complete.
+    after_marker "$OUT/saving" 120 eval 'sleep 0.3; kill_in_session sync3 lwhost KILL'
+    guest_script sync3 180 <<'EOF' || true
+echo "changed after the first save" >/root/secret
+mkdir -p /home/alice/new
+for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do head -c 2097152 /dev/urandom >/home/alice/new/f$i; done
+touch /mnt/host/out/saving
+lwsync save; echo "save=$?"
+EOF
+    wait
+    guest_script sync4 180 <<'EOF' || true
+. /mnt/host/manifest.sh
+manifest >/mnt/host/out/manifest4
+EOF
+    if out_has sync3 "save=" && ! out_has sync3 "save=0" && cmp -s "$OUT/manifest1" "$OUT/manifest4"; then
+        pass "failure: kill -9 of lwhost during lwsync save; the next boot restores the previous snapshot"
+    else
+        diff "$OUT/manifest1" "$OUT/manifest4" | head -n 20 >&2 || true
+        fail "failure: kill -9 of lwhost during lwsync save; the next boot restores the previous snapshot" sync3
+        show sync4
+        rc=1
+    fi
+    return "$rc"
+}
