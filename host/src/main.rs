@@ -77,6 +77,7 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     // Fail now, not at the first client, on a bad store or URL.
     drop(Store::open(&args.store, args.quota)?);
+    main_side::check_proxy_url(&args.proxy)?;
     let cfg = MainConfig {
         proxy_url: args.proxy.clone(),
         token: args.token.clone(),

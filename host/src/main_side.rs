@@ -80,6 +80,17 @@ impl MainHandle {
     }
 }
 
+/// Refuses a proxy URL that is not ws:// or wss://.
+pub fn check_proxy_url(url: &str) -> anyhow::Result<()> {
+    let req = url
+        .into_client_request()
+        .with_context(|| format!("bad proxy URL {url:?}"))?;
+    match req.uri().scheme_str() {
+        Some("ws" | "wss") => Ok(()),
+        _ => anyhow::bail!("bad proxy URL {url:?}: want ws://HOST:PORT/ or wss://HOST:PORT/"),
+    }
+}
+
 /// Starts the main side for `region` on the current tokio runtime.
 pub fn spawn(region: Arc<Region>, cfg: MainConfig) -> anyhow::Result<MainHandle> {
     spawn_with_eventfd(region, cfg, None)
@@ -94,10 +105,7 @@ pub fn spawn_with_eventfd(
 ) -> anyhow::Result<MainHandle> {
     let store = Store::open(&cfg.store_dir, cfg.store_quota)
         .with_context(|| format!("opening store {}", cfg.store_dir.display()))?;
-    let url = cfg.proxy_url.clone();
-    url.as_str()
-        .into_client_request()
-        .with_context(|| format!("bad proxy URL {url:?}"))?;
+    check_proxy_url(&cfg.proxy_url)?;
     region.init_header();
     let stop = Arc::new(Notify::new());
     let doorbell = Doorbell::start(region.clone())?;

@@ -109,6 +109,16 @@ impl Client {
         }
     }
 
+    /// Whether lwhost closed its end of the socket (it exited or died).
+    pub fn peer_gone(&self) -> bool {
+        let mut b = [0u8; 1];
+        match rustix::net::recv(&self.socket, &mut b, RecvFlags::PEEK | RecvFlags::DONTWAIT) {
+            Ok((0, _)) => true,
+            Ok(_) => false,
+            Err(e) => e != rustix::io::Errno::AGAIN && e != rustix::io::Errno::INTR,
+        }
+    }
+
     /// The eventfd, for poll(2).
     pub fn eventfd(&self) -> BorrowedFd<'_> {
         self.eventfd.as_fd()

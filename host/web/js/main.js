@@ -68,6 +68,11 @@ export async function attachLwnet(opts) {
     workerInit: () => ({ module, memory, layout, lockPrefix, glue: new URL("./worker.js", import.meta.url).href }),
     stats: () => ({ ...main.stats, socket: main.socketState }),
     store,
+    /** Thread slots held by workers (freed within ~2 s of a worker ending). */
+    threadSlotsInUse: () => {
+      const owners = new Int32Array(memory.buffer, layout.thread_owner, layout.thread_slots);
+      return owners.reduce((n, _, i) => n + (Atomics.load(owners, i) !== 0 ? 1 : 0), 0);
+    },
     /** Reconnects now (after a proxy restart, or to test it). */
     reconnect: () => main.reconnectNow(),
     /** Detaches: main_alive = 0, every connection fails, the socket closes. */
@@ -483,14 +488,18 @@ class MainSide {
     if (!navigator.locks) return;
     const L = this.L;
     const owners = new Int32Array(this.memory.buffer, L.thread_owner, L.thread_slots);
-    // Read the owners first: a slot seen as 2 had its lock granted before
-    // the query below, so "not held" in the query means "released".
-    const live = [];
-    for (let i = 0; i < L.thread_slots; i++) if (Atomics.load(owners, i) === 2) live.push(i);
-    if (live.length === 0) return;
+    // Owners first, then the locks: a worker takes its lock before it can
+    // claim a slot, so a token seen here whose lock is not held afterwards
+    // belongs to a worker that has ended.
+    const claimed = [];
+    for (let i = 0; i < L.thread_slots; i++) {
+      const token = Atomics.load(owners, i);
+      if (token !== 0) claimed.push([i, token]);
+    }
+    if (claimed.length === 0) return;
     const held = new Set((await navigator.locks.query()).held.map((l) => l.name));
-    for (const i of live) {
-      if (!held.has(`${this.lockPrefix}-${i}`)) Atomics.compareExchange(owners, i, 2, 0);
+    for (const [i, token] of claimed) {
+      if (!held.has(`${this.lockPrefix}-${token}`)) Atomics.compareExchange(owners, i, token, 0);
     }
   }
 }

@@ -26,10 +26,22 @@ const keyString = (bytes) => {
 };
 const keyBytes = (s) => Uint8Array.from(s, (c) => c.charCodeAt(0));
 
-/** lwstore's key rules: 1..512 bytes, no NUL, no ".." component. */
-function validKey(bytes) {
-  if (bytes.length === 0 || bytes.length > KEY_MAX || bytes.includes(0)) return false;
-  return !keyString(bytes).split("/").includes("..");
+/**
+ * lwstore's key rules, as the native store (host/src/store.rs) applies them:
+ * 1..512 bytes, no NUL, relative, no empty, "." or ".." component.
+ */
+function keyErrno(bytes) {
+  if (bytes.length === 0) return E.EINVAL;
+  if (bytes.length > KEY_MAX) return E.ENAMETOOLONG;
+  if (bytes.includes(0) || bytes[0] === 0x2f) return E.EINVAL;
+  const parts = keyString(bytes).split("/");
+  return parts.some((c) => c === "" || c === "." || c === "..") ? E.EINVAL : 0;
+}
+
+/** A list prefix or cursor: at most 512 bytes, no NUL, may be empty. */
+function prefixErrno(bytes) {
+  if (bytes.length > KEY_MAX) return E.ENAMETOOLONG;
+  return bytes.includes(0) ? E.EINVAL : 0;
 }
 
 const request = (r) => new Promise((resolve, reject) => {
@@ -95,8 +107,8 @@ export class IdbStore {
 
   /** Runs one request of the shared region's store slot; result or -errno. */
   async run({ op, flags, key, after, offset, data, capacity }) {
-    if (op !== 5 && !validKey(key)) return { result: -E.EINVAL };
-    if (op === 5 && (key.length > KEY_MAX || key.includes(0))) return { result: -E.EINVAL };
+    const bad = op === 5 ? prefixErrno(key) || prefixErrno(after) : keyErrno(key);
+    if (bad) return { result: -bad };
     const k = keyString(key);
     switch (op) {
       case 1: return { result: await this.write(k, flags, offset, data) };
@@ -122,8 +134,13 @@ export class IdbStore {
         const gen = ((await request(s.meta.get("gen"))) || 0) + 1;
         s.meta.put(gen, "gen");
         pending = { gen, size: 0 };
-      } else if (!pending || offset !== pending.size) {
+      } else if (offset !== (pending ? pending.size : 0)) {
         throw new StoreError(E.EINVAL); // writes continue exactly where the pending value ends
+      }
+      if (!pending) {
+        const gen = ((await request(s.meta.get("gen"))) || 0) + 1;
+        s.meta.put(gen, "gen");
+        pending = { gen, size: 0 };
       }
       if (usage + data.length > this.quotaBytes) throw new StoreError(E.ENOSPC);
       if (data.length > 0) s.chunks.put(data.slice(), [k, pending.gen, pending.size]);
@@ -185,11 +202,13 @@ export class IdbStore {
   async remove(k) {
     return this.txn(async (s) => {
       const value = await request(s.values.get(k));
-      if (!value) throw new StoreError(E.ENOENT);
-      let usage = (await request(s.meta.get("usage"))) || 0;
-      await this.dropChunks(s, k, value.gen);
-      usage -= value.size;
       const pending = await request(s.pending.get(k));
+      if (!value && !pending) throw new StoreError(E.ENOENT);
+      let usage = (await request(s.meta.get("usage"))) || 0;
+      if (value) {
+        await this.dropChunks(s, k, value.gen);
+        usage -= value.size;
+      }
       if (pending) {
         await this.dropChunks(s, k, pending.gen);
         usage -= pending.size;

@@ -60,9 +60,22 @@ export async function installLwnet(env, init, kernelMemory) {
     return ptr;
   };
 
+  // This worker's liveness token: a Web Lock held for the worker's whole
+  // life (taken here, before any host call, so "not held" later can only
+  // mean "this worker has ended"). The browser releases it when the worker
+  // ends, and the main side then frees the thread slot marked with it.
+  const token = (crypto.getRandomValues(new Uint32Array(1))[0] >>> 1) + 1;
+  if (globalThis.navigator?.locks) {
+    await new Promise((granted) => {
+      navigator.locks.request(`${lockPrefix}-${token}`, () => {
+        granted();
+        return new Promise(() => {}); // held until this worker ends
+      });
+    });
+  }
+
   // This thread's slot: a stack, TLS block and scratch area of its own in
-  // the shim's memory, claimed on first use. Its liveness lock is released
-  // by the browser when this worker ends, and the main side then frees it.
+  // the shim's memory, claimed on first use (a CAS of 0 -> token).
   let scratch = 0, scratchSize = 0, slot = -1;
   const claimThread = () => {
     const owners = new Int32Array(memory.buffer, L.thread_owner, L.thread_slots);
@@ -70,19 +83,13 @@ export async function installLwnet(env, init, kernelMemory) {
       throw new Error("lwhost-web TLS does not fit its thread slot");
     }
     for (let i = 0; i < L.thread_slots; i++) {
-      if (Atomics.compareExchange(owners, i, 0, 1) !== 0) continue;
+      if (Atomics.compareExchange(owners, i, 0, token) !== 0) continue;
       const base = L.thread_base + i * L.thread_stride;
       ex.__stack_pointer.value = base + L.thread_stack + L.thread_stack_size;
       ex.__wasm_init_tls(base + L.thread_tls);
       scratch = base + L.thread_scratch;
       scratchSize = L.thread_scratch_size;
       slot = i;
-      if (globalThis.navigator?.locks) {
-        navigator.locks.request(`${lockPrefix}-${i}`, () => {
-          Atomics.store(owners, i, 2);
-          return new Promise(() => {}); // held for this worker's life
-        });
-      }
       return true;
     }
     return false;

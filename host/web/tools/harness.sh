@@ -31,8 +31,12 @@ lw_web_spawn() {
 lw_web_start() {
     LW_WEB_TMP=$(mktemp -d "${TMPDIR:-/tmp}/lwnet-web.XXXXXX")
     WEB_WASM=$(bash "$LW_ROOT/host/web/build.sh" build) || return 1
-    lw_info "building lwproxy (release)"
-    cargo build --release -p lwproxy --manifest-path "$LW_ROOT/Cargo.toml" >&2 || return 1
+    # LW_WEB_REUSE_PROXY=1 (development only) reuses an existing build
+    # instead of waiting for cargo's lock while others build.
+    if [ -z "${LW_WEB_REUSE_PROXY:-}" ] || [ ! -x "$LW_ROOT/target/release/lwproxy" ]; then
+        lw_info "building lwproxy (release)"
+        cargo build --release -p lwproxy --manifest-path "$LW_ROOT/Cargo.toml" >&2 || return 1
+    fi
     MARKER="lwnet-$RANDOM$RANDOM"
     local serve=$LW_ROOT/host/web/tools/serve.py
     lw_web_spawn target "^serving on" python3 "$serve" target --port 0 --marker "$MARKER" || return 1

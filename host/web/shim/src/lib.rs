@@ -62,8 +62,8 @@ unsafe impl<T> Sync for Shared<T> {}
 
 static REGION: Shared<lwhost_shm> = Shared(UnsafeCell::new(MaybeUninit::zeroed()));
 static THREADS: Shared<[ThreadSlot; THREAD_SLOTS]> = Shared(UnsafeCell::new(MaybeUninit::zeroed()));
-/// Per thread slot: 0 free, 1 claimed, 2 claimed and its owner's liveness
-/// lock is held (written by the JS glue with Atomics only).
+/// Per thread slot: 0 free, else the liveness token of the worker that owns
+/// it (written by the JS glue with Atomics only; see js/worker.js).
 static THREAD_OWNER: [AtomicU32; THREAD_SLOTS] = [const { AtomicU32::new(0) }; THREAD_SLOTS];
 
 static WORKER: OnceLock<Worker> = OnceLock::new();

@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: GPL-2.0-only
+// `./linux-wasm.sh bench host`, browser half: the same stand-in kernel runs
+// the same loops (non-waiting wasm_net_poll; 64 MiB in 4 KiB reads) over
+//   - lwhost-web: worker.js + lwhost::worker in wasm + main.js (this project), and
+//   - the seed-000 baseline: one postMessage to the main thread plus one
+//     Atomics.wait for its answer per host call (baseline-main below and
+//     test/baseline-worker.js), over the same proxy with the same binary
+//     frames and acks, so only the call mechanism differs.
+// Results go to window.lwResults for chromium.py.
+import { attachLwnet } from "/lwnet/js/main.js";
+import { importedMemoryLimits } from "/lwnet/js/shim.js";
+
+const params = new URLSearchParams(location.search);
+const proxyUrl = `ws://127.0.0.1:${params.get("proxy")}/`;
+const target = { host: "127.0.0.1", port: Number(params.get("target")) };
+const BYTES = Number(params.get("bytes") || 64 << 20);
+const POLL_CALLS = Number(params.get("calls") || 20000);
+const results = {};
+
+async function loadStandin() {
+  const bytes = await (await fetch("/lwnet/wasm/lwnet_standin.wasm")).arrayBuffer();
+  return { standin: await WebAssembly.compile(bytes), limits: importedMemoryLimits(bytes) };
+}
+
+function runIn(url, message, onMessage) {
+  return new Promise((resolve) => {
+    const w = new Worker(url, { type: "module" });
+    const timer = setTimeout(() => { w.terminate(); resolve({ error: "timed out" }); }, 240000);
+    w.onmessage = (ev) => {
+      if (ev.data.done) { clearTimeout(timer); w.terminate(); resolve(ev.data.result); }
+      else if (onMessage) onMessage(ev.data, w);
+    };
+    w.onerror = (e) => { clearTimeout(timer); resolve({ error: e.message }); };
+    w.postMessage(message);
+  });
+}
+
+/** The baseline's main thread: a binary-frame lwproxy client answering one message per host call. */
+function baselineMain() {
+  const ws = new WebSocket(proxyUrl, ["lwproxy.v2"]);
+  ws.binaryType = "arraybuffer";
+  const conns = new Map();
+  let waitingRead = null; // a read the worker blocks on until data arrives
+  const opened = new Promise((r) => { ws.onopen = r; });
+  const answer = (req, value, bytes) => {
+    if (bytes) req.data.set(bytes);
+    Atomics.store(req.flag, 1, value);
+    Atomics.store(req.flag, 0, 1);
+    Atomics.notify(req.flag, 0);
+  };
+  const tryRead = () => {
+    if (!waitingRead) return;
+    const c = conns.get(waitingRead.id);
+    if (!c) { const r = waitingRead; waitingRead = null; answer(r, -9); return; }
+    if (c.queue.length === 0 && !c.eof) return;
+    const r = waitingRead;
+    waitingRead = null;
+    if (c.queue.length === 0) { answer(r, 0); return; }
+    const out = new Uint8Array(Math.min(r.count, r.data.length));
+    let n = 0;
+    while (n < out.length && c.queue.length) {
+      const head = c.queue[0], take = Math.min(head.length, out.length - n);
+      out.set(head.subarray(0, take), n);
+      n += take;
+      if (take === head.length) c.queue.shift(); else c.queue[0] = head.subarray(take);
+    }
+    c.unacked += n;
+    if (c.unacked >= 65536 || c.queue.length === 0) { ws.send(JSON.stringify({ t: "ack", id: r.id, bytes: c.unacked })); c.unacked = 0; }
+    answer(r, n, out.subarray(0, n));
+  };
+  ws.onmessage = (ev) => {
+    if (typeof ev.data !== "string") {
+      const id = new DataView(ev.data).getUint32(0);
+      const c = conns.get(id);
+      if (c) { c.queue.push(new Uint8Array(ev.data, 4)); tryRead(); }
+      return;
+    }
+    const m = JSON.parse(ev.data);
+    const c = conns.get(m.id);
+    if (!c) return;
+    if (m.t === "opened") { c.open = true; if (c.pendingOpen) { answer(c.pendingOpen, m.id); c.pendingOpen = null; } }
+    else if (m.t === "eof" || m.t === "closed") { c.eof = true; tryRead(); }
+    else if (m.t === "error") { c.eof = true; if (c.pendingOpen) { answer(c.pendingOpen, -111); c.pendingOpen = null; } tryRead(); }
+  };
+  let nextId = 1;
+  return {
+    opened,
+    onRequest(req) {
+      switch (req.op) {
+        case "open": {
+          const id = nextId++;
+          conns.set(id, { queue: [], unacked: 0, eof: false, open: false, pendingOpen: req });
+          ws.send(JSON.stringify({ t: "open", id, host: req.host, port: req.port }));
+          break;
+        }
+        case "write": {
+          const frame = new Uint8Array(4 + req.bytes.length);
+          new DataView(frame.buffer).setUint32(0, req.id);
+          frame.set(req.bytes, 4);
+          ws.send(frame);
+          answer(req, req.bytes.length);
+          break;
+        }
+        case "read": waitingRead = req; tryRead(); break;
+        case "poll": {
+          const c = conns.get(req.id);
+          answer(req, !c ? -9 : (c.queue.length || c.eof ? 1 : 0) | (c.open ? 2 : 0));
+          break;
+        }
+        case "shutdown": ws.send(JSON.stringify({ t: "shutdown", id: req.id })); answer(req, 0); break;
+        case "close": conns.delete(req.id); ws.send(JSON.stringify({ t: "close", id: req.id })); answer(req, 0); break;
+        default: answer(req, -22);
+      }
+    },
+    close: () => ws.close(),
+  };
+}
+
+async function benchLwhost(mod) {
+  const host = await attachLwnet({ proxyUrl, storeName: "lwnet-bench" });
+  for (let i = 0; i < 100 && host.stats().socket !== "open"; i++) await new Promise((r) => setTimeout(r, 100));
+  const init = host.workerInit();
+  results.lwhost_poll = await runIn("/test/standin-worker.js", { init, ...mod, task: { kind: "bench_poll", ...target, calls: POLL_CALLS } });
+  results.lwhost_read = await runIn("/test/standin-worker.js", { init, ...mod, task: { kind: "bench_read", ...target, bytes: BYTES } });
+  host.close();
+}
+
+async function benchBaseline(mod) {
+  const main = baselineMain();
+  await main.opened;
+  const onMessage = (m) => { if (m.req) main.onRequest(m.req); };
+  results.baseline_poll = await runIn("/test/baseline-worker.js", { ...mod, task: { kind: "bench_poll", ...target, calls: Math.max(1000, POLL_CALLS / 20) } }, onMessage);
+  results.baseline_read = await runIn("/test/baseline-worker.js", { ...mod, task: { kind: "bench_read", ...target, bytes: BYTES } }, onMessage);
+  main.close();
+}
+
+(async () => {
+  try {
+    const mod = await loadStandin();
+    await benchLwhost(mod);
+    await benchBaseline(mod);
+  } catch (e) {
+    results.error = String(e && e.stack || e);
+  }
+  window.lwResults = results;
+  window.lwDone = true;
+})();
