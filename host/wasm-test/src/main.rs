@@ -78,7 +78,9 @@ fn main() -> Result<()> {
         .init();
     let args = Args::parse();
     let rt = tokio::runtime::Runtime::new().context("starting tokio")?;
-    let servers = rt.block_on(Servers::start()).context("starting loopback servers")?;
+    let servers = rt
+        .block_on(Servers::start())
+        .context("starting loopback servers")?;
     let mut proxy = Proxy::start(&args.proxy, &servers, None).context("starting lwproxy")?;
     let shim = Arc::new(Shim::load(&args.shim).context("loading the shim module")?);
 
@@ -99,8 +101,14 @@ fn main() -> Result<()> {
 
     let mut report = Report { failed: 0, total: 0 };
     report.check("wasm_host.region_served", wait_main_alive(&shim));
-    report.check("wasm_host.http_threads", http_threads(&shim, &servers, args.threads));
-    report.check("wasm_host.bulk_flow_control", bulk_with_neighbours(&shim, &servers));
+    report.check(
+        "wasm_host.http_threads",
+        http_threads(&shim, &servers, args.threads),
+    );
+    report.check(
+        "wasm_host.bulk_flow_control",
+        bulk_with_neighbours(&shim, &servers),
+    );
     report.check("wasm_host.tls_echo", tls_echo(&shim, &servers));
     report.check("wasm_host.store", store_ops(&shim));
     report.check("wasm_host.hostile_pointers", hostile_pointers(&shim, &servers));
@@ -131,7 +139,11 @@ fn wait_main_alive(shim: &Shim) -> Result<()> {
 /// GET `path` through the proxy from one guest thread; the whole response.
 fn http_get(g: &mut Guest, port: u16, path: &str) -> Result<Vec<u8>> {
     let id = g.connect("127.0.0.1", port, 0, TIMEOUT)?;
-    g.write_all(id, format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes(), TIMEOUT)?;
+    g.write_all(
+        id,
+        format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes(),
+        TIMEOUT,
+    )?;
     let r = g.net_shutdown(id);
     if r != 0 {
         bail!("shutdown: {r}");
@@ -153,7 +165,10 @@ fn http_threads(shim: &Arc<Shim>, servers: &Servers, threads: usize) -> Result<(
                     let body = http_get(&mut g, port, &path)?;
                     let text = String::from_utf8_lossy(&body);
                     if !text.starts_with("HTTP/1.0 200") || !text.contains(&path) {
-                        bail!("thread {t}: unexpected response {:?}", &text[..text.len().min(120)]);
+                        bail!(
+                            "thread {t}: unexpected response {:?}",
+                            &text[..text.len().min(120)]
+                        );
                     }
                 }
                 Ok(())
@@ -161,7 +176,8 @@ fn http_threads(shim: &Arc<Shim>, servers: &Servers, threads: usize) -> Result<(
         })
         .collect();
     for h in handles {
-        h.join().map_err(|_| anyhow::anyhow!("a guest thread panicked"))??;
+        h.join()
+            .map_err(|_| anyhow::anyhow!("a guest thread panicked"))??;
     }
     Ok(())
 }
@@ -260,18 +276,78 @@ fn hostile_pointers(shim: &Arc<Shim>, servers: &Servers) -> Result<()> {
     let end = g.memory_len() as u32;
     let region = shim.layout.region;
     let mut bad = Vec::new();
-    expect("read past end", g.call3("lw_net_read", id, end - 2, 16)?, -errno::EFAULT, &mut bad);
-    expect("read at end", g.call3("lw_net_read", id, end, 1)?, -errno::EFAULT, &mut bad);
-    expect("read null", g.call3("lw_net_read", id, 0, 16)?, -errno::EFAULT, &mut bad);
-    expect("read wrapping", g.call3("lw_net_read", id, 0xffff_fff0, 0x100)?, -errno::EFAULT, &mut bad);
-    expect("read huge len", g.call3("lw_net_read", id, g.scratch, u32::MAX)?, -errno::EFAULT, &mut bad);
-    expect("read into region", g.call3("lw_net_read", id, region + 64, 16)?, -errno::EFAULT, &mut bad);
-    expect("write past end", g.call3("lw_net_write", id, end - 1, 2)?, -errno::EFAULT, &mut bad);
-    expect("write from region", g.call3("lw_net_write", id, region, 8)?, -errno::EFAULT, &mut bad);
-    expect("open host past end", g.net_open_raw(end - 3, 10, servers.http_port as u32)?, -errno::EFAULT, &mut bad);
-    expect("open empty host", g.net_open_raw(g.scratch, 0, servers.http_port as u32)?, -errno::EINVAL, &mut bad);
-    expect("store_poll past end", g.call3("lw_store_poll", 1, end - 4, 64)?, -errno::EFAULT, &mut bad);
-    expect("store_submit req past end", g.store_submit_raw(end - 8, g.scratch, 1024)?, -errno::EFAULT, &mut bad);
+    expect(
+        "read past end",
+        g.call3("lw_net_read", id, end - 2, 16)?,
+        -errno::EFAULT,
+        &mut bad,
+    );
+    expect(
+        "read at end",
+        g.call3("lw_net_read", id, end, 1)?,
+        -errno::EFAULT,
+        &mut bad,
+    );
+    expect(
+        "read null",
+        g.call3("lw_net_read", id, 0, 16)?,
+        -errno::EFAULT,
+        &mut bad,
+    );
+    expect(
+        "read wrapping",
+        g.call3("lw_net_read", id, 0xffff_fff0, 0x100)?,
+        -errno::EFAULT,
+        &mut bad,
+    );
+    expect(
+        "read huge len",
+        g.call3("lw_net_read", id, g.scratch, u32::MAX)?,
+        -errno::EFAULT,
+        &mut bad,
+    );
+    expect(
+        "read into region",
+        g.call3("lw_net_read", id, region + 64, 16)?,
+        -errno::EFAULT,
+        &mut bad,
+    );
+    expect(
+        "write past end",
+        g.call3("lw_net_write", id, end - 1, 2)?,
+        -errno::EFAULT,
+        &mut bad,
+    );
+    expect(
+        "write from region",
+        g.call3("lw_net_write", id, region, 8)?,
+        -errno::EFAULT,
+        &mut bad,
+    );
+    expect(
+        "open host past end",
+        g.net_open_raw(end - 3, 10, servers.http_port as u32)?,
+        -errno::EFAULT,
+        &mut bad,
+    );
+    expect(
+        "open empty host",
+        g.net_open_raw(g.scratch, 0, servers.http_port as u32)?,
+        -errno::EINVAL,
+        &mut bad,
+    );
+    expect(
+        "store_poll past end",
+        g.call3("lw_store_poll", 1, end - 4, 64)?,
+        -errno::EFAULT,
+        &mut bad,
+    );
+    expect(
+        "store_submit req past end",
+        g.store_submit_raw(end - 8, g.scratch, 1024)?,
+        -errno::EFAULT,
+        &mut bad,
+    );
     // A well-placed request whose key offset points past its area.
     let mut req = lwabi::lwhost_store_req {
         op: lwabi::LWHOST_STORE_STAT,
@@ -280,11 +356,21 @@ fn hostile_pointers(shim: &Arc<Shim>, servers: &Servers) -> Result<()> {
         ..Default::default()
     };
     g.put_struct(0, &req)?;
-    expect("store key past area", g.store_submit_raw(g.scratch, g.scratch, 1024)?, -errno::EFAULT, &mut bad);
+    expect(
+        "store key past area",
+        g.store_submit_raw(g.scratch, g.scratch, 1024)?,
+        -errno::EFAULT,
+        &mut bad,
+    );
     req.key = 64;
     req.key_len = 513;
     g.put_struct(0, &req)?;
-    expect("store key too long", g.store_submit_raw(g.scratch, g.scratch, 4096)?, -errno::ENAMETOOLONG, &mut bad);
+    expect(
+        "store key too long",
+        g.store_submit_raw(g.scratch, g.scratch, 4096)?,
+        -errno::ENAMETOOLONG,
+        &mut bad,
+    );
     // Still a working connection after all that.
     g.write_all(id, b"GET /after HTTP/1.0\r\n\r\n", TIMEOUT)?;
     g.net_shutdown(id);
@@ -309,11 +395,36 @@ fn hostile_ids(shim: &Arc<Shim>, servers: &Servers) -> Result<()> {
     let generation = (id >> 8) & 0x7f_ffff;
     let stale = (((generation + 7) & 0x7f_ffff) << 8) | slot;
     expect("poll negative", g.net_poll(-1), -errno::EBADF, &mut bad);
-    expect("poll slot 200", g.net_poll((generation << 8) | 200), -errno::EBADF, &mut bad);
-    expect("poll stale generation", g.net_poll(stale), -errno::EBADF, &mut bad);
-    expect("read stale", g.call3("lw_net_read", stale as u32 as i32, g.scratch, 16)?, -errno::EBADF, &mut bad);
-    expect("shutdown bad", g.net_shutdown(0x7fff_ffff), -errno::EBADF, &mut bad);
-    expect("store_poll bad ticket", g.call3("lw_store_poll", 0x7f_0001, g.scratch, 16)?, -errno::EBADF, &mut bad);
+    expect(
+        "poll slot 200",
+        g.net_poll((generation << 8) | 200),
+        -errno::EBADF,
+        &mut bad,
+    );
+    expect(
+        "poll stale generation",
+        g.net_poll(stale),
+        -errno::EBADF,
+        &mut bad,
+    );
+    expect(
+        "read stale",
+        g.call3("lw_net_read", stale as u32 as i32, g.scratch, 16)?,
+        -errno::EBADF,
+        &mut bad,
+    );
+    expect(
+        "shutdown bad",
+        g.net_shutdown(0x7fff_ffff),
+        -errno::EBADF,
+        &mut bad,
+    );
+    expect(
+        "store_poll bad ticket",
+        g.call3("lw_store_poll", 0x7f_0001, g.scratch, 16)?,
+        -errno::EBADF,
+        &mut bad,
+    );
     g.net_close(-5);
     g.net_close(stale);
     if g.net_poll(id) < 0 {

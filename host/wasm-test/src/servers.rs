@@ -53,7 +53,9 @@ impl Servers {
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
-        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "lwhost wasm-test CA");
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "lwhost wasm-test CA");
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
         let ca_file = dir.path().join("ca.pem");
         std::fs::write(&ca_file, ca.pem())?;
@@ -62,21 +64,32 @@ impl Servers {
             .signed_by(&leaf_key, &ca)?;
         let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der())
             .map_err(|e| anyhow::anyhow!("test key: {e}"))?;
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(vec![leaf.der().clone()], key)?;
+        let config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()?
+                .with_no_client_auth()
+                .with_single_cert(vec![leaf.der().clone()], key)?;
         let tls = TcpListener::bind("127.0.0.1:0").await?;
         let tls_port = tls.local_addr()?.port();
-        tokio::spawn(serve_tls_echo(tls, tokio_rustls::TlsAcceptor::from(Arc::new(config))));
-        Ok(Servers { http_port, tls_port, ca_file, dir })
+        tokio::spawn(serve_tls_echo(
+            tls,
+            tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        ));
+        Ok(Servers {
+            http_port,
+            tls_port,
+            ca_file,
+            dir,
+        })
     }
 }
 
 /// HTTP/1.0: echoes the path in a small page, or `/bulk/N` bytes of i % 251.
 async fn serve_http(listener: TcpListener) {
     loop {
-        let Ok((mut s, _)) = listener.accept().await else { continue };
+        let Ok((mut s, _)) = listener.accept().await else {
+            continue;
+        };
         tokio::spawn(async move {
             let mut req = Vec::new();
             let mut buf = [0u8; 1024];
@@ -114,10 +127,14 @@ async fn serve_http(listener: TcpListener) {
 
 async fn serve_tls_echo(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor) {
     loop {
-        let Ok((s, _)) = listener.accept().await else { continue };
+        let Ok((s, _)) = listener.accept().await else {
+            continue;
+        };
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let Ok(mut tls) = acceptor.accept(s).await else { return };
+            let Ok(mut tls) = acceptor.accept(s).await else {
+                return;
+            };
             let mut buf = [0u8; 4096];
             loop {
                 match tls.read(&mut buf).await {
@@ -162,12 +179,28 @@ impl Proxy {
     fn try_start(binary: &Path, servers: &Servers, port: Option<u16>) -> Result<Proxy> {
         let (h, t) = (servers.http_port, servers.tls_port);
         let mut child = Command::new(binary)
-            .args(["--listen", &format!("127.0.0.1:{}", port.unwrap_or(0)), "--no-auth"])
-            .args(["--allow", &format!("127.0.0.1/32:{h}"), "--allow", &format!("127.0.0.1/32:{t}")])
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{}", port.unwrap_or(0)),
+                "--no-auth",
+            ])
+            .args([
+                "--allow",
+                &format!("127.0.0.1/32:{h}"),
+                "--allow",
+                &format!("127.0.0.1/32:{t}"),
+            ])
             .args(["--ports", &format!("{h},{t}")])
             .arg("--extra-ca")
             .arg(&servers.ca_file)
-            .args(["--bytes-per-min", "0", "--conns-per-min", "0", "--max-concurrent", "0"])
+            .args([
+                "--bytes-per-min",
+                "0",
+                "--conns-per-min",
+                "0",
+                "--max-concurrent",
+                "0",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -193,7 +226,11 @@ impl Proxy {
             .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
             .and_then(|p| p.parse().ok())
             .with_context(|| format!("no port in {line:?}"))?;
-        Ok(Proxy { binary: binary.to_path_buf(), port, child: Some(child) })
+        Ok(Proxy {
+            binary: binary.to_path_buf(),
+            port,
+            child: Some(child),
+        })
     }
 
     pub fn kill(&mut self) {

@@ -59,7 +59,7 @@ fn host_ptr(memory: &SharedMemory, at: u64, len: u64) -> Option<*mut u8> {
 /// The aligned 32-bit word at wasm address `ptr`, if in bounds.
 fn word(memory: &SharedMemory, ptr: i32) -> Option<&AtomicU32> {
     let at = ptr as u32 as u64;
-    if at % 4 != 0 {
+    if !at.is_multiple_of(4) {
         return None;
     }
     let p = host_ptr(memory, at, 4)?;
@@ -73,7 +73,8 @@ impl Shim {
         let mut config = wasmtime::Config::new();
         config.wasm_threads(true).shared_memory(true);
         let engine = Engine::new(&config)?;
-        let module = Module::from_file(&engine, path).with_context(|| format!("compiling {}", path.display()))?;
+        let module =
+            Module::from_file(&engine, path).map_err(|e| anyhow!("compiling {}: {e:?}", path.display()))?;
         let mem_ty = module
             .imports()
             .find(|i| i.module() == "env" && i.name() == "memory")
@@ -82,21 +83,31 @@ impl Shim {
                 _ => None,
             })
             .context("the module imports no env.memory")?;
-        let memory = SharedMemory::new(&engine, mem_ty).context("creating the shared memory")?;
+        let memory =
+            SharedMemory::new(&engine, mem_ty).map_err(|e| anyhow!("creating the shared memory: {e:?}"))?;
         let mut linker = Linker::new(&engine);
-        linker.define(&engine_store(&engine), "env", "memory", Extern::SharedMemory(memory.clone()))?;
+        linker.define(
+            &engine_store(&engine),
+            "env",
+            "memory",
+            Extern::SharedMemory(memory.clone()),
+        )?;
         // lwhost's wait/notify imports: real futexes on the shared words,
         // so the native main side's futex wakes reach wasm threads.
         let m = memory.clone();
-        linker.func_wrap("lwhost", "atomic_wait32", move |ptr: i32, expected: i32, timeout_ns: i64| -> i32 {
-            let Some(w) = word(&m, ptr) else { return 1 };
-            let timeout = (timeout_ns >= 0).then(|| Duration::from_nanos(timeout_ns as u64));
-            match lwhost::futex::wait(w, expected as u32, timeout) {
-                lwhost::futex::Wake::Woken => 0,
-                lwhost::futex::Wake::Changed => 1,
-                lwhost::futex::Wake::TimedOut => 2,
-            }
-        })?;
+        linker.func_wrap(
+            "lwhost",
+            "atomic_wait32",
+            move |ptr: i32, expected: i32, timeout_ns: i64| -> i32 {
+                let Some(w) = word(&m, ptr) else { return 1 };
+                let timeout = (timeout_ns >= 0).then(|| Duration::from_nanos(timeout_ns as u64));
+                match lwhost::futex::wait(w, expected as u32, timeout) {
+                    lwhost::futex::Wake::Woken => 0,
+                    lwhost::futex::Wake::Changed => 1,
+                    lwhost::futex::Wake::TimedOut => 2,
+                }
+            },
+        )?;
         let m = memory.clone();
         linker.func_wrap("lwhost", "atomic_notify", move |ptr: i32, count: i32| -> i32 {
             match word(&m, ptr) {
@@ -134,7 +145,15 @@ impl Shim {
             thread_scratch_size: words[t + 8],
         };
         let main_alive_at = layout.region + words[L_MAIN_ALIVE];
-        Ok(Shim { engine, module, memory, linker, layout, main_alive_at, next_slot: AtomicUsize::new(0) })
+        Ok(Shim {
+            engine,
+            module,
+            memory,
+            linker,
+            layout,
+            main_alive_at,
+            next_slot: AtomicUsize::new(0),
+        })
     }
 
     /// The region inside the shared memory, for the native main side.
@@ -162,14 +181,20 @@ impl Shim {
         let mut store = Store::new(&self.engine, ());
         let instance = self.linker.instantiate(&mut store, &self.module)?;
         let base = l.thread_base + slot * l.thread_stride;
-        let tls_size = instance.get_global(&mut store, "__tls_size").context("__tls_size")?.get(&mut store);
+        let tls_size = instance
+            .get_global(&mut store, "__tls_size")
+            .context("__tls_size")?
+            .get(&mut store);
         if tls_size.i32().unwrap_or(i32::MAX) as u32 > l.thread_tls_size {
             bail!("TLS block does not fit a thread slot");
         }
         instance
             .get_global(&mut store, "__stack_pointer")
             .context("__stack_pointer not exported")?
-            .set(&mut store, Val::I32((base + l.thread_stack + l.thread_stack_size) as i32))?;
+            .set(
+                &mut store,
+                Val::I32((base + l.thread_stack + l.thread_stack_size) as i32),
+            )?;
         instance
             .get_typed_func::<i32, ()>(&mut store, "__wasm_init_tls")?
             .call(&mut store, (base + l.thread_tls) as i32)?;
@@ -237,7 +262,8 @@ impl Guest {
         if off as usize + bytes.len() > self.shim.layout.thread_scratch_size as usize {
             bail!("scratch overflow");
         }
-        let p = host_ptr(&self.shim.memory, (self.scratch + off) as u64, bytes.len() as u64).context("scratch")?;
+        let p = host_ptr(&self.shim.memory, (self.scratch + off) as u64, bytes.len() as u64)
+            .context("scratch")?;
         // SAFETY: in bounds; this thread's scratch is used by no one else.
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len()) };
         Ok(())
@@ -245,7 +271,8 @@ impl Guest {
 
     pub fn put_struct<T: Copy>(&self, off: u32, v: &T) -> Result<()> {
         // SAFETY: T is a plain C struct (lwabi); viewing it as bytes is sound.
-        let bytes = unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) };
+        let bytes =
+            unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) };
         self.put(off, bytes)
     }
 
@@ -259,16 +286,24 @@ impl Guest {
 
     /// Calls an `(i32, u32, u32) -> i32` export with raw arguments.
     pub fn call3(&mut self, name: &str, a: i32, b: u32, c: u32) -> Result<i32> {
-        let f = self.instance.get_typed_func::<(i32, i32, i32), i32>(&mut self.store, name)?;
+        let f = self
+            .instance
+            .get_typed_func::<(i32, i32, i32), i32>(&mut self.store, name)?;
         Ok(f.call(&mut self.store, (a, b as i32, c as i32))?)
     }
 
     pub fn net_open_raw(&mut self, host: u32, len: u32, port: u32) -> Result<i32> {
-        Ok(self.f3.net_open.call(&mut self.store, (host as i32, len as i32, port as i32, 0, 0))?)
+        Ok(self
+            .f3
+            .net_open
+            .call(&mut self.store, (host as i32, len as i32, port as i32, 0, 0))?)
     }
 
     pub fn store_submit_raw(&mut self, req: u32, area: u32, len: u32) -> Result<i32> {
-        Ok(self.f3.store_submit.call(&mut self.store, (req as i32, area as i32, len as i32))?)
+        Ok(self
+            .f3
+            .store_submit
+            .call(&mut self.store, (req as i32, area as i32, len as i32))?)
     }
 
     pub fn net_poll(&mut self, id: i32) -> i32 {
@@ -288,12 +323,20 @@ impl Guest {
     }
 
     pub fn wait_guest_doorbell(&mut self, last: u32, ms: u32) -> u32 {
-        self.f3.wait_bell.call(&mut self.store, (last as i32, ms as i32)).unwrap_or(0) as u32
+        self.f3
+            .wait_bell
+            .call(&mut self.store, (last as i32, ms as i32))
+            .unwrap_or(0) as u32
     }
 
     /// Runs `step` until it returns something other than `-again`, sleeping
     /// on the guest doorbell in between (the way a kernel waits for its IRQ).
-    fn until(&mut self, again: i32, timeout: Duration, mut step: impl FnMut(&mut Self) -> Result<i32>) -> Result<i32> {
+    fn until(
+        &mut self,
+        again: i32,
+        timeout: Duration,
+        mut step: impl FnMut(&mut Self) -> Result<i32>,
+    ) -> Result<i32> {
         let deadline = Instant::now() + timeout;
         loop {
             let bell = self.guest_doorbell();
@@ -312,7 +355,10 @@ impl Guest {
     pub fn connect(&mut self, host: &str, port: u16, flags: u32, timeout: Duration) -> Result<i32> {
         self.put(0, host.as_bytes())?;
         let (scratch, len) = (self.scratch, host.len() as u32);
-        let id = self.f3.net_open.call(&mut self.store, (scratch as i32, len as i32, port as i32, flags as i32, 0))?;
+        let id = self.f3.net_open.call(
+            &mut self.store,
+            (scratch as i32, len as i32, port as i32, flags as i32, 0),
+        )?;
         if id < 0 {
             bail!("open: {id}");
         }
@@ -340,7 +386,9 @@ impl Guest {
             let n = data.len().min(self.shim.layout.thread_scratch_size as usize);
             self.put(0, &data[..n])?;
             let scratch = self.scratch;
-            let r = self.until(EAGAIN, timeout, |g| g.call3("lw_net_write", id, scratch, n as u32))?;
+            let r = self.until(EAGAIN, timeout, |g| {
+                g.call3("lw_net_write", id, scratch, n as u32)
+            })?;
             if r <= 0 {
                 bail!("write: {r}");
             }
@@ -366,16 +414,26 @@ impl Guest {
 
     /// Submits a request built at scratch offset 0 (key at 64, data after
     /// the keys) and polls it; its result, output copied into `out`.
-    fn store_call(&mut self, req: lwabi::lwhost_store_req, out: Option<&mut Vec<u8>>, timeout: Duration) -> Result<i32> {
+    fn store_call(
+        &mut self,
+        req: lwabi::lwhost_store_req,
+        out: Option<&mut Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<i32> {
         self.put_struct(0, &req)?;
         let (scratch, size) = (self.scratch, self.shim.layout.thread_scratch_size);
         let ticket = self.until(EBUSY, timeout, |g| g.store_submit_raw(scratch, scratch, size))?;
         if ticket < 0 {
             return Ok(ticket);
         }
-        let cap = out.as_ref().map_or(0, |o| o.capacity() as u32).min(lwabi::LWHOST_STORE_BUF);
+        let cap = out
+            .as_ref()
+            .map_or(0, |o| o.capacity() as u32)
+            .min(lwabi::LWHOST_STORE_BUF);
         let data_at = self.data_offset();
-        let r = self.until(EINPROGRESS, timeout, |g| g.call3("lw_store_poll", ticket, scratch + data_at, cap))?;
+        let r = self.until(EINPROGRESS, timeout, |g| {
+            g.call3("lw_store_poll", ticket, scratch + data_at, cap)
+        })?;
         if let Some(out) = out {
             if r > 0 {
                 out.extend_from_slice(&self.get(data_at, r as usize)?);
@@ -390,7 +448,12 @@ impl Guest {
 
     fn key_req(&self, op: u32, key: &[u8]) -> Result<lwabi::lwhost_store_req> {
         self.put(64, key)?;
-        Ok(lwabi::lwhost_store_req { op, key: 64, key_len: key.len() as u32, ..Default::default() })
+        Ok(lwabi::lwhost_store_req {
+            op,
+            key: 64,
+            key_len: key.len() as u32,
+            ..Default::default()
+        })
     }
 
     pub fn store_put(&mut self, key: &[u8], value: &[u8], timeout: Duration) -> Result<()> {
@@ -400,7 +463,11 @@ impl Guest {
             let n = (value.len() - off).min(chunk);
             let mut req = self.key_req(lwabi::LWHOST_STORE_WRITE, key)?;
             req.flags = if off == 0 { lwabi::LWHOST_STORE_TRUNC } else { 0 }
-                | if off + n == value.len() { lwabi::LWHOST_STORE_COMMIT } else { 0 };
+                | if off + n == value.len() {
+                    lwabi::LWHOST_STORE_COMMIT
+                } else {
+                    0
+                };
             req.offset = off as u64;
             req.data = self.data_offset() as u64;
             req.len = n as u32;

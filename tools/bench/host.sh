@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# ./linux-wasm.sh bench host: the host-call path, native and in Chromium,
+# beside a baseline built the way seed 000 sketches it (one postMessage plus
+# one Atomics.wait per host call), in one run:
+#   - latency of a non-waiting wasm_net_poll
+#   - throughput of 64 MiB read in 4 KiB reads, proxy -> worker
+# Targets: >= 10x the baseline's throughput; native poll p50 <= 1 us.
+set -euo pipefail
+# shellcheck source=tools/lib.sh
+source "$(dirname "$(readlink -f "$0")")/../lib.sh"
+# shellcheck source=host/web/tools/harness.sh
+source "$LW_ROOT/host/web/tools/harness.sh"
+
+case "${1:-}" in -h | --help)
+    echo "Usage: ./linux-wasm.sh bench host   (native lwhost figures and Chromium figures vs the seed-000 baseline)"
+    exit 0 ;;
+esac
+
+lw_need_apt "${LW_APT_BASE[@]}" "${LW_APT_BROWSER[@]}"
+lw_need_rust
+trap lw_web_stop EXIT
+lw_web_start || lw_die "bench host: could not start the loopback servers"
+
+bytes=$((64 << 20))
+native=$LW_WEB_TMP/native.txt
+lw_info "native: lwhost's bench example (worker side + native main side + lwproxy)"
+if ! cargo run --release -q -p lwhost --example bench -- --proxy "$LW_ROOT/target/release/lwproxy" \
+    --bytes "$bytes" >"$native" 2>"$LW_WEB_TMP/native.err"; then
+    lw_warn "native bench failed: $(tail -n 3 "$LW_WEB_TMP/native.err")"
+fi
+
+lw_info "chromium: lwhost-web and the seed-000 baseline over the same lwproxy"
+profile=$(mktemp -d "${TMPDIR:-/tmp}/lwnet-chromium.XXXXXX")
+url="http://127.0.0.1:$SITE_PORT/test/bench.html?proxy=$PROXY_PORT&target=$TARGET_PORT&bytes=$bytes&calls=200000"
+json=$(timeout 600 python3 "$LW_ROOT/host/web/tools/chromium.py" --url "$url" --timeout 540 --profile "$profile") ||
+    lw_warn "the Chromium benchmark did not finish"
+rm -rf "$profile"
+
+python3 - "$native" "${json:-{\}}" <<'PY'
+import json, re, sys
+native_text = open(sys.argv[1]).read()
+web = json.loads(sys.argv[2])
+
+def num(pattern):
+    m = re.search(pattern, native_text)
+    return float(m.group(1)) if m else None
+
+rows = []
+def row(name, poll_ns, mib_s):
+    f = lambda v, fmt: (fmt % v) if isinstance(v, (int, float)) else "n/a"
+    rows.append("| %-34s | %14s | %14s |" % (name, f(poll_ns, "%.1f"), f(mib_s, "%.1f")))
+
+row("native lwhost (Rust worker)", num(r"poll_ns_p50\s*[=:]\s*([0-9.]+)"), num(r"read_mib_s\s*[=:]\s*([0-9.]+)"))
+row("native baseline (seed-000 style)", num(r"baseline_poll_ns_p50\s*[=:]\s*([0-9.]+)"), num(r"baseline_read_mib_s\s*[=:]\s*([0-9.]+)"))
+lp, lr = web.get("lwhost_poll", {}), web.get("lwhost_read", {})
+bp, br = web.get("baseline_poll", {}), web.get("baseline_read", {})
+row("chromium lwhost-web", lp.get("ns_p50"), lr.get("mib_s"))
+row("chromium baseline (postMessage+wait)", bp.get("ns_p50"), br.get("mib_s"))
+print()
+print("host-call benchmark: non-waiting wasm_net_poll (p50 of 21 rounds), 64 MiB proxy -> worker in 4 KiB reads")
+print("| %-34s | %14s | %14s |" % ("path", "poll ns/call", "read MiB/s"))
+print("|" + "-" * 36 + "|" + "-" * 16 + "|" + "-" * 16 + "|")
+print("\n".join(rows))
+try:
+    print("chromium speedup vs baseline: poll %.1fx, throughput %.1fx (target >= 10x throughput)"
+          % (bp["ns_p50"] / lp["ns_p50"], lr["mib_s"] / br["mib_s"]))
+    ok = [lr["bytes"] >= 64 << 20, br["bytes"] >= 64 << 20]
+    if not all(ok):
+        print("warning: a transfer was short: %s / %s bytes" % (lr["bytes"], br["bytes"]))
+except (KeyError, TypeError, ZeroDivisionError):
+    print("chromium figures incomplete: %s" % json.dumps(web)[:400])
+if native_text.strip():
+    print("\nnative bench output:\n" + native_text.strip())
+PY
