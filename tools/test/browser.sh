@@ -13,6 +13,11 @@ lw_need_apt "${LW_APT_BASE[@]}" "${LW_APT_BROWSER[@]}"
 lw_need_rust
 trap lw_web_stop EXIT
 
+# The browser crates live in their own workspace (wasm32 only), so the unit
+# tier's fmt/clippy does not see them: check them here.
+lw_check browser.web_fmt bash "$LW_ROOT/host/web/build.sh" fmt-check || true
+lw_check browser.web_clippy bash "$LW_ROOT/host/web/build.sh" clippy || true
+
 if ! lw_web_start; then
     lw_result fail browser.setup
     exit 1

@@ -28,8 +28,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use lwabi::{
-    lwhost_conn, lwhost_ring, lwhost_shm, lwhost_store_req, lwhost_store_slot, LWHOST_CONNS,
-    LWHOST_KEY_MAX, LWHOST_RING_SIZE, LWHOST_STORE_BUF, LWHOST_STORE_SLOTS,
+    lwhost_conn, lwhost_ring, lwhost_shm, lwhost_store_req, lwhost_store_slot, LWHOST_CONNS, LWHOST_KEY_MAX,
+    LWHOST_RING_SIZE, LWHOST_STORE_BUF, LWHOST_STORE_SLOTS,
 };
 use lwhost::errno::{EFAULT, EINVAL};
 use lwhost::shm::Region;
@@ -367,7 +367,12 @@ pub extern "C" fn lw_net_close(id: i32) {
 #[no_mangle]
 pub extern "C" fn lw_store_submit(req: u32, area: u32, area_len: u32) -> i32 {
     // SAFETY: as lw_net_open.
-    let (req_bytes, area) = match unsafe { (slice(req, size_of::<lwhost_store_req>() as u32), slice(area, area_len)) } {
+    let (req_bytes, area) = match unsafe {
+        (
+            slice(req, size_of::<lwhost_store_req>() as u32),
+            slice(area, area_len),
+        )
+    } {
         (Ok(r), Ok(a)) => (r, a),
         (Err(e), _) | (_, Err(e)) => return e,
     };
@@ -405,6 +410,6 @@ pub extern "C" fn lw_guest_doorbell() -> u32 {
 
 const _: () = {
     assert!(size_of::<Layout>() == 65 * 4);
-    assert!(TLS_BYTES % 16 == 0 && STACK_BYTES % 16 == 0);
+    assert!(TLS_BYTES.is_multiple_of(16) && STACK_BYTES.is_multiple_of(16));
     assert!(SCRATCH_BYTES >= 64 + 2 * LWHOST_KEY_MAX as usize + LWHOST_STORE_BUF as usize);
 };

@@ -83,8 +83,17 @@ fn until_ready(again: i32, timeout_ms: u32, mut step: impl FnMut() -> i32) -> i3
 }
 
 /// Opens host:port and waits until connected; the id or -errno.
+///
+/// # Safety
+/// Pointer arguments must be ranges of this module's memory (the harness's buffers).
 #[no_mangle]
-pub extern "C" fn standin_connect(host: *const u8, host_len: u32, port: u32, tls: u32, timeout_ms: u32) -> i32 {
+pub unsafe extern "C" fn standin_connect(
+    host: *const u8,
+    host_len: u32,
+    port: u32,
+    tls: u32,
+    timeout_ms: u32,
+) -> i32 {
     let flags = if tls != 0 { LWHOST_OPEN_TLS } else { 0 };
     // SAFETY: host/host_len describe bytes of this memory (the harness's).
     let id = unsafe { wasm_net_open_ex(host, host_len, port, flags, timeout_ms) };
@@ -113,8 +122,11 @@ pub extern "C" fn standin_connect(host: *const u8, host_len: u32, port: u32, tls
 }
 
 /// Writes all of `buf`; 0 or -errno.
+///
+/// # Safety
+/// Pointer arguments must be ranges of this module's memory (the harness's buffers).
 #[no_mangle]
-pub extern "C" fn standin_write_all(id: i32, buf: *const u8, len: u32, timeout_ms: u32) -> i32 {
+pub unsafe extern "C" fn standin_write_all(id: i32, buf: *const u8, len: u32, timeout_ms: u32) -> i32 {
     let mut done = 0u32;
     while done < len {
         let r = until_ready(EAGAIN, timeout_ms, || {
@@ -132,8 +144,17 @@ pub extern "C" fn standin_write_all(id: i32, buf: *const u8, len: u32, timeout_m
 /// Reads to end of stream in `chunk`-byte reads into `out` (wrapping around
 /// `cap` bytes, so a benchmark can stream more than fits); the total read
 /// or -errno. Only the first `cap` bytes are kept in order.
+///
+/// # Safety
+/// Pointer arguments must be ranges of this module's memory (the harness's buffers).
 #[no_mangle]
-pub extern "C" fn standin_read_all(id: i32, out: *mut u8, cap: u32, chunk: u32, timeout_ms: u32) -> f64 {
+pub unsafe extern "C" fn standin_read_all(
+    id: i32,
+    out: *mut u8,
+    cap: u32,
+    chunk: u32,
+    timeout_ms: u32,
+) -> f64 {
     let mut total: u64 = 0;
     loop {
         let at = (total % cap as u64) as u32;
@@ -154,9 +175,12 @@ pub extern "C" fn standin_read_all(id: i32, out: *mut u8, cap: u32, chunk: u32, 
 
 /// One HTTP exchange: connect, send `req`, read the response to EOF into
 /// `out`; bytes read or -errno.
+///
+/// # Safety
+/// Pointer arguments must be ranges of this module's memory (the harness's buffers).
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
-pub extern "C" fn standin_http(
+pub unsafe extern "C" fn standin_http(
     host: *const u8,
     host_len: u32,
     port: u32,
@@ -166,16 +190,23 @@ pub extern "C" fn standin_http(
     cap: u32,
     timeout_ms: u32,
 ) -> i32 {
-    let id = standin_connect(host, host_len, port, 0, timeout_ms);
+    // SAFETY: forwarded from our caller.
+    let id = unsafe { standin_connect(host, host_len, port, 0, timeout_ms) };
     if id < 0 {
         return id;
     }
-    let mut r = standin_write_all(id, req, req_len, timeout_ms);
+    // SAFETY: forwarded from our caller.
+    let mut r = unsafe { standin_write_all(id, req, req_len, timeout_ms) };
     if r == 0 {
         // SAFETY: plain numbers.
         r = unsafe { wasm_net_shutdown(id) };
     }
-    let n = if r == 0 { standin_read_all(id, out, cap, 4096, timeout_ms) as i32 } else { r };
+    let n = if r == 0 {
+        // SAFETY: forwarded from our caller.
+        (unsafe { standin_read_all(id, out, cap, 4096, timeout_ms) }) as i32
+    } else {
+        r
+    };
     // SAFETY: plain numbers.
     unsafe { wasm_net_close(id) };
     n
@@ -206,16 +237,32 @@ fn store_call(req: &lwhost_store_req, out: *mut u8, out_len: u32, timeout_ms: u3
         return ticket;
     }
     // SAFETY: out/out_len describe the caller's buffer.
-    until_ready(EINPROGRESS, timeout_ms, || unsafe { wasm_store_poll(ticket, out, out_len) })
+    until_ready(EINPROGRESS, timeout_ms, || unsafe {
+        wasm_store_poll(ticket, out, out_len)
+    })
 }
 
 fn req(op: u32, key: *const u8, key_len: u32) -> lwhost_store_req {
-    lwhost_store_req { op, key: key as usize as u64, key_len, ..Default::default() }
+    lwhost_store_req {
+        op,
+        key: key as usize as u64,
+        key_len,
+        ..Default::default()
+    }
 }
 
 /// Writes a whole value in chunks (TRUNC first, COMMIT last); 0 or -errno.
+///
+/// # Safety
+/// Pointer arguments must be ranges of this module's memory (the harness's buffers).
 #[no_mangle]
-pub extern "C" fn standin_store_put(key: *const u8, key_len: u32, data: *const u8, len: u32, timeout_ms: u32) -> i32 {
+pub unsafe extern "C" fn standin_store_put(
+    key: *const u8,
+    key_len: u32,
+    data: *const u8,
+    len: u32,
+    timeout_ms: u32,
+) -> i32 {
     let mut off = 0u32;
     loop {
         let n = (len - off).min(LWHOST_STORE_BUF);
@@ -244,8 +291,17 @@ pub extern "C" fn standin_store_put(key: *const u8, key_len: u32, data: *const u
 }
 
 /// Reads a whole value into `out` in chunks; its size or -errno.
+///
+/// # Safety
+/// Pointer arguments must be ranges of this module's memory (the harness's buffers).
 #[no_mangle]
-pub extern "C" fn standin_store_get(key: *const u8, key_len: u32, out: *mut u8, cap: u32, timeout_ms: u32) -> i32 {
+pub unsafe extern "C" fn standin_store_get(
+    key: *const u8,
+    key_len: u32,
+    out: *mut u8,
+    cap: u32,
+    timeout_ms: u32,
+) -> i32 {
     let mut off = 0u32;
     loop {
         let want = (cap - off).min(LWHOST_STORE_BUF);
@@ -265,14 +321,31 @@ pub extern "C" fn standin_store_get(key: *const u8, key_len: u32, out: *mut u8, 
 }
 
 /// Keys starting with `prefix`, NUL-separated, into `out`; bytes or -errno.
+///
+/// # Safety
+/// Pointer arguments must be ranges of this module's memory (the harness's buffers).
 #[no_mangle]
-pub extern "C" fn standin_store_list(prefix: *const u8, prefix_len: u32, out: *mut u8, cap: u32, timeout_ms: u32) -> i32 {
+pub unsafe extern "C" fn standin_store_list(
+    prefix: *const u8,
+    prefix_len: u32,
+    out: *mut u8,
+    cap: u32,
+    timeout_ms: u32,
+) -> i32 {
     let mut r = req(LWHOST_STORE_LIST, prefix, prefix_len);
     r.len = cap.min(LWHOST_STORE_BUF);
     store_call(&r, out, r.len, timeout_ms)
 }
 
+///
+/// # Safety
+/// Pointer arguments must be ranges of this module's memory (the harness's buffers).
 #[no_mangle]
-pub extern "C" fn standin_store_delete(key: *const u8, key_len: u32, timeout_ms: u32) -> i32 {
-    store_call(&req(LWHOST_STORE_DELETE, key, key_len), core::ptr::null_mut(), 0, timeout_ms)
+pub unsafe extern "C" fn standin_store_delete(key: *const u8, key_len: u32, timeout_ms: u32) -> i32 {
+    store_call(
+        &req(LWHOST_STORE_DELETE, key, key_len),
+        core::ptr::null_mut(),
+        0,
+        timeout_ms,
+    )
 }
