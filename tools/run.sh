@@ -135,7 +135,6 @@ if [ -d "$demo_root" ]; then
     python3 -u -m http.server --bind 127.0.0.1 --directory "$demo_root" "$web_port" >"$session/web.log" 2>&1 &
     pids+=($!)
     echo "$!" >"$session/web.pid"
-    wait_for_line "$!" "$session/web.log" "Serving HTTP" "the demo web server"
 else
     lw_warn "run: no demo registry built ($demo_root); lwpkg has no default registry"
 fi
@@ -171,6 +170,8 @@ host_args=(--proxy "ws://127.0.0.1:$proxy_port" --store "$store" --socket "$sock
 pids+=($!)
 echo "$!" >"$session/lwhost.pid"
 wait_for_line "$!" "$session/lwhost.log" "listening on" "lwhost"
+# The web server started first and came up meanwhile (Python is the slowest).
+[ ! -f "$session/web.pid" ] || wait_for_line "$(cat "$session/web.pid")" "$session/web.log" "Serving HTTP" "the demo web server"
 
 # --- the guest -------------------------------------------------------------------
 cmdline=(mem="$mem" initrd="$UM_INSTALL/initramfs.cpio.gz" quiet loglevel=3
@@ -178,12 +179,15 @@ cmdline=(mem="$mem" initrd="$UM_INSTALL/initramfs.cpio.gz" quiet loglevel=3
 [ -z "$share" ] || cmdline+=(lwshare="$share")
 [ ! -d "$demo_root" ] || cmdline+=(lwrepo="http://127.0.0.1:$web_port/registry/" lwdemo="$web_port")
 if [ ${#command[@]} -gt 0 ]; then
+    # The kernel console goes to kernel.log (fd 3); the command's stdout and
+    # stderr get guest ttys of their own (see initramfs/init).
     printf '%s\n' "${command[*]}" >"$session/command"
+    cmdline+=("con0=null,fd:3" "con2=null,fd:2")
     if [ -t 0 ]; then
-        cmdline+=("con0=fd:0,fd:1")
+        cmdline+=("con1=fd:0,fd:1")
     else
         cat >"$session/stdin" 2>/dev/null || : >"$session/stdin"
-        cmdline+=("con0=null,fd:1")
+        cmdline+=("con1=null,fd:1")
     fi
 else
     [ -t 0 ] || lw_die "run: the interactive shell needs a terminal; use 'run -- COMMAND' from scripts"
@@ -193,7 +197,9 @@ fi
 # user-mode Linux keeps guest memory in a file under TMPDIR: prefer shared memory.
 umtmp=/dev/shm
 [ -w "$umtmp" ] || umtmp=$session
-TMPDIR=$umtmp "$UM_INSTALL/linux" "${cmdline[@]}" 2>"$session/kernel.log" &
+# A background job's stdin would be /dev/null: hand it the terminal explicitly.
+exec 4<&0
+TMPDIR=$umtmp "$UM_INSTALL/linux" "${cmdline[@]}" <&4 4<&- 3>>"$session/kernel.log" &
 uml=$!
 pids=("$uml" "${pids[@]}")
 echo "$uml" >"$session/linux.pid"

@@ -303,7 +303,7 @@ EOF
 # The real thing: the interactive shell on a terminal, Ctrl-C typed into it.
 scenario_ctrlc_tty() {
     local r=0
-    LW_SESSION=$E2E_TMP/session-tty python3 "$E2E/tty.py" --timeout 60 --log "$E2E_TMP/tty.out" -- \
+    LW_SESSION=$E2E_TMP/session-tty python3 "$E2E/terminal.py" --timeout 60 --log "$E2E_TMP/tty.out" -- \
         "$LW_ROOT/linux-wasm.sh" run --no-build --store "$STORE" --share "$SHARE" \
         --allow "127.0.0.1/32:$HTTP_PORT" 2>"$E2E_TMP/tty.err" || r=$?
     if [ "$r" = 0 ]; then

@@ -5,7 +5,7 @@ read blocks (GET /hold), types Ctrl-C, and checks that the prompt is back
 within a second and the shell still works; then `exit` must power off and
 end the run with status 0.
 
-Usage: tty.py [--timeout S] [--log FILE] -- COMMAND...  (exit 0 = all good)
+Usage: terminal.py [--timeout S] [--log FILE] -- COMMAND...  (exit 0 = all good)
 """
 
 import argparse
@@ -17,7 +17,8 @@ import signal
 import sys
 import time
 
-PROMPT = re.compile(rb"lwnet:[^\r\n]*[#$] $")
+# BusyBox ash may follow its prompt with a cursor-position query (ESC [6n).
+PROMPT = re.compile(rb"lwnet:[^\r\n]*[#$] (?:\x1b\[6n)?$")
 
 
 class Session:
@@ -88,9 +89,17 @@ def main():
             s.send(b". /mnt/host/env.sh\r")
             s.read_until(PROMPT, 5)
             s.send(b"printf 'GET /hold HTTP/1.0\\r\\n\\r\\n' | lwtcp 127.0.0.1 $HTTP_PORT; echo rc=$?\r")
-            time.sleep(1.5)  # lwtcp is now blocked in read(): the server holds the line
+            # lwtcp must now be blocked in read() (the server holds the line):
+            # no status and no prompt may appear before Ctrl-C.
+            try:
+                s.read_until(re.compile(rb"rc=\d+"), 1.5)
+                print("tty: lwtcp ended before Ctrl-C; it was not blocked", file=sys.stderr)
+                return 1
+            except TimeoutError:
+                pass
             s.send(b"\x03")
-            took = s.read_until(PROMPT, 5)
+            took = s.read_until(re.compile(rb"rc=[1-9]\d*"), 5)
+            s.read_until(PROMPT, 5)
             if took > 1.0:
                 print("tty: the prompt came back %.2f s after Ctrl-C (limit 1 s)" % took, file=sys.stderr)
                 return 1
