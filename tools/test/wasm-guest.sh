@@ -1,0 +1,287 @@
+#!/usr/bin/env bash
+# Tier wasm, part guest: the wasm32 builds of lwtcp, lwpkg and lwsync run
+# under wasmtime (tools/guest-harness), their /dev/lwnet and /dev/lwstore
+# served by the real host shim (lwhost worker + main side) and a real lwproxy,
+# against loopback servers started here. Each check is recorded.
+# Check bodies are functions run through check(): shellcheck cannot see the calls.
+# shellcheck disable=SC2317
+set -euo pipefail
+# shellcheck source=tools/lib.sh
+source "$(dirname "$(readlink -f "$0")")/../lib.sh"
+
+lw_need_apt "${LW_APT_BASE[@]}"
+lw_need_rust
+mkdir -p "$LW_WORKSPACE"
+if [ -z "${LW_RESULTS:-}" ]; then
+    LW_RESULTS=$(mktemp "$LW_WORKSPACE/results.XXXXXX")
+    export LW_RESULTS
+fi
+cd "$LW_ROOT"
+
+work=$(mktemp -d "$LW_WORKSPACE/wasm-guest.XXXXXX")
+pids=()
+cleanup() {
+    local p
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+lw_info "building the wasm32 guest tools, guest-harness, lwproxy and lwpkg-index"
+if ! tools/build-guest.sh --target wasm32 || ! cargo build --release -q -p guest-harness -p lwproxy -p lwpkg-index; then
+    lw_result fail "wasm-guest: build"
+    exit 1
+fi
+lw_result pass "wasm-guest: build (sizes within limits)"
+
+H=$LW_ROOT/target/release/guest-harness
+W=$LW_ROOT/guest/target/wasm32-unknown-unknown/release
+INDEX=$LW_ROOT/target/release/lwpkg-index
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+HTTP=$(free_port) ECHO=$(free_port) CLOSED=$(free_port) DENIED=$(free_port) PROXY=$(free_port) DEAD=$(free_port)
+
+# wait_for FILE TEXT: waits up to 30 s for TEXT to appear in FILE.
+wait_for() {
+    local i
+    for ((i = 0; i < 300; i++)); do
+        grep -q "$2" "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    lw_warn "timed out waiting for '$2' in $1"
+    cat "$1" >&2 || true
+    return 1
+}
+
+# Loopback servers: static files (pages and the registry), and an echo
+# server that answers only after the client half-closes.
+mkdir -p "$work/www"
+python3 -u -m http.server --bind 127.0.0.1 --directory "$work/www" "$HTTP" >"$work/http.log" 2>&1 &
+pids+=($!)
+cat >"$work/echo.py" <<'PY'
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(8)
+print("echo listening", flush=True)
+while True:
+    c, _ = s.accept()
+    data = b""
+    while True:
+        d = c.recv(65536)
+        if not d:
+            break
+        data += d
+    c.sendall(b"echo:" + data)
+    c.close()
+PY
+python3 -u "$work/echo.py" "$ECHO" >"$work/echo.log" 2>&1 &
+pids+=($!)
+"$LW_ROOT/target/release/lwproxy" --listen "127.0.0.1:$PROXY" --no-auth \
+    --allow "127.0.0.1/32:$HTTP" --allow "127.0.0.1/32:$ECHO" --allow "127.0.0.1/32:$CLOSED" \
+    --ports "$HTTP,$ECHO,$CLOSED" >"$work/proxy.log" 2>&1 &
+pids+=($!)
+wait_for "$work/proxy.log" "listening on" || { lw_result fail "wasm-guest: lwproxy starts"; exit 1; }
+wait_for "$work/echo.log" "echo listening" || { lw_result fail "wasm-guest: echo server starts"; exit 1; }
+wait_for "$work/http.log" "Serving HTTP" || { lw_result fail "wasm-guest: http server starts"; exit 1; }
+
+# run_tool ROOT STORE [harness options] TOOL [ARGS...]: one guest run; output in $work/out, $work/err.
+run_tool() {
+    local root=$1 store=$2
+    shift 2
+    local opts=()
+    while [ $# -gt 0 ] && [[ $1 == --* ]]; do opts+=("$1" "$2"); shift 2; done
+    local tool=$1
+    shift
+    timeout 120 "$H" --root "$root" --store "$store" --proxy "ws://127.0.0.1:$PROXY/" "${opts[@]}" \
+        "$W/$tool.wasm" "$@" >"$work/out" 2>"$work/err"
+}
+
+rc=0
+# check NAME CMD...: records pass/fail; on failure shows the last run's output.
+check() {
+    local name=$1
+    shift
+    if "$@"; then
+        lw_result pass "wasm-guest: $name"
+    else
+        lw_result fail "wasm-guest: $name"
+        { echo "--- stdout"; head -c 2000 "$work/out"; echo "--- stderr"; head -c 2000 "$work/err"; } >&2 || true
+        rc=1
+    fi
+}
+
+# ---- lwtcp -------------------------------------------------------------------
+printf '<h1>hello from loopback</h1>\n' >"$work/www/hello.html"
+T=$work/tcp
+mkdir -p "$T/root" "$T/store"
+
+tcp_fetch_page() {
+    printf 'GET /hello.html HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' | run_tool "$T/root" "$T/store" lwtcp 127.0.0.1 "$HTTP" \
+        && grep -q '^HTTP/1.0 200' "$work/out" && grep -q 'hello from loopback' "$work/out"
+}
+check "lwtcp fetches a page through lwhost and lwproxy" tcp_fetch_page
+
+tcp_half_close_binary() {
+    head -c 1500000 /dev/urandom >"$work/in.bin"
+    { printf 'echo:'; cat "$work/in.bin"; } >"$work/want.bin"
+    run_tool "$T/root" "$T/store" lwtcp -N 127.0.0.1 "$ECHO" <"$work/in.bin" && cmp -s "$work/out" "$work/want.bin"
+}
+check "lwtcp -N half-closes; 1.5 MB binary round trip is exact" tcp_half_close_binary
+
+# expect_fail CODE TEXT: the last run exited CODE and said TEXT on stderr.
+expect_fail() {
+    local want=$1 text=$2 got=0
+    shift 2
+    "$@" || got=$?
+    [ "$got" -eq "$want" ] && grep -q "$text" "$work/err"
+}
+check "lwtcp: policy denial exits 2 saying 'refused by policy'" \
+    expect_fail 2 "refused by policy" run_tool "$T/root" "$T/store" lwtcp 127.0.0.1 "$DENIED"
+check "lwtcp: closed port exits 2 saying 'connection refused'" \
+    expect_fail 2 "connection refused" run_tool "$T/root" "$T/store" lwtcp 127.0.0.1 "$CLOSED"
+check "lwtcp: usage error exits 1" expect_fail 1 "expected HOST and PORT" run_tool "$T/root" "$T/store" lwtcp 127.0.0.1
+tcp_proxy_down() {
+    local got=0
+    timeout 60 "$H" --root "$T/root" --store "$T/store" --proxy "ws://127.0.0.1:$DEAD/" \
+        "$W/lwtcp.wasm" -w 3 127.0.0.1 "$HTTP" </dev/null >"$work/out" 2>"$work/err" || got=$?
+    [ "$got" -eq 2 ] && grep -q "cannot connect" "$work/err"
+}
+check "lwtcp: proxy down exits 2 with a reason" tcp_proxy_down
+
+# ---- lwpkg -------------------------------------------------------------------
+R=$work/www/repo
+P=$work/pkg
+mkdir -p "$R" "$P/root/etc/lwpkg/keys" "$P/store"
+printf 'hello binary v1\n' >"$R/hello-1.0.wasm"
+printf 'greeting library\n' >"$R/libgreet-2.0.wasm"
+printf 'x86 only\n' >"$R/native-1.0.bin"
+cat >"$R/hello.pkg.json" <<'JSON'
+{"name": "hello", "version": "1.0", "arch": "wasm32", "file": "hello-1.0.wasm", "description": "says hello", "depends": ["libgreet"]}
+JSON
+cat >"$R/libgreet.pkg.json" <<'JSON'
+{"name": "libgreet", "version": "2.0", "arch": "wasm32", "file": "libgreet-2.0.wasm", "description": "greetings"}
+JSON
+cat >"$R/native.pkg.json" <<'JSON'
+{"name": "native", "version": "1.0", "arch": "x86_64", "file": "native-1.0.bin"}
+JSON
+"$INDEX" keygen --out "$work/repo-key" >/dev/null
+"$INDEX" build "$R" --sign "$work/repo-key.key" >/dev/null
+cp "$work/repo-key.pub" "$P/root/etc/lwpkg/keys/test.pub"
+printf '# test registry\nhttp://127.0.0.1:%s/repo\n' "$HTTP" >"$P/root/etc/lwpkg/repositories"
+
+pkg_install() {
+    run_tool "$P/root" "$P/store" lwpkg update && grep -q "2 packages for wasm32" "$work/out" \
+        && run_tool "$P/root" "$P/store" lwpkg install hello \
+        && cmp -s "$P/root/opt/packages/hello/1.0/hello" "$R/hello-1.0.wasm" \
+        && cmp -s "$P/root/opt/packages/libgreet/2.0/libgreet" "$R/libgreet-2.0.wasm" \
+        && [ "$(readlink "$P/root/usr/local/bin/hello")" = /opt/packages/hello/1.0/hello ] \
+        && [ -x "$P/root/opt/packages/hello/1.0/hello" ] \
+        && run_tool "$P/root" "$P/store" lwpkg list && grep -qx "hello 1.0" "$work/out" && grep -qx "libgreet 2.0" "$work/out"
+}
+check "lwpkg installs from a signed loopback registry (dependency first)" pkg_install
+pkg_search_info() {
+    run_tool "$P/root" "$P/store" lwpkg search greet && grep -q "libgreet 2.0 - greetings \[installed\]" "$work/out" \
+        && run_tool "$P/root" "$P/store" lwpkg info hello && grep -q "depends: libgreet" "$work/out"
+}
+check "lwpkg search and info" pkg_search_info
+pkg_remove() {
+    expect_fail 1 "hello depends on it" run_tool "$P/root" "$P/store" lwpkg remove libgreet \
+        && run_tool "$P/root" "$P/store" lwpkg remove hello libgreet \
+        && [ -z "$(ls -A "$P/root/opt/packages")" ] && [ -z "$(ls -A "$P/root/usr/local/bin")" ]
+}
+check "lwpkg remove deletes exactly what install created" pkg_remove
+check "lwpkg refuses a package built for another arch" \
+    expect_fail 1 "built for x86_64" run_tool "$P/root" "$P/store" lwpkg install native
+
+pkg_tampered_index() {
+    cp "$R/index.json" "$work/index.good"
+    sed -i 's/says hello/says HELLO/' "$R/index.json"
+    local ok=0
+    expect_fail 1 "does not match" run_tool "$P/root" "$P/store" lwpkg update || ok=1
+    cp "$work/index.good" "$R/index.json"
+    return "$ok"
+}
+check "lwpkg refuses a tampered index" pkg_tampered_index
+pkg_bad_checksum() {
+    cp "$R/hello-1.0.wasm" "$work/hello.good"
+    printf 'hello binary v2\n' >"$R/hello-1.0.wasm" # same size, other bytes
+    local ok=0
+    expect_fail 1 "checksum mismatch" run_tool "$P/root" "$P/store" lwpkg install hello || ok=1
+    cp "$work/hello.good" "$R/hello-1.0.wasm"
+    [ "$ok" -eq 0 ] && [ ! -e "$P/root/opt/packages/hello" ] && [ ! -e "$P/root/usr/local/bin/hello" ] \
+        && [ -z "$(find "$P/root/opt/packages" -name '.tmp-*')" ]
+}
+check "lwpkg: bad checksum installs nothing and leaves nothing behind" pkg_bad_checksum
+pkg_untrusted_key() {
+    "$INDEX" keygen --out "$work/other" >/dev/null
+    cp "$work/other.pub" "$P/root/etc/lwpkg/keys/test.pub"
+    local ok=0
+    expect_fail 1 "does not match" run_tool "$P/root" "$P/store" lwpkg update || ok=1
+    cp "$work/repo-key.pub" "$P/root/etc/lwpkg/keys/test.pub"
+    return "$ok"
+}
+check "lwpkg refuses an index signed by an untrusted key" pkg_untrusted_key
+
+# ---- lwsync ------------------------------------------------------------------
+S=$work/sync
+mkdir -p "$S/a/home/user/docs" "$S/a/home/user/emptydir" "$S/a/root" "$S/store" "$S/b" "$S/c" "$S/empty-store"
+printf 'my notes\n' >"$S/a/home/user/notes.txt"
+head -c 3000000 /dev/urandom >"$S/a/home/user/docs/big.bin"
+: >"$S/a/home/user/empty"
+printf 'secret\n' >"$S/a/root/.secret"
+chmod 600 "$S/a/root/.secret"
+chmod 711 "$S/a/home/user/emptydir"
+ln -s docs/big.bin "$S/a/home/user/link"
+touch -d '2020-01-02 03:04:05' "$S/a/home/user/notes.txt"
+
+# tree_listing DIR: path, type, mode, mtime (not for links), content hash / link target.
+tree_listing() {
+    (cd "$1" && find home root -printf '%p %y %m %T@ %l\n' | sort | while read -r p y m t l; do
+        case $y in
+            f) echo "$p f $m $t $(sha256sum <"$p" | cut -c1-16)" ;;
+            l) echo "$p l $l" ;;
+            *) echo "$p $y $m $t" ;;
+        esac
+    done)
+}
+
+sync_restore_empty() {
+    run_tool "$S/c" "$S/empty-store" lwsync restore && [ ! -s "$work/out" ] && [ ! -s "$work/err" ] \
+        && [ -z "$(ls -A "$S/c")" ]
+}
+check "lwsync restore with nothing saved is quiet and changes nothing" sync_restore_empty
+sync_save_restore() {
+    run_tool "$S/a" "$S/store" lwsync save && grep -q "saved 4 files, 5 directories, 1 links" "$work/out" \
+        && run_tool "$S/b" "$S/store" lwsync restore \
+        && [ "$(tree_listing "$S/a")" = "$(tree_listing "$S/b")" ]
+}
+check "lwsync saves and restores a tree (modes, mtimes, symlink, empty dir)" sync_save_restore
+sync_idempotent() {
+    run_tool "$S/b" "$S/store" lwsync restore && [ ! -s "$work/out" ] && [ "$(tree_listing "$S/a")" = "$(tree_listing "$S/b")" ]
+}
+check "lwsync restore run again is idempotent" sync_idempotent
+sync_incremental() {
+    printf 'changed\n' >>"$S/a/home/user/notes.txt" && chmod 640 "$S/a/root/.secret" \
+        && rm "$S/a/home/user/empty" \
+        && run_tool "$S/a" "$S/store" lwsync status \
+        && grep -qx "modified /home/user/notes.txt" "$work/out" && grep -qx "mode     /root/.secret" "$work/out" \
+        && grep -qx "deleted  /home/user/empty" "$work/out" \
+        && run_tool "$S/a" "$S/store" lwsync save && grep -q "1 changed, 1 KiB sent" "$work/out" \
+        && run_tool "$S/a" "$S/store" lwsync status && grep -qx "no changes since the last save" "$work/out"
+}
+check "lwsync status and incremental save (only changed bytes sent)" sync_incremental
+sync_quota() {
+    local q=$S/quota a=$S/qa
+    mkdir -p "$q" "$a/home/u" "$S/qb"
+    printf 'small\n' >"$a/home/u/small"
+    run_tool "$a" "$q" --quota 200000 lwsync save || return 1
+    head -c 1000000 /dev/urandom >"$a/home/u/big"
+    expect_fail 1 "full" run_tool "$a" "$q" --quota 200000 lwsync save || return 1
+    run_tool "$S/qb" "$q" --quota 200000 lwsync restore && [ "$(cat "$S/qb/home/u/small")" = small ] && [ ! -e "$S/qb/home/u/big" ]
+}
+check "lwsync: a save over quota fails clearly and the previous snapshot stays" sync_quota
+
+exit $rc
