@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
 use rustix::fd::OwnedFd;
 use serde::Deserialize;
@@ -272,7 +273,7 @@ struct Slot {
     /// Opened while the link was still connecting: send `open` when it is up.
     request: Option<OpenRequest>,
     /// Bytes from the proxy not yet in the rx ring.
-    pending_rx: VecDeque<Vec<u8>>,
+    pending_rx: VecDeque<Bytes>,
     pending_front: usize,
     pending_bytes: usize,
     /// Bytes sent to the proxy and not acked.
@@ -522,7 +523,8 @@ impl Service {
                     return;
                 }
                 let id = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-                self.on_data(id, b[4..].to_vec());
+                // Bytes is a cheap view: no copy of the payload.
+                self.on_data(id, b.slice(4..));
             }
             Message::Text(t) => match serde_json::from_str::<ServerMsg>(&t) {
                 Ok(msg) => self.on_control(msg),
@@ -548,7 +550,7 @@ impl Service {
             ServerMsg::Data { id, b64 } => {
                 use base64::Engine as _;
                 match base64::engine::general_purpose::STANDARD.decode(b64) {
-                    Ok(bytes) => self.on_data(id, bytes),
+                    Ok(bytes) => self.on_data(id, bytes.into()),
                     Err(e) => tracing::warn!(error = %e, "bad base64 from proxy; ignored"),
                 }
             }
@@ -597,7 +599,7 @@ impl Service {
         }
     }
 
-    fn on_data(&mut self, id: u32, bytes: Vec<u8>) {
+    fn on_data(&mut self, id: u32, bytes: Bytes) {
         let Some(&i) = self.by_proxy_id.get(&id) else {
             return;
         };

@@ -23,8 +23,14 @@ const STORE_WRITE = 1;
 const WINDOW = 262144;
 /** Largest binary frame we send. */
 const FRAME_MAX = 65536;
-/** Ack consumed bytes in batches of at least this much (or when caught up). */
-const ACK_BATCH = 65536;
+/**
+ * Ack bytes that entered the ring in batches of this much: half the window,
+ * so the proxy always has room to keep sending while an ack travels, and
+ * half as many acks as frames. Bytes that entered the ring are acked at the
+ * latest when the next ring refill happens (a frame arrives, or the reader
+ * frees space), so the window never stalls below the threshold.
+ */
+const ACK_BATCH = WINDOW / 2;
 /** Stop feeding the socket while this much is buffered in it. */
 const SOCKET_HIGH_WATER = 4 << 20;
 const DEFAULT_CONNECT_TIMEOUT_MS = 30000;
@@ -52,6 +58,7 @@ export function errnoFromProxyMessage(msg) {
  * @param opts.storeName    IndexedDB database name (default "lwnet-store")
  * @param opts.quotaBytes   store quota (ENOSPC past it)
  * @param opts.log          function(string) for diagnostics
+ * @param opts.socketFactory (tests, benchmarks) (url, protocols) -> a WebSocket-like object
  */
 export async function attachLwnet(opts) {
   const shimUrl = opts.shimUrl || new URL("../wasm/lwhost_web.wasm", import.meta.url);
@@ -81,8 +88,9 @@ export async function attachLwnet(opts) {
 }
 
 class MainSide {
-  constructor({ proxyUrl, token, memory, layout, store, lockPrefix, exports, log }) {
+  constructor({ proxyUrl, token, memory, layout, store, lockPrefix, exports, log, socketFactory }) {
     this.proxyUrl = proxyUrl;
+    this.socketFactory = socketFactory || ((url, protocols) => new WebSocket(url, protocols));
     this.token = token || null;
     this.L = layout;
     this.memory = memory;
@@ -324,7 +332,7 @@ class MainSide {
       else c.rxQueue[0] = chunk.subarray(n);
       moved = true;
     }
-    if (c.rxUnacked > 0 && this.binary && (c.rxUnacked >= ACK_BATCH || c.rxQueue.length === 0)) {
+    if (c.rxUnacked > 0 && this.binary && (c.rxUnacked >= ACK_BATCH || (c.rxQueue.length === 0 && c.eofPending))) {
       this.sendControl({ t: "ack", id: c.id, bytes: c.rxUnacked });
       c.rxUnacked = 0;
     }
@@ -355,7 +363,7 @@ class MainSide {
     if (this.token) protocols.push("bearer." + this.token);
     let ws;
     try {
-      ws = new WebSocket(this.proxyUrl, protocols);
+      ws = this.socketFactory(this.proxyUrl, protocols);
     } catch (e) {
       this.log("lwnet: bad proxy URL: " + e.message);
       this.socketDown(null);

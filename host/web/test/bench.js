@@ -35,9 +35,65 @@ function runIn(url, message, onMessage) {
   });
 }
 
+/**
+ * An in-page stand-in for lwproxy speaking lwproxy.v2 (opened, binary data
+ * frames of 64 KiB, the 256 KiB window, acks, eof), each message delivered
+ * as its own task like a socket's. It takes the browser's network stack out
+ * of the measurement: what remains is the host-call path itself.
+ */
+class InPageProxy {
+  constructor() {
+    this.protocol = "lwproxy.v2";
+    this.binaryType = "arraybuffer";
+    this.bufferedAmount = 0;
+    this.streams = new Map();
+    this.channel = new MessageChannel();
+    this.channel.port1.onmessage = (ev) => this.onmessage && this.onmessage({ data: ev.data });
+    setTimeout(() => this.onopen && this.onopen(), 0);
+  }
+  emit(data) {
+    this.channel.port2.postMessage(data, typeof data === "string" ? [] : [data]);
+  }
+  send(data) {
+    if (typeof data !== "string") { // the request: stream the body
+      const id = new DataView(data.buffer || data).getUint32(data.byteOffset || 0);
+      const s = this.streams.get(id);
+      if (s) { s.started = true; this.pump(id); }
+      return;
+    }
+    const m = JSON.parse(data);
+    if (m.t === "open") {
+      this.streams.set(m.id, { left: BYTES, unacked: 0, started: false });
+      this.emit(JSON.stringify({ t: "opened", id: m.id }));
+    } else if (m.t === "ack") {
+      const s = this.streams.get(m.id);
+      if (s) { s.unacked -= m.bytes; this.pump(m.id); }
+    } else if (m.t === "close") {
+      this.streams.delete(m.id);
+    }
+  }
+  pump(id) {
+    const s = this.streams.get(id);
+    while (s && s.started && s.left > 0 && s.unacked + 65536 <= 262144) {
+      const n = Math.min(65536, s.left);
+      const frame = new Uint8Array(4 + n);
+      new DataView(frame.buffer).setUint32(0, id);
+      for (let i = 4; i < frame.length; i += 4096) frame[i] = i & 0xff;
+      s.left -= n;
+      s.unacked += n;
+      this.emit(frame.buffer);
+    }
+    if (s && s.started && s.left === 0 && !s.eofSent) {
+      s.eofSent = true;
+      this.emit(JSON.stringify({ t: "eof", id }));
+    }
+  }
+  close() { setTimeout(() => this.onclose && this.onclose(), 0); }
+}
+
 /** The baseline's main thread: a binary-frame lwproxy client answering one message per host call. */
-function baselineMain() {
-  const ws = new WebSocket(proxyUrl, ["lwproxy.v2"]);
+function baselineMain(socketFactory) {
+  const ws = socketFactory(proxyUrl, ["lwproxy.v2"]);
   ws.binaryType = "arraybuffer";
   const conns = new Map();
   let waitingRead = null; // a read the worker blocks on until data arrives
@@ -116,29 +172,70 @@ function baselineMain() {
   };
 }
 
-async function benchLwhost(mod) {
-  const host = await attachLwnet({ proxyUrl, storeName: "lwnet-bench" });
+/** The ceiling: the page's main thread alone downloading through lwproxy (no worker, no ring). */
+function benchSocketOnly() {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(proxyUrl, ["lwproxy.v2"]);
+    ws.binaryType = "arraybuffer";
+    let bytes = 0, t0 = 0;
+    ws.onopen = () => ws.send(JSON.stringify({ t: "open", id: 1, host: target.host, port: target.port }));
+    ws.onmessage = (ev) => {
+      if (typeof ev.data !== "string") {
+        const n = ev.data.byteLength - 4;
+        bytes += n;
+        ws.send(JSON.stringify({ t: "ack", id: 1, bytes: n }));
+        return;
+      }
+      const m = JSON.parse(ev.data);
+      if (m.t === "opened") {
+        t0 = performance.now();
+        const req = new TextEncoder().encode(`GET /bulk/${BYTES} HTTP/1.0\r\n\r\n`);
+        const frame = new Uint8Array(4 + req.length);
+        new DataView(frame.buffer).setUint32(0, 1);
+        frame.set(req, 4);
+        ws.send(frame);
+      } else if (m.t === "eof" || m.t === "closed" || m.t === "error") {
+        const ms = performance.now() - t0;
+        ws.close();
+        resolve({ bytes, ms, mib_s: bytes / 1048576 / (ms / 1000) });
+      }
+    };
+  });
+}
+
+const realSocket = (url, protocols) => new WebSocket(url, protocols);
+const inPageSocket = () => new InPageProxy();
+
+async function benchLwhost(mod, socketFactory, tag) {
+  const host = await attachLwnet({ proxyUrl, storeName: "lwnet-bench", socketFactory });
   for (let i = 0; i < 100 && host.stats().socket !== "open"; i++) await new Promise((r) => setTimeout(r, 100));
   const init = host.workerInit();
-  results.lwhost_poll = await runIn("/test/standin-worker.js", { init, ...mod, task: { kind: "bench_poll", ...target, calls: POLL_CALLS } });
-  results.lwhost_read = await runIn("/test/standin-worker.js", { init, ...mod, task: { kind: "bench_read", ...target, bytes: BYTES } });
+  if (tag === "") {
+    results.lwhost_poll = await runIn("/test/standin-worker.js", { init, ...mod, task: { kind: "bench_poll", ...target, calls: POLL_CALLS } });
+  }
+  results["lwhost_read" + tag] = await runIn("/test/standin-worker.js", { init, ...mod, task: { kind: "bench_read", ...target, bytes: BYTES } });
   host.close();
 }
 
-async function benchBaseline(mod) {
-  const main = baselineMain();
+async function benchBaseline(mod, socketFactory, tag) {
+  const main = baselineMain(socketFactory);
   await main.opened;
   const onMessage = (m) => { if (m.req) main.onRequest(m.req); };
-  results.baseline_poll = await runIn("/test/baseline-worker.js", { ...mod, task: { kind: "bench_poll", ...target, calls: Math.max(1000, POLL_CALLS / 20) } }, onMessage);
-  results.baseline_read = await runIn("/test/baseline-worker.js", { ...mod, task: { kind: "bench_read", ...target, bytes: BYTES } }, onMessage);
+  if (tag === "") {
+    results.baseline_poll = await runIn("/test/baseline-worker.js", { ...mod, task: { kind: "bench_poll", ...target, calls: Math.max(1000, POLL_CALLS / 20) } }, onMessage);
+  }
+  results["baseline_read" + tag] = await runIn("/test/baseline-worker.js", { ...mod, task: { kind: "bench_read", ...target, bytes: BYTES } }, onMessage);
   main.close();
 }
 
 (async () => {
   try {
     const mod = await loadStandin();
-    await benchLwhost(mod);
-    await benchBaseline(mod);
+    results.socket_only = await benchSocketOnly();
+    await benchLwhost(mod, realSocket, "");
+    await benchBaseline(mod, realSocket, "");
+    await benchLwhost(mod, inPageSocket, "_in_page");
+    await benchBaseline(mod, inPageSocket, "_in_page");
   } catch (e) {
     results.error = String(e && e.stack || e);
   }
