@@ -24,8 +24,8 @@ lw_web_start || lw_die "bench host: could not start the loopback servers"
 bytes=$((64 << 20))
 native=$LW_WEB_TMP/native.txt
 lw_info "native: lwhost's bench example (worker side + native main side + lwproxy)"
-if ! cargo run --release -q -p lwhost --example bench -- --proxy "$LW_ROOT/target/release/lwproxy" \
-    --bytes "$bytes" >"$native" 2>"$LW_WEB_TMP/native.err"; then
+if ! cargo run --release -q -p lwhost --example bench -- --mib $((bytes >> 20)) \
+    >"$native" 2>"$LW_WEB_TMP/native.err"; then
     lw_warn "native bench failed: $(tail -n 3 "$LW_WEB_TMP/native.err")"
 fi
 
@@ -41,17 +41,18 @@ import json, re, sys
 native_text = open(sys.argv[1]).read()
 web = json.loads(sys.argv[2])
 
-def num(pattern):
-    m = re.search(pattern, native_text)
-    return float(m.group(1)) if m else None
+# The native example (host/examples/bench.rs) ends with "BENCH_JSON {...}".
+m = re.search(r"^BENCH_JSON (.*)$", native_text, re.M)
+native = json.loads(m.group(1)) if m else {}
+us_to_ns = lambda v: v * 1000 if isinstance(v, (int, float)) else None
 
 rows = []
 def row(name, poll_ns, mib_s):
     f = lambda v, fmt: (fmt % v) if isinstance(v, (int, float)) else "n/a"
     rows.append("| %-34s | %14s | %14s |" % (name, f(poll_ns, "%.1f"), f(mib_s, "%.1f")))
 
-row("native lwhost (Rust worker)", num(r"poll_ns_p50\s*[=:]\s*([0-9.]+)"), num(r"read_mib_s\s*[=:]\s*([0-9.]+)"))
-row("native baseline (seed-000 style)", num(r"baseline_poll_ns_p50\s*[=:]\s*([0-9.]+)"), num(r"baseline_read_mib_s\s*[=:]\s*([0-9.]+)"))
+row("native lwhost (via lwproxy)", us_to_ns(native.get("poll_p50_us")), native.get("proxy_mib_s"))
+row("native baseline (channel+wait per call)", us_to_ns(native.get("baseline_poll_p50_us")), native.get("baseline_proxy_mib_s"))
 lp, lr = web.get("lwhost_poll", {}), web.get("lwhost_read", {})
 bp, br = web.get("baseline_poll", {}), web.get("baseline_read", {})
 row("chromium lwhost-web", lp.get("ns_p50"), lr.get("mib_s"))
@@ -69,6 +70,10 @@ try:
         print("warning: a transfer was short: %s / %s bytes" % (lr["bytes"], br["bytes"]))
 except (KeyError, TypeError, ZeroDivisionError):
     print("chromium figures incomplete: %s" % json.dumps(web)[:400])
-if native_text.strip():
-    print("\nnative bench output:\n" + native_text.strip())
+if native:
+    print("native speedup vs baseline: poll %.1fx, throughput %.1fx; shim alone %.0f vs %.0f MiB/s"
+          % (native["baseline_poll_p50_us"] / native["poll_p50_us"], native["proxy_mib_s"] / native["baseline_proxy_mib_s"],
+             native["shim_mib_s"], native["baseline_shim_mib_s"]))
+else:
+    print("native figures missing (host/examples/bench.rs output: %r)" % native_text[-300:])
 PY
