@@ -6,7 +6,7 @@ E2E=${E2E:-$LW_ROOT/tests/e2e}
 # Scenarios run by the tier, in order. One whose part had not landed when the
 # tier was finished goes into E2E_LEFT_OUT instead and is reported, not faked.
 # shellcheck disable=SC2034 # read by tools/test/e2e.sh
-E2E_SCENARIOS=(boot http seed tls pkg sync failures)
+E2E_SCENARIOS=(cli boot http seed tls pkg sync failures)
 # shellcheck disable=SC2034 # read by tools/test/e2e.sh
 E2E_LEFT_OUT=()
 
@@ -474,6 +474,45 @@ EOF
         diff "$OUT/manifest1" "$OUT/manifest4" | head -n 20 >&2 || true
         fail "failure: kill -9 of lwhost during lwsync save; the next boot restores the previous snapshot" sync3
         show sync4
+        rc=1
+    fi
+    return "$rc"
+}
+
+# The entry point itself: usage errors, the offline wasm build, incremental build.
+scenario_cli() {
+    local rc=0 r=0 start
+    "$LW_ROOT/linux-wasm.sh" run --help >"$E2E_TMP/cli-help.out" 2>&1 || r=$?
+    local r2=0
+    "$LW_ROOT/linux-wasm.sh" run --no-such-option >"$E2E_TMP/cli-bad.out" 2>&1 || r2=$?
+    if [ "$r" = 0 ] && grep -q -- '--share DIR' "$E2E_TMP/cli-help.out" && [ "$r2" = 2 ] &&
+        grep -q "unknown option" "$E2E_TMP/cli-bad.out"; then
+        pass "cli: run --help exits 0; a usage error exits 2 with a message"
+    else
+        fail "cli: run --help exits 0; a usage error exits 2 with a message" cli-help
+        rc=1
+    fi
+    # An unreachable upstream (a closed loopback port) stands in for no network.
+    r=0
+    start=$SECONDS
+    LW_TARGET=wasm LW_UPSTREAM_URL=https://127.0.0.1:1/linux-wasm.git "$LW_ROOT/linux-wasm.sh" build \
+        >"$E2E_TMP/cli-wasm.out" 2>&1 || r=$?
+    if [ "$r" != 0 ] && [ $((SECONDS - start)) -lt 15 ] && grep -q "could not be reached" "$E2E_TMP/cli-wasm.out" &&
+        grep -q "LW_TARGET=um" "$E2E_TMP/cli-wasm.out"; then
+        pass "cli: the wasm build without network stops at once, names what it could not reach, points to LW_TARGET=um"
+    else
+        fail "cli: the wasm build without network stops at once, names what it could not reach, points to LW_TARGET=um" cli-wasm
+        rc=1
+    fi
+    r=0
+    start=$SECONDS
+    LW_TARGET=um "$LW_ROOT/linux-wasm.sh" build >"$E2E_TMP/cli-rebuild.out" 2>&1 || r=$?
+    local took=$((SECONDS - start))
+    echo "second um build: $took s" >>"$E2E_TMP/cli-rebuild.out"
+    if [ "$r" = 0 ] && [ "$took" -lt 30 ] && grep -q "kernel: up to date" "$E2E_TMP/cli-rebuild.out"; then
+        pass "cli: a second um build with nothing changed takes seconds ($took s)"
+    else
+        fail "cli: a second um build with nothing changed takes seconds ($took s)" cli-rebuild
         rc=1
     fi
     return "$rc"
