@@ -11,6 +11,8 @@ const proxyPort = Number(params.get("proxy"));
 const targetPort = Number(params.get("target"));
 const deniedPort = Number(params.get("denied"));
 const marker = params.get("marker");
+const authProxyPort = Number(params.get("authproxy"));
+const token = params.get("token");
 const phase = params.get("phase") || "1";
 const DB = "lwnet-browser-test";
 const results = {};
@@ -90,6 +92,18 @@ async function phase1() {
   await waitSocket(host);
   const again = await runTask(host, mod, { kind: "http", ...t, path: "/hello" });
   check("reconnect_after_loss", again.n > 0 && again.text.includes(marker), { n: again.n, socket: host.stats().socket });
+
+  // A proxy that requires a token: it travels as the bearer.<JWT>
+  // subprotocol (the server picks lwproxy.v2); a bad one is refused.
+  const authed = await attachLwnet({ proxyUrl: `ws://127.0.0.1:${authProxyPort}/`, token, storeName: DB + "-auth", log });
+  const viaToken = await runTask(authed, mod, { kind: "http", ...t, path: "/hello" });
+  check("token_as_subprotocol", viaToken.n > 0 && viaToken.text.includes(marker) && authed.stats().socket === "open",
+    { n: viaToken.n, socket: authed.stats().socket });
+  authed.close();
+  const forged = await attachLwnet({ proxyUrl: `ws://127.0.0.1:${authProxyPort}/`, token: token.slice(0, -4) + "AAAA", storeName: DB + "-forged", log });
+  const viaForged = await runTask(forged, mod, { kind: "http", ...t, path: "/hello" });
+  check("bad_token_refused", viaForged.n === -111, { n: viaForged.n, socket: forged.stats().socket });
+  forged.close();
 
   // Every worker above has ended: the main side must have taken their
   // thread slots back (their Web Locks were released).

@@ -58,6 +58,20 @@ lw_web_start() {
     lw_info "target :$TARGET_PORT, lwproxy :$PROXY_PORT, site :$SITE_PORT"
 }
 
+# lw_web_start_auth_proxy: a second lwproxy that requires a token; sets
+# AUTH_PROXY_PORT and TOKEN (minted by `lwproxy token` with a fresh secret).
+lw_web_start_auth_proxy() {
+    local secret
+    secret=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    TOKEN=$(JWT_SECRET=$secret "$LW_ROOT/target/release/lwproxy" token --sub browser-test --ttl 30m) || return 1
+    JWT_SECRET=$secret lw_web_spawn lwproxy-auth "listening on" "$LW_ROOT/target/release/lwproxy" \
+        --listen 127.0.0.1:0 --allow "127.0.0.1/32:$TARGET_PORT" --ports "$TARGET_PORT" \
+        --bytes-per-min 0 --conns-per-min 0 --max-concurrent 0 || return 1
+    # shellcheck disable=SC2034 # read by the scripts that call us
+    AUTH_PROXY_PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$LW_WEB_OUT")
+    [ -n "$AUTH_PROXY_PORT" ] && [ -n "$TOKEN" ]
+}
+
 lw_web_stop() {
     local pid
     for pid in "${LW_WEB_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
