@@ -31,6 +31,17 @@ class Handler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, fmt, *args):  # one line per request, to stderr
         sys.stderr.write("%s %s\n" % (self.address_string(), fmt % args))
 
+    def finish(self):
+        super().finish()
+        # End TLS the way web servers do, with close_notify, so the proxy
+        # sees a clean end of stream rather than a truncation.
+        if isinstance(self.request, ssl.SSLSocket):
+            try:
+                self.request.settimeout(2)
+                self.request.unwrap()
+            except (OSError, ValueError):
+                pass
+
     def do_GET(self):
         if self.path.startswith("/slow/"):
             return self.slow(self.path[len("/slow/"):])
