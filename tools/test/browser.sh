@@ -18,14 +18,14 @@ trap lw_web_stop EXIT
 lw_check browser.web_fmt bash "$LW_ROOT/host/web/build.sh" fmt-check || true
 lw_check browser.web_clippy bash "$LW_ROOT/host/web/build.sh" clippy || true
 
-if ! lw_web_start; then
+if ! lw_web_start || ! lw_web_start_auth_proxy; then
     lw_result fail browser.setup
     exit 1
 fi
 lw_result pass browser.setup
 
 profile=$(mktemp -d "${TMPDIR:-/tmp}/lwnet-chromium.XXXXXX")
-url="http://127.0.0.1:$SITE_PORT/test/index.html?proxy=$PROXY_PORT&target=$TARGET_PORT&denied=$DENIED_PORT&marker=$MARKER"
+url="http://127.0.0.1:$SITE_PORT/test/index.html?proxy=$PROXY_PORT&target=$TARGET_PORT&denied=$DENIED_PORT&marker=$MARKER&authproxy=$AUTH_PROXY_PORT&token=$TOKEN"
 rc=0
 json=$(timeout 300 python3 "$LW_ROOT/host/web/tools/chromium.py" --url "$url" --timeout 240 --profile "$profile") || rc=$?
 rm -rf "$profile"
