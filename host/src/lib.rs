@@ -1,3 +1,7 @@
+#![cfg_attr(
+    all(target_arch = "wasm32", feature = "wasm-intrinsics"),
+    feature(stdarch_wasm_atomic_wait)
+)]
 //! lwnet's host shim.
 //!
 //! - [`shm`]: the region shared by the two halves (`struct lwhost_shm`).
