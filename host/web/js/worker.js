@@ -17,8 +17,10 @@ const HOST_MAX = 256;
 
 /** Kernel pointers arrive as i32 (wasm32) or BigInt (wasm64). */
 const addr = (p) => (typeof p === "bigint" ? Number(BigInt.asUintN(64, p)) : p >>> 0);
-/** Kernel lengths are C ints (or u32): negative is invalid, not huge. */
+/** `int` lengths: negative is invalid (-EINVAL), not huge. */
 const length = (n) => (typeof n === "bigint" ? Number(BigInt.asIntN(64, n)) : n | 0);
+/** `u32` lengths: huge is simply past the end of memory (-EFAULT). */
+const ulength = (n) => (typeof n === "bigint" ? Number(BigInt.asUintN(32, n)) : n >>> 0);
 
 /**
  * Installs the host ABI into `env` (linux-wasm's `host_callbacks`, or any
@@ -45,9 +47,12 @@ export async function installLwnet(env, init, kernelMemory) {
   let kernelU8 = new Uint8Array(kernelMemory.buffer);
   let kernelView = new DataView(kernelMemory.buffer);
 
-  /** Start of [ptr, ptr+len) in kernel memory, or a negative errno. */
+  /**
+   * Start of [ptr, ptr+len) in kernel memory, or a negative errno. `lenArg`
+   * is an `int` straight from wasm (signed), or a ulength() value.
+   */
   const kernelRange = (ptrArg, lenArg) => {
-    const ptr = addr(ptrArg), len = length(lenArg);
+    const ptr = addr(ptrArg), len = typeof lenArg === "bigint" ? length(lenArg) : lenArg;
     if (len < 0) return -E.EINVAL;
     if (len === 0) return ptr;
     if (ptr === 0) return -E.EFAULT;
@@ -112,12 +117,12 @@ export async function installLwnet(env, init, kernelMemory) {
     },
     wasm_net_open_ex: (hostPtr, hostLen, port, flags, timeoutMs) => {
       if (!ready()) return -E.ENOMEM;
-      const len = length(hostLen);
+      const len = ulength(hostLen);
       const start = kernelRange(hostPtr, len);
       if (start < 0) return start;
       if (len === 0 || len >= HOST_MAX) return -E.EINVAL;
       copyIn(start, len, scratch);
-      return ex.lw_net_open(scratch, len, length(port) >>> 0, length(flags) >>> 0, length(timeoutMs) >>> 0);
+      return ex.lw_net_open(scratch, len, ulength(port), ulength(flags), ulength(timeoutMs));
     },
     wasm_net_write: (id, buf, len) => {
       if (!ready()) return -E.ENOMEM;
@@ -171,9 +176,9 @@ export async function installLwnet(env, init, kernelMemory) {
     },
     wasm_store_poll: (ticket, buf, len) => {
       if (!ready()) return -E.ENOMEM;
-      const start = kernelRange(buf, len);
+      const start = kernelRange(buf, ulength(len));
       if (start < 0) return start;
-      const n = Math.min(length(len) >>> 0, scratchSize);
+      const n = Math.min(ulength(len), scratchSize);
       const r = ex.lw_store_poll(ticket | 0, scratch, n);
       if (r > 0) kernelU8.set(shimU8.subarray(scratch, scratch + Math.min(r, n)), start);
       return r;

@@ -153,6 +153,8 @@ const TASKS = {
     out.store_key_too_long = env.wasm_store_submit(req);
     out.store_poll_bad_ticket = env.wasm_store_poll(0x7f7f01, buf, 16);
     out.store_poll_past_end = env.wasm_store_poll(1, end - 2, 16);
+    out.store_poll_huge_len = env.wasm_store_poll(1, buf, 0xffffffff | 0); // u32: past the end, not negative
+    out.open_huge_host_len = env.wasm_net_open_ex(h, 0x80000000 | 0, t.port, 0, 0);
     // Still works after all that.
     out.poll_after = env.wasm_net_poll(id);
     env.wasm_net_close(id);
