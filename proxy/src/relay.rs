@@ -21,8 +21,10 @@ use tokio::time::Instant;
 
 /// Largest read from a target, i.e. the largest data message we send.
 const CHUNK: usize = 64 * 1024;
-/// Acks are coalesced up to this many bytes (or sent when the queue runs dry).
-const ACK_BATCH: u64 = 64 * 1024;
+/// Acks are coalesced up to this many bytes (a quarter of the window) ...
+const ACK_BATCH: u64 = WINDOW / 4;
+/// ... or sent after this long without further data.
+const ACK_DELAY: Duration = Duration::from_millis(2);
 
 /// Client-to-target commands, in order.
 #[derive(Debug)]
@@ -289,49 +291,44 @@ where
 async fn downstream<R: AsyncRead + Unpin>(rd: &mut R, sh: &Shared<'_>) -> Result<(), String> {
     let p = sh.p;
     let limits = &p.cfg.limits;
-    let mut json_buf = vec![0u8; if p.dialect == Dialect::V1 { CHUNK } else { 0 }];
     loop {
         let budget = p.window.take(CHUNK).await?;
-        let n = if p.dialect == Dialect::V2 {
-            let mut buf = BytesMut::with_capacity(BINARY_HEADER + budget);
-            buf.resize(BINARY_HEADER, 0);
-            let n = (&mut *rd)
-                .take(budget as u64)
-                .read_buf(&mut buf)
-                .await
-                .map_err(|e| io_error_text(&e))?;
-            p.window.give_back(budget - n);
-            if n == 0 {
-                return Ok(());
-            }
-            p.identity.charge_bytes(n, limits)?;
+        // A fresh buffer per read, never zero-filled: capacity the read did not use is not
+        // resident, so a connection waiting for data costs little memory.
+        let headroom = if p.dialect == Dialect::V2 {
+            BINARY_HEADER
+        } else {
+            0
+        };
+        let mut buf = BytesMut::with_capacity(headroom + budget);
+        buf.resize(headroom, 0);
+        let n = (&mut *rd)
+            .take(budget as u64)
+            .read_buf(&mut buf)
+            .await
+            .map_err(|e| io_error_text(&e))?;
+        p.window.give_back(budget - n);
+        if n == 0 {
+            return Ok(());
+        }
+        p.identity.charge_bytes(n, limits)?;
+        let delivered = if p.dialect == Dialect::V2 {
             protocol::fill_binary_header(p.id, &mut buf);
             p.window.sent(n);
-            if !p.out.binary(buf.freeze()).await {
-                return Err("client gone".into());
-            }
-            n
+            p.out.binary(buf.freeze()).await
         } else {
-            let n = rd
-                .read(&mut json_buf[..budget])
-                .await
-                .map_err(|e| io_error_text(&e))?;
-            if n == 0 {
-                return Ok(());
-            }
-            p.identity.charge_bytes(n, limits)?;
-            if !p.out.text(protocol::data_json(p.id, &json_buf[..n])).await {
-                return Err("client gone".into());
-            }
-            n
+            p.out.text(protocol::data_json(p.id, &buf)).await
         };
+        if !delivered {
+            return Err("client gone".into());
+        }
         sh.audit.add_down(n);
         sh.touch();
     }
 }
 
 /// Client to target. Returns Ok when the client closed the connection (or, after both
-/// half-closes, when the target had already finished).
+/// half-closes, when the target had already finished), or the session dropped it.
 async fn upstream_loop<W: AsyncWrite + Unpin>(
     wr: &mut W,
     sh: &Shared<'_>,
@@ -339,7 +336,26 @@ async fn upstream_loop<W: AsyncWrite + Unpin>(
 ) -> Result<(), String> {
     let p = sh.p;
     let mut unacked: u64 = 0;
-    while let Some(cmd) = rx.recv().await {
+    loop {
+        // Acks are coalesced: one per ACK_BATCH bytes, or after ACK_DELAY without more data.
+        // A client never waits on them before a quarter of its window is in flight, so small
+        // writes (interactive traffic) do not cost an extra message each.
+        let cmd = if unacked > 0 {
+            tokio::select! {
+                biased;
+                cmd = rx.recv() => cmd,
+                _ = tokio::time::sleep(ACK_DELAY) => {
+                    if !p.out.text(protocol::ack(p.id, unacked)).await {
+                        return Err("client gone".into());
+                    }
+                    unacked = 0;
+                    continue;
+                }
+            }
+        } else {
+            rx.recv().await
+        };
+        let Some(cmd) = cmd else { return Ok(()) };
         match cmd {
             Upstream::Data(data) => {
                 let n = data.len();
@@ -351,7 +367,7 @@ async fn upstream_loop<W: AsyncWrite + Unpin>(
                 sh.touch();
                 if p.dialect == Dialect::V2 {
                     unacked += n as u64;
-                    if unacked >= ACK_BATCH || rx.is_empty() {
+                    if unacked >= ACK_BATCH {
                         if !p.out.text(protocol::ack(p.id, unacked)).await {
                             return Err("client gone".into());
                         }
@@ -369,5 +385,4 @@ async fn upstream_loop<W: AsyncWrite + Unpin>(
             Upstream::Close => return Ok(()),
         }
     }
-    Ok(())
 }

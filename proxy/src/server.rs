@@ -222,8 +222,10 @@ pub fn ws_config(cfg: &Config) -> WebSocketConfig {
     // Our own message limit answers with an `error` and keeps the session; tungstenite's
     // hard limit (above it) only guards memory against absurd frames.
     let hard = cfg.limits.max_message.saturating_mul(2).saturating_add(64 * 1024);
+    // tungstenite zero-fills its whole read buffer on the first read, so its size is resident
+    // per session: 16 KiB keeps an idle session small; frames larger than it still arrive whole.
     WebSocketConfig::default()
-        .read_buffer_size(64 * 1024)
+        .read_buffer_size(16 * 1024)
         .write_buffer_size(64 * 1024)
         .max_write_buffer_size(4 * 1024 * 1024)
         .max_message_size(Some(hard))

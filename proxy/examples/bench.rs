@@ -1,0 +1,667 @@
+//! Side-by-side benchmark: lwproxy (seed JSON and lwproxy.v2 binary), wasmnet 0.2.0 (JSON and
+//! binary) and socat as a plain TCP relay ceiling, all on loopback against target servers run
+//! by this process. Run through `./linux-wasm.sh bench proxy`.
+//!
+//! Figures: single-stream download throughput, 64-byte echo round trip p50/p99, and the RSS
+//! the proxy process adds per idle WebSocket session (and per session holding one idle
+//! connection) at N sessions.
+#![allow(clippy::unwrap_used)]
+
+use anyhow::{anyhow, bail, Context, Result};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use bytes::Bytes;
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+#[derive(Parser)]
+#[command(about = "lwproxy vs wasmnet vs socat on loopback")]
+struct Args {
+    /// lwproxy binary (release build).
+    #[arg(long)]
+    lwproxy: PathBuf,
+    /// wasmnet-server binary (0.2.0); skipped when absent.
+    #[arg(long)]
+    wasmnet: Option<PathBuf>,
+    /// socat binary; skipped when absent.
+    #[arg(long)]
+    socat: Option<PathBuf>,
+    /// Bytes for the single-stream throughput run.
+    #[arg(long, default_value_t = 256 << 20)]
+    bytes: usize,
+    /// Rounds; each runs every system once (best throughput reported, echo samples pooled).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Echo round trips per system, spread over the rounds.
+    #[arg(long, default_value_t = 6000)]
+    rtt_count: usize,
+    /// Idle sessions for the memory figure.
+    #[arg(long, default_value_t = 1000)]
+    sessions: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Mode {
+    Socat,
+    LwBinary,
+    LwJson,
+    WnBinary,
+    WnJson,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Socat => "socat TCP relay",
+            Mode::LwBinary => "lwproxy binary (v2)",
+            Mode::LwJson => "lwproxy JSON (seed)",
+            Mode::WnBinary => "wasmnet 0.2.0 binary",
+            Mode::WnJson => "wasmnet 0.2.0 JSON",
+        }
+    }
+}
+
+// --- target servers ------------------------------------------------------------------
+
+async fn source_server(n: usize) -> Result<SocketAddr> {
+    let l = TcpListener::bind("127.0.0.1:0").await?;
+    let a = l.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                s.set_nodelay(true).ok();
+                let buf = vec![0x5au8; 256 * 1024];
+                let mut left = n;
+                while left > 0 {
+                    let k = left.min(buf.len());
+                    if s.write_all(&buf[..k]).await.is_err() {
+                        return;
+                    }
+                    left -= k;
+                }
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    Ok(a)
+}
+
+async fn echo_server() -> Result<SocketAddr> {
+    let l = TcpListener::bind("127.0.0.1:0").await?;
+    let a = l.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                s.set_nodelay(true).ok();
+                let (mut r, mut w) = s.into_split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    Ok(a)
+}
+
+async fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0").await?.local_addr()?.port())
+}
+
+async fn wait_port(port: u16) -> Result<()> {
+    for _ in 0..200 {
+        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    bail!("nothing listens on port {port}")
+}
+
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow!("no VmRSS for {pid}"))
+}
+
+// --- the systems under test -------------------------------------------------------------
+
+struct Systems {
+    lwproxy: (Child, SocketAddr),
+    wasmnet: Option<(Child, SocketAddr)>,
+    socat_source: Option<(Child, SocketAddr)>,
+    socat_echo: Option<(Child, SocketAddr)>,
+}
+
+async fn start_lwproxy(path: &PathBuf, sessions: usize) -> Result<(Child, SocketAddr)> {
+    let mut child = Command::new(path)
+        .args([
+            "--no-auth",
+            "--listen",
+            "127.0.0.1:0",
+            "--allow",
+            "127.0.0.0/8",
+            "--ports",
+            "1-65535",
+        ])
+        .args([
+            "--bytes-per-min",
+            "0",
+            "--conns-per-min",
+            "0",
+            "--max-concurrent",
+            "0",
+        ])
+        .args([
+            "--max-sessions",
+            &(sessions * 2 + 100).to_string(),
+            "--log-format",
+            "text",
+        ])
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", path.display()))?;
+    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+    let line = lines.next_line().await?.context("lwproxy exited")?;
+    let addr = line
+        .split("listening on ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .context("no 'listening on' line")?
+        .parse()?;
+    Ok((child, addr))
+}
+
+async fn start_wasmnet(path: &PathBuf) -> Result<(Child, SocketAddr)> {
+    let port = free_port().await?;
+    let child = Command::new(path)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--no-policy"])
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", path.display()))?;
+    wait_port(port).await?;
+    Ok((child, SocketAddr::from(([127, 0, 0, 1], port))))
+}
+
+async fn start_socat(path: &PathBuf, target: SocketAddr) -> Result<(Child, SocketAddr)> {
+    let port = free_port().await?;
+    // A 256 KiB relay buffer (socat's default is 8 KiB) so the ceiling is a real one.
+    let child = Command::new(path)
+        .args(["-b", "262144"])
+        .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"))
+        .arg(format!("TCP:{target},nodelay"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", path.display()))?;
+    wait_port(port).await?;
+    Ok((child, SocketAddr::from(([127, 0, 0, 1], port))))
+}
+
+// --- clients -------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct LwMsg<'a> {
+    t: &'a str,
+    #[serde(borrow)]
+    b64: Option<&'a str>,
+    #[serde(borrow)]
+    msg: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct WnMsg<'a> {
+    ev: &'a str,
+    #[serde(borrow)]
+    data: Option<&'a str>,
+    #[serde(borrow)]
+    msg: Option<&'a str>,
+}
+
+enum Client {
+    Tcp(TcpStream, Vec<u8>),
+    Ws {
+        ws: Box<WebSocketStream<TcpStream>>,
+        mode: Mode,
+        unacked: u64,
+    },
+}
+
+async fn ws_connect(addr: SocketAddr, protocol: Option<&str>) -> Result<WebSocketStream<TcpStream>> {
+    let mut req = format!("ws://{addr}/").into_client_request()?;
+    if let Some(p) = protocol {
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", HeaderValue::from_str(p)?);
+    }
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let cfg = WebSocketConfig::default().max_message_size(Some(64 << 20));
+    let (ws, _) = tokio_tungstenite::client_async_with_config(req, tcp, Some(cfg)).await?;
+    Ok(ws)
+}
+
+const ID: u32 = 1;
+
+fn wn_frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(9 + payload.len());
+    f.push(kind);
+    f.extend_from_slice(&u64::from(ID).to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+impl Client {
+    /// A session (no connection yet) for the memory figure.
+    async fn session(mode: Mode, sys: &Systems) -> Result<WebSocketStream<TcpStream>> {
+        match mode {
+            Mode::LwBinary => ws_connect(sys.lwproxy.1, Some("lwproxy.v2")).await,
+            Mode::LwJson => ws_connect(sys.lwproxy.1, None).await,
+            Mode::WnBinary | Mode::WnJson => {
+                ws_connect(sys.wasmnet.as_ref().context("wasmnet")?.1, None).await
+            }
+            Mode::Socat => bail!("socat has no sessions"),
+        }
+    }
+
+    /// Opens a connection to `target` (for socat: connects to the relay for that target).
+    async fn open(
+        mode: Mode,
+        sys: &Systems,
+        target: SocketAddr,
+        relay: Option<SocketAddr>,
+    ) -> Result<Client> {
+        if mode == Mode::Socat {
+            let s = TcpStream::connect(relay.context("socat relay")?).await?;
+            s.set_nodelay(true)?;
+            return Ok(Client::Tcp(s, vec![0u8; 256 * 1024]));
+        }
+        let ws = Self::session(mode, sys).await?;
+        let mut c = Client::Ws {
+            ws: Box::new(ws),
+            mode,
+            unacked: 0,
+        };
+        c.send_open(target).await?;
+        Ok(c)
+    }
+
+    async fn send_open(&mut self, target: SocketAddr) -> Result<()> {
+        let Client::Ws { ws, mode, .. } = self else {
+            bail!("not a WebSocket client")
+        };
+        let host = target.ip().to_string();
+        let msg = match mode {
+            Mode::LwBinary | Mode::LwJson => Message::Text(
+                serde_json::json!({"t": "open", "id": ID, "host": host, "port": target.port()})
+                    .to_string()
+                    .into(),
+            ),
+            Mode::WnJson => Message::Text(
+                serde_json::json!({"op": "connect", "id": ID, "addr": host, "port": target.port()})
+                    .to_string()
+                    .into(),
+            ),
+            Mode::WnBinary => {
+                let mut p = target.port().to_be_bytes().to_vec();
+                p.extend_from_slice(host.as_bytes());
+                Message::Binary(wn_frame(0x01, &p).into())
+            }
+            Mode::Socat => unreachable!(),
+        };
+        ws.send(msg).await?;
+        // Wait for the open to complete.
+        loop {
+            match ws.next().await.context("closed while opening")?? {
+                Message::Text(t) => {
+                    let t = t.as_str();
+                    if t.contains("\"opened\"") || t.contains("\"connected\"") {
+                        return Ok(());
+                    }
+                    if t.contains("error") || t.contains("denied") {
+                        bail!("open failed: {t}");
+                    }
+                }
+                Message::Binary(b) if *mode == Mode::WnBinary => match b.first() {
+                    Some(0x81) => return Ok(()),
+                    Some(0x86) | Some(0x87) => bail!("open failed: {}", String::from_utf8_lossy(&b[9..])),
+                    _ => {}
+                },
+                other => bail!("unexpected while opening: {other:?}"),
+            }
+        }
+    }
+
+    async fn send(&mut self, data: &[u8]) -> Result<()> {
+        match self {
+            Client::Tcp(s, _) => Ok(s.write_all(data).await?),
+            Client::Ws { ws, mode, .. } => {
+                let msg = match mode {
+                    Mode::LwBinary => {
+                        let mut f = ID.to_be_bytes().to_vec();
+                        f.extend_from_slice(data);
+                        Message::Binary(f.into())
+                    }
+                    Mode::LwJson => Message::Text(
+                        format!(r#"{{"t":"write","id":{ID},"b64":"{}"}}"#, B64.encode(data)).into(),
+                    ),
+                    Mode::WnJson => Message::Text(
+                        format!(r#"{{"op":"send","id":{ID},"data":"{}"}}"#, B64.encode(data)).into(),
+                    ),
+                    Mode::WnBinary => Message::Binary(wn_frame(0x04, data).into()),
+                    Mode::Socat => unreachable!(),
+                };
+                Ok(ws.send(msg).await?)
+            }
+        }
+    }
+
+    /// Next chunk of data; `None` at the end of the stream.
+    async fn recv(&mut self) -> Result<Option<Bytes>> {
+        match self {
+            Client::Tcp(s, buf) => {
+                let n = s.read(buf).await?;
+                Ok((n > 0).then(|| Bytes::copy_from_slice(&buf[..n])))
+            }
+            Client::Ws { ws, mode, unacked } => loop {
+                let Some(m) = ws.next().await else { return Ok(None) };
+                match (m?, *mode) {
+                    (Message::Binary(b), Mode::LwBinary) => {
+                        let payload = b.slice(4..);
+                        *unacked += payload.len() as u64;
+                        if *unacked >= 64 * 1024 {
+                            let ack = format!(r#"{{"t":"ack","id":{ID},"bytes":{unacked}}}"#);
+                            ws.send(Message::Text(ack.into())).await?;
+                            *unacked = 0;
+                        }
+                        return Ok(Some(payload));
+                    }
+                    (Message::Text(t), Mode::LwBinary | Mode::LwJson) => {
+                        let m: LwMsg = serde_json::from_str(t.as_str())?;
+                        match m.t {
+                            "data" => return Ok(Some(B64.decode(m.b64.unwrap_or(""))?.into())),
+                            "closed" | "eof" => return Ok(None),
+                            "error" => bail!("lwproxy: {}", m.msg.unwrap_or("")),
+                            _ => {}
+                        }
+                    }
+                    (Message::Text(t), Mode::WnJson | Mode::WnBinary) => {
+                        let m: WnMsg = serde_json::from_str(t.as_str())?;
+                        match m.ev {
+                            "data" => return Ok(Some(B64.decode(m.data.unwrap_or(""))?.into())),
+                            "closed" => return Ok(None),
+                            "error" | "denied" => bail!("wasmnet: {}", m.msg.unwrap_or("")),
+                            _ => {}
+                        }
+                    }
+                    (Message::Binary(b), Mode::WnBinary) if b.len() >= 9 => match b[0] {
+                        0x82 => return Ok(Some(b.slice(9..))),
+                        0x85 => return Ok(None),
+                        0x86 | 0x87 => bail!("wasmnet: {}", String::from_utf8_lossy(&b[9..])),
+                        _ => {}
+                    },
+                    (Message::Close(_), _) => return Ok(None),
+                    _ => {}
+                }
+            },
+        }
+    }
+}
+
+// --- measurements ---------------------------------------------------------------------------
+
+async fn throughput(mode: Mode, sys: &Systems, source: SocketAddr, bytes: usize) -> Result<f64> {
+    let relay = sys.socat_source.as_ref().map(|s| s.1);
+    let started = Instant::now();
+    let mut c = Client::open(mode, sys, source, relay).await?;
+    let mut got = 0usize;
+    while let Some(chunk) = c.recv().await? {
+        got += chunk.len();
+        if got >= bytes {
+            break;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if got != bytes {
+        bail!("{}: received {got} of {bytes} bytes", mode.name());
+    }
+    Ok(bytes as f64 / secs / 1e6)
+}
+
+/// Round-trip times in microseconds (after 100 warm-up round trips).
+async fn rtt(mode: Mode, sys: &Systems, echo: SocketAddr, count: usize) -> Result<Vec<f64>> {
+    let relay = sys.socat_echo.as_ref().map(|s| s.1);
+    let mut c = Client::open(mode, sys, echo, relay).await?;
+    let payload = [0x42u8; 64];
+    let mut samples = Vec::with_capacity(count);
+    for i in 0..count + 100 {
+        let t = Instant::now();
+        c.send(&payload).await?;
+        let mut got = 0;
+        while got < payload.len() {
+            got += c.recv().await?.context("echo closed")?.len();
+        }
+        if i >= 100 {
+            samples.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    Ok(samples)
+}
+
+/// KiB the proxy process adds per idle session, and per session holding one idle connection.
+async fn idle_memory(mode: Mode, sys: &Systems, echo: SocketAddr, n: usize) -> Result<(f64, f64)> {
+    let pid = match mode {
+        Mode::LwBinary | Mode::LwJson => sys.lwproxy.0.id(),
+        Mode::WnBinary | Mode::WnJson => sys.wasmnet.as_ref().context("wasmnet")?.0.id(),
+        Mode::Socat => None,
+    }
+    .context("pid")?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib(pid)?;
+    let mut sessions = Vec::with_capacity(n);
+    for _ in 0..n {
+        sessions.push(Client::session(mode, sys).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let with_sessions = rss_kib(pid)?;
+    let mut clients: Vec<Client> = sessions
+        .into_iter()
+        .map(|ws| Client::Ws {
+            ws: Box::new(ws),
+            mode,
+            unacked: 0,
+        })
+        .collect();
+    for c in &mut clients {
+        c.send_open(echo).await?;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let with_conns = rss_kib(pid)?;
+    drop(clients);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok((
+        with_sessions.saturating_sub(before) as f64 / n as f64,
+        with_conns.saturating_sub(before) as f64 / n as f64,
+    ))
+}
+
+#[derive(Default, Clone, Copy)]
+struct Row {
+    mbps: Option<f64>,
+    p50: Option<f64>,
+    p99: Option<f64>,
+    idle: Option<f64>,
+    idle_conn: Option<f64>,
+}
+
+fn fmt(v: Option<f64>, prec: usize) -> String {
+    v.map(|v| format!("{v:.prec$}")).unwrap_or_else(|| "-".into())
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    Some(a? / b?)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let source = source_server(args.bytes).await?;
+    let echo = echo_server().await?;
+    let sys = Systems {
+        lwproxy: start_lwproxy(&args.lwproxy, args.sessions).await?,
+        wasmnet: match &args.wasmnet {
+            Some(p) => Some(start_wasmnet(p).await?),
+            None => None,
+        },
+        socat_source: match &args.socat {
+            Some(p) => Some(start_socat(p, source).await?),
+            None => None,
+        },
+        socat_echo: match &args.socat {
+            Some(p) => Some(start_socat(p, echo).await?),
+            None => None,
+        },
+    };
+    let mut modes = vec![];
+    if sys.socat_source.is_some() {
+        modes.push(Mode::Socat);
+    }
+    modes.extend([Mode::LwBinary, Mode::LwJson]);
+    if sys.wasmnet.is_some() {
+        modes.extend([Mode::WnBinary, Mode::WnJson]);
+    }
+
+    // Rounds interleave the systems so that background load hits them all alike.
+    let mut rows: std::collections::HashMap<Mode, Row> = modes.iter().map(|m| (*m, Row::default())).collect();
+    let mut samples: std::collections::HashMap<Mode, Vec<f64>> =
+        modes.iter().map(|m| (*m, Vec::new())).collect();
+    for round in 0..args.runs {
+        for &mode in &modes {
+            let mbps = throughput(mode, &sys, source, args.bytes).await?;
+            let row = rows.get_mut(&mode).context("row")?;
+            row.mbps = Some(row.mbps.unwrap_or(0.0).max(mbps));
+            let s = rtt(mode, &sys, echo, args.rtt_count / args.runs.max(1)).await?;
+            eprintln!(
+                "round {round}: {:<22} {mbps:>8.1} MB/s, {} echo samples",
+                mode.name(),
+                s.len()
+            );
+            samples.get_mut(&mode).context("samples")?.extend(s);
+        }
+    }
+    for (mode, s) in &mut samples {
+        s.sort_by(|a, b| a.total_cmp(b));
+        let pct = |p: f64| {
+            s.get(((s.len() as f64 * p) as usize).min(s.len().saturating_sub(1)))
+                .copied()
+        };
+        let row = rows.get_mut(mode).context("row")?;
+        row.p50 = pct(0.50);
+        row.p99 = pct(0.99);
+    }
+    // Memory last, and for one dialect per proxy (the session state does not depend on it).
+    for mode in [Mode::LwBinary, Mode::WnBinary] {
+        if let Some(row) = rows.get_mut(&mode) {
+            let (idle, idle_conn) = idle_memory(mode, &sys, echo, args.sessions).await?;
+            row.idle = Some(idle);
+            row.idle_conn = Some(idle_conn);
+        }
+    }
+
+    let socat = rows.get(&Mode::Socat).and_then(|r| r.mbps);
+    println!();
+    println!(
+        "lwproxy benchmark: loopback, {} MiB single stream (best of {} rounds), 64-byte echo x{}, {} idle sessions",
+        args.bytes >> 20,
+        args.runs,
+        args.rtt_count,
+        args.sessions
+    );
+    println!(
+        "| system | throughput MB/s | x socat | echo p50 us | echo p99 us | RSS/idle session KiB | RSS/session+idle conn KiB |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for &mode in &modes {
+        let r = rows[&mode];
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            mode.name(),
+            fmt(r.mbps, 1),
+            fmt(ratio(r.mbps, socat), 2),
+            fmt(r.p50, 1),
+            fmt(r.p99, 1),
+            fmt(r.idle, 1),
+            fmt(r.idle_conn, 1)
+        );
+    }
+    let get = |m: Mode| rows.get(&m).copied().unwrap_or_default();
+    let (lb, lj, wb, wj) = (
+        get(Mode::LwBinary),
+        get(Mode::LwJson),
+        get(Mode::WnBinary),
+        get(Mode::WnJson),
+    );
+    println!();
+    println!("| target | measured | goal | verdict |");
+    println!("|---|---:|---:|---|");
+    let check = |what: &str, v: Option<f64>, goal: &str, ok: fn(f64) -> bool| {
+        let verdict = match v {
+            Some(v) if ok(v) => "met",
+            Some(_) => "MISSED",
+            None => "not measured",
+        };
+        println!("| {what} | {} | {goal} | {verdict} |", fmt(v, 2));
+    };
+    check(
+        "binary / wasmnet binary throughput",
+        ratio(lb.mbps, wb.mbps),
+        ">= 1.0",
+        |v| v >= 1.0,
+    );
+    check(
+        "binary / socat throughput",
+        ratio(lb.mbps, socat),
+        ">= 0.75",
+        |v| v >= 0.75,
+    );
+    check(
+        "JSON / wasmnet JSON throughput",
+        ratio(lj.mbps, wj.mbps),
+        ">= 1.0",
+        |v| v >= 1.0,
+    );
+    check(
+        "binary p99 echo / wasmnet binary p99",
+        ratio(lb.p99, wb.p99),
+        "<= 1.0",
+        |v| v <= 1.0,
+    );
+    check(
+        "JSON p99 echo / wasmnet JSON p99",
+        ratio(lj.p99, wj.p99),
+        "<= 1.0",
+        |v| v <= 1.0,
+    );
+    check("RSS per idle session, KiB", lb.idle, "<= 64", |v| v <= 64.0);
+    Ok(())
+}
