@@ -231,9 +231,11 @@ async function benchBaseline(mod, socketFactory, tag) {
 (async () => {
   try {
     const mod = await loadStandin();
-    results.socket_only = await benchSocketOnly();
-    await benchLwhost(mod, realSocket, "");
-    await benchBaseline(mod, realSocket, "");
+    if (!params.get("only")) {
+      results.socket_only = await benchSocketOnly();
+      await benchLwhost(mod, realSocket, "");
+      await benchBaseline(mod, realSocket, "");
+    }
     await benchLwhost(mod, inPageSocket, "_in_page");
     await benchBaseline(mod, inPageSocket, "_in_page");
   } catch (e) {

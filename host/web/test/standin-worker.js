@@ -21,7 +21,15 @@ self.onmessage = async (ev) => {
     const kernelMemory = new WebAssembly.Memory({ initial: limits.initial, maximum: limits.maximum, shared: true });
     const lw = await installLwnet(env, init, kernelMemory);
     env.memory = kernelMemory;
-    env.lw_test_wait = (last, ms) => lw.waitGuestDoorbell(last, ms);
+    const waits = { n: 0, ms: 0 };
+    env.lw_test_wait = (last, ms) => {
+      const t0 = performance.now();
+      const r = lw.waitGuestDoorbell(last, ms);
+      waits.n++;
+      waits.ms += performance.now() - t0;
+      return r;
+    };
+    env.lw_test_waits = waits;
     env.lw_test_doorbell = () => lw.guestDoorbell();
     env.lw_test_now_ms = () => performance.now();
     const instance = await WebAssembly.instantiate(standin, { env });
@@ -217,6 +225,9 @@ const TASKS = {
     const n = ex.standin_read_all(id, out, 65536, 4096, 60000);
     const t2 = performance.now();
     ex.standin_close(id);
-    return { bytes: n, ms: t2 - t1, connect_ms: t1 - t0, mib_s: n / 1048576 / ((t2 - t1) / 1000) };
+    return {
+      bytes: n, ms: t2 - t1, connect_ms: t1 - t0, mib_s: n / 1048576 / ((t2 - t1) / 1000),
+      waits: env.lw_test_waits.n, wait_ms: env.lw_test_waits.ms,
+    };
   },
 };
