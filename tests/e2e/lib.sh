@@ -233,6 +233,7 @@ after_marker() {
         done
         echo "e2e: $file never appeared" >&2
     ) &
+    AFTER_PID=$!
 }
 
 # kill_in_session LABEL NAME [SIGNAL]: signals the process NAME (lwproxy,
@@ -272,7 +273,7 @@ printf 'GET / HTTP/1.0\r\n\r\n' | lwtcp -w 5 127.0.0.1 "$HTTP_PORT" >/dev/null 2
 echo "reconnect=$?"
 echo guest-still-usable
 EOF
-    wait
+    wait "$AFTER_PID" || true
     if out_has cut "cut=3" && ! out_has cut "got=67108" && out_has cut "guest-still-usable" && ! out_has cut "reconnect=0"; then
         pass "failure: proxy stopped mid-transfer: lwtcp fails (exit 3), the guest stays usable"
     else
@@ -463,7 +464,7 @@ for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do head -c 2097152 
 touch /mnt/host/out/saving
 lwsync save; echo "save=$?"
 EOF
-    wait
+    wait "$AFTER_PID" || true
     guest_script sync4 180 <<'EOF' || true
 . /mnt/host/manifest.sh
 manifest >/mnt/host/out/manifest4
