@@ -223,7 +223,10 @@ export class IdbStore {
   /** Committed keys starting with `prefix`, sorted after `after`, NUL-separated, whole keys only. */
   async list(prefix, after, capacity) {
     const lower = after > prefix ? after : prefix;
-    const range = IDBKeyRange.bound(lower, prefix + "\u0100", lower === after && after !== "", true);
+    // Keys are byte strings (chars <= U+00FF): every key with this prefix sorts below prefix + U+0100.
+    const upper = prefix + "\u0100";
+    if (lower >= upper) return { result: 0, data: new Uint8Array(0) }; // a cursor past every such key
+    const range = IDBKeyRange.bound(lower, upper, lower === after && after !== "", true);
     const tx = this.db.transaction(["values"], "readonly");
     const keys = await request(tx.objectStore("values").getAllKeys(range));
     const parts = [];

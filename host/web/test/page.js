@@ -5,6 +5,7 @@
 // the store back. Results go to window.lwResults (read by chromium.py).
 import { attachLwnet } from "/lwnet/js/main.js";
 import { importedMemoryLimits } from "/lwnet/js/shim.js";
+import { IdbStore } from "/lwnet/js/store.js";
 
 const params = new URLSearchParams(location.search);
 const proxyPort = Number(params.get("proxy"));
@@ -76,6 +77,8 @@ async function phase1() {
   check("store_rejects_dotdot_key", st.put_bad_key === -22, { put_bad_key: st.put_bad_key });
   check("store_put_persist", st.put_persist === 0, { put_persist: st.put_persist });
 
+  await storeSemantics();
+
   const h = await runTask(host, mod, { kind: "hostile", ...t });
   const want = {
     read_past_end: -14, read_wrapping: -14, write_past_end: -14, write_negative_len: -22, read_null: -14,
@@ -118,6 +121,38 @@ async function phase1() {
   const next = new URL(location.href);
   next.searchParams.set("phase", "2");
   location.replace(next.href); // a real reload: a new document, a new main side
+}
+
+/** The store's rules, straight on the IndexedDB backend (a small quota). */
+async function storeSemantics() {
+  await new Promise((r) => { const d = indexedDB.deleteDatabase(DB + "-sem"); d.onsuccess = d.onerror = d.onblocked = r; });
+  const st = await IdbStore.open(DB + "-sem", { quotaBytes: 1000 });
+  const b = (s) => new TextEncoder().encode(s);
+  const run = (op, key, extra = {}) => st.run({ op, flags: 0, key: b(key), after: new Uint8Array(0), offset: 0, data: new Uint8Array(0), capacity: 0, ...extra });
+  const out = {};
+  out.commit_v1 = (await run(1, "k", { flags: 3, data: b("old") })).result;
+  out.pending_chunk = (await run(1, "k", { flags: 1, data: b("new-") })).result;
+  out.read_while_pending = new TextDecoder().decode((await run(2, "k", { capacity: 64 })).data);
+  out.wrong_offset = (await run(1, "k", { offset: 99, data: b("x") })).result;
+  out.commit_v2 = (await run(1, "k", { flags: 2, offset: 4, data: b("value") })).result;
+  out.read_after_commit = new TextDecoder().decode((await run(2, "k", { capacity: 64 })).data);
+  out.over_quota = (await run(1, "big", { flags: 3, data: new Uint8Array(2000) })).result;
+  for (const k of ["a/1", "a/2", "a/3"]) await run(1, k, { flags: 3, data: b(k) });
+  const page1 = await run(5, "a/", { capacity: 8 });
+  const cursor = new TextDecoder().decode(page1.data).split("\0").filter(Boolean).pop();
+  const page2 = await run(5, "a/", { capacity: 64, after: b(cursor) });
+  out.list_pages = [new TextDecoder().decode(page1.data), new TextDecoder().decode(page2.data)];
+  out.list_too_small = (await run(5, "a/", { capacity: 2 })).result;
+  out.list_cursor_elsewhere = (await run(5, "a/", { capacity: 64, after: b("zzz") })).result;
+  out.bad_keys = [(await run(3, "/abs")).result, (await run(3, "a//b")).result, (await run(3, "a/./b")).result,
+    (await run(3, "x".repeat(513))).result];
+  st.close();
+  check("store_atomic_commit", out.commit_v1 === 3 && out.pending_chunk === 4 && out.read_while_pending === "old"
+    && out.wrong_offset === -22 && out.commit_v2 === 5 && out.read_after_commit === "new-value", out);
+  check("store_quota_enospc", out.over_quota === -28, { over_quota: out.over_quota });
+  check("store_list_cursor", out.list_pages[0] === "a/1\0a/2\0" && out.list_pages[1] === "a/3\0"
+    && out.list_too_small === -34 && out.list_cursor_elsewhere === 0, out);
+  check("store_key_rules", JSON.stringify(out.bad_keys) === JSON.stringify([-22, -22, -22, -36]), out.bad_keys);
 }
 
 async function phase2() {
