@@ -14,7 +14,9 @@ Usage: ./linux-wasm.sh COMMAND [ARGS]
 
 Commands:
   build [--help]           build the system for LW_TARGET (wasm by default, or um)
-  run [--help] [-- CMD]    boot the native (um) system with lwproxy and lwhost beside it
+  run [--help] [--share DIR] [--allow CIDR[:PORT]]... [-- CMD]
+                           boot the native (um) system with lwproxy, lwhost and a demo
+                           registry beside it: a shell, or CMD's output and exit status
   serve [--help]           serve the wasm build's site/ with COOP/COEP, and lwproxy
   proxy [LWPROXY-ARGS]     start lwproxy alone (safe defaults: public addresses, ports 80/443)
   test [TIER...]           run test tiers: ${TIERS[*]} (default: all)
