@@ -61,8 +61,8 @@ li, bi = web.get("lwhost_read_in_page", {}), web.get("baseline_read_in_page", {}
 row("chromium lwhost-web (via lwproxy)", lp.get("ns_p50"), lr.get("mib_s"))
 row("chromium baseline (via lwproxy)", bp.get("ns_p50"), br.get("mib_s"))
 row("chromium page's WebSocket alone", None, web.get("socket_only", {}).get("mib_s"))
-row("chromium lwhost-web (in-page source)", None, li.get("mib_s"))
-row("chromium baseline (in-page source)", None, bi.get("mib_s"))
+row("chromium lwhost-web (v2 source in a worker)", None, li.get("mib_s"))
+row("chromium baseline (v2 source in a worker)", None, bi.get("mib_s"))
 print()
 print("host-call benchmark: non-waiting wasm_net_poll (p50 of 21 rounds), 64 MiB proxy -> worker in 4 KiB reads")
 print("| %-42s | %14s | %14s |" % ("path", "poll ns/call", "read MiB/s"))
@@ -70,9 +70,9 @@ print("|" + "-" * 44 + "|" + "-" * 16 + "|" + "-" * 16 + "|")
 print("\n".join(rows))
 print("(baseline: one message to the main side + one blocking wait for its answer per host call, as")
 print(" seed 000 sketches it: postMessage + Atomics.wait in Chromium, a channel + wait natively;")
-print(" in-page source: lwproxy.v2 frames made in the page, without the browser's network stack)")
+print(" v2 source in a worker: lwproxy.v2 frames from a Web Worker, without the network stack)")
 try:
-    print("chromium speedup vs baseline: poll %.0fx; throughput %.1fx via lwproxy, %.1fx in-page (target >= 10x)"
+    print("chromium speedup vs baseline: poll %.0fx; throughput %.1fx via lwproxy, %.1fx from the worker source (target >= 10x)"
           % (bp["ns_p50"] / lp["ns_p50"], lr["mib_s"] / br["mib_s"], li["mib_s"] / bi["mib_s"]))
     if min(lr["bytes"], br["bytes"], li["bytes"], bi["bytes"]) < 64 << 20:
         print("warning: a transfer was short")

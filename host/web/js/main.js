@@ -24,13 +24,12 @@ const WINDOW = 262144;
 /** Largest binary frame we send. */
 const FRAME_MAX = 65536;
 /**
- * Ack bytes that entered the ring in batches of this much: half the window,
- * so the proxy always has room to keep sending while an ack travels, and
- * half as many acks as frames. Bytes that entered the ring are acked at the
- * latest when the next ring refill happens (a frame arrives, or the reader
- * frees space), so the window never stalls below the threshold.
+ * Ack bytes as soon as they entered the ring: when the queue has drained
+ * into it, or every ACK_BATCH bytes while it drains. Throughput through the
+ * proxy is at most WINDOW per round trip (page -> network service -> proxy
+ * -> back), so credit goes back at once rather than in bigger batches.
  */
-const ACK_BATCH = WINDOW / 2;
+const ACK_BATCH = 65536;
 /** Stop feeding the socket while this much is buffered in it. */
 const SOCKET_HIGH_WATER = 4 << 20;
 const DEFAULT_CONNECT_TIMEOUT_MS = 30000;
@@ -332,7 +331,7 @@ class MainSide {
       else c.rxQueue[0] = chunk.subarray(n);
       moved = true;
     }
-    if (c.rxUnacked > 0 && this.binary && (c.rxUnacked >= ACK_BATCH || (c.rxQueue.length === 0 && c.eofPending))) {
+    if (c.rxUnacked > 0 && this.binary && (c.rxUnacked >= ACK_BATCH || c.rxQueue.length === 0)) {
       this.sendControl({ t: "ack", id: c.id, bytes: c.rxUnacked });
       c.rxUnacked = 0;
     }

@@ -36,59 +36,31 @@ function runIn(url, message, onMessage) {
 }
 
 /**
- * An in-page stand-in for lwproxy speaking lwproxy.v2 (opened, binary data
- * frames of 64 KiB, the 256 KiB window, acks, eof), each message delivered
- * as its own task like a socket's. It takes the browser's network stack out
- * of the measurement: what remains is the host-call path itself.
+ * A WebSocket-like object whose other end is test/source-worker.js (an
+ * lwproxy.v2 source in its own thread, like the network service): each
+ * message arrives as its own task on this thread, as a socket's would.
  */
 class InPageProxy {
   constructor() {
     this.protocol = "lwproxy.v2";
     this.binaryType = "arraybuffer";
     this.bufferedAmount = 0;
-    this.streams = new Map();
-    this.channel = new MessageChannel();
-    this.channel.port1.onmessage = (ev) => this.onmessage && this.onmessage({ data: ev.data });
+    const channel = new MessageChannel();
+    this.port = channel.port1;
+    this.port.onmessage = (ev) => this.onmessage && this.onmessage({ data: ev.data });
+    this.worker = new Worker("/test/source-worker.js");
+    this.worker.postMessage({ port: channel.port2, bytes: BYTES }, [channel.port2]);
     setTimeout(() => this.onopen && this.onopen(), 0);
   }
-  emit(data) {
-    this.channel.port2.postMessage(data, typeof data === "string" ? [] : [data]);
-  }
   send(data) {
-    if (typeof data !== "string") { // the request: stream the body
-      const id = new DataView(data.buffer || data).getUint32(data.byteOffset || 0);
-      const s = this.streams.get(id);
-      if (s) { s.started = true; this.pump(id); }
-      return;
-    }
-    const m = JSON.parse(data);
-    if (m.t === "open") {
-      this.streams.set(m.id, { left: BYTES, unacked: 0, started: false });
-      this.emit(JSON.stringify({ t: "opened", id: m.id }));
-    } else if (m.t === "ack") {
-      const s = this.streams.get(m.id);
-      if (s) { s.unacked -= m.bytes; this.pump(m.id); }
-    } else if (m.t === "close") {
-      this.streams.delete(m.id);
-    }
+    if (typeof data === "string") { this.port.postMessage(data); return; }
+    const copy = data.slice().buffer; // frames may be views of reused memory: send a copy we own
+    this.port.postMessage(copy, [copy]);
   }
-  pump(id) {
-    const s = this.streams.get(id);
-    while (s && s.started && s.left > 0 && s.unacked + 65536 <= 262144) {
-      const n = Math.min(65536, s.left);
-      const frame = new Uint8Array(4 + n);
-      new DataView(frame.buffer).setUint32(0, id);
-      for (let i = 4; i < frame.length; i += 4096) frame[i] = i & 0xff;
-      s.left -= n;
-      s.unacked += n;
-      this.emit(frame.buffer);
-    }
-    if (s && s.started && s.left === 0 && !s.eofSent) {
-      s.eofSent = true;
-      this.emit(JSON.stringify({ t: "eof", id }));
-    }
+  close() {
+    this.worker.terminate();
+    setTimeout(() => this.onclose && this.onclose(), 0);
   }
-  close() { setTimeout(() => this.onclose && this.onclose(), 0); }
 }
 
 /** The baseline's main thread: a binary-frame lwproxy client answering one message per host call. */
