@@ -361,6 +361,22 @@ mod tests {
             .collect();
         let before: Vec<String> = before.into_iter().filter(|p| !p.starts_with("var/lib")).collect();
         assert_eq!(after, before, "a failed install left something behind");
+        // A first install that fails leaves no trace either.
+        w.publish(&[
+            ("tool", "2.0", "x86_64", &[], b"version two"),
+            ("fresh", "1.0", "x86_64", &[], b"fresh"),
+        ]);
+        w.files
+            .insert(format!("{BASE}/fresh-1.0-x86_64.bin"), b"FRESH".to_vec());
+        w.files
+            .insert(format!("{BASE}/tool-2.0-x86_64.bin"), b"version 2!!".to_vec());
+        w.run(&["update"]).unwrap();
+        assert!(w
+            .run(&["install", "fresh"])
+            .unwrap_err()
+            .msg
+            .contains("checksum mismatch"));
+        assert!(!w.p("opt/packages/fresh").exists() && !w.p("usr/local/bin/fresh").exists());
         // A truncated download (size mismatch) fails the same way.
         w.files
             .insert(format!("{BASE}/tool-2.0-x86_64.bin"), b"short".to_vec());

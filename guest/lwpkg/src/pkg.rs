@@ -320,6 +320,10 @@ impl Ctx<'_> {
             Ok(r) => r,
             Err(err) => {
                 let _ = fs::remove_tree(&tmp);
+                // A first install that failed leaves no empty package directory either.
+                if fs::read_dir(&pkgdir).map(|v| v.is_empty()).unwrap_or(false) {
+                    let _ = fs::rmdir(&pkgdir);
+                }
                 return Err(err.context(format!("installing {} {}", e.name, e.version)));
             }
         };

@@ -253,7 +253,7 @@ fn wait_bell(w: &Worker, seen: u32, max: Duration) {
     w.wait_guest_doorbell(seen, max);
 }
 
-fn net_fd<'a>(st: &'a mut State, fd: i32) -> Option<&'a mut NetFd> {
+fn net_fd(st: &mut State, fd: i32) -> Option<&mut NetFd> {
     match st.fds.get_mut(&fd) {
         Some(GuestFd::Net(n)) => Some(n),
         _ => None,
@@ -756,6 +756,32 @@ fn do_poll(c: &mut Ctx<'_>, ptr: u32, nfds: u32, timeout: i32) -> std::result::R
     }
 }
 
+fn do_ioctl(c: &mut Ctx<'_>, fd: i32, req: u32, va: u32) -> std::result::Result<i32, i32> {
+    // No variadic argument (LWNET_SHUTDOWN) reads as 0, never used.
+    let arg = read_u32(c, va).unwrap_or(0);
+    match c.data().fds.get(&fd) {
+        Some(GuestFd::Net(_)) => ioctl_lwnet(c, fd, req, arg),
+        Some(GuestFd::Store) => ioctl_lwstore(c, req, arg),
+        Some(_) => Err(ENOTTY),
+        None => Err(EBADF),
+    }
+}
+
+fn do_fcntl(c: &mut Ctx<'_>, fd: i32, cmd: i32, va: u32) -> std::result::Result<i32, i32> {
+    let arg = read_u32(c, va).unwrap_or(0) as i32;
+    match (c.data_mut().fds.get_mut(&fd), cmd) {
+        (None, _) => Err(EBADF),
+        (Some(GuestFd::Net(n)), F_GETFL) => Ok(2 | if n.nonblock { O_NONBLOCK } else { 0 }),
+        (Some(GuestFd::Net(n)), F_SETFL) => {
+            n.nonblock = arg & O_NONBLOCK != 0;
+            Ok(0)
+        }
+        (Some(_), F_GETFL) => Ok(2),
+        (Some(_), F_SETFL) => Ok(0),
+        _ => Err(EINVAL),
+    }
+}
+
 fn link_funcs(linker: &mut Linker<State>) -> Result<()> {
     linker.func_wrap("env", "exit", |_c: Ctx<'_>, code: i32| -> wasmtime::Result<()> {
         Err(wasmtime::Error::new(Exit(code)))
@@ -818,32 +844,11 @@ fn link_funcs(linker: &mut Linker<State>) -> Result<()> {
         ret(&mut c, r)
     })?;
     linker.func_wrap("env", "ioctl", |mut c: Ctx<'_>, fd: i32, req: u32, va: u32| {
-        let r = (|| {
-            let arg = read_u32(&mut c, va).unwrap_or(0);
-            match c.data().fds.get(&fd) {
-                Some(GuestFd::Net(_)) => ioctl_lwnet(&mut c, fd, req, arg),
-                Some(GuestFd::Store) => ioctl_lwstore(&mut c, req, arg),
-                Some(_) => Err(ENOTTY),
-                None => Err(EBADF),
-            }
-        })();
+        let r = do_ioctl(&mut c, fd, req, va);
         ret(&mut c, r)
     })?;
     linker.func_wrap("env", "fcntl", |mut c: Ctx<'_>, fd: i32, cmd: i32, va: u32| {
-        let r = (|| {
-            let arg = read_u32(&mut c, va).unwrap_or(0) as i32;
-            match (c.data_mut().fds.get_mut(&fd), cmd) {
-                (None, _) => Err(EBADF),
-                (Some(GuestFd::Net(n)), F_GETFL) => Ok(2 | if n.nonblock { O_NONBLOCK } else { 0 }),
-                (Some(GuestFd::Net(n)), F_SETFL) => {
-                    n.nonblock = arg & O_NONBLOCK != 0;
-                    Ok(0)
-                }
-                (Some(_), F_GETFL) => Ok(2),
-                (Some(_), F_SETFL) => Ok(0),
-                _ => Err(EINVAL),
-            }
-        })();
+        let r = do_fcntl(&mut c, fd, cmd, va);
         ret(&mut c, r)
     })?;
     linker.func_wrap(
