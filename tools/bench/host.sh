@@ -49,7 +49,7 @@ us_to_ns = lambda v: v * 1000 if isinstance(v, (int, float)) else None
 rows = []
 def row(name, poll_ns, mib_s):
     f = lambda v, fmt: (fmt % v) if isinstance(v, (int, float)) else "n/a"
-    rows.append("| %-42s | %14s | %14s |" % (name, f(poll_ns, "%.1f"), f(mib_s, "%.1f")))
+    rows.append("| %-44s | %14s | %14s |" % (name, f(poll_ns, "%.1f"), f(mib_s, "%.1f")))
 
 row("native lwhost (via lwproxy)", us_to_ns(native.get("poll_p50_us")), native.get("proxy_mib_s"))
 row("native baseline (via lwproxy)", us_to_ns(native.get("baseline_poll_p50_us")), native.get("baseline_proxy_mib_s"))
@@ -65,8 +65,8 @@ row("chromium lwhost-web (v2 source in a worker)", None, li.get("mib_s"))
 row("chromium baseline (v2 source in a worker)", None, bi.get("mib_s"))
 print()
 print("host-call benchmark: non-waiting wasm_net_poll (p50 of 21 rounds), 64 MiB proxy -> worker in 4 KiB reads")
-print("| %-42s | %14s | %14s |" % ("path", "poll ns/call", "read MiB/s"))
-print("|" + "-" * 44 + "|" + "-" * 16 + "|" + "-" * 16 + "|")
+print("| %-44s | %14s | %14s |" % ("path", "poll ns/call", "read MiB/s"))
+print("|" + "-" * 46 + "|" + "-" * 16 + "|" + "-" * 16 + "|")
 print("\n".join(rows))
 print("(baseline: one message to the main side + one blocking wait for its answer per host call, as")
 print(" seed 000 sketches it: postMessage + Atomics.wait in Chromium, a channel + wait natively;")
