@@ -468,37 +468,54 @@ async fn rtt(mode: Mode, sys: &Systems, echo: SocketAddr, count: usize) -> Resul
     Ok(samples)
 }
 
-/// KiB the proxy process adds per idle session, and per session holding one idle connection.
-async fn idle_memory(mode: Mode, sys: &Systems, echo: SocketAddr, n: usize) -> Result<(f64, f64)> {
-    let pid = match mode {
-        Mode::LwBinary | Mode::LwJson => sys.lwproxy.0.id(),
-        Mode::WnBinary | Mode::WnJson => sys.wasmnet.as_ref().context("wasmnet")?.0.id(),
-        Mode::Socat => None,
-    }
-    .context("pid")?;
+/// KiB a fresh proxy process adds per idle session, and per session holding one idle
+/// connection. Fresh, so heap grown by the throughput runs does not hide the cost.
+async fn idle_memory(mode: Mode, args: &Args, echo: SocketAddr, n: usize) -> Result<(f64, f64)> {
+    let (child, addr) = match mode {
+        Mode::LwBinary => start_lwproxy(&args.lwproxy, n).await?,
+        Mode::WnBinary => start_wasmnet(args.wasmnet.as_ref().context("wasmnet")?).await?,
+        _ => bail!("memory is measured for the binary modes"),
+    };
+    let sys = Systems {
+        lwproxy: (child, addr),
+        wasmnet: None,
+        socat_source: None,
+        socat_echo: None,
+    };
+    let pid = sys.lwproxy.0.id().context("pid")?;
+    let session = |sys: &Systems| {
+        let addr = sys.lwproxy.1;
+        async move {
+            match mode {
+                Mode::LwBinary => ws_connect(addr, Some("lwproxy.v2")).await,
+                _ => ws_connect(addr, None).await,
+            }
+        }
+    };
+    // One session and connection first, so one-time allocations are not counted per session.
+    let mut warm = Client::Ws {
+        ws: Box::new(session(&sys).await?),
+        mode,
+        unacked: 0,
+    };
+    warm.send_open(echo).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = rss_kib(pid)?;
-    let mut sessions = Vec::with_capacity(n);
+    let mut clients = Vec::with_capacity(n);
     for _ in 0..n {
-        sessions.push(Client::session(mode, sys).await?);
+        clients.push(Client::Ws {
+            ws: Box::new(session(&sys).await?),
+            mode,
+            unacked: 0,
+        });
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let with_sessions = rss_kib(pid)?;
-    let mut clients: Vec<Client> = sessions
-        .into_iter()
-        .map(|ws| Client::Ws {
-            ws: Box::new(ws),
-            mode,
-            unacked: 0,
-        })
-        .collect();
     for c in &mut clients {
         c.send_open(echo).await?;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let with_conns = rss_kib(pid)?;
-    drop(clients);
-    tokio::time::sleep(Duration::from_millis(500)).await;
     Ok((
         with_sessions.saturating_sub(before) as f64 / n as f64,
         with_conns.saturating_sub(before) as f64 / n as f64,
@@ -579,10 +596,10 @@ async fn main() -> Result<()> {
         row.p50 = pct(0.50);
         row.p99 = pct(0.99);
     }
-    // Memory last, and for one dialect per proxy (the session state does not depend on it).
+    // Memory on fresh processes, for one dialect per proxy (session state does not depend on it).
     for mode in [Mode::LwBinary, Mode::WnBinary] {
         if let Some(row) = rows.get_mut(&mode) {
-            let (idle, idle_conn) = idle_memory(mode, &sys, echo, args.sessions).await?;
+            let (idle, idle_conn) = idle_memory(mode, &args, echo, args.sessions).await?;
             row.idle = Some(idle);
             row.idle_conn = Some(idle_conn);
         }
