@@ -79,6 +79,9 @@ else
     lw_warn "initramfs: not root, so no /dev/console in the image (init output may be lost)"
 fi
 
+# Fixed timestamps: the same inputs give the same archive, so an unchanged
+# build leaves it alone.
+find "$root" -exec touch -h -d @0 {} +
 tmp=$(mktemp "$out.XXXXXX")
 (cd "$root" && find . -print0 | LC_ALL=C sort -z |
     cpio --null -o -H newc --owner=0:0 --reproducible --quiet) | gzip -n -6 >"$tmp"

@@ -505,6 +505,33 @@ scenario_cli() {
         fail "cli: the wasm build without network stops at once, names what it could not reach, points to LW_TARGET=um" cli-wasm
         rc=1
     fi
+    # serve: a stand-in site/ is enough to check the headers and the proxy beside it.
+    local site=$E2E_TMP/site web_port proxy_port serve_pid ok=0 i
+    mkdir -p "$site" && echo '<html>stand-in</html>' >"$site/index.html"
+    web_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    proxy_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    "$LW_ROOT/linux-wasm.sh" serve --site "$site" --port "$web_port" --proxy-port "$proxy_port" \
+        >"$E2E_TMP/cli-serve.out" 2>&1 &
+    serve_pid=$!
+    for ((i = 0; i < 300; i++)); do
+        if curl -sfI "http://127.0.0.1:$web_port/" >"$E2E_TMP/cli-serve.headers" 2>/dev/null &&
+            curl -sf "http://127.0.0.1:$proxy_port/health" >/dev/null 2>&1; then
+            ok=1
+            break
+        fi
+        sleep 0.2
+    done
+    kill "$serve_pid" 2>/dev/null || true
+    wait "$serve_pid" 2>/dev/null || true
+    if [ "$ok" = 1 ] && grep -qi '^Cross-Origin-Opener-Policy: same-origin' "$E2E_TMP/cli-serve.headers" &&
+        grep -qi '^Cross-Origin-Embedder-Policy: require-corp' "$E2E_TMP/cli-serve.headers" &&
+        ! curl -sf "http://127.0.0.1:$proxy_port/health" >/dev/null 2>&1; then
+        pass "cli: serve sends COOP/COEP, starts lwproxy beside the site, and stops both"
+    else
+        cat "$E2E_TMP/cli-serve.headers" >>"$E2E_TMP/cli-serve.out" 2>/dev/null || true
+        fail "cli: serve sends COOP/COEP, starts lwproxy beside the site, and stops both" cli-serve
+        rc=1
+    fi
     r=0
     start=$SECONDS
     LW_TARGET=um "$LW_ROOT/linux-wasm.sh" build >"$E2E_TMP/cli-rebuild.out" 2>&1 || r=$?
