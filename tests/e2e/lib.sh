@@ -133,6 +133,15 @@ scenario_boot() {
         fail "boot: run -- gives the command its standard input" stdin
         rc=1
     fi
+    r=0
+    # shellcheck disable=SC2016 # $DEMO_PORT is the guest's
+    guest auth 60 --auth -- 'printf "GET / HTTP/1.0\r\n\r\n" | lwtcp 127.0.0.1 $DEMO_PORT' || r=$?
+    if [ "$r" = 0 ] && out_has auth "lwnet demo page" && grep -q 'identity.*lwnet-run-' "$E2E_TMP/session-auth/lwproxy.log"; then
+        pass "boot: run --auth: lwproxy checks tokens, lwhost presents one (audit shows its identity), the page loads"
+    else
+        fail "boot: run --auth: lwproxy checks tokens, lwhost presents one (audit shows its identity), the page loads" auth
+        rc=1
+    fi
     return "$rc"
 }
 
