@@ -41,6 +41,7 @@ INDEX=$LW_ROOT/target/release/lwpkg-index
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 HTTP=$(free_port) ECHO=$(free_port) CLOSED=$(free_port) DENIED=$(free_port) PROXY=$(free_port) DEAD=$(free_port)
+TLS=$(free_port)
 
 # wait_for FILE TEXT: waits up to 30 s for TEXT to appear in FILE.
 wait_for() {
@@ -79,13 +80,46 @@ while True:
 PY
 python3 -u "$work/echo.py" "$ECHO" >"$work/echo.log" 2>&1 &
 pids+=($!)
-"$LW_ROOT/target/release/lwproxy" --listen "127.0.0.1:$PROXY" --no-auth \
-    --allow "127.0.0.1/32:$HTTP" --allow "127.0.0.1/32:$ECHO" --allow "127.0.0.1/32:$CLOSED" \
-    --ports "$HTTP,$ECHO,$CLOSED" >"$work/proxy.log" 2>&1 &
+# An HTTPS server with a certificate from a throwaway CA the proxy is told to trust.
+(
+    cd "$work"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem \
+        -days 2 -subj /CN=lwnet-test-ca
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout leaf.key -out leaf.csr -subj /CN=127.0.0.1
+    printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >leaf.ext
+    openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out leaf.pem -days 2 -extfile leaf.ext
+) >"$work/openssl.log" 2>&1 || { cat "$work/openssl.log" >&2; lw_result fail "wasm-guest: test certificates"; exit 1; }
+cat >"$work/https.py" <<'PY'
+import functools, http.server, ssl, sys
+port, root, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
+class Server(http.server.ThreadingHTTPServer):
+    # Python closes TLS without close_notify (a truncation to a strict client);
+    # send it, as well-behaved servers do.
+    def shutdown_request(self, request):
+        try:
+            request.settimeout(2)
+            request.unwrap()
+        except Exception:
+            pass
+        super().shutdown_request(request)
+srv = Server(("127.0.0.1", port), handler)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print("https listening", flush=True)
+srv.serve_forever()
+PY
+python3 -u "$work/https.py" "$TLS" "$work/www" "$work/leaf.pem" "$work/leaf.key" >"$work/https.log" 2>&1 &
+pids+=($!)
+"$LW_ROOT/target/release/lwproxy" --listen "127.0.0.1:$PROXY" --no-auth --extra-ca "$work/ca.pem" \
+    --allow "127.0.0.1/32:$HTTP" --allow "127.0.0.1/32:$ECHO" --allow "127.0.0.1/32:$CLOSED" --allow "127.0.0.1/32:$TLS" \
+    --ports "$HTTP,$ECHO,$CLOSED,$TLS" >"$work/proxy.log" 2>&1 &
 pids+=($!)
 wait_for "$work/proxy.log" "listening on" || { lw_result fail "wasm-guest: lwproxy starts"; exit 1; }
 wait_for "$work/echo.log" "echo listening" || { lw_result fail "wasm-guest: echo server starts"; exit 1; }
 wait_for "$work/http.log" "Serving HTTP" || { lw_result fail "wasm-guest: http server starts"; exit 1; }
+wait_for "$work/https.log" "https listening" || { lw_result fail "wasm-guest: https server starts"; exit 1; }
 
 # run_tool ROOT STORE [harness options] TOOL [ARGS...]: one guest run; output in $work/out, $work/err.
 run_tool() {
@@ -97,6 +131,14 @@ run_tool() {
     shift
     timeout 120 "$H" --root "$root" --store "$store" --proxy "ws://127.0.0.1:$PROXY/" "${opts[@]}" \
         "$W/$tool.wasm" "$@" >"$work/out" 2>"$work/err"
+}
+
+# expect_fail CODE TEXT: the last run exited CODE and said TEXT on stderr.
+expect_fail() {
+    local want=$1 text=$2 got=0
+    shift 2
+    "$@" || got=$?
+    [ "$got" -eq "$want" ] && grep -q "$text" "$work/err"
 }
 
 rc=0
@@ -124,6 +166,14 @@ tcp_fetch_page() {
 }
 check "lwtcp fetches a page through lwhost and lwproxy" tcp_fetch_page
 
+tcp_tls_page() {
+    printf 'GET /hello.html HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' | run_tool "$T/root" "$T/store" lwtcp --tls 127.0.0.1 "$TLS" \
+        && grep -q '^HTTP/1.0 200' "$work/out" && grep -q 'hello from loopback' "$work/out"
+}
+check "lwtcp --tls fetches a page over TLS started at the proxy" tcp_tls_page
+check "lwtcp --tls to a plain-text port exits 2" \
+    expect_fail 2 "cannot connect" run_tool "$T/root" "$T/store" lwtcp --tls 127.0.0.1 "$HTTP"
+
 tcp_half_close_binary() {
     head -c 1500000 /dev/urandom >"$work/in.bin"
     { printf 'echo:'; cat "$work/in.bin"; } >"$work/want.bin"
@@ -131,13 +181,6 @@ tcp_half_close_binary() {
 }
 check "lwtcp -N half-closes; 1.5 MB binary round trip is exact" tcp_half_close_binary
 
-# expect_fail CODE TEXT: the last run exited CODE and said TEXT on stderr.
-expect_fail() {
-    local want=$1 text=$2 got=0
-    shift 2
-    "$@" || got=$?
-    [ "$got" -eq "$want" ] && grep -q "$text" "$work/err"
-}
 check "lwtcp: policy denial exits 2 saying 'refused by policy'" \
     expect_fail 2 "refused by policy" run_tool "$T/root" "$T/store" lwtcp 127.0.0.1 "$DENIED"
 check "lwtcp: closed port exits 2 saying 'connection refused'" \
@@ -182,6 +225,15 @@ pkg_install() {
         && run_tool "$P/root" "$P/store" lwpkg list && grep -qx "hello 1.0" "$work/out" && grep -qx "libgreet 2.0" "$work/out"
 }
 check "lwpkg installs from a signed loopback registry (dependency first)" pkg_install
+pkg_https_repository() {
+    local r=$work/pkg-https
+    mkdir -p "$r/etc/lwpkg/keys"
+    cp "$work/repo-key.pub" "$r/etc/lwpkg/keys/test.pub"
+    printf 'https://127.0.0.1:%s/repo\n' "$TLS" >"$r/etc/lwpkg/repositories"
+    run_tool "$r" "$P/store" lwpkg update && run_tool "$r" "$P/store" lwpkg install libgreet \
+        && cmp -s "$r/opt/packages/libgreet/2.0/libgreet" "$R/libgreet-2.0.wasm"
+}
+check "lwpkg installs from an https:// repository (TLS at the proxy)" pkg_https_repository
 pkg_search_info() {
     run_tool "$P/root" "$P/store" lwpkg search greet && grep -q "libgreet 2.0 - greetings \[installed\]" "$work/out" \
         && run_tool "$P/root" "$P/store" lwpkg info hello && grep -q "depends: libgreet" "$work/out"
