@@ -21,13 +21,13 @@ if [ ! -x "$wasmnet_root/bin/wasmnet-server" ]; then
 fi
 
 lw_info "building lwproxy and the bench client (release)"
-cargo build --release -q -p lwproxy --bin lwproxy --example bench --manifest-path "$LW_ROOT/Cargo.toml"
+cargo build --release -q -p lwproxy --bin lwproxy --example lwproxy_bench --manifest-path "$LW_ROOT/Cargo.toml"
 
 # 1,000 sessions, each with a connection, need a few thousand descriptors per process.
 ulimit -n 16384 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 
 # shellcheck disable=SC2086 # word splitting of the optional extra arguments is intended
-"$LW_ROOT/target/release/examples/bench" \
+"$LW_ROOT/target/release/examples/lwproxy_bench" \
     --lwproxy "$LW_ROOT/target/release/lwproxy" \
     --wasmnet "$wasmnet_root/bin/wasmnet-server" \
     --socat "$(command -v socat)" \

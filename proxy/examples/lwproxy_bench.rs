@@ -1,6 +1,6 @@
 //! Side-by-side benchmark: lwproxy (seed JSON and lwproxy.v2 binary), wasmnet 0.2.0 (JSON and
 //! binary) and socat as a plain TCP relay ceiling, all on loopback against target servers run
-//! by this process. Run through `./linux-wasm.sh bench proxy`.
+//! by this process. Run through `./linux-wasm.sh bench proxy` (tools/bench/proxy.sh).
 //!
 //! Figures: single-stream download throughput, 64-byte echo round trip p50/p99, and the RSS
 //! the proxy process adds per idle WebSocket session (and per session holding one idle
