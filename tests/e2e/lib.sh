@@ -58,7 +58,7 @@ e2e_setup() {
     E2E_PIDS+=($!)
     local i
     for ((i = 0; i < 100; i++)); do
-        grep -q '^ready' "$E2E_TMP/servers.out" && break
+        grep -q '^ready' "$E2E_TMP/servers.out" 2>/dev/null && break
         sleep 0.1
     done
     read -r _ HTTP_PORT TLS_PORT <"$E2E_TMP/servers.out" || lw_die "e2e: the loopback servers did not start"
