@@ -287,6 +287,11 @@ impl Guest {
 
     /// Writes `value` under `key` in chunks of `chunk` bytes and commits.
     pub fn put(&self, key: &[u8], value: &[u8], chunk: usize) -> i32 {
+        self.put_observed(key, value, chunk, &|_| {})
+    }
+
+    /// As `put`, calling `before_chunk(i)` before chunk `i` is submitted.
+    pub fn put_observed(&self, key: &[u8], value: &[u8], chunk: usize, before_chunk: &dyn Fn(usize)) -> i32 {
         use lwabi::{LWHOST_STORE_COMMIT, LWHOST_STORE_TRUNC, LWHOST_STORE_WRITE};
         let chunks: Vec<&[u8]> = if value.is_empty() {
             vec![&[][..]]
@@ -302,6 +307,7 @@ impl Guest {
             if i == chunks.len() - 1 {
                 flags |= LWHOST_STORE_COMMIT;
             }
+            before_chunk(i);
             let req = StoreRequest {
                 op: LWHOST_STORE_WRITE,
                 flags,
