@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::AbortHandle;
@@ -77,30 +78,34 @@ where
     let (out_tx, mut out_rx) = mpsc::channel::<Message>(OUT_QUEUE);
     let out = Out(out_tx);
 
-    // The writer batches whatever is queued into one flush.
+    // The writer batches whatever is queued into one flush. A client that stops reading for
+    // longer than the idle timeout loses its session, so a stuck peer cannot pin resources.
+    let stall_limit = ctx.cfg.limits.idle_timeout;
+    let peer = ctx.peer;
     let mut writer = tokio::spawn(async move {
         while let Some(first) = out_rx.recv().await {
-            let is_close = matches!(first, Message::Close(_));
-            if sink.feed(first).await.is_err() {
-                return;
-            }
-            if is_close {
-                break;
-            }
-            while let Ok(more) = out_rx.try_recv() {
-                let is_close = matches!(more, Message::Close(_));
-                if sink.feed(more).await.is_err() {
+            let batch = async {
+                let mut next = Some(first);
+                while let Some(msg) = next.take() {
+                    let is_close = matches!(msg, Message::Close(_));
+                    sink.feed(msg).await?;
+                    if is_close {
+                        break;
+                    }
+                    next = out_rx.try_recv().ok();
+                }
+                sink.flush().await
+            };
+            match tokio::time::timeout(stall_limit, batch).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    tracing::info!(%peer, "client stopped reading for {stall_limit:?}: session closed");
                     return;
                 }
-                if is_close {
-                    break;
-                }
-            }
-            if sink.flush().await.is_err() {
-                return;
             }
         }
-        sink.close().await.ok();
+        let _ = tokio::time::timeout(Duration::from_secs(2), sink.close()).await;
     });
 
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<ConnEvent>();
@@ -170,7 +175,7 @@ where
     }
     drop(out);
     // Let the writer flush the close frame, but do not wait on a client that stopped reading.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
     tracing::debug!(peer = %ctx.peer, "session end");
 }
 

@@ -196,3 +196,42 @@ async fn sigterm_drains_then_exits() {
     let status = proxy.terminate();
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_loses_its_session_and_its_slots() {
+    let endless = source_server(usize::MAX).await;
+    let echo = echo_server().await;
+    let proxy = Proxy::start(&[
+        "--allow",
+        &allow(endless),
+        "--allow",
+        &allow(echo),
+        "--bytes-per-min",
+        "0",
+        "--max-concurrent",
+        "1",
+        "--idle-timeout",
+        "2s",
+    ]);
+    // Opens an endless stream and never reads the WebSocket again.
+    let mut deaf = Ws::v1(&proxy, "deaf").await;
+    assert_eq!(deaf.open(1, "127.0.0.1", endless.port()).await["t"], "opened");
+    let mut again = Ws::v1(&proxy, "deaf").await;
+    let v = again.open(1, "127.0.0.1", echo.port()).await;
+    assert!(msg(&v).contains("concurrent"), "{v}");
+    // After the stall limit the proxy drops the deaf session, which frees the slot.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut id = 2;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let v = again.open(id, "127.0.0.1", echo.port()).await;
+        if v["t"] == "opened" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slot never released: {v}");
+        id += 1;
+    }
+    again.echo(id, b"mine now").await;
+    assert!(proxy.log_text().contains("stopped reading"));
+    drop(deaf);
+}
