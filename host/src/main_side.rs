@@ -49,6 +49,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// The doorbell thread re-checks this often even without a wake-up, in
 /// case a worker bumps without waking.
 const DOORBELL_RECHECK: Duration = Duration::from_millis(500);
+/// How often connections stalled on a full rx ring are retried without a
+/// doorbell (the worker rings when it drains a ring below half).
+const STALL_RETRY: Duration = Duration::from_millis(50);
 
 /// What the main side needs to run.
 #[derive(Debug, Clone)]
@@ -356,6 +359,13 @@ impl Service {
                     self.reconnect_at = None;
                     self.connect();
                 }
+                // Safety net for a worker side that frees rx space without
+                // ringing: retry stalled connections now and then.
+                _ = tokio::time::sleep(STALL_RETRY), if self.any_stalled() => {
+                    for i in 0..CONNS {
+                        self.pump_rx(i);
+                    }
+                }
             }
             self.flush_guest();
         }
@@ -373,6 +383,11 @@ impl Service {
             }
         }
         tracing::info!("main side stopped");
+    }
+
+    /// Whether some connection holds proxy bytes its rx ring had no room for.
+    fn any_stalled(&self) -> bool {
+        self.slots.iter().any(|s| s.pending_bytes > 0)
     }
 
     fn flush_guest(&mut self) {
