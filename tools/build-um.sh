@@ -165,6 +165,13 @@ main() {
     done
     [ ${#steps[@]} -gt 0 ] || steps=(kernel guest host demo initramfs)
     mkdir -p "$UM_LOGS" "$UM_INSTALL"
+    # One build at a time (a test tier and a user's run may start together).
+    local lockfd
+    exec {lockfd}>"$UM_INSTALL/.build.lock"
+    if ! flock -n "$lockfd"; then
+        lw_info "waiting for another um build to finish"
+        flock "$lockfd"
+    fi
     local start=$SECONDS
     for s in "${steps[@]}"; do "step_$s"; done
     lw_info "um build complete in $((SECONDS - start)) s: $UM_INSTALL"

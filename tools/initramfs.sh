@@ -22,9 +22,10 @@ guest_bin=${2:?usage: tools/initramfs.sh OUTPUT.cpio.gz GUEST-BIN-DIR [DEMO-KEY.
 demo_key=${3:-}
 
 busybox=/bin/busybox
-root=$LW_BUILD/initramfs-root
-[ "$overlay" = 0 ] || root=$LW_BUILD/initramfs-overlay
-rm -rf "$root"
+mkdir -p "$LW_BUILD"
+root=$(mktemp -d "$LW_BUILD/initramfs-root.XXXXXX")
+chmod 755 "$root"
+trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,usr/local/bin,etc/lwpkg/keys,dev,proc,sys,tmp,run,mnt,root,home,opt,var/tmp}
 chmod 700 "$root/root"
 chmod 1777 "$root/tmp" "$root/var/tmp"
