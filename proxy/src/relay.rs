@@ -23,7 +23,7 @@ use tokio::time::Instant;
 const CHUNK: usize = 64 * 1024;
 /// Acks are coalesced up to this many bytes (a quarter of the window) ...
 const ACK_BATCH: u64 = WINDOW / 4;
-/// ... or sent after this long without further data.
+/// ... or sent this long after the first byte they cover was written.
 const ACK_DELAY: Duration = Duration::from_millis(2);
 
 /// Client-to-target commands, in order.
@@ -336,24 +336,23 @@ async fn upstream_loop<W: AsyncWrite + Unpin>(
 ) -> Result<(), String> {
     let p = sh.p;
     let mut unacked: u64 = 0;
+    // Acks are coalesced: one per ACK_BATCH bytes, or ACK_DELAY after the first unacked byte.
+    // A client never waits on them before a quarter of its window is in flight, so small
+    // writes (interactive traffic) do not cost an extra message each. One timer, re-armed
+    // only when an ack period starts, keeps the per-message cost nil.
+    let ack_timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(ack_timer);
     loop {
-        // Acks are coalesced: one per ACK_BATCH bytes, or after ACK_DELAY without more data.
-        // A client never waits on them before a quarter of its window is in flight, so small
-        // writes (interactive traffic) do not cost an extra message each.
-        let cmd = if unacked > 0 {
-            tokio::select! {
-                biased;
-                cmd = rx.recv() => cmd,
-                _ = tokio::time::sleep(ACK_DELAY) => {
-                    if !p.out.text(protocol::ack(p.id, unacked)).await {
-                        return Err("client gone".into());
-                    }
-                    unacked = 0;
-                    continue;
+        let cmd = tokio::select! {
+            biased;
+            cmd = rx.recv() => cmd,
+            _ = &mut ack_timer, if unacked > 0 => {
+                if !p.out.text(protocol::ack(p.id, unacked)).await {
+                    return Err("client gone".into());
                 }
+                unacked = 0;
+                continue;
             }
-        } else {
-            rx.recv().await
         };
         let Some(cmd) = cmd else { return Ok(()) };
         match cmd {
@@ -366,6 +365,9 @@ async fn upstream_loop<W: AsyncWrite + Unpin>(
                 sh.audit.add_up(n);
                 sh.touch();
                 if p.dialect == Dialect::V2 {
+                    if unacked == 0 {
+                        ack_timer.as_mut().reset(Instant::now() + ACK_DELAY);
+                    }
                     unacked += n as u64;
                     if unacked >= ACK_BATCH {
                         if !p.out.text(protocol::ack(p.id, unacked)).await {
