@@ -560,6 +560,7 @@ impl Service {
                 if c.state().load(Ordering::Acquire) == LWHOST_CONN_CONNECTING {
                     c.state().store(LWHOST_CONN_OPEN, Ordering::Release);
                     self.guest_dirty = true;
+                    self.pump_rx(i);
                 }
             }
             ServerMsg::Data { id, b64 } => {
@@ -627,10 +628,7 @@ impl Service {
                 slot = i,
                 "proxy overran the flow-control window; failing the connection"
             );
-            self.by_proxy_id.remove(&id);
-            self.slots[i].proxy_id = None;
-            self.send_json(serde_json::json!({"t": "close", "id": id}));
-            self.fail(i, EIO);
+            self.fail(i, EIO); // also closes it at the proxy
             return;
         }
         s.pending_bytes += bytes.len();
@@ -730,6 +728,12 @@ impl Service {
     /// Marks a connection FAILED with `errno`; the slot stays ours until the
     /// worker closes it.
     fn fail(&mut self, i: usize, errno: i32) {
+        // The proxy may still hold the connection (e.g. a broken ring):
+        // end it there too, so it stops sending.
+        if let Some(id) = self.slots[i].proxy_id.take() {
+            self.by_proxy_id.remove(&id);
+            self.send_json(serde_json::json!({"t": "close", "id": id}));
+        }
         let s = &mut self.slots[i];
         s.pending_rx.clear();
         s.pending_front = 0;
