@@ -687,6 +687,12 @@ impl Service {
     }
 
     fn take_request(&mut self, i: usize) {
+        // A new request on a slot we still serve means the guest broke the
+        // protocol; drop the old connection cleanly first.
+        if let Some(id) = self.slots[i].proxy_id.take() {
+            self.by_proxy_id.remove(&id);
+            self.send_json(serde_json::json!({"t": "close", "id": id}));
+        }
         let region = self.region.clone();
         let c = conn_at(&region, i);
         let host_len = c.host_len().load(Ordering::Relaxed) as usize;
