@@ -10,7 +10,8 @@ source "$(dirname "$(readlink -f "$0")")/../lib.sh"
 # shellcheck source=tools/kernel.sh
 source "$LW_ROOT/tools/kernel.sh"
 
-lw_need_apt "${LW_APT_KERNEL[@]}" build-essential clang-19 lld-19 llvm-19 python3 git
+# python3-ply and python3-git let checkpatch run its SPDX check (spdxcheck.py).
+lw_need_apt "${LW_APT_KERNEL[@]}" build-essential clang-19 lld-19 llvm-19 python3 python3-ply python3-git git
 
 KDIR=$LW_BUILD/kernel-test
 LOGS=$KDIR/logs
@@ -26,11 +27,12 @@ apply_series() { (lw_kernel_tree "$1" "$2"); }
 checkpatch_clean() {
     local tree=$1 patch=$2 log
     log=$LOGS/checkpatch-$(basename "$tree")-$(basename "$patch" .patch).log
-    (cd "$tree" && perl scripts/checkpatch.pl --strict --no-color "$patch") >"$log" 2>&1 || true
-    if grep -q '^total: 0 errors, 0 warnings, 0 checks' "$log"; then
+    # Debian's python3 first: the one with ply, for the SPDX check.
+    (cd "$tree" && PATH=/usr/bin:$PATH perl scripts/checkpatch.pl --strict --no-color "$patch") >"$log" 2>&1 || true
+    if grep -q '^total: 0 errors, 0 warnings, 0 checks' "$log" && ! grep -q '^Traceback' "$log"; then
         return 0
     fi
-    grep -E '^(ERROR|WARNING|CHECK)|^total:' "$log" | sed 's/^/    /' || true
+    grep -E '^(ERROR|WARNING|CHECK)|^total:|Error' "$log" | sed 's/^/    /' || true
     return 1
 }
 
