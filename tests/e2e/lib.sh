@@ -336,13 +336,14 @@ e2e_registries() {
     cp "$E2E_TMP/keys/test.pub" "$SHARE/keys/test.pub"
     gcc -static -Os -s -o "$E2E_TMP/pkgsrc/hello" "$LW_ROOT/tools/demo/hello.c"
     printf '#!/bin/sh\nhello "$@" && echo "greet: ok"\n' >"$E2E_TMP/pkgsrc/greet"
-    for d in repo-good repo-badpkg repo-badindex; do
+    for d in repo-good repo-badpkg repo-badleaf repo-badindex; do
         mkdir -p "$WWW/$d"
         bash "$reg" package "$WWW/$d" hello 1.0 "$E2E_TMP/pkgsrc/hello"
         bash "$reg" package "$WWW/$d" greet 2.1 "$E2E_TMP/pkgsrc/greet" hello
         "$indexer" build "$WWW/$d" --sign "$E2E_TMP/keys/test.key" >/dev/null
     done
     printf '\n# tampered\n' >>"$WWW/repo-badpkg/greet-2.1"
+    printf 'tampered' >>"$WWW/repo-badleaf/hello-1.0"
     sed -i 's/"2.1"/"2.2"/' "$WWW/repo-badindex/index.json"
     cmp -s "$WWW/repo-good/index.json" "$WWW/repo-badindex/index.json" && lw_die "e2e: could not tamper with the index"
     # What every pkg/sync guest script starts with.
@@ -363,10 +364,15 @@ use_repo repo-badindex
 lwpkg update; echo "update-badindex=$?"
 lwpkg install greet; echo "install-badindex=$?"
 leftovers | sed 's/^/badindex-/'
+use_repo repo-badleaf
+lwpkg update; echo "update-badleaf=$?"
+lwpkg install hello; echo "install-badleaf=$?"
+leftovers | sed 's/^/badleaf-/'
 use_repo repo-badpkg
 lwpkg update; echo "update-badpkg=$?"
 lwpkg install greet; echo "install-badpkg=$?"
 leftovers | sed 's/^/badpkg-/'
+lwpkg remove hello >/dev/null 2>&1
 use_repo repo-good
 lwpkg update; echo "update=$?"
 lwpkg install greet; echo "install=$?"
@@ -385,11 +391,20 @@ EOF
         fail "lwpkg: an index whose signature does not match is refused, nothing installed" pkg
         rc=1
     fi
-    if out_has pkg "update-badpkg=0" && out_has pkg "install-badpkg=" && ! out_has pkg "install-badpkg=0" &&
-        ! grep -q '^badpkg-' "$E2E_TMP/pkg.out"; then
+    if out_has pkg "update-badleaf=0" && out_has pkg "install-badleaf=" && ! out_has pkg "install-badleaf=0" &&
+        ! grep -q '^badleaf-' "$E2E_TMP/pkg.out"; then
         pass "lwpkg: a package whose sha256 does not match is refused, nothing installed"
     else
         fail "lwpkg: a package whose sha256 does not match is refused, nothing installed" pkg
+        rc=1
+    fi
+    # lwpkg installs a (verified) dependency before it fetches the package that
+    # needs it, so only the tampered package itself is checked for here.
+    if out_has pkg "update-badpkg=0" && out_has pkg "install-badpkg=" && ! out_has pkg "install-badpkg=0" &&
+        ! grep -q '^badpkg-.*greet' "$E2E_TMP/pkg.out"; then
+        pass "lwpkg: a tampered package that has a dependency is refused; nothing of it is installed"
+    else
+        fail "lwpkg: a tampered package that has a dependency is refused; nothing of it is installed" pkg
         rc=1
     fi
     if out_has pkg "update=0" && out_has pkg "install=0" && out_has pkg "run=0" &&
