@@ -302,11 +302,14 @@ async fn downstream<R: AsyncRead + Unpin>(rd: &mut R, sh: &Shared<'_>) -> Result
         };
         let mut buf = BytesMut::with_capacity(headroom + budget);
         buf.resize(headroom, 0);
-        let n = (&mut *rd)
-            .take(budget as u64)
-            .read_buf(&mut buf)
-            .await
-            .map_err(|e| io_error_text(&e))?;
+        let n = match (&mut *rd).take(budget as u64).read_buf(&mut buf).await {
+            Ok(n) => n,
+            // A TLS target that closes without close_notify (common on the web): rustls reports
+            // UnexpectedEof. Treat it as the end of stream, as browsers and curl do, so the bytes
+            // already relayed stay a complete response; HTTP framing catches real truncation.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+            Err(e) => return Err(io_error_text(&e)),
+        };
         p.window.give_back(budget - n);
         if n == 0 {
             return Ok(());

@@ -53,6 +53,28 @@ async fn refused_reset_and_remote_close() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_target_closing_without_close_notify_is_end_of_stream() {
+    let ca = test_ca("abrupt");
+    const REPLY: &[u8] = b"HTTP/1.0 200 OK\r\n\r\nwhole body";
+    let target = tls_abrupt_server(ca.server_config.clone(), REPLY).await;
+    let proxy = Proxy::start(&[
+        "--allow",
+        &allow(target),
+        "--extra-ca",
+        ca.ca_pem_path.to_str().unwrap(),
+    ]);
+    let mut ws = Ws::v2(&proxy, "alice").await;
+    let open = json!({"t": "open", "id": 1, "host": "127.0.0.1", "port": target.port(), "tls": true});
+    assert_eq!(ws.open_with(open).await["t"], "opened");
+    let (got, control) = ws.read_data(1, REPLY.len()).await;
+    assert_eq!(got, REPLY);
+    assert!(control.iter().all(|v| v["t"] != "error"), "{control:?}");
+    // The data is followed by a plain end of stream, not an error.
+    let v = ws.recv_json().await;
+    assert_eq!(v["t"], "eof", "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_to_target_verifies_against_extra_ca() {
     let ca = test_ca("target");
     let tls_echo = tls_echo_server(ca.server_config.clone()).await;

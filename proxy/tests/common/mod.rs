@@ -504,6 +504,25 @@ pub async fn tls_echo_server(cfg: Arc<rustls::ServerConfig>) -> SocketAddr {
     a
 }
 
+/// A TLS server that writes `reply` and then drops the TCP socket without close_notify, as
+/// many web servers do.
+pub async fn tls_abrupt_server(cfg: Arc<rustls::ServerConfig>, reply: &'static [u8]) -> SocketAddr {
+    let (l, a) = listener().await;
+    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+    serve(l, move |s| {
+        let acceptor = acceptor.clone();
+        async move {
+            if let Ok(mut tls) = acceptor.accept(s).await {
+                let _ = tls.write_all(reply).await;
+                let _ = tls.flush().await;
+                let (tcp, _) = tls.into_inner();
+                drop(tcp); // no close_notify
+            }
+        }
+    });
+    a
+}
+
 /// `--allow 127.0.0.1/32:PORT` for a test server.
 pub fn allow(a: SocketAddr) -> String {
     format!("127.0.0.1/32:{}", a.port())
