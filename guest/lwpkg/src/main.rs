@@ -390,6 +390,34 @@ mod tests {
     }
 
     #[test]
+    fn a_tampered_package_installs_none_of_its_dependencies() {
+        let mut w = World::new("allornothing");
+        w.publish(&[
+            ("app", "1.0", "x86_64", &["lib"], b"app-binary"),
+            ("lib", "2.1", "x86_64", &[], b"lib-binary"),
+        ]);
+        // lib verifies, app does not: lib is fetched first but must not go live.
+        w.files
+            .insert(format!("{BASE}/app-1.0-x86_64.bin"), b"app-binarY".to_vec());
+        w.run(&["update"]).unwrap();
+        let before: Vec<String> = w
+            .tree("")
+            .into_iter()
+            .filter(|p| !p.starts_with("var/lib"))
+            .collect();
+        let e = w.run(&["install", "app"]).unwrap_err();
+        assert!(e.msg.contains("checksum mismatch"), "{e}");
+        // The package root itself may now exist; nothing inside it may.
+        let after: Vec<String> = w
+            .tree("")
+            .into_iter()
+            .filter(|p| !p.starts_with("var/lib") && p != "opt" && p != "opt/packages")
+            .collect();
+        assert_eq!(after, before, "a failed install left something behind");
+        assert!(!w.p("opt/packages/lib").exists() && !w.p("usr/local/bin/lib").exists());
+    }
+
+    #[test]
     fn tampered_or_unsigned_index_is_refused() {
         let mut w = World::new("sig");
         w.publish(&[("tool", "1.0", "x86_64", &[], b"x")]);

@@ -30,6 +30,14 @@ pub struct Ctx<'a> {
     pub quiet: bool,
 }
 
+/// A package downloaded and verified but not yet live; `tmp` is None when
+/// the same version is already installed and only its link is refreshed.
+struct Staged {
+    rec: Record,
+    pkgdir: String,
+    tmp: Option<String>,
+}
+
 /// What install wrote, kept beside the files so remove undoes exactly that.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -258,18 +266,32 @@ impl Ctx<'_> {
         Ok(out)
     }
 
-    /// Installs the entries in order (dependencies first, see index::resolve).
+    /// Installs the entries (dependencies first, see index::resolve) all or
+    /// nothing: every package is downloaded and verified before any goes
+    /// live, so one bad package leaves the system as it was.
     pub fn install_all(&mut self, entries: &[&Entry]) -> Result<()> {
+        let installed = self.installed()?;
+        let mut staged = Vec::new();
         for e in entries {
-            self.install(e)?;
+            match self.stage(e, &installed) {
+                Ok(st) => staged.push(st),
+                Err(err) => {
+                    for st in &staged {
+                        self.discard(st);
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        for st in staged {
+            self.commit(st, &installed)?;
         }
         Ok(())
     }
 
-    /// Installs one package: download to a temporary directory, verify size
-    /// and sha256, rename into place, then switch the link atomically. A
-    /// failure at any step leaves the previous state (and version) intact.
-    pub fn install(&mut self, e: &Entry) -> Result<()> {
+    /// Downloads `e` into a temporary directory beside its final place and
+    /// verifies size and sha256; nothing is live yet.
+    fn stage(&mut self, e: &Entry, installed: &[Record]) -> Result<Staged> {
         if e.arch != self.arch {
             return Err(Error::msg(format!(
                 "refusing {}: it is built for {} and this system is {}",
@@ -278,64 +300,85 @@ impl Ctx<'_> {
         }
         let sha = hex_encode(&e.sha256);
         let pkgdir = self.path(&format!("{PACKAGES}/{}", e.name));
-        let final_dir = format!("{pkgdir}/{}", e.version);
-        let file = format!("{PACKAGES}/{}/{}/{}", e.name, e.version, e.bin);
-        let link = format!("{BIN}/{}", e.bin);
-        let installed = self.installed()?;
-        if let Some(r) = installed
+        let rec = Record {
+            name: e.name.clone(),
+            version: e.version.clone(),
+            arch: e.arch.clone(),
+            sha256: sha.clone(),
+            size: e.size,
+            file: format!("{PACKAGES}/{}/{}/{}", e.name, e.version, e.bin),
+            link: format!("{BIN}/{}", e.bin),
+            depends: e.depends.clone(),
+        };
+        if installed
             .iter()
-            .find(|r| r.name == e.name && r.version == e.version && r.sha256 == sha)
+            .any(|r| r.name == e.name && r.version == e.version && r.sha256 == sha)
         {
-            self.link(r)?;
-            self.say(format_args!("{} {} is already installed", e.name, e.version));
-            return Ok(());
+            return Ok(Staged {
+                rec,
+                pkgdir,
+                tmp: None,
+            });
         }
         // Never take over a command that another package or the user owns.
-        self.check_link_free(&link, &e.name)?;
+        self.check_link_free(&rec.link, &e.name)?;
         fs::mkdir_p(&pkgdir, 0o755)?;
         self.clean_temp(&pkgdir);
         // SAFETY: plain C call.
         let tmp = format!("{pkgdir}/.tmp-{}-{}", e.version, unsafe { sys::getpid() });
         fs::remove_tree(&tmp)?;
         fs::mkdir(&tmp, 0o755)?;
-        let result = self.download_into(e, &tmp, &sha);
-        let result = result.and_then(|()| {
-            let rec = Record {
-                name: e.name.clone(),
-                version: e.version.clone(),
-                arch: e.arch.clone(),
-                sha256: sha.clone(),
-                size: e.size,
-                file: file.clone(),
-                link: link.clone(),
-                depends: e.depends.clone(),
-            };
-            fs::write_file_atomic(&format!("{tmp}/{RECORD}"), rec.to_text().as_bytes(), 0o644)?;
-            // A same-version directory without a valid record is debris of an older attempt.
-            fs::remove_tree(&final_dir)?;
-            fs::rename(&tmp, &final_dir)?;
-            Ok(rec)
+        let result = self.download_into(e, &tmp, &sha).and_then(|()| {
+            fs::write_file_atomic(&format!("{tmp}/{RECORD}"), rec.to_text().as_bytes(), 0o644)
         });
-        let rec = match result {
-            Ok(r) => r,
-            Err(err) => {
-                let _ = fs::remove_tree(&tmp);
-                // A first install that failed leaves no empty package directory either.
-                if fs::read_dir(&pkgdir).map(|v| v.is_empty()).unwrap_or(false) {
-                    let _ = fs::rmdir(&pkgdir);
-                }
-                return Err(err.context(format!("installing {} {}", e.name, e.version)));
-            }
+        let staged = Staged {
+            rec,
+            pkgdir,
+            tmp: Some(tmp),
         };
-        self.link(&rec)?;
-        // The new version is live: drop the versions it replaced.
+        match result {
+            Ok(()) => Ok(staged),
+            Err(err) => {
+                self.discard(&staged);
+                Err(err.context(format!("installing {} {}", e.name, e.version)))
+            }
+        }
+    }
+
+    /// Removes a staged download, and a package directory that only it made.
+    fn discard(&self, st: &Staged) {
+        if let Some(tmp) = &st.tmp {
+            let _ = fs::remove_tree(tmp);
+        }
+        if fs::read_dir(&st.pkgdir).map(|v| v.is_empty()).unwrap_or(false) {
+            let _ = fs::rmdir(&st.pkgdir);
+        }
+    }
+
+    /// Moves a verified package into place, switches its link atomically and
+    /// drops the versions it replaced.
+    fn commit(&mut self, st: Staged, installed: &[Record]) -> Result<()> {
+        let rec = &st.rec;
+        let Some(tmp) = &st.tmp else {
+            self.link(rec)?;
+            self.say(format_args!("{} {} is already installed", rec.name, rec.version));
+            return Ok(());
+        };
+        let final_dir = format!("{}/{}", st.pkgdir, rec.version);
+        // A same-version directory without a valid record is debris of an older attempt.
+        fs::remove_tree(&final_dir)?;
+        fs::rename(tmp, &final_dir)?;
+        self.link(rec)?;
         for old in installed
             .iter()
-            .filter(|r| r.name == e.name && r.version != e.version)
+            .filter(|r| r.name == rec.name && r.version != rec.version)
         {
             fs::remove_tree(&self.path(&format!("{PACKAGES}/{}/{}", old.name, old.version)))?;
         }
-        self.say(format_args!("installed {} {} ({})", e.name, e.version, link));
+        self.say(format_args!(
+            "installed {} {} ({})",
+            rec.name, rec.version, rec.link
+        ));
         Ok(())
     }
 
