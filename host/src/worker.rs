@@ -204,23 +204,29 @@ impl Worker {
         Ok((c, state))
     }
 
+    /// The connection behind `id` if bytes may flow now: `-EAGAIN` while it
+    /// connects, its errno once failed, `-ECONNRESET` without a main side.
+    fn streaming(&self, id: i32) -> Result<Conn<'_>, i32> {
+        let (c, state) = self.conn(id)?;
+        if !self.main_alive() {
+            return Err(-ECONNRESET);
+        }
+        match state {
+            LWHOST_CONN_OPEN => Ok(c),
+            LWHOST_CONN_REQUESTED | LWHOST_CONN_CONNECTING => Err(-EAGAIN),
+            LWHOST_CONN_FAILED => Err(-conn_errno(c)),
+            _ => Err(-EIO),
+        }
+    }
+
     /// `wasm_net_write`: bytes accepted (> 0), 0 for an empty buffer,
     /// `-EAGAIN` while connecting or when the ring is full, `-EPIPE` after
     /// shutdown, or the connection's error.
     pub fn net_write(&self, id: i32, buf: &[u8]) -> i32 {
-        let (c, state) = match self.conn(id) {
-            Ok(v) => v,
+        let c = match self.streaming(id) {
+            Ok(c) => c,
             Err(e) => return e,
         };
-        if !self.main_alive() {
-            return -ECONNRESET;
-        }
-        match state {
-            LWHOST_CONN_OPEN => {}
-            LWHOST_CONN_REQUESTED | LWHOST_CONN_CONNECTING => return -EAGAIN,
-            LWHOST_CONN_FAILED => return -conn_errno(c),
-            _ => return -EIO,
-        }
         if c.worker_flags().load(Ordering::Relaxed) & LWHOST_WF_SHUT_WR != 0 {
             return -EPIPE;
         }
@@ -241,19 +247,10 @@ impl Worker {
     /// `wasm_net_read`: bytes read (> 0), 0 at end of stream (or for an
     /// empty buffer), `-EAGAIN` when nothing is there yet, or the error.
     pub fn net_read(&self, id: i32, buf: &mut [u8]) -> i32 {
-        let (c, state) = match self.conn(id) {
-            Ok(v) => v,
+        let c = match self.streaming(id) {
+            Ok(c) => c,
             Err(e) => return e,
         };
-        if !self.main_alive() {
-            return -ECONNRESET;
-        }
-        match state {
-            LWHOST_CONN_OPEN => {}
-            LWHOST_CONN_REQUESTED | LWHOST_CONN_CONNECTING => return -EAGAIN,
-            LWHOST_CONN_FAILED => return -conn_errno(c),
-            _ => return -EIO,
-        }
         if buf.is_empty() {
             return 0;
         }
