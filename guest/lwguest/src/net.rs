@@ -7,9 +7,7 @@ use lwabi::{lwnet_open_args, lwnet_open_ex, lwnet_status};
 
 /// The device, from the uapi header.
 pub fn device_path() -> &'static str {
-    let raw: &[u8] = lwabi::LWNET_DEVICE;
-    let bytes = raw.strip_suffix(&[0]).unwrap_or(raw);
-    core::str::from_utf8(bytes).unwrap_or("/dev/lwnet")
+    crate::sys::uapi_str(lwabi::LWNET_DEVICE, "/dev/lwnet")
 }
 
 /// The reason a connect failed, in the words a user expects (spec A's errno mapping).

@@ -23,9 +23,7 @@ pub trait Blobs {
 }
 
 pub fn device_path() -> &'static str {
-    let raw: &[u8] = lwabi::LWSTORE_DEVICE;
-    let bytes = raw.strip_suffix(&[0]).unwrap_or(raw);
-    core::str::from_utf8(bytes).unwrap_or("/dev/lwstore")
+    crate::sys::uapi_str(lwabi::LWSTORE_DEVICE, "/dev/lwstore")
 }
 
 /// Turns a store errno into words.

@@ -266,3 +266,10 @@ pub fn strerror(e: c_int) -> &'static str {
         _ => "unknown error",
     }
 }
+
+/// A string constant from a uapi header (bindgen gives it NUL-terminated
+/// bytes) as a `str`; `fallback` only if the header ever held non-UTF-8.
+pub fn uapi_str(raw: &'static [u8], fallback: &'static str) -> &'static str {
+    let bytes = raw.strip_suffix(&[0]).unwrap_or(raw);
+    core::str::from_utf8(bytes).unwrap_or(fallback)
+}
