@@ -1,29 +1,20 @@
-//! Authentication: HS256 JWTs (alg pinned, `exp` required, `nbf` honoured) and the origin
-//! allowlist. Hand-rolled on hmac/sha2 so the accepted algorithm is exactly one, by design.
+//! Authentication: HS256 JWTs verified by the `jsonwebtoken` crate (RFC 7519) with the
+//! algorithm pinned to HS256, `exp` and `sub` required, `nbf` honoured, both with the same
+//! leeway; and the origin allowlist.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-type HmacSha256 = Hmac<Sha256>;
-
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
-const LEEWAY_SECS: i64 = 5;
+const LEEWAY_SECS: u64 = 5;
 /// Longest token accepted (before any decoding work).
 const MAX_TOKEN_LEN: usize = 4096;
 /// Longest subject used as an identity.
 const MAX_SUB_LEN: usize = 128;
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Header {
-    alg: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    typ: Option<String>,
-}
-
+/// The claims lwproxy reads (RFC 7519 §4.1); others are ignored.
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
     sub: String,
@@ -34,6 +25,7 @@ struct Claims {
     iat: Option<i64>,
 }
 
+/// Why a client was not authenticated (answered with 401; the text goes to the log).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AuthError {
     #[error("no token (use ?token= or the bearer.<token> subprotocol)")]
@@ -50,6 +42,7 @@ pub enum AuthError {
     NotYetValid,
 }
 
+/// Seconds since the Unix epoch (0 if the clock is before it).
 pub fn now_secs() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -57,80 +50,66 @@ pub fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-fn mac(secret: &[u8]) -> HmacSha256 {
-    // HMAC accepts keys of any length; the error case cannot happen.
-    HmacSha256::new_from_slice(secret).unwrap_or_else(|_| unreachable!("hmac takes any key length"))
-}
-
-/// Mints a token for `sub` valid for `ttl_secs` from now.
+/// Mints a token for `sub` valid for `ttl_secs` from now (`lwproxy token`).
 pub fn mint(secret: &[u8], sub: &str, ttl_secs: i64) -> anyhow::Result<String> {
     let now = now_secs();
-    let header = Header {
-        alg: "HS256".into(),
-        typ: Some("JWT".into()),
-    };
     let claims = Claims {
         sub: sub.to_owned(),
         exp: now.saturating_add(ttl_secs),
         nbf: Some(now),
         iat: Some(now),
     };
-    let signing_input = format!(
-        "{}.{}",
-        B64URL.encode(serde_json::to_vec(&header)?),
-        B64URL.encode(serde_json::to_vec(&claims)?)
-    );
-    let mut m = mac(secret);
-    m.update(signing_input.as_bytes());
-    let sig = B64URL.encode(m.finalize().into_bytes());
-    Ok(format!("{signing_input}.{sig}"))
+    Ok(jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )?)
 }
 
-/// Verifies a token at time `now`; returns its subject.
-pub fn verify(secret: &[u8], token: &str, now: i64) -> Result<String, AuthError> {
+/// The one validation every token passes: HS256 only (a token naming any other algorithm,
+/// `none` included, is refused before its signature is looked at), `exp` and `sub` present,
+/// `exp` and `nbf` checked against the clock with [`LEEWAY_SECS`].
+fn validation() -> Validation {
+    let mut v = Validation::new(Algorithm::HS256);
+    v.set_required_spec_claims(&["exp", "sub"]);
+    v.leeway = LEEWAY_SECS;
+    v.validate_exp = true;
+    v.validate_nbf = true;
+    v
+}
+
+/// Verifies a token against the current clock; returns its subject (1 to 128 bytes).
+pub fn verify(secret: &[u8], token: &str) -> Result<String, AuthError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(AuthError::Malformed("too long"));
     }
-    let mut parts = token.split('.');
-    let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    if token.split('.').count() != 3 {
         return Err(AuthError::Malformed("expected three dot-separated parts"));
-    };
-    let header: Header = B64URL
-        .decode(h)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or(AuthError::Malformed("header"))?;
-    // Pinned: "none", RS256, HS384... are all refused before the signature is looked at.
-    if header.alg != "HS256" {
-        return Err(AuthError::Algorithm(header.alg.chars().take(16).collect()));
     }
-    let sig = B64URL
-        .decode(s)
-        .map_err(|_| AuthError::Malformed("signature encoding"))?;
-    let mut m = mac(secret);
-    m.update(h.as_bytes());
-    m.update(b".");
-    m.update(c.as_bytes());
-    m.verify_slice(&sig).map_err(|_| AuthError::Signature)?; // constant time
-    let claims: Claims = B64URL
-        .decode(c)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or(AuthError::Malformed(
-            "claims (need string 'sub' and integer 'exp')",
-        ))?;
-    if claims.sub.is_empty() || claims.sub.len() > MAX_SUB_LEN {
+    let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(secret), &validation())
+        .map_err(|e| match e.kind() {
+            ErrorKind::InvalidAlgorithm => AuthError::Algorithm(
+                jsonwebtoken::decode_header(token)
+                    .map(|h| format!("{:?}", h.alg))
+                    .unwrap_or_default(),
+            ),
+            // The header names an algorithm the crate does not know (`none`, made-up names).
+            ErrorKind::Json(_) if jsonwebtoken::decode_header(token).is_err() => {
+                AuthError::Malformed("header (or an algorithm other than HS256)")
+            }
+            ErrorKind::InvalidSignature => AuthError::Signature,
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+            ErrorKind::MissingRequiredClaim(_) | ErrorKind::Json(_) => {
+                AuthError::Malformed("claims (need string 'sub' and integer 'exp')")
+            }
+            _ => AuthError::Malformed("encoding"),
+        })?;
+    let sub = data.claims.sub;
+    if sub.is_empty() || sub.len() > MAX_SUB_LEN {
         return Err(AuthError::Malformed("'sub' must be 1 to 128 bytes"));
     }
-    if now > claims.exp.saturating_add(LEEWAY_SECS) {
-        return Err(AuthError::Expired);
-    }
-    if let Some(nbf) = claims.nbf {
-        if now.saturating_add(LEEWAY_SECS) < nbf {
-            return Err(AuthError::NotYetValid);
-        }
-    }
-    Ok(claims.sub)
+    Ok(sub)
 }
 
 /// Parses `30s`, `10m`, `1h`, `7d` or plain seconds.
@@ -168,12 +147,17 @@ pub fn origin_allowed(allowlist: &[String], origin: Option<&str>) -> bool {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+    use base64::Engine as _;
+    use hmac::{Hmac, Mac};
 
     const KEY: &[u8] = b"test-secret";
 
+    /// Signs arbitrary header and claims text by hand, so tokens the crate would never mint
+    /// (other algorithms, missing claims) can be tried.
     fn forge(header: &str, claims: &str, key: &[u8]) -> String {
         let input = format!("{}.{}", B64URL.encode(header), B64URL.encode(claims));
-        let mut m = mac(key);
+        let mut m = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
         m.update(input.as_bytes());
         format!("{input}.{}", B64URL.encode(m.finalize().into_bytes()))
     }
@@ -181,33 +165,57 @@ mod tests {
     #[test]
     fn minted_token_verifies() {
         let t = mint(KEY, "alice", 3600).unwrap();
-        assert_eq!(verify(KEY, &t, now_secs()), Ok("alice".into()));
+        assert_eq!(verify(KEY, &t), Ok("alice".into()));
     }
 
     #[test]
     fn rejections() {
         let now = now_secs();
         let t = mint(KEY, "alice", 60).unwrap();
-        assert_eq!(verify(b"other", &t, now), Err(AuthError::Signature));
-        assert_eq!(verify(KEY, &t, now + 3600), Err(AuthError::Expired));
-        let future = forge(
-            r#"{"alg":"HS256"}"#,
-            &format!(r#"{{"sub":"a","exp":{},"nbf":{}}}"#, now + 7200, now + 3600),
-            KEY,
+        assert_eq!(verify(b"other", &t), Err(AuthError::Signature));
+        let claims = |exp: i64, nbf: Option<i64>| match nbf {
+            Some(n) => format!(r#"{{"sub":"a","exp":{exp},"nbf":{n}}}"#),
+            None => format!(r#"{{"sub":"a","exp":{exp}}}"#),
+        };
+        let hs = r#"{"alg":"HS256"}"#;
+        assert_eq!(
+            verify(KEY, &forge(hs, &claims(now - 60, None), KEY)),
+            Err(AuthError::Expired)
         );
-        assert_eq!(verify(KEY, &future, now), Err(AuthError::NotYetValid));
+        // Within the leeway on both sides.
+        assert!(verify(KEY, &forge(hs, &claims(now - 2, None), KEY)).is_ok());
+        assert!(verify(KEY, &forge(hs, &claims(now + 600, Some(now + 2)), KEY)).is_ok());
+        assert_eq!(
+            verify(KEY, &forge(hs, &claims(now + 7200, Some(now + 3600)), KEY)),
+            Err(AuthError::NotYetValid)
+        );
         let none = format!(
             "{}.{}.",
             B64URL.encode(r#"{"alg":"none"}"#),
-            B64URL.encode(format!(r#"{{"sub":"a","exp":{}}}"#, now + 60))
+            B64URL.encode(claims(now + 60, None))
         );
-        assert_eq!(verify(KEY, &none, now), Err(AuthError::Algorithm("none".into())));
-        let hs512 = forge(r#"{"alg":"HS512"}"#, r#"{"sub":"a","exp":99999999999}"#, KEY);
-        assert!(matches!(verify(KEY, &hs512, now), Err(AuthError::Algorithm(_))));
-        let no_exp = forge(r#"{"alg":"HS256"}"#, r#"{"sub":"a"}"#, KEY);
-        assert!(matches!(verify(KEY, &no_exp, now), Err(AuthError::Malformed(_))));
+        assert!(matches!(verify(KEY, &none), Err(AuthError::Malformed(_))));
+        let hs512 = forge(r#"{"alg":"HS512"}"#, &claims(now + 60, None), KEY);
+        assert_eq!(verify(KEY, &hs512), Err(AuthError::Algorithm("HS512".into())));
+        let rs256 = forge(r#"{"alg":"RS256"}"#, &claims(now + 60, None), KEY);
+        assert_eq!(verify(KEY, &rs256), Err(AuthError::Algorithm("RS256".into())));
+        for c in [
+            r#"{"sub":"a"}"#,
+            &format!(r#"{{"exp":{}}}"#, now + 60),
+            r#"{"sub":"a","exp":"x"}"#,
+        ] {
+            assert!(
+                matches!(verify(KEY, &forge(hs, c, KEY)), Err(AuthError::Malformed(_))),
+                "{c}"
+            );
+        }
+        let long_sub = format!(r#"{{"sub":"{}","exp":{}}}"#, "x".repeat(200), now + 60);
+        assert!(matches!(
+            verify(KEY, &forge(hs, &long_sub, KEY)),
+            Err(AuthError::Malformed(_))
+        ));
         for junk in ["", "a.b", "a.b.c.d", "!!!.###.$$$", &"x".repeat(5000)] {
-            assert!(verify(KEY, junk, now).is_err(), "{junk}");
+            assert!(verify(KEY, junk).is_err(), "{junk}");
         }
     }
 

@@ -290,7 +290,7 @@ async fn handle_client(
         Some(secret) => {
             let verdict = match token {
                 None => Err(auth::AuthError::Missing),
-                Some(t) => auth::verify(secret, &t, auth::now_secs()),
+                Some(t) => auth::verify(secret, &t),
             };
             match verdict {
                 Ok(sub) => sub,
