@@ -4,6 +4,7 @@ mod audit;
 mod auth;
 mod config;
 mod limits;
+mod platform;
 mod policy;
 mod protocol;
 mod relay;

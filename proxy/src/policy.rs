@@ -2,7 +2,19 @@
 //! is spelt; a port allowlist; explicit `--allow CIDR[:PORT]` holes and `deny` ranges.
 //! Names are resolved once; every address is checked; the caller connects only to the
 //! addresses returned from here.
+//!
+//! Order of the checks for one address: `--deny` ranges; `--allow` rules (an exact
+//! `CIDR:PORT` admits at once); cloud platform endpoints ([`crate::platform`], admitted only
+//! by a rule inside their own range); non-public addresses; the port allowlist.
+//!
+//! Order against the rate limits (per identity: connections per minute, concurrent
+//! connections): [`precheck`] runs first, so an address or port the policy denies is answered
+//! "refused by policy" and is not charged. A name is resolved after the limits (a lookup is
+//! spent only for a client within them) and each of its addresses then goes through
+//! [`Policy::check`]; so only a client already over its limits, opening a name, hears about
+//! the limit rather than the policy.
 
+use ipnet::{IpNet, Ipv4Net};
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -11,34 +23,17 @@ use std::str::FromStr;
 /// Phrase the client side maps to EACCES (spec A). Every denial contains it.
 pub const REFUSED: &str = "refused by policy";
 
-/// An address range.
+/// An address range: an [`IpNet`] written by the operator. A bare address is its own /32 or
+/// /128; an IPv4-mapped range (`::ffff:10.0.0.0/104`) is the IPv4 range it maps, because
+/// [`canonical`] turns every mapped destination into IPv4 before it is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    net: IpAddr,
-    prefix: u8,
-}
+pub struct Cidr(pub IpNet);
 
 impl Cidr {
+    /// Whether `ip` (already [`canonical`]) lies in the range.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.net, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => prefix_eq(&n.octets(), &a.octets(), self.prefix),
-            (IpAddr::V6(n), IpAddr::V6(a)) => prefix_eq(&n.octets(), &a.octets(), self.prefix),
-            _ => false,
-        }
+        self.0.contains(&ip)
     }
-}
-
-fn prefix_eq(a: &[u8], b: &[u8], prefix: u8) -> bool {
-    let full = usize::from(prefix / 8);
-    if a[..full] != b[..full] {
-        return false;
-    }
-    let rest = prefix % 8;
-    if rest == 0 {
-        return true;
-    }
-    let mask = 0xffu8 << (8 - rest);
-    (a[full] & mask) == (b[full] & mask)
 }
 
 impl FromStr for Cidr {
@@ -67,13 +62,15 @@ impl FromStr for Cidr {
         } else {
             prefix
         };
-        Ok(Cidr { net, prefix })
+        IpNet::new(net, prefix)
+            .map(Cidr)
+            .map_err(|e| format!("'{s}': {e}"))
     }
 }
 
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.net, self.prefix)
+        self.0.fmt(f)
     }
 }
 
@@ -284,30 +281,35 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-const V4_SPECIAL: &[(u32, u8, &str)] = &[
-    (0x0000_0000, 8, "an unspecified (\"this network\") address"),
-    (0x0a00_0000, 8, "a private address"),
-    (0x6440_0000, 10, "a shared (carrier-grade NAT) address"),
-    (0x7f00_0000, 8, "a loopback address"),
-    (0xa9fe_0000, 16, "a link-local address"),
-    (0xac10_0000, 12, "a private address"),
-    (0xc000_0000, 24, "an IETF protocol assignment"),
-    (0xc000_0200, 24, "a documentation address"),
-    (0xc058_6300, 24, "a 6to4 relay anycast address"),
-    (0xc0a8_0000, 16, "a private address"),
-    (0xc612_0000, 15, "a benchmarking address"),
-    (0xc633_6400, 24, "a documentation address"),
-    (0xcb00_7100, 24, "a documentation address"),
-    (0xe000_0000, 4, "a multicast address"),
-    (0xf000_0000, 4, "a reserved or broadcast address"),
+/// Shorthand for the const tables below.
+const fn v4net(a: u8, b: u8, c: u8, d: u8, len: u8) -> Ipv4Net {
+    Ipv4Net::new_assert(Ipv4Addr::new(a, b, c, d), len)
+}
+
+/// IPv4 special-purpose ranges that are not public unicast (IANA IPv4 Special-Purpose
+/// Address Registry, RFC 6890 and its updates).
+const V4_SPECIAL: &[(Ipv4Net, &str)] = &[
+    (v4net(0, 0, 0, 0, 8), "an unspecified (\"this network\") address"),
+    (v4net(10, 0, 0, 0, 8), "a private address"),
+    (v4net(100, 64, 0, 0, 10), "a shared (carrier-grade NAT) address"),
+    (v4net(127, 0, 0, 0, 8), "a loopback address"),
+    (v4net(169, 254, 0, 0, 16), "a link-local address"),
+    (v4net(172, 16, 0, 0, 12), "a private address"),
+    (v4net(192, 0, 0, 0, 24), "an IETF protocol assignment"),
+    (v4net(192, 0, 2, 0, 24), "a documentation address"),
+    (v4net(192, 88, 99, 0, 24), "a 6to4 relay anycast address"),
+    (v4net(192, 168, 0, 0, 16), "a private address"),
+    (v4net(198, 18, 0, 0, 15), "a benchmarking address"),
+    (v4net(198, 51, 100, 0, 24), "a documentation address"),
+    (v4net(203, 0, 113, 0, 24), "a documentation address"),
+    (v4net(224, 0, 0, 0, 4), "a multicast address"),
+    (v4net(240, 0, 0, 0, 4), "a reserved or broadcast address"),
 ];
 
 fn v4_reason(a: Ipv4Addr) -> Option<&'static str> {
-    let v = u32::from(a);
-    V4_SPECIAL.iter().find_map(|(net, len, why)| {
-        let mask = if *len == 0 { 0 } else { u32::MAX << (32 - len) };
-        (v & mask == *net).then_some(*why)
-    })
+    V4_SPECIAL
+        .iter()
+        .find_map(|(net, why)| net.contains(&a).then_some(*why))
 }
 
 fn v6_embedded_v4(bytes: &[u8; 16], at: usize) -> Ipv4Addr {
@@ -373,8 +375,11 @@ impl Policy {
         if let Some(rule) = self.deny.iter().find(|c| c.contains(ip)) {
             return Err(format!("{REFUSED}: {ip} is in the denied range {rule}"));
         }
+        let platform = crate::platform::refusal(ip);
         let mut range_allowed = false;
-        for rule in self.allow.iter().filter(|r| r.cidr.contains(ip)) {
+        for rule in self.allow.iter().filter(|r| {
+            r.cidr.contains(ip) && (platform.is_none() || crate::platform::admitted_by(&r.cidr, ip))
+        }) {
             match rule.port {
                 Some(p) if p == port => return Ok(()),
                 Some(_) => {}
@@ -382,6 +387,9 @@ impl Policy {
             }
         }
         if !range_allowed {
+            if let Some(why) = platform {
+                return Err(format!("{REFUSED}: {why}"));
+            }
             if let Some(why) = non_public_reason(ip) {
                 return Err(format!("{REFUSED}: {ip} is {why}"));
             }
@@ -393,18 +401,27 @@ impl Policy {
     }
 }
 
-/// Resolves (once) and checks every address; returns the checked addresses to connect to.
-pub async fn resolve_checked(policy: &Policy, host: &Host, port: u16) -> Result<Vec<SocketAddr>, String> {
+/// Everything the policy can decide before a lookup: the whole check for an address, the
+/// port for a name. Runs before the rate limits, so a denied target is refused by policy
+/// (never reported as a limit) and costs no slot.
+pub fn precheck(policy: &Policy, host: &Host, port: u16) -> Result<(), String> {
     match host {
-        Host::Ip(ip) => {
-            policy.check(*ip, port)?;
-            Ok(vec![SocketAddr::new(canonical(*ip), port)])
-        }
-        Host::Name(name) => {
-            // Port check first, so a denied port does not even cost a lookup.
+        Host::Ip(ip) => policy.check(*ip, port),
+        Host::Name(_) => {
             if !policy.ports.contains(&port) && !policy.allow.iter().any(|r| r.port == Some(port)) {
                 return Err(format!("{REFUSED}: port {port} is not allowed"));
             }
+            Ok(())
+        }
+    }
+}
+
+/// Resolves (once) and checks every address; returns the checked addresses to connect to.
+pub async fn resolve_checked(policy: &Policy, host: &Host, port: u16) -> Result<Vec<SocketAddr>, String> {
+    precheck(policy, host, port)?;
+    match host {
+        Host::Ip(ip) => Ok(vec![SocketAddr::new(canonical(*ip), port)]),
+        Host::Name(name) => {
             let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), port))
                 .await
                 .map_err(|e| format!("name not found: could not resolve '{name}': {e}"))?

@@ -213,6 +213,21 @@ async fn handle(
                 Ok(h) => h,
                 Err(e) => return out.error(Some(id), &e).await,
             };
+            // Policy before limits (see the policy module's notes on the order).
+            if let Err(e) = policy::precheck(&ctx.cfg.policy, &host_parsed, port) {
+                tracing::info!(identity = %ctx.identity.name, target = %host, "{e}");
+                let audit = crate::audit::Audit::new(
+                    ctx.identity.name.clone(),
+                    ctx.peer,
+                    id,
+                    format!("{host}:{port}"),
+                    tls,
+                );
+                audit.set_outcome(format!("error: {e}"));
+                drop(audit);
+                // As for a denial found after the lookup: `error`, then `closed`.
+                return out.error(Some(id), &e).await && out.text(protocol::closed(id)).await;
+            }
             let slot = match ctx.identity.try_open(&ctx.cfg.limits) {
                 Ok(s) => s,
                 Err(e) => {

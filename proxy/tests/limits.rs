@@ -108,3 +108,26 @@ async fn connect_and_idle_timeouts() {
     alice.expect("closed", 2).await;
     bob.echo(1, b"still open").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_is_decided_before_the_rate_limits() {
+    let echo = echo_server().await;
+    let proxy = Proxy::start(&["--allow", &allow(echo), "--conns-per-min", "1"]);
+    let mut alice = Ws::v1(&proxy, "alice").await;
+    // A denied target neither counts against the limit...
+    for (id, host) in [(1, "10.0.0.1"), (2, "168.63.129.16"), (3, "8.8.8.8")] {
+        let port = if id == 3 { 22 } else { 80 };
+        assert!(
+            msg(&alice.open(id, host, port).await).starts_with("refused by policy"),
+            "{host}"
+        );
+    }
+    assert_eq!(alice.open(4, "127.0.0.1", echo.port()).await["t"], "opened");
+    // ...nor is reported as a limit once the identity is over it.
+    assert_eq!(
+        msg(&alice.open(5, "127.0.0.1", echo.port()).await),
+        "limit: connections per minute (1)"
+    );
+    assert!(msg(&alice.open(6, "127.0.0.1", 80).await).starts_with("refused by policy"));
+    assert!(msg(&alice.open(7, "example.invalid", 22).await).starts_with("refused by policy"));
+}
