@@ -4,7 +4,7 @@ set -euo pipefail
 # shellcheck source=tools/lib.sh
 source "$(dirname "$(readlink -f "$0")")/../lib.sh"
 
-lw_need_apt "${LW_APT_BASE[@]}"
+lw_need_apt "${LW_APT_BASE[@]}" "${LW_APT_PROXY[@]}"
 lw_need_rust
 cd "$LW_ROOT"
 
