@@ -6,6 +6,7 @@ use crate::policy::{parse_ports, AllowRule, Cidr, Policy};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use std::time::Duration;
     version,
     about = "WebSocket-to-TCP/TLS proxy for lwnet: deny-by-default policy, JWT auth, per-identity limits",
     after_help = "Environment: JWT_SECRET (HS256 key; required unless --no-auth), RUST_LOG (log filter).\n\
-                  Health check: GET /health -> 200 ok. Protocol: seed JSON, or subprotocol lwproxy.v2."
+                  Health check: GET /health -> 200 ok. Protocol: seed JSON, or subprotocol lwproxy.v2; Wisp v1.2 at /wisp/ (token: ?token= or /wisp/JWT/)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -96,6 +97,12 @@ pub struct ServeArgs {
     /// Largest WebSocket message accepted from a client, bytes [default: 1048576].
     #[arg(long, value_name = "BYTES")]
     pub max_message: Option<usize>,
+    /// UDP destination ports Wisp clients may use, e.g. 53 [default: none: UDP is refused].
+    #[arg(long, value_name = "LIST")]
+    pub wisp_udp_ports: Option<String>,
+    /// UDP datagrams per minute per identity, both directions (0 = unlimited) [default: 600].
+    #[arg(long, value_name = "N")]
+    pub udp_packets_per_min: Option<u32>,
     /// Most WebSocket sessions at once, all clients together [default: 4096].
     #[arg(long, value_name = "N")]
     pub max_sessions: Option<usize>,
@@ -118,6 +125,8 @@ struct PolicyFile {
     deny: Vec<String>,
     #[serde(default)]
     origins: Vec<String>,
+    /// UDP ports for Wisp UDP streams, e.g. "53".
+    wisp_udp_ports: Option<String>,
     #[serde(default)]
     limits: LimitsFile,
 }
@@ -139,6 +148,7 @@ struct LimitsFile {
     idle_timeout: Option<String>,
     max_message: Option<usize>,
     max_sessions: Option<usize>,
+    udp_packets_per_min: Option<u32>,
 }
 
 /// Everything the server needs, validated.
@@ -150,6 +160,8 @@ pub struct Config {
     pub jwt_secret: Option<Vec<u8>>,
     pub origins: Vec<String>,
     pub limits: Limits,
+    /// UDP ports Wisp streams may reach (own allowlist; empty = no UDP).
+    pub wisp_udp_ports: BTreeSet<u16>,
     pub max_sessions: usize,
     pub drain_timeout: Duration,
     pub tls_client: Arc<rustls::ClientConfig>,
@@ -218,6 +230,14 @@ impl Config {
                 None => d.idle_timeout,
             },
             max_message: a.max_message.or(fl.max_message).unwrap_or(d.max_message),
+            udp_packets_per_min: a
+                .udp_packets_per_min
+                .or(fl.udp_packets_per_min)
+                .unwrap_or(d.udp_packets_per_min),
+        };
+        let wisp_udp_ports = match a.wisp_udp_ports.as_ref().or(file.wisp_udp_ports.as_ref()) {
+            Some(list) => parse_ports(list).map_err(|e| anyhow::anyhow!("--wisp-udp-ports: {e}"))?,
+            None => BTreeSet::new(),
         };
         // A binary frame must be able to carry a full flow-control window.
         if limits.max_message < 4096 {
@@ -247,6 +267,7 @@ impl Config {
             jwt_secret,
             origins,
             limits,
+            wisp_udp_ports,
             max_sessions: a.max_sessions.or(fl.max_sessions).unwrap_or(4096),
             drain_timeout: duration(&a.drain_timeout, "drain timeout")?,
             tls_client: crate::tls::client_config(&a.extra_ca)?,

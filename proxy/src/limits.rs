@@ -19,6 +19,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Largest WebSocket message accepted from a client.
     pub max_message: usize,
+    /// UDP datagrams per minute (Wisp UDP streams), both directions together; 0 = unlimited.
+    pub udp_packets_per_min: u32,
 }
 
 impl Default for Limits {
@@ -30,6 +32,7 @@ impl Default for Limits {
             connect_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             max_message: 1024 * 1024,
+            udp_packets_per_min: 600,
         }
     }
 }
@@ -39,6 +42,9 @@ struct Rates {
     opens: VecDeque<Instant>,
     tokens: f64,
     refilled_at: Instant,
+    /// Token bucket of UDP datagrams, refilled at `udp_packets_per_min`.
+    packets: f64,
+    packets_at: Instant,
 }
 
 /// The shared state of one identity, across all its sessions.
@@ -70,6 +76,8 @@ impl Identity {
                 opens: VecDeque::new(),
                 tokens: limits.bytes_per_min as f64,
                 refilled_at: Instant::now(),
+                packets: f64::from(limits.udp_packets_per_min),
+                packets_at: Instant::now(),
             }),
         }
     }
@@ -121,6 +129,27 @@ impl Identity {
         }
         r.tokens -= n as f64;
         Ok(())
+    }
+
+    /// Charges one UDP datagram of `n` bytes: one packet against the per-minute packet
+    /// budget (a token bucket like the byte one), then its bytes via [`Self::charge_bytes`].
+    pub fn charge_datagram(&self, n: usize, limits: &Limits) -> Result<(), String> {
+        if limits.udp_packets_per_min > 0 {
+            let cap = f64::from(limits.udp_packets_per_min);
+            let now = Instant::now();
+            let mut r = self.rates();
+            let elapsed = now.duration_since(r.packets_at).as_secs_f64();
+            r.packets = (r.packets + elapsed * cap / 60.0).min(cap);
+            r.packets_at = now;
+            if r.packets < 1.0 {
+                return Err(format!(
+                    "limit: UDP packets per minute ({})",
+                    limits.udp_packets_per_min
+                ));
+            }
+            r.packets -= 1.0;
+        }
+        self.charge_bytes(n, limits)
     }
 
     fn is_idle(&self, limits: &Limits) -> bool {
@@ -215,5 +244,28 @@ mod tests {
             ..Limits::default()
         };
         id.charge_bytes(usize::MAX, &unlimited).unwrap();
+    }
+
+    #[test]
+    fn udp_packets_per_minute() {
+        let limits = Limits {
+            udp_packets_per_min: 3,
+            bytes_per_min: 100,
+            ..Limits::default()
+        };
+        let id = Registry::default().get("a", &limits);
+        for _ in 0..3 {
+            id.charge_datagram(10, &limits).unwrap();
+        }
+        assert!(id
+            .charge_datagram(10, &limits)
+            .unwrap_err()
+            .contains("UDP packets per minute (3)"));
+        // Bytes are charged too.
+        let id = Registry::default().get("b", &limits);
+        assert!(id
+            .charge_datagram(101, &limits)
+            .unwrap_err()
+            .contains("bytes per minute"));
     }
 }

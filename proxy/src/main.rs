@@ -11,6 +11,8 @@ mod relay;
 mod server;
 mod session;
 mod tls;
+mod wisp;
+mod wisp_session;
 
 use anyhow::{Context, Result};
 use clap::Parser;

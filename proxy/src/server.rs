@@ -276,15 +276,24 @@ async fn handle_client(
         )
         .await;
     };
+    // Wisp (spec "Choosing a Websocket URL"): `/wisp/`, or `/wisp/<JWT>/` with the token as
+    // the path prefix the spec allows for gatekeeping.
+    let wisp = match crate::wisp_session::endpoint(&req.path) {
+        Some(Err(why)) => return respond(&mut stream, "404 Not Found", why).await,
+        Some(Ok(path_token)) => Some(path_token),
+        None => None,
+    };
     if !auth::origin_allowed(&cfg.origins, req.origin.as_deref()) {
         tracing::warn!(%peer, origin = req.origin.as_deref().unwrap_or(""), "rejected: origin not allowed");
         return respond(&mut stream, "403 Forbidden", "origin not allowed").await;
     }
-    let token = query_param(req.query.as_deref(), "token").or_else(|| {
-        req.protocols
-            .iter()
-            .find_map(|p| p.strip_prefix(BEARER_PREFIX).map(str::to_owned))
-    });
+    let token = query_param(req.query.as_deref(), "token")
+        .or_else(|| wisp.clone().flatten())
+        .or_else(|| {
+            req.protocols
+                .iter()
+                .find_map(|p| p.strip_prefix(BEARER_PREFIX).map(str::to_owned))
+        });
     let identity = match &cfg.jwt_secret {
         None => peer.ip().to_string(),
         Some(secret) => {
@@ -307,7 +316,10 @@ async fn handle_client(
     if *shared.shutdown.borrow() {
         return respond(&mut stream, "503 Service Unavailable", "server shutting down").await;
     }
-    let (dialect, chosen) = if req.protocols.iter().any(|p| p == SUBPROTOCOL_V2) {
+    // Wisp picks no subprotocol: a v2 client offering `wisp-v2` then speaks v1 (v2 is a draft).
+    let (dialect, chosen) = if wisp.is_some() {
+        (Dialect::V1, None)
+    } else if req.protocols.iter().any(|p| p == SUBPROTOCOL_V2) {
         (Dialect::V2, Some(SUBPROTOCOL_V2))
     } else if req.protocols.iter().any(|p| p == SUBPROTOCOL_V1) {
         (Dialect::V1, Some(SUBPROTOCOL_V1))
@@ -339,7 +351,11 @@ async fn handle_client(
         shutdown: shared.shutdown.clone(),
         _live: shared.sessions.clone(),
     };
-    session::run(ws, ctx).await;
+    if wisp.is_some() {
+        crate::wisp_session::run(ws, ctx).await;
+    } else {
+        session::run(ws, ctx).await;
+    }
     Ok(())
 }
 

@@ -7,6 +7,7 @@ use crate::limits::Identity;
 use crate::policy;
 use crate::protocol::{self, ClientMsg, Dialect, WINDOW};
 use crate::relay::{self, ConnParams, Upstream, Window};
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch, Notify};
-use tokio::task::AbortHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -70,19 +71,20 @@ impl Out {
     }
 }
 
-pub async fn run<S>(ws: WebSocketStream<S>, ctx: SessionCtx)
+/// Spawns the task that writes a session's queued messages to the client, batching whatever is
+/// queued into one flush (used by every protocol). A client that stops reading for longer than
+/// `stall_limit` loses its session, so a stuck peer cannot pin resources. It ends when the
+/// queue's senders are gone (after closing the WebSocket) or the client is.
+pub fn spawn_writer<S>(
+    mut sink: SplitSink<WebSocketStream<S>, Message>,
+    mut out_rx: mpsc::Receiver<Message>,
+    stall_limit: Duration,
+    peer: SocketAddr,
+) -> JoinHandle<()>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sink, mut stream) = ws.split();
-    let (out_tx, mut out_rx) = mpsc::channel::<Message>(OUT_QUEUE);
-    let out = Out(out_tx);
-
-    // The writer batches whatever is queued into one flush. A client that stops reading for
-    // longer than the idle timeout loses its session, so a stuck peer cannot pin resources.
-    let stall_limit = ctx.cfg.limits.idle_timeout;
-    let peer = ctx.peer;
-    let mut writer = tokio::spawn(async move {
+    tokio::spawn(async move {
         while let Some(first) = out_rx.recv().await {
             let batch = async {
                 let mut next = Some(first);
@@ -106,7 +108,26 @@ where
             }
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), sink.close()).await;
-    });
+    })
+}
+
+/// The WebSocket close a draining server sends once a session has no connections left.
+pub fn going_away() -> Message {
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::Away,
+        reason: "server shutting down".into(),
+    }))
+}
+
+pub async fn run<S>(ws: WebSocketStream<S>, ctx: SessionCtx)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sink, mut stream) = ws.split();
+    let (out_tx, out_rx) = mpsc::channel::<Message>(OUT_QUEUE);
+    let out = Out(out_tx);
+
+    let mut writer = spawn_writer(sink, out_rx, ctx.cfg.limits.idle_timeout, ctx.peer);
 
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<ConnEvent>();
     let mut conns: HashMap<u32, ConnEntry> = HashMap::new();
@@ -116,11 +137,7 @@ where
 
     loop {
         if draining && conns.is_empty() {
-            let frame = CloseFrame {
-                code: CloseCode::Away,
-                reason: "server shutting down".into(),
-            };
-            let _ = out.0.send(Message::Close(Some(frame))).await;
+            let _ = out.0.send(going_away()).await;
             break;
         }
         let msg = tokio::select! {

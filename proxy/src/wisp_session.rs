@@ -1,0 +1,699 @@
+//! One Wisp v1.2 session (`/wisp/`): the same policy, limits and audit as the lwproxy
+//! protocols, with Wisp's packets ([`crate::wisp`]) and its flow control.
+//!
+//! Flow control (spec "CONTINUE"): credit is counted in packets, client to server only. Every
+//! stream gets the same [`BUFFER`] packets (announced once, on stream 0, when the session
+//! starts). The session keeps, per stream, `queued` (packets received and not yet written to
+//! the target) and `allowed` (packets the client may still send). `queued + allowed <=
+//! BUFFER` always holds: a received packet moves one from `allowed` to `queued`, a written one
+//! leaves `queued`, and a CONTINUE of `v = BUFFER - queued - allowed` (sent once `v` reaches
+//! half the buffer, i.e. before the client runs out) adds `v` to `allowed`. A client resets
+//! its counter to `v` on a CONTINUE, and whatever it sent before that was already counted in
+//! `allowed`, so the bound holds whatever the timing. Memory per TCP stream is therefore at
+//! most `BUFFER` × the largest accepted message (`--max-message`) plus one 64 KiB read
+//! buffer. A client that sends beyond its credit loses that stream (`CLOSE 0x41`), never the
+//! session, and one stream whose target stops reading holds only its own credit.
+//!
+//! UDP streams (mandatory in v1.2) carry one datagram per DATA packet, without credit: the
+//! queue to the socket holds at most [`BUFFER`] datagrams and drops beyond that, as UDP may.
+
+use crate::audit::Audit;
+use crate::config::Config;
+use crate::limits::Identity;
+use crate::policy::{self, Host, Policy};
+use crate::session::{self, SessionCtx};
+use crate::wisp::{self, reason, Packet, ParseError};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+/// Packets every stream may have buffered at the server (the first CONTINUE, on stream 0).
+pub const BUFFER: u32 = 16;
+/// Largest read from a target, i.e. the largest DATA payload the server sends.
+const CHUNK: usize = 64 * 1024;
+/// Largest UDP datagram.
+const MAX_DATAGRAM: usize = 65_535;
+/// Streams one session may have open at once, whatever the per-identity limits say.
+const MAX_STREAMS: usize = 1024;
+/// Messages queued towards the client (bounds a session's outgoing buffer with a slow reader).
+const OUT_QUEUE: usize = 32;
+
+/// Packet credit of one TCP stream; see the module docs for the invariant.
+#[derive(Debug)]
+struct Credit {
+    queued: u32,
+    allowed: u32,
+}
+
+impl Credit {
+    fn lock(m: &Mutex<Credit>) -> std::sync::MutexGuard<'_, Credit> {
+        m.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A packet arrived; false when the client had no credit left.
+    fn receive(&mut self) -> bool {
+        if self.allowed == 0 {
+            return false;
+        }
+        self.allowed -= 1;
+        self.queued += 1;
+        true
+    }
+
+    /// A packet was written to the target; returns the CONTINUE value to send, if one is due.
+    fn written(&mut self) -> Option<u32> {
+        self.queued = self.queued.saturating_sub(1);
+        let v = BUFFER.saturating_sub(self.queued + self.allowed);
+        (v >= BUFFER / 2).then(|| {
+            self.allowed += v;
+            v
+        })
+    }
+}
+
+struct StreamEntry {
+    gen: u64,
+    tx: mpsc::Sender<Bytes>,
+    /// `None` for UDP streams (no credit).
+    credit: Option<Arc<Mutex<Credit>>>,
+    abort: AbortHandle,
+}
+
+/// A stream task tells the session it ended (`gen` tells a reused id apart).
+struct Finished {
+    id: u32,
+    gen: u64,
+}
+
+/// Why a stream ended or was refused: the CLOSE reason and a text for the log and audit.
+#[derive(Debug)]
+struct End {
+    reason: u8,
+    msg: String,
+    /// Send no CLOSE (the client closed the stream itself).
+    silent: bool,
+}
+
+impl End {
+    fn new(reason: u8, msg: impl Into<String>) -> Self {
+        End {
+            reason,
+            msg: msg.into(),
+            silent: false,
+        }
+    }
+}
+
+/// Maps the texts of the shared policy and limit checks to Wisp close reasons.
+fn classify(msg: String) -> End {
+    let reason = if msg.contains(policy::REFUSED) {
+        reason::BLOCKED
+    } else if msg.starts_with("limit: connect timeout") {
+        reason::CONNECT_TIMEOUT
+    } else if msg.starts_with("limit:") {
+        reason::THROTTLED
+    } else if msg.starts_with("name not found") {
+        reason::UNREACHABLE
+    } else if msg.starts_with("invalid host") {
+        reason::INVALID
+    } else {
+        reason::NETWORK_ERROR
+    };
+    End::new(reason, msg)
+}
+
+fn io_end(e: &std::io::Error) -> End {
+    use std::io::ErrorKind::*;
+    let reason = match e.kind() {
+        ConnectionRefused => reason::REFUSED,
+        TimedOut => reason::CONNECT_TIMEOUT,
+        HostUnreachable | NetworkUnreachable => reason::UNREACHABLE,
+        _ => reason::NETWORK_ERROR,
+    };
+    End::new(reason, format!("i/o error: {e}"))
+}
+
+/// Sends to the client through the writer task; `false` once the client is gone.
+#[derive(Clone)]
+struct Out(mpsc::Sender<Message>);
+
+impl Out {
+    async fn send(&self, b: Bytes) -> bool {
+        self.0.send(Message::Binary(b)).await.is_ok()
+    }
+}
+
+/// What a stream task needs.
+struct StreamParams {
+    id: u32,
+    gen: u64,
+    udp: bool,
+    host: Host,
+    target: String,
+    port: u16,
+    cfg: Arc<Config>,
+    identity: Arc<Identity>,
+    client: SocketAddr,
+    out: Out,
+    events: mpsc::UnboundedSender<Finished>,
+    credit: Option<Arc<Mutex<Credit>>>,
+}
+
+/// Whether `path` is the Wisp endpoint: `Some(Ok(None))` for `/wisp/`, `Some(Ok(Some(token)))`
+/// for `/wisp/<token>/`, `Some(Err(why))` for any other path under `/wisp`, `None` otherwise.
+pub fn endpoint(path: &str) -> Option<Result<Option<String>, &'static str>> {
+    let rest = path.strip_prefix("/wisp")?;
+    if rest.is_empty() || rest.starts_with('/') {
+        let rest = rest.strip_prefix('/').unwrap_or(rest);
+        return Some(match rest.strip_suffix('/') {
+            _ if rest.is_empty() && path.ends_with('/') => Ok(None),
+            Some(token) if !token.is_empty() && !token.contains('/') => Ok(Some(token.to_owned())),
+            _ => Err("the Wisp endpoint is /wisp/ or /wisp/<token>/"),
+        });
+    }
+    None
+}
+
+/// Runs a Wisp session until the client leaves (or the server drains).
+pub async fn run<S>(ws: WebSocketStream<S>, ctx: SessionCtx)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sink, mut stream) = ws.split();
+    let (out_tx, out_rx) = mpsc::channel::<Message>(OUT_QUEUE);
+    let out = Out(out_tx);
+    let peer = ctx.peer;
+    let mut writer = session::spawn_writer(sink, out_rx, ctx.cfg.limits.idle_timeout, peer);
+
+    // Spec "Establishing a Websocket Connection": the first packet is CONTINUE on stream 0
+    // with the buffer size every stream starts with.
+    if !out.send(wisp::encode_continue(0, BUFFER)).await {
+        return;
+    }
+    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Finished>();
+    let mut streams: HashMap<u32, StreamEntry> = HashMap::new();
+    let mut shutdown = ctx.shutdown.clone();
+    let mut draining = *shutdown.borrow();
+    let mut next_gen: u64 = 0;
+    let max_payload = ctx.cfg.limits.max_message;
+    loop {
+        if draining && streams.is_empty() {
+            let _ = out.0.send(session::going_away()).await;
+            break;
+        }
+        let msg = tokio::select! {
+            biased;
+            Some(f) = ev_rx.recv() => {
+                if streams.get(&f.id).is_some_and(|s| s.gen == f.gen) {
+                    streams.remove(&f.id);
+                }
+                continue;
+            }
+            _ = shutdown.wait_for(|s| *s), if !draining => {
+                draining = true;
+                continue;
+            }
+            _ = &mut writer => break,
+            m = stream.next() => m,
+        };
+        let frame = match msg {
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+            Some(Ok(Message::Binary(b))) => b,
+            // Wisp is binary only; pings are answered by tungstenite.
+            Some(Ok(_)) => continue,
+        };
+        let packet = match wisp::parse(frame) {
+            Ok(p) => p,
+            Err(e) => {
+                // The spec defines no answer to a malformed packet and a v1 endpoint has no
+                // error channel: drop it, keep the session. A CONNECT whose payload is
+                // malformed is answered on its stream, as the spec asks of invalid CONNECTs.
+                tracing::debug!(%peer, "wisp: dropped: {e}");
+                if let ParseError::BadPayload {
+                    kind: wisp::CONNECT,
+                    id,
+                    ..
+                } = e
+                {
+                    if id != 0
+                        && !streams.contains_key(&id)
+                        && !out.send(wisp::encode_close(id, reason::INVALID)).await
+                    {
+                        break;
+                    }
+                }
+                continue;
+            }
+        };
+        let alive = match packet {
+            Packet::Connect {
+                id,
+                stream_type,
+                port,
+                host,
+            } => {
+                if id == 0 {
+                    // Stream 0 is the session itself.
+                    tracing::debug!(%peer, "wisp: dropped CONNECT on stream 0");
+                    continue;
+                }
+                if let Some(old) = streams.remove(&id) {
+                    // The client reused a live id: both ends drop that stream.
+                    old.abort.abort();
+                    out.send(wisp::encode_close(id, reason::INVALID)).await;
+                    continue;
+                }
+                let refusal = if draining {
+                    Some(End::new(reason::UNKNOWN, "server shutting down"))
+                } else if streams.len() >= MAX_STREAMS {
+                    Some(End::new(
+                        reason::THROTTLED,
+                        format!("limit: streams per session ({MAX_STREAMS})"),
+                    ))
+                } else {
+                    None
+                };
+                next_gen += 1;
+                let p = StreamParams {
+                    id,
+                    gen: next_gen,
+                    udp: stream_type == wisp::STREAM_UDP,
+                    host: Host::Name(String::new()),
+                    target: format!("{host}:{port}"),
+                    port,
+                    cfg: ctx.cfg.clone(),
+                    identity: ctx.identity.clone(),
+                    client: peer,
+                    out: out.clone(),
+                    events: ev_tx.clone(),
+                    credit: None,
+                };
+                match open(p, stream_type, &host, refusal) {
+                    Ok(entry) => {
+                        streams.insert(id, entry);
+                        true
+                    }
+                    Err((p, end)) => {
+                        tracing::info!(identity = %p.identity.name, target = %p.target, "wisp: CONNECT refused: {}", end.msg);
+                        refuse_audit(&p, &end);
+                        out.send(wisp::encode_close(id, end.reason)).await
+                    }
+                }
+            }
+            Packet::Data { id, payload } => {
+                let Some(s) = streams.get(&id) else {
+                    // Unknown stream (never opened, or already closed while this was in
+                    // flight): the spec defines no answer; dropped.
+                    continue;
+                };
+                let over_credit = s.credit.as_ref().is_some_and(|c| !Credit::lock(c).receive());
+                if over_credit || payload.len() > max_payload {
+                    let why = if over_credit {
+                        "sent beyond its credit"
+                    } else {
+                        "sent an oversized packet"
+                    };
+                    tracing::info!(%peer, stream = id, "wisp: client {why}: stream closed");
+                    if let Some(s) = streams.remove(&id) {
+                        s.abort.abort();
+                    }
+                    out.send(wisp::encode_close(id, reason::INVALID)).await
+                } else {
+                    // TCP: cannot be full while the credit invariant holds. UDP: a full queue
+                    // drops the datagram.
+                    let _ = s.tx.try_send(payload);
+                    true
+                }
+            }
+            Packet::Close { id, .. } => {
+                // The client ends the stream; it expects no CLOSE back.
+                if let Some(s) = streams.remove(&id) {
+                    drop(s.tx); // the task sees the end of its queue and ends quietly
+                }
+                true
+            }
+            // CONTINUE is server-to-client only: dropped.
+            Packet::Continue { .. } => true,
+        };
+        if !alive {
+            break;
+        }
+    }
+    for (_, s) in streams.drain() {
+        s.abort.abort();
+    }
+    drop(out);
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    tracing::debug!(%peer, "wisp session end");
+}
+
+/// Admits a CONNECT (type, host, limits) and starts its task, or says why not.
+#[allow(clippy::result_large_err)]
+fn open(
+    mut p: StreamParams,
+    stream_type: u8,
+    host: &str,
+    refusal: Option<End>,
+) -> Result<StreamEntry, (StreamParams, End)> {
+    if let Some(end) = refusal {
+        return Err((p, end));
+    }
+    if stream_type != wisp::STREAM_TCP && stream_type != wisp::STREAM_UDP {
+        let end = End::new(reason::INVALID, format!("unknown stream type {stream_type:#04x}"));
+        return Err((p, end));
+    }
+    if p.port == 0 {
+        return Err((p, End::new(reason::INVALID, "port 0")));
+    }
+    if p.udp && !p.cfg.wisp_udp_ports.contains(&p.port) {
+        let end = End::new(
+            reason::BLOCKED,
+            format!("{}: UDP port {} is not allowed", policy::REFUSED, p.port),
+        );
+        return Err((p, end));
+    }
+    match policy::parse_host(host) {
+        Ok(h) => p.host = h,
+        Err(e) => return Err((p, End::new(reason::INVALID, e))),
+    }
+    let slot = match p.identity.try_open(&p.cfg.limits) {
+        Ok(s) => s,
+        Err(e) => return Err((p, classify(e))),
+    };
+    let (tx, rx) = mpsc::channel(BUFFER as usize);
+    let credit = (!p.udp).then(|| {
+        Arc::new(Mutex::new(Credit {
+            queued: 0,
+            allowed: BUFFER,
+        }))
+    });
+    p.credit = credit.clone();
+    let gen = p.gen;
+    let task = tokio::spawn(async move {
+        let _slot = slot;
+        stream_task(p, rx).await;
+    });
+    Ok(StreamEntry {
+        gen,
+        tx,
+        credit,
+        abort: task.abort_handle(),
+    })
+}
+
+/// The audit line of a CONNECT refused before its task started.
+fn refuse_audit(p: &StreamParams, end: &End) {
+    let audit = Audit::new(p.identity.name.clone(), p.client, p.id, audit_target(p), false);
+    audit.set_outcome(format!("error: {}", end.msg));
+}
+
+fn audit_target(p: &StreamParams) -> String {
+    if p.udp {
+        format!("udp:{}", p.target)
+    } else {
+        p.target.clone()
+    }
+}
+
+async fn stream_task(p: StreamParams, rx: mpsc::Receiver<Bytes>) {
+    let audit = Audit::new(p.identity.name.clone(), p.client, p.id, audit_target(&p), false);
+    let result = if p.udp {
+        udp_stream(&p, &audit, rx).await
+    } else {
+        tcp_stream(&p, &audit, rx).await
+    };
+    let end = match result {
+        Ok(()) => End::new(reason::VOLUNTARY, "closed"),
+        Err(e) => e,
+    };
+    audit.set_outcome(if end.reason == reason::VOLUNTARY || end.silent {
+        end.msg.clone()
+    } else {
+        format!("error: {}", end.msg)
+    });
+    // Leave the table before CLOSE reaches the client, so the id can be reused at once.
+    let _ = p.events.send(Finished { id: p.id, gen: p.gen });
+    if !end.silent {
+        p.out.send(wisp::encode_close(p.id, end.reason)).await;
+    }
+}
+
+/// Resolves under `policy` within the connect timeout.
+async fn resolve(p: &StreamParams, policy: &Policy, deadline: Instant) -> Result<Vec<SocketAddr>, End> {
+    let timeout = p.cfg.limits.connect_timeout.as_secs_f64();
+    tokio::time::timeout_at(deadline, policy::resolve_checked(policy, &p.host, p.port))
+        .await
+        .map_err(|_| {
+            End::new(
+                reason::CONNECT_TIMEOUT,
+                format!("limit: connect timeout ({timeout} s)"),
+            )
+        })?
+        .map_err(classify)
+}
+
+fn client_closed() -> End {
+    End {
+        reason: reason::VOLUNTARY,
+        msg: "closed by the client".into(),
+        silent: true,
+    }
+}
+
+fn client_gone() -> End {
+    End {
+        reason: reason::NETWORK_ERROR,
+        msg: "client gone".into(),
+        silent: true,
+    }
+}
+
+async fn tcp_stream(p: &StreamParams, audit: &Audit, mut rx: mpsc::Receiver<Bytes>) -> Result<(), End> {
+    let limits = &p.cfg.limits;
+    let deadline = Instant::now() + limits.connect_timeout;
+    let addrs = resolve(p, &p.cfg.policy, deadline).await?;
+    let mut last = End::new(reason::UNREACHABLE, "no address");
+    let mut tcp = None;
+    for addr in addrs {
+        match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
+            Err(_) => return Err(End::new(reason::CONNECT_TIMEOUT, "connect timed out")),
+            Ok(Ok(s)) => {
+                audit.set_resolved(addr);
+                tcp = Some(s);
+                break;
+            }
+            Ok(Err(e)) => last = io_end(&e),
+        }
+    }
+    let tcp = tcp.ok_or(last)?;
+    tcp.set_nodelay(true).ok();
+    let (mut rd, mut wr) = tcp.into_split();
+    let last_activity = Mutex::new(Instant::now());
+    let touch = || *last_activity.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    let credit = p.credit.clone();
+
+    let down = async {
+        loop {
+            let mut buf = BytesMut::with_capacity(wisp::HEADER + CHUNK);
+            buf.resize(wisp::HEADER, 0);
+            let n = (&mut rd)
+                .take(CHUNK as u64)
+                .read_buf(&mut buf)
+                .await
+                .map_err(|e| io_end(&e))?;
+            if n == 0 {
+                return Ok::<(), End>(());
+            }
+            p.identity.charge_bytes(n, limits).map_err(classify)?;
+            deliver(p, audit, buf, n).await?;
+            touch();
+        }
+    };
+    let up = async {
+        while let Some(data) = rx.recv().await {
+            let n = data.len();
+            if n > 0 {
+                p.identity.charge_bytes(n, limits).map_err(classify)?;
+                wr.write_all(&data).await.map_err(|e| io_end(&e))?;
+                audit.add_up(n);
+                touch();
+            }
+            let grant = credit.as_ref().and_then(|c| Credit::lock(c).written());
+            if let Some(v) = grant {
+                if !p.out.send(wisp::encode_continue(p.id, v)).await {
+                    return Err(client_gone());
+                }
+            }
+        }
+        Err::<(), End>(client_closed())
+    };
+    idle_guard(p, down, up, &last_activity).await
+}
+
+/// Sends the `n` bytes read into `buf` after its [`wisp::HEADER`] bytes of room as DATA.
+async fn deliver(p: &StreamParams, audit: &Audit, mut buf: BytesMut, n: usize) -> Result<(), End> {
+    wisp::fill_data_header(p.id, &mut buf);
+    if !p.out.send(buf.freeze()).await {
+        return Err(client_gone());
+    }
+    audit.add_down(n);
+    Ok(())
+}
+
+/// Runs both directions until one ends, or until the stream is idle for the idle timeout
+/// (`CLOSE 0x47`). The target's EOF ends the stream (Wisp v1 has no half-close).
+async fn idle_guard<D, U>(p: &StreamParams, down: D, up: U, last: &Mutex<Instant>) -> Result<(), End>
+where
+    D: std::future::Future<Output = Result<(), End>>,
+    U: std::future::Future<Output = Result<(), End>>,
+{
+    let idle = p.cfg.limits.idle_timeout;
+    let last = || *last.lock().unwrap_or_else(|e| e.into_inner());
+    tokio::pin!(down, up);
+    loop {
+        tokio::select! {
+            r = &mut down => return r,
+            r = &mut up => return r,
+            _ = tokio::time::sleep_until(last() + idle) => {
+                if last() + idle <= Instant::now() {
+                    return Err(End::new(reason::TRANSFER_TIMEOUT, format!("limit: idle timeout ({} s)", idle.as_secs_f64())));
+                }
+            }
+        }
+    }
+}
+
+async fn udp_stream(p: &StreamParams, audit: &Audit, mut rx: mpsc::Receiver<Bytes>) -> Result<(), End> {
+    let limits = &p.cfg.limits;
+    let deadline = Instant::now() + limits.connect_timeout;
+    let policy = Policy {
+        ports: p.cfg.wisp_udp_ports.clone(),
+        ..p.cfg.policy.clone()
+    };
+    let addrs = resolve(p, &policy, deadline).await?;
+    let addr = *addrs
+        .first()
+        .ok_or_else(|| End::new(reason::UNREACHABLE, "no address"))?;
+    let local: SocketAddr = if addr.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let sock = UdpSocket::bind(local).await.map_err(|e| io_end(&e))?;
+    sock.connect(addr).await.map_err(|e| io_end(&e))?;
+    audit.set_resolved(addr);
+    let last_activity = Mutex::new(Instant::now());
+    let touch = || *last_activity.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    let sock = &sock;
+    let down = async {
+        loop {
+            let mut buf = BytesMut::zeroed(wisp::HEADER + MAX_DATAGRAM);
+            let n = sock
+                .recv(&mut buf[wisp::HEADER..])
+                .await
+                .map_err(|e| io_end(&e))?;
+            buf.truncate(wisp::HEADER + n);
+            p.identity.charge_datagram(n, limits).map_err(classify)?;
+            deliver(p, audit, buf, n).await?;
+            touch();
+        }
+    };
+    let up = async {
+        while let Some(data) = rx.recv().await {
+            p.identity.charge_datagram(data.len(), limits).map_err(classify)?;
+            sock.send(&data).await.map_err(|e| io_end(&e))?;
+            audit.add_up(data.len());
+            touch();
+        }
+        Err::<(), End>(client_closed())
+    };
+    idle_guard(p, down, up, &last_activity).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The invariant `queued + allowed <= BUFFER` under any interleaving of arrivals
+    /// (bounded by `allowed`), writes and CONTINUEs, and credit comes back before it is gone.
+    #[test]
+    fn credit_invariant() {
+        let mut c = Credit {
+            queued: 0,
+            allowed: BUFFER,
+        };
+        // A client that always spends all it may, against a target that writes one packet
+        // per step: the credit never runs dry.
+        let mut grants = 0;
+        for step in 0..1000u32 {
+            if step % 3 != 0 {
+                assert!(c.receive());
+            }
+            if c.queued > 0 && c.written().is_some() {
+                grants += 1;
+            }
+            assert!(c.queued + c.allowed <= BUFFER);
+        }
+        assert!(grants > 0);
+        // A stalled target: the client spends its credit and is refused after that.
+        let mut c = Credit {
+            queued: 0,
+            allowed: BUFFER,
+        };
+        for _ in 0..BUFFER {
+            assert!(c.receive());
+        }
+        assert!(!c.receive());
+        assert_eq!(c.queued, BUFFER);
+        // Draining half the buffer returns exactly that half.
+        for _ in 0..BUFFER / 2 - 1 {
+            assert_eq!(c.written(), None);
+        }
+        assert_eq!(c.written(), Some(BUFFER / 2));
+        assert_eq!(c.queued + c.allowed, BUFFER);
+    }
+
+    #[test]
+    fn endpoint_paths() {
+        assert_eq!(endpoint("/wisp/"), Some(Ok(None)));
+        assert_eq!(endpoint("/wisp/a.b.c/"), Some(Ok(Some("a.b.c".into()))));
+        assert!(matches!(endpoint("/wisp"), Some(Err(_))));
+        assert!(matches!(endpoint("/wisp/a.b.c"), Some(Err(_))));
+        assert!(matches!(endpoint("/wisp/a/b/"), Some(Err(_))));
+        assert!(matches!(endpoint("/wisp//"), Some(Err(_))));
+        assert_eq!(endpoint("/"), None);
+        assert_eq!(endpoint("/wispy/"), None);
+    }
+
+    #[test]
+    fn close_reasons() {
+        let r = |m: &str| classify(m.to_owned()).reason;
+        assert_eq!(
+            r("refused by policy: 10.0.0.1 is a private address"),
+            reason::BLOCKED
+        );
+        assert_eq!(r("limit: concurrent connections (5)"), reason::THROTTLED);
+        assert_eq!(r("limit: bytes per minute (100)"), reason::THROTTLED);
+        assert_eq!(
+            r("limit: connect timeout (1 s): connect timed out"),
+            reason::CONNECT_TIMEOUT
+        );
+        assert_eq!(
+            r("name not found: could not resolve 'x.invalid'"),
+            reason::UNREACHABLE
+        );
+        assert_eq!(r("invalid host 'a b': only letters"), reason::INVALID);
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(io_end(&refused).reason, reason::REFUSED);
+    }
+}
