@@ -386,6 +386,18 @@ fn open(
         Ok(h) => p.host = h,
         Err(e) => return Err((p, End::new(reason::INVALID, e))),
     }
+    // Policy before limits (as in the other protocols): a denied target is never reported as
+    // a limit and costs no slot.
+    let udp_policy;
+    let policy = if p.udp {
+        udp_policy = udp_policy_of(&p.cfg);
+        &udp_policy
+    } else {
+        &p.cfg.policy
+    };
+    if let Err(e) = policy::precheck(policy, &p.host, p.port) {
+        return Err((p, classify(e)));
+    }
     let slot = match p.identity.try_open(&p.cfg.limits) {
         Ok(s) => s,
         Err(e) => return Err((p, classify(e))),
@@ -409,6 +421,14 @@ fn open(
         credit,
         abort: task.abort_handle(),
     })
+}
+
+/// The address policy of UDP streams: the TCP one with the UDP port allowlist.
+fn udp_policy_of(cfg: &Config) -> Policy {
+    Policy {
+        ports: cfg.wisp_udp_ports.clone(),
+        ..cfg.policy.clone()
+    }
 }
 
 /// The audit line of a CONNECT refused before its task started.
@@ -576,11 +596,7 @@ where
 async fn udp_stream(p: &StreamParams, audit: &Audit, mut rx: mpsc::Receiver<Bytes>) -> Result<(), End> {
     let limits = &p.cfg.limits;
     let deadline = Instant::now() + limits.connect_timeout;
-    let policy = Policy {
-        ports: p.cfg.wisp_udp_ports.clone(),
-        ..p.cfg.policy.clone()
-    };
-    let addrs = resolve(p, &policy, deadline).await?;
+    let addrs = resolve(p, &udp_policy_of(&p.cfg), deadline).await?;
     let addr = *addrs
         .first()
         .ok_or_else(|| End::new(reason::UNREACHABLE, "no address"))?;
