@@ -19,6 +19,9 @@ Commands:
                            registry beside it: a shell, or CMD's output and exit status
   serve [--help]           serve the wasm build's site/ with COOP/COEP, and lwproxy
   proxy [LWPROXY-ARGS]     start lwproxy alone (safe defaults: public addresses, ports 80/443)
+  kernel-series [--help] export|check|list TARGET
+                           regenerate patches/kernel/ from the driver sources in kernel/,
+                           check it is current, or list one target's patches
   test [TIER...]           run test tiers: ${TIERS[*]} (default: all)
   bench [PART...]          run benchmarks: ${BENCHES[*]} (default: all)
   setup                    install what the build and tests need (apt packages, Rust targets)
@@ -98,6 +101,7 @@ main() {
     test) cmd_test "$@" ;;
     bench) cmd_bench "$@" ;;
     proxy) cmd_proxy "$@" ;;
+    kernel-series) exec bash "$LW_ROOT/tools/kernel-series.sh" "$@" ;;
     build | run | serve)
         [ -f "$LW_ROOT/tools/$cmd.sh" ] || { echo "error: '$cmd' is not built yet in this checkout" >&2; exit 2; }
         exec bash "$LW_ROOT/tools/$cmd.sh" "$@" ;;

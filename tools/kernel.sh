@@ -34,8 +34,23 @@ lw_kernel_git() {
         -c core.autocrlf=false -c gc.auto=0 "$@"
 }
 
+# lw_kernel_pristine VERSION DEST: makes DEST a git tree whose tag lw-pristine
+# is the unmodified linux-source-VERSION (extracting it if DEST is new). What
+# is checked out is left alone. Prints nothing on stdout.
+lw_kernel_pristine() {
+    local version=${1:?usage: lw_kernel_pristine VERSION DEST} dest=${2:?usage: lw_kernel_pristine VERSION DEST}
+    _lw_kernel_locked "$version" "$dest" _lw_kernel_extract
+}
+
 lw_kernel_tree() {
     local version=${1:?usage: lw_kernel_tree VERSION DEST} dest=${2:?usage: lw_kernel_tree VERSION DEST}
+    _lw_kernel_locked "$version" "$dest" _lw_kernel_tree_locked
+}
+
+# _lw_kernel_locked VERSION DEST FUNC: FUNC VERSION DEST TARBALL, one caller at
+# a time per tree (the lock file sits beside the tree).
+_lw_kernel_locked() {
+    local version=$1 dest=$2 func=$3
     case "$version" in
         6.12 | 6.1) ;;
         *) lw_die "lw_kernel_tree: unsupported kernel version '$version' (6.12 or 6.1)" ;;
@@ -47,13 +62,28 @@ lw_kernel_tree() {
     fi
     mkdir -p "$(dirname "$dest")"
     dest=$(cd "$(dirname "$dest")" && pwd)/$(basename "$dest")
-
-    # One caller at a time per tree; the lock file sits beside the tree.
     local lockfd
     exec {lockfd}>"$dest.lock"
     flock "$lockfd"
-    _lw_kernel_tree_locked "$version" "$dest" "$tarball"
+    "$func" "$version" "$dest" "$tarball"
     exec {lockfd}>&-
+}
+
+# _lw_kernel_extract VERSION DEST TARBALL: DEST has the tag lw-pristine.
+_lw_kernel_extract() {
+    local version=$1 dest=$2 tarball=$3
+    if [ -d "$dest/.git" ] && lw_kernel_git "$dest" rev-parse -q --verify lw-pristine >/dev/null; then
+        return 0
+    fi
+    [ ! -e "$dest" ] || [ -z "$(ls -A "$dest")" ] ||
+        lw_die "lw_kernel_tree: $dest exists but is not an lwnet kernel tree; remove it first"
+    lw_info "kernel $version: extracting $tarball into $dest"
+    mkdir -p "$dest"
+    tar -xJf "$tarball" -C "$dest" --strip-components=1 ||
+        lw_die "lw_kernel_tree: could not extract $tarball"
+    { git init -q "$dest" && lw_kernel_git "$dest" add -A -f . &&
+        lw_kernel_git "$dest" commit -q --no-verify -m "pristine linux-source-$version" &&
+        lw_kernel_git "$dest" tag lw-pristine; } || lw_die "lw_kernel_tree: could not make $dest a git tree"
 }
 
 _lw_kernel_tree_locked() {
@@ -76,15 +106,7 @@ _lw_kernel_tree_locked() {
         lw_kernel_git "$dest" checkout -q -f --detach lw-pristine
         lw_kernel_git "$dest" clean -fdq # untracked, not ignored: build outputs stay
     else
-        [ ! -e "$dest" ] || [ -z "$(ls -A "$dest")" ] ||
-            lw_die "lw_kernel_tree: $dest exists but is not an lwnet kernel tree; remove it first"
-        lw_info "kernel $version: extracting $tarball into $dest"
-        mkdir -p "$dest"
-        tar -xJf "$tarball" -C "$dest" --strip-components=1 ||
-            lw_die "lw_kernel_tree: could not extract $tarball"
-        { git init -q "$dest" && lw_kernel_git "$dest" add -A -f . &&
-            lw_kernel_git "$dest" commit -q --no-verify -m "pristine linux-source-$version" &&
-            lw_kernel_git "$dest" tag lw-pristine; } || lw_die "lw_kernel_tree: could not make $dest a git tree"
+        _lw_kernel_extract "$version" "$dest" "$tarball"
     fi
 
     rm -f "$stamp"

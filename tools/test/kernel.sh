@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Kernel tier: the lwnet patch series on Debian's linux-source 6.12 and 6.1.
-# For each version: the series applies with `git am`, every patch is
+# The committed series is the export of kernel/ (checked on 6.12, the pinned
+# base). For each version: the series applies with `git am`, every patch is
 # `checkpatch.pl --strict` clean, and the KUnit suite passes under user-mode
 # Linux (one result per case). On 6.12 the driver (with the wasm backend,
 # through COMPILE_TEST) also compiles warning-free with clang, W=1.
@@ -96,6 +97,11 @@ for version in 6.12 6.1; do
     tree=$KDIR/linux-$version
     if ! lw_check "kernel $version: patch series applies with git am" apply_series "$version" "$tree"; then
         continue
+    fi
+    if [ "$version" = 6.12 ]; then
+        # The series is generated from kernel/: the committed export must be current.
+        lw_check "kernel: patches/kernel/ equals a fresh export of kernel/ (tools/kernel-series.sh check)" \
+            bash "$LW_ROOT/tools/kernel-series.sh" --tree "$tree" check || true
     fi
     for patch in "$LW_KERNEL_PATCHES"/*.patch; do
         lw_check "kernel $version: checkpatch --strict $(basename "$patch")" checkpatch_clean "$tree" "$patch" || true
