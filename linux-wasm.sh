@@ -5,7 +5,7 @@ set -euo pipefail
 # shellcheck source=tools/lib.sh
 source "$(dirname "$(readlink -f "$0")")/tools/lib.sh"
 
-TIERS=(unit wasm kernel e2e browser)
+TIERS=(unit wasm kernel e2e browser interop)
 BENCHES=(proxy host system)
 
 usage() {
