@@ -106,6 +106,27 @@ pub struct ServeArgs {
     /// Most WebSocket sessions at once, all clients together [default: 4096].
     #[arg(long, value_name = "N")]
     pub max_sessions: Option<usize>,
+    /// WebSocket sessions at once per identity (0 = unlimited).
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub max_sessions_per_identity: u32,
+    /// Send a WebSocket ping after this long without one.
+    #[arg(long, value_name = "DURATION", default_value = "20s")]
+    pub ping_interval: String,
+    /// Close a session whose client has not answered a ping within this long.
+    #[arg(long, value_name = "DURATION", default_value = "20s")]
+    pub pong_timeout: String,
+    /// Client sockets not yet authenticated (TLS + HTTP upgrade in progress), all clients.
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    pub max_preauth: usize,
+    /// Client sockets not yet authenticated from one client address (IPv6: one --ipv6-prefix).
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub max_preauth_per_ip: usize,
+    /// Deadline for TLS handshake + HTTP upgrade request of a new client socket.
+    #[arg(long, value_name = "DURATION", default_value = "5s")]
+    pub handshake_timeout: String,
+    /// IPv6 clients are grouped by this prefix length (per-address caps; --no-auth identity).
+    #[arg(long, value_name = "BITS", default_value_t = 64, value_parser = clap::value_parser!(u8).range(1..=128))]
+    pub ipv6_prefix: u8,
     /// On SIGTERM, how long open connections may finish before they are closed.
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     pub drain_timeout: String,
@@ -164,6 +185,19 @@ pub struct Config {
     pub wisp_udp_ports: BTreeSet<u16>,
     pub max_sessions: usize,
     pub drain_timeout: Duration,
+    /// Sessions per identity at once; 0 = unlimited.
+    pub max_sessions_per_identity: u32,
+    /// Idle time after which a session is pinged.
+    pub ping_interval: Duration,
+    /// How long a ping may stay unanswered before the session is closed.
+    pub pong_timeout: Duration,
+    /// Unauthenticated client sockets at once, total and per client address group.
+    pub max_preauth: usize,
+    pub max_preauth_per_ip: usize,
+    /// TLS handshake + upgrade request deadline.
+    pub handshake_timeout: Duration,
+    /// IPv6 client grouping prefix length (1..=128).
+    pub ipv6_prefix: u8,
     pub tls_client: Arc<rustls::ClientConfig>,
     pub tls_server: Option<Arc<rustls::ServerConfig>>,
 }
@@ -270,6 +304,13 @@ impl Config {
             wisp_udp_ports,
             max_sessions: a.max_sessions.or(fl.max_sessions).unwrap_or(4096),
             drain_timeout: duration(&a.drain_timeout, "drain timeout")?,
+            max_sessions_per_identity: a.max_sessions_per_identity,
+            ping_interval: duration(&a.ping_interval, "--ping-interval")?,
+            pong_timeout: duration(&a.pong_timeout, "--pong-timeout")?,
+            max_preauth: a.max_preauth.max(1),
+            max_preauth_per_ip: a.max_preauth_per_ip.max(1),
+            handshake_timeout: duration(&a.handshake_timeout, "--handshake-timeout")?,
+            ipv6_prefix: a.ipv6_prefix,
             tls_client: crate::tls::client_config(&a.extra_ca)?,
             tls_server,
         })

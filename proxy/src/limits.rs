@@ -52,7 +52,19 @@ struct Rates {
 pub struct Identity {
     pub name: String,
     concurrent: AtomicU32,
+    /// WebSocket sessions of this identity now.
+    sessions: AtomicU32,
     rates: Mutex<Rates>,
+}
+
+/// Releases a session place of an identity when the session ends.
+#[derive(Debug)]
+pub struct SessionSlot(Arc<Identity>);
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        self.0.sessions.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Releases a concurrent-connection slot when the connection ends, however it ends.
@@ -72,6 +84,7 @@ impl Identity {
         Identity {
             name,
             concurrent: AtomicU32::new(0),
+            sessions: AtomicU32::new(0),
             rates: Mutex::new(Rates {
                 opens: VecDeque::new(),
                 tokens: limits.bytes_per_min as f64,
@@ -109,6 +122,16 @@ impl Identity {
             ));
         }
         r.opens.push_back(now);
+        Ok(slot)
+    }
+
+    /// Takes one of the identity's `max` session places (0 = unlimited), atomically.
+    pub fn try_session(self: &Arc<Self>, max: u32) -> Result<SessionSlot, String> {
+        let prev = self.sessions.fetch_add(1, Ordering::AcqRel);
+        let slot = SessionSlot(self.clone());
+        if max > 0 && prev >= max {
+            return Err(format!("limit: sessions per identity ({max})"));
+        }
         Ok(slot)
     }
 
@@ -158,6 +181,7 @@ impl Identity {
             || r.tokens + r.refilled_at.elapsed().as_secs_f64() * limits.bytes_per_min as f64 / 60.0
                 >= limits.bytes_per_min as f64;
         self.concurrent.load(Ordering::Acquire) == 0
+            && self.sessions.load(Ordering::Acquire) == 0
             && full
             && r.opens.back().is_none_or(|t| t.elapsed() >= MINUTE)
     }

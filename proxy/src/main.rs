@@ -6,6 +6,7 @@ mod config;
 mod limits;
 mod platform;
 mod policy;
+mod preauth;
 mod protocol;
 mod relay;
 mod server;
@@ -63,7 +64,43 @@ fn run(cli: Cli) -> Result<()> {
         .block_on(serve(cfg))
 }
 
+/// Raises the soft descriptor limit to the hard one (the default soft 1024 is far below what
+/// thousands of sessions need) and warns when the worst case cannot fit: every session at
+/// its per-identity connection cap, plus the pre-authentication sockets, plus some slack.
+fn raise_nofile(cfg: &Config) {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        let old = lim.current;
+        lim.current = lim.maximum;
+        match setrlimit(Resource::Nofile, lim) {
+            Ok(()) => tracing::info!(from = ?old, to = ?lim.current, "raised the soft descriptor limit"),
+            Err(e) => {
+                tracing::warn!("could not raise the soft descriptor limit: {e}");
+                lim = getrlimit(Resource::Nofile);
+            }
+        }
+    }
+    let per_session = u64::from(cfg.limits.max_concurrent.max(1)) + 1;
+    let need = (cfg.max_sessions as u64)
+        .saturating_mul(per_session)
+        .saturating_add(cfg.max_preauth as u64)
+        .saturating_add(64);
+    if let Some(have) = lim.current {
+        if have < need {
+            tracing::warn!(
+                have,
+                need,
+                "descriptor limit too low for --max-sessions x (--max-concurrent + 1) + --max-preauth: \
+                 raise it (ulimit -n, LimitNOFILE=) or lower those flags; accepts fail with EMFILE \
+                 when it runs out"
+            );
+        }
+    }
+}
+
 async fn serve(cfg: Arc<Config>) -> Result<()> {
+    raise_nofile(&cfg);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;

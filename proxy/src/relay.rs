@@ -142,6 +142,18 @@ impl Shared<'_> {
     }
 }
 
+/// TCP keepalive on a client or target socket: a peer that vanished without a FIN or RST
+/// (powered off, NAT state dropped) is noticed after about 60 s + 4 x 15 s instead of never.
+pub fn set_keepalive(s: &TcpStream) {
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(15))
+        .with_retries(4);
+    if let Err(e) = socket2::SockRef::from(s).set_tcp_keepalive(&ka) {
+        tracing::debug!("TCP keepalive not set: {e}");
+    }
+}
+
 pub async fn run(mut p: ConnParams) {
     let target = format!("{}:{}", p.host_text, p.port);
     let audit = Audit::new(p.identity.name.clone(), p.client, p.id, target, p.tls);
@@ -192,6 +204,7 @@ async fn connect_and_relay(
         match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
             Err(_) => return Err(timed_out()),
             Ok(Ok(s)) => {
+                set_keepalive(&s);
                 audit.set_resolved(addr);
                 tcp = Some((s, addr));
                 break;

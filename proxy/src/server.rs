@@ -4,6 +4,7 @@
 use crate::auth;
 use crate::config::Config;
 use crate::limits::Registry;
+use crate::preauth::{client_group, group_name, Preauth, PreauthSlot};
 use crate::protocol::{Dialect, BEARER_PREFIX, SUBPROTOCOL_V1, SUBPROTOCOL_V2};
 use crate::session::{self, SessionCtx};
 use anyhow::{Context, Result};
@@ -20,7 +21,6 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A client stream, plain or TLS.
 pub enum ClientStream {
@@ -73,6 +73,10 @@ pub struct Shared {
     pub shutdown: watch::Receiver<bool>,
     /// One clone per live session; the count is how many are live.
     pub sessions: Arc<()>,
+    /// `--max-sessions` places; one is taken before the 101 is written.
+    pub session_slots: Arc<tokio::sync::Semaphore>,
+    /// Caps on sockets not yet authenticated.
+    pub preauth: Arc<Preauth>,
 }
 
 /// Runs until `shutdown` turns true, then drains sessions (up to the drain timeout).
@@ -83,6 +87,8 @@ pub async fn serve(listener: TcpListener, cfg: Arc<Config>, shutdown: watch::Rec
         registry: Registry::default(),
         shutdown: shutdown.clone(),
         sessions: Arc::new(()),
+        session_slots: Arc::new(tokio::sync::Semaphore::new(cfg.max_sessions)),
+        preauth: Preauth::new(cfg.max_preauth, cfg.max_preauth_per_ip, cfg.ipv6_prefix),
     });
     let mut stop = shutdown.clone();
     loop {
@@ -98,10 +104,19 @@ pub async fn serve(listener: TcpListener, cfg: Arc<Config>, shutdown: watch::Rec
             },
             _ = stop.wait_for(|s| *s) => break,
         };
+        // Over a pre-authentication cap: closed before anything is read.
+        let slot = match shared.preauth.try_enter(peer.ip()) {
+            Ok(s) => s,
+            Err(why) => {
+                tracing::debug!(%peer, "closed at once: {why}");
+                drop(tcp);
+                continue;
+            }
+        };
         let shared = shared.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            if let Err(e) = handle_client(tcp, peer, acceptor, shared).await {
+            if let Err(e) = handle_client(tcp, peer, acceptor, shared, slot).await {
                 tracing::debug!(%peer, "client: {e:#}");
             }
         });
@@ -237,8 +252,10 @@ async fn handle_client(
     peer: SocketAddr,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     shared: Arc<Shared>,
+    preauth: PreauthSlot,
 ) -> Result<()> {
     tcp.set_nodelay(true).ok();
+    crate::relay::set_keepalive(&tcp);
     let cfg = &shared.cfg;
     let setup = async {
         let mut stream = match &acceptor {
@@ -248,7 +265,7 @@ async fn handle_client(
         let (head, rest) = read_head(&mut stream).await?;
         anyhow::Ok((stream, head, rest))
     };
-    let (mut stream, head, rest) = tokio::time::timeout(HANDSHAKE_TIMEOUT, setup)
+    let (mut stream, head, rest) = tokio::time::timeout(cfg.handshake_timeout, setup)
         .await
         .context("handshake timed out")??;
 
@@ -295,7 +312,7 @@ async fn handle_client(
                 .find_map(|p| p.strip_prefix(BEARER_PREFIX).map(str::to_owned))
         });
     let identity = match &cfg.jwt_secret {
-        None => peer.ip().to_string(),
+        None => group_name(&client_group(peer.ip(), cfg.ipv6_prefix)),
         Some(secret) => {
             let verdict = match token {
                 None => Err(auth::AuthError::Missing),
@@ -310,9 +327,18 @@ async fn handle_client(
             }
         }
     };
-    if Arc::strong_count(&shared.sessions) > cfg.max_sessions {
+    // Both session places are taken here, atomically, before the 101 is written.
+    let Ok(global_slot) = shared.session_slots.clone().try_acquire_owned() else {
         return respond(&mut stream, "503 Service Unavailable", "limit: sessions").await;
-    }
+    };
+    let identity = shared.registry.get(&identity, &cfg.limits);
+    let identity_slot = match identity.try_session(cfg.max_sessions_per_identity) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::info!(%peer, identity = %identity.name, "{e}");
+            return respond(&mut stream, "429 Too Many Requests", &e).await;
+        }
+    };
     if *shared.shutdown.borrow() {
         return respond(&mut stream, "503 Service Unavailable", "server shutting down").await;
     }
@@ -340,8 +366,8 @@ async fn handle_client(
         .await
         .context("writing the handshake")?;
 
+    drop(preauth);
     let ws = WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(ws_config(cfg))).await;
-    let identity = shared.registry.get(&identity, &cfg.limits);
     tracing::debug!(%peer, identity = %identity.name, ?dialect, "session start");
     let ctx = SessionCtx {
         cfg: cfg.clone(),
@@ -350,6 +376,7 @@ async fn handle_client(
         dialect,
         shutdown: shared.shutdown.clone(),
         _live: shared.sessions.clone(),
+        _slots: (global_slot, identity_slot),
     };
     if wisp.is_some() {
         crate::wisp_session::run(ws, ctx).await;

@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::{AbortHandle, JoinHandle};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -34,6 +35,8 @@ pub struct SessionCtx {
     pub shutdown: watch::Receiver<bool>,
     /// Counted by the server to know when all sessions have drained.
     pub _live: Arc<()>,
+    /// The session's places (global `--max-sessions`, per identity), freed when it ends.
+    pub _slots: (tokio::sync::OwnedSemaphorePermit, crate::limits::SessionSlot),
 }
 
 /// What a connection task tells its session.
@@ -60,6 +63,9 @@ struct ConnEntry {
 pub struct Out(mpsc::Sender<Message>);
 
 impl Out {
+    pub async fn ping(&self) -> bool {
+        self.0.send(Message::Ping(bytes::Bytes::new())).await.is_ok()
+    }
     pub async fn text(&self, s: String) -> bool {
         self.0.send(Message::Text(s.into())).await.is_ok()
     }
@@ -134,24 +140,72 @@ where
     let mut shutdown = ctx.shutdown.clone();
     let mut draining = *shutdown.borrow();
     let max_message = ctx.cfg.limits.max_message;
+    // Liveness: a ping after `ping_interval` of silence from the client, answered within
+    // `pong_timeout` (any message counts as an answer); and a session with no connection that
+    // sends nothing for `idle_timeout` is closed.
+    let (ping_interval, pong_timeout) = (ctx.cfg.ping_interval, ctx.cfg.pong_timeout);
+    let idle_limit = ctx.cfg.limits.idle_timeout;
+    let mut heard = Instant::now();
+    let mut idle_since = Instant::now();
+    let mut pong_due: Option<Instant> = None;
 
     loop {
         if draining && conns.is_empty() {
             let _ = out.0.send(going_away()).await;
             break;
         }
+        let timer = match pong_due {
+            Some(due) => due,
+            None => heard + ping_interval,
+        };
+        let timer = if conns.is_empty() {
+            timer.min(idle_since + idle_limit)
+        } else {
+            timer
+        };
         let msg = tokio::select! {
             biased;
             Some(ConnEvent::Finished(id)) = ev_rx.recv() => {
                 conns.remove(&id);
+                if conns.is_empty() {
+                    idle_since = Instant::now();
+                }
                 continue;
             }
+            _ = tokio::time::sleep_until(timer) => None,
             _ = shutdown.wait_for(|s| *s), if !draining => {
                 draining = true;
                 continue;
             }
             _ = &mut writer => break, // the client went away
-            m = stream.next() => m,
+            m = stream.next() => Some(m),
+        };
+        // The timer's work is done outside `select!`, whose state may not live across awaits.
+        let Some(msg) = msg else {
+            let now = Instant::now();
+            if conns.is_empty() && now >= idle_since + idle_limit {
+                tracing::info!(peer = %ctx.peer, "session idle for {idle_limit:?} without a connection: closed");
+                let frame = CloseFrame {
+                    code: CloseCode::Normal,
+                    reason: "idle session".into(),
+                };
+                let _ = out.0.send(Message::Close(Some(frame))).await;
+                break;
+            }
+            match pong_due {
+                Some(due) if now >= due => {
+                    tracing::info!(peer = %ctx.peer, "no answer to a ping within {pong_timeout:?}: session closed");
+                    break;
+                }
+                None if now >= heard + ping_interval => {
+                    pong_due = Some(now + pong_timeout);
+                    if !out.ping().await {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+            continue;
         };
         let msg = match msg {
             None => break,
@@ -161,18 +215,36 @@ where
             }
             Some(Ok(m)) => m,
         };
-        let parsed = match msg {
-            Message::Text(t) if t.len() > max_message => Err(protocol::ProtoError {
-                id: None,
-                msg: format!("limit: message size ({max_message} bytes)"),
-            }),
+        heard = Instant::now();
+        pong_due = None;
+        if !matches!(msg, Message::Ping(_) | Message::Pong(_)) {
+            idle_since = heard;
+        }
+        let oversized = match &msg {
+            Message::Text(t) if t.len() > max_message => Some(text_id(t.as_str())),
             Message::Binary(b) if b.len() > max_message => {
-                let id = (b.len() >= 4).then(|| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-                Err(protocol::ProtoError {
-                    id,
-                    msg: format!("limit: message size ({max_message} bytes)"),
-                })
+                Some((b.len() >= 4).then(|| u32::from_be_bytes([b[0], b[1], b[2], b[3]])))
             }
+            _ => None,
+        };
+        if let Some(id) = oversized {
+            // Its data cannot be delivered, so its connection ends (error with the id, then
+            // `closed`) rather than going on with a gap in the stream.
+            let why = format!("limit: message size ({max_message} bytes)");
+            match id.and_then(|id| conns.get_mut(&id)) {
+                Some(c) if !c.closing => {
+                    c.closing = true;
+                    let _ = c.kill.send(Some(why));
+                }
+                _ => {
+                    if !out.error(id, &why).await {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        let parsed = match msg {
             Message::Text(t) => protocol::parse_text(t.as_str(), ctx.dialect),
             Message::Binary(b) => protocol::parse_binary(b, ctx.dialect),
             Message::Close(_) => break,
@@ -194,6 +266,15 @@ where
     // Let the writer flush the close frame, but do not wait on a client that stopped reading.
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
     tracing::debug!(peer = %ctx.peer, "session end");
+}
+
+/// The `id` of a JSON message, read without building the rest (for an oversized `write`).
+fn text_id(text: &str) -> Option<u32> {
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        id: Option<u32>,
+    }
+    serde_json::from_str::<IdOnly>(text).ok().and_then(|m| m.id)
 }
 
 /// Handles one valid message; returns false when the client is gone.

@@ -150,7 +150,6 @@ async fn hostile_input_gets_errors_and_the_session_survives() {
                 ),
                 "duplicate id 1",
             ),
-            (big_json, "limit: message size (65536 bytes)"),
         ];
         for (input, want) in &cases {
             ws.send_text(input).await;
@@ -158,6 +157,20 @@ async fn hostile_input_gets_errors_and_the_session_survives() {
             assert_eq!(v["t"], "error", "{input:.60}: {v}");
             assert!(v["msg"].as_str().unwrap().contains(want), "{input:.60}: {v}");
         }
+        // An oversized write ends its connection (error with its id, then closed): its data
+        // cannot be delivered, and the stream must not go on with a gap.
+        ws.send_text(&big_json).await;
+        let v = ws.recv_json().await;
+        assert_eq!((&v["t"], &v["id"]), (&json!("error"), &json!(1)), "{v}");
+        assert!(
+            v["msg"]
+                .as_str()
+                .unwrap()
+                .contains("limit: message size (65536 bytes)"),
+            "{v}"
+        );
+        ws.expect("closed", 1).await;
+        assert_eq!(ws.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
         // Binary: needs v2 in v1; too short, oversized and unknown ids in v2.
         if v2 {
             ws.ws
@@ -168,10 +181,11 @@ async fn hostile_input_gets_errors_and_the_session_survives() {
                 .unwrap();
             assert!(ws.recv_json().await["msg"].as_str().unwrap().contains("shorter"));
             ws.send_bin(1, &vec![0u8; 70_000]).await;
-            assert!(ws.recv_json().await["msg"]
-                .as_str()
-                .unwrap()
-                .contains("message size"));
+            let v = ws.recv_json().await;
+            assert_eq!(v["id"], 1, "{v}");
+            assert!(v["msg"].as_str().unwrap().contains("message size"), "{v}");
+            ws.expect("closed", 1).await;
+            assert_eq!(ws.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
             ws.send_bin(42, b"x").await;
             assert!(ws.recv_json().await["msg"]
                 .as_str()
