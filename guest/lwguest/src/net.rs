@@ -163,4 +163,22 @@ impl crate::http::Source for Conn {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
         Conn::read(self, buf).map_err(|e| Error::sys("read from connection", e))
     }
+
+    /// poll(POLLIN) for up to `ms`; a signal ends the wait early (false).
+    fn wait(&mut self, ms: u64) -> Result<bool> {
+        let mut p = sys::pollfd {
+            fd: self.fd.0,
+            events: sys::POLLIN,
+            revents: 0,
+        };
+        let ms = i32::try_from(ms).unwrap_or(i32::MAX);
+        // SAFETY: one valid pollfd.
+        let r = unsafe { sys::poll(&mut p, 1, ms) };
+        match r {
+            r if r > 0 => Ok(true),
+            0 => Ok(false),
+            _ if sys::errno() == sys::EINTR => Ok(false),
+            _ => Err(Error::last("poll on connection")),
+        }
+    }
 }

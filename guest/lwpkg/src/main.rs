@@ -37,12 +37,10 @@ signed by a key in /etc/lwpkg/keys/*.pub. Packages go to
 /opt/packages/NAME/VERSION/ and are linked into /usr/local/bin.
 Environment: LWPKG_ROOT=DIR runs against DIR instead of /.";
 
-/// Connect timeout for repository downloads.
-const CONNECT_TIMEOUT_MS: u32 = 30_000;
 
 fn fetch_http(url: &str, sink: &mut dyn Sink, max: u64) -> Result<()> {
     let u = http::parse_url(url)?;
-    http::get(&u, sink, max, CONNECT_TIMEOUT_MS).map(|_| ())
+    http::get(&u, sink, max, &http::Limits::default()).map(|_| ())
 }
 
 // Reached through lwguest::entry!, which unit-test builds leave out.
