@@ -444,6 +444,14 @@ pub fn now_ms() -> u64 {
     (ts.tv_sec as u64) * 1000 + (ts.tv_nsec as u64) / 1_000_000
 }
 
+/// Wall-clock seconds since the Unix epoch (CLOCK_REALTIME).
+pub fn now_unix_s() -> i64 {
+    let mut ts = sys::timespec::default();
+    // SAFETY: valid output pointer.
+    unsafe { sys::clock_gettime(sys::CLOCK_REALTIME, &mut ts) };
+    ts.tv_sec
+}
+
 /// Sleeps; returns false when interrupted by a signal.
 pub fn sleep_ms(ms: u64) -> bool {
     let req = sys::timespec::new((ms / 1000) as i64, ((ms % 1000) * 1_000_000) as u32);

@@ -1,12 +1,16 @@
 //! The signed package index: ed25519 signature check over the exact index
 //! bytes, parsing and validation of every entry, dependency resolution.
 //!
-//! Index (seed 000 §3.2–3.3, extended): `{"format": 1, "packages": {NAME:
+//! Index (seed 000 §3.2–3.3, extended): `{"format": 1, "serial": N,
+//! "expires": "YYYY-MM-DDTHH:MM:SSZ", "packages": {NAME:
 //! ENTRY or [ENTRY, ...]}}` where ENTRY is `{"version", "description",
 //! "url" (relative to the repository base, or absolute), "size", "sha256",
 //! "arch" ("wasm32" | "x86_64"), "depends": [NAME...], "bin" (command name,
 //! default NAME)}`. The signature file is 128 hex digits (64 bytes) and a
 //! key file 64 hex digits (32 bytes); `#` comment lines are allowed in both.
+//! `serial` (increased by `lwpkg-index build` on every build) and `expires`
+//! (RFC 3339, UTC) protect against rollback and freeze (issue 12); see
+//! [`freshness`].
 
 use crate::fs::{Error, Result};
 use crate::json::{self, Value};
@@ -140,6 +144,215 @@ pub fn valid_bin(s: &str) -> bool {
 #[derive(Debug, Clone, Default)]
 pub struct Index {
     pub packages: BTreeMap<String, Vec<Entry>>,
+    /// The registry's build serial (None in indexes older than issue 12).
+    pub serial: Option<u64>,
+    /// Expiry, seconds since the Unix epoch (None in older indexes).
+    pub expires: Option<i64>,
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC time `YYYY-MM-DDTHH:MM:SSZ`
+/// (fractional seconds ignored; `t`/`z` accepted, RFC 3339 §5.6; other
+/// offsets refused: the index is in UTC).
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: core::ops::Range<usize>| -> Option<i64> {
+        let t = &s[r];
+        if t.bytes().all(|c| c.is_ascii_digit()) {
+            t.parse().ok()
+        } else {
+            None
+        }
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut rest = &s[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
+            return None;
+        }
+        rest = &frac[n..];
+    }
+    if !(rest == "Z" || rest == "z") {
+        return None;
+    }
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let mdays = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&mo) || d < 1 || d > mdays[(mo - 1) as usize] || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    Some(days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+/// `days_from_civil`, public domain algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` of seconds since the epoch (for messages).
+pub fn format_rfc3339(t: i64) -> String {
+    let (days, secs) = (t.div_euclid(86400), t.rem_euclid(86400));
+    // Inverse of days_from_civil (same source).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// Orders versions: the leading dotted numeric part (`1.10.2`) compared
+/// component by component as numbers, then the rest compared as Debian
+/// compares version strings (deb-version(7): `~` sorts before anything,
+/// even the end; letters before other characters; digit runs as numbers).
+pub fn compare_versions(a: &str, b: &str) -> core::cmp::Ordering {
+    fn split(v: &str) -> (Vec<u64>, &str) {
+        let mut nums = Vec::new();
+        let mut rest = v;
+        loop {
+            let n = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if n == 0 {
+                break;
+            }
+            nums.push(rest[..n].parse::<u64>().unwrap_or(u64::MAX));
+            rest = &rest[n..];
+            match rest.strip_prefix('.') {
+                Some(r) if r.starts_with(|c: char| c.is_ascii_digit()) => rest = r,
+                _ => break,
+            }
+        }
+        (nums, rest)
+    }
+    let (na, ra) = split(a);
+    let (nb, rb) = split(b);
+    na.cmp(&nb).then_with(|| debian_cmp(ra.as_bytes(), rb.as_bytes()))
+}
+
+/// dpkg's verrevcmp (lib/dpkg/version.c, described in deb-version(7)).
+fn debian_cmp(mut a: &[u8], mut b: &[u8]) -> core::cmp::Ordering {
+    fn order(c: Option<&u8>) -> i32 {
+        match c {
+            None => 0,
+            Some(b'~') => -1,
+            Some(c) if c.is_ascii_digit() => 0,
+            Some(c) if c.is_ascii_alphabetic() => i32::from(*c),
+            Some(c) => i32::from(*c) + 256,
+        }
+    }
+    while !a.is_empty() || !b.is_empty() {
+        loop {
+            let (ca, cb) = (a.first(), b.first());
+            let a_non = ca.is_some_and(|c| !c.is_ascii_digit());
+            let b_non = cb.is_some_and(|c| !c.is_ascii_digit());
+            if !a_non && !b_non {
+                break;
+            }
+            let (oa, ob) = (order(ca), order(cb));
+            if oa != ob {
+                return oa.cmp(&ob);
+            }
+            a = &a[1.min(a.len())..];
+            b = &b[1.min(b.len())..];
+        }
+        let na = a.iter().take_while(|c| c.is_ascii_digit()).count();
+        let nb = b.iter().take_while(|c| c.is_ascii_digit()).count();
+        let (da, db) = (&a[..na], &b[..nb]);
+        let strip = |d: &[u8]| -> usize { d.iter().take_while(|&&c| c == b'0').count() };
+        let (da, db) = (&da[strip(da)..], &db[strip(db)..]);
+        let c = da.len().cmp(&db.len()).then_with(|| da.cmp(db));
+        if c != core::cmp::Ordering::Equal {
+            return c;
+        }
+        a = &a[na..];
+        b = &b[nb..];
+    }
+    core::cmp::Ordering::Equal
+}
+
+/// What an index fetched by `lwpkg update` is, relative to the last one
+/// accepted from the same repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fresh {
+    /// Nothing accepted before (trust on first use).
+    First,
+    /// The same serial and the same bytes.
+    Same,
+    /// A higher serial.
+    Newer,
+}
+
+/// The rollback/freeze decision (issue 12 "Index freshness"): refuses an
+/// index that has expired at `now` (seconds since the epoch), one with a
+/// lower serial than `prev`, and one with `prev`'s serial but other bytes
+/// (`digest` = sha256 of the index). Messages name `repo` and both serials
+/// or the expiry.
+pub fn freshness(
+    repo: &str,
+    prev: Option<(u64, [u8; 32])>,
+    serial: u64,
+    digest: &[u8; 32],
+    expires: i64,
+    now: i64,
+) -> Result<Fresh> {
+    if expires <= now {
+        return Err(Error::msg(format!(
+            "{repo}: the index (serial {serial}) expired at {} (now {}): refusing a stale index",
+            format_rfc3339(expires),
+            format_rfc3339(now)
+        )));
+    }
+    let Some((old, old_digest)) = prev else {
+        return Ok(Fresh::First);
+    };
+    if serial < old {
+        return Err(Error::msg(format!(
+            "{repo}: the index has serial {serial}, lower than serial {old} accepted before: refusing a rollback"
+        )));
+    }
+    if serial == old && *digest != old_digest {
+        return Err(Error::msg(format!(
+            "{repo}: the index has serial {serial} like the one accepted before, but different bytes: refusing it"
+        )));
+    }
+    Ok(if serial == old { Fresh::Same } else { Fresh::Newer })
 }
 
 fn parse_entry(name: &str, v: &Value) -> Result<Entry> {
@@ -234,6 +447,19 @@ impl Index {
             }
             None => return Err(Error::msg("index: no packages object")),
         };
+        let serial = match doc.get("serial") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_u64()
+                    .ok_or_else(|| Error::msg("index: serial must be a non-negative integer"))?,
+            ),
+        };
+        let expires = match doc.get("expires") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_str().and_then(parse_rfc3339).ok_or_else(|| {
+                Error::msg("index: expires must be an RFC 3339 UTC time (YYYY-MM-DDTHH:MM:SSZ)")
+            })?),
+        };
         let mut packages = BTreeMap::new();
         for (name, v) in pkgs {
             if !valid_name(name) {
@@ -256,7 +482,11 @@ impl Index {
             }
             packages.insert(name.clone(), entries);
         }
-        Ok(Index { packages })
+        Ok(Index {
+            packages,
+            serial,
+            expires,
+        })
     }
 
     /// The entry for `arch`, or why there is none.
@@ -479,5 +709,80 @@ mod tests {
         let other = index(&[("a", "x86_64", &["w"]), ("w", "wasm32", &[])]);
         let e = resolve(&other, &["a".into()], "x86_64").unwrap_err();
         assert!(e.msg.contains("built for wasm32"), "{e}");
+    }
+
+    #[test]
+    fn versions_order_numerically_then_like_debian() {
+        use core::cmp::Ordering::*;
+        let ascending = [
+            "0.9", "1~~", "1~~a", "1~", "1", "1a", "1+b", "1.0~rc1", "1.0", "1.0a", "1.0.1", "1.2", "1.9",
+            "1.10", "1.10.0", "2.0~beta", "2.0", "2.0-1", "10",
+        ];
+        for (i, a) in ascending.iter().enumerate() {
+            for (j, b) in ascending.iter().enumerate() {
+                assert_eq!(compare_versions(a, b), i.cmp(&j), "{a} vs {b}");
+            }
+        }
+        assert_eq!(compare_versions("1.01", "1.1"), Equal);
+        assert_eq!(compare_versions("1.0-rc2", "1.0-rc10"), Less);
+        assert_eq!(compare_versions("99999999999999999999999", "1"), Greater);
+    }
+
+    #[test]
+    fn rfc3339_times() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2026-11-30T15:00:00Z"), Some(1_796_050_800));
+        assert_eq!(parse_rfc3339("2000-02-29T12:34:56.789z"), Some(951_827_696));
+        for t in [0, 951_827_696, 1_796_050_800, 4_102_444_799] {
+            assert_eq!(parse_rfc3339(&format_rfc3339(t)), Some(t));
+        }
+        for bad in [
+            "2026-11-30T15:00:00",
+            "2026-11-30T15:00:00+01:00",
+            "2026-11-30 15:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2025-02-29T00:00:00Z",
+            "2026-11-30T24:00:00Z",
+            "2026-11-30T15:00:00.Z",
+            "２026-11-30T15:00:00Z",
+            "",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn freshness_decisions() {
+        let (d1, d2) = ([1u8; 32], [2u8; 32]);
+        let now = 1_000_000;
+        let f = |prev, serial, digest: &[u8; 32], expires| {
+            freshness("http://r/", prev, serial, digest, expires, now)
+        };
+        assert_eq!(f(None, 5, &d1, now + 1).unwrap(), Fresh::First);
+        assert_eq!(f(Some((5, d1)), 5, &d1, now + 1).unwrap(), Fresh::Same);
+        assert_eq!(f(Some((5, d1)), 6, &d2, now + 1).unwrap(), Fresh::Newer);
+        let e = f(Some((5, d1)), 4, &d2, now + 1).unwrap_err();
+        assert!(
+            e.msg.contains("http://r/") && e.msg.contains("serial 4") && e.msg.contains("serial 5"),
+            "{e}"
+        );
+        let e = f(Some((5, d1)), 5, &d2, now + 1).unwrap_err();
+        assert!(
+            e.msg.contains("serial 5") && e.msg.contains("different bytes"),
+            "{e}"
+        );
+        // Expired: refused even on first contact; the message names the time.
+        let e = f(None, 9, &d1, now).unwrap_err();
+        assert!(
+            e.msg.contains("http://r/") && e.msg.contains("expired at 1970-01-12T13:46:40Z"),
+            "{e}"
+        );
+        // Index fields.
+        let ok = Index::parse(br#"{"format":1,"serial":7,"expires":"2030-01-01T00:00:00Z","packages":{}}"#)
+            .unwrap();
+        assert_eq!((ok.serial, ok.expires), (Some(7), Some(1_893_456_000)));
+        assert!(Index::parse(br#"{"serial":-1,"packages":{}}"#).is_err());
+        assert!(Index::parse(br#"{"serial":"7","packages":{}}"#).is_err());
+        assert!(Index::parse(br#"{"expires":"tomorrow","packages":{}}"#).is_err());
     }
 }

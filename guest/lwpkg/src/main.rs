@@ -25,29 +25,49 @@ Commands:
   update            fetch and verify the package lists of the repositories
   search TERM       list packages whose name or description contains TERM
   info NAME         show a package
-  install NAME...   install packages and their dependencies
+  install NAME...   install packages and their dependencies; NAME=VERSION
+                    installs exactly that version, also a lower one
   list              list installed packages
   remove NAME...    remove packages (exactly what install created)
-  upgrade           install newer versions of installed packages
+  upgrade           install higher versions of installed packages (never lower)
   relink            recreate the /usr/local/bin links of installed packages
 
 Repositories: /etc/lwpkg/repositories, one base URL per line (http:// or
-https://; BASE/index.json and BASE/index.json.sig are fetched). Indexes must be
-signed by a key in /etc/lwpkg/keys/*.pub. Packages go to
-/opt/packages/NAME/VERSION/ and are linked into /usr/local/bin.
+https://; BASE/index.json and BASE/index.json.sig are fetched), optionally
+followed by key=NAME[,NAME]: only /etc/lwpkg/keys/NAME.pub may sign that
+repository (wherever it redirects). Without it, any key in
+/etc/lwpkg/keys/*.pub may. Indexes carry a serial and an expiry: lwpkg keeps
+the highest serial accepted per repository in /opt/lwpkg/repos and refuses
+a lower one, other bytes under the same serial, and an expired index.
+Versions order by their dotted numbers, then as Debian orders the rest
+(1.0~rc1 < 1.0 < 1.0a < 1.0.1). Packages go to /opt/packages/NAME/VERSION/
+and are linked into /usr/local/bin.
+
+Settings: /etc/lwpkg/lwpkg.conf, KEY = VALUE lines (defaults shown):
+  idle_timeout = 30    a request that receives nothing for this many seconds fails
+  min_speed = 1024     a transfer slower than this many bytes/s ...
+  speed_window = 30    ... averaged over this many seconds fails (0: no minimum)
+  max_interim = 8      at most this many 1xx interim responses per request
+  max_redirects = 5    at most this many redirects per request
 Environment: LWPKG_ROOT=DIR runs against DIR instead of /.";
 
-
-fn fetch_http(url: &str, sink: &mut dyn Sink, max: u64) -> Result<()> {
+fn fetch_http(url: &str, sink: &mut dyn Sink, max: u64, limits: &http::Limits) -> Result<()> {
     let u = http::parse_url(url)?;
-    http::get(&u, sink, max, &http::Limits::default()).map(|_| ())
+    http::get(&u, sink, max, limits).map(|_| ())
 }
 
 // Reached through lwguest::entry!, which unit-test builds leave out.
 #[cfg_attr(test, allow(dead_code))]
 fn run(args: Vec<String>) -> i32 {
     let root = lwguest::fs::getenv("LWPKG_ROOT").unwrap_or_default();
-    let mut fetch = fetch_http;
+    let limits = match pkg::read_conf(&root) {
+        Ok(l) => l,
+        Err(e) => {
+            errln!("lwpkg: {e}");
+            return 1;
+        }
+    };
+    let mut fetch = |url: &str, sink: &mut dyn Sink, max: u64| fetch_http(url, sink, max, &limits);
     let mut ctx = Ctx {
         root,
         arch: index::THIS_ARCH,
@@ -145,8 +165,32 @@ fn command(ctx: &mut Ctx, args: &[String]) -> Result<i32> {
                 return Ok(c);
             }
             let idx = ctx.load_index()?;
-            let order = index::resolve(&idx, rest, ctx.arch)?;
-            ctx.install_all(&order)?;
+            let mut names = Vec::new();
+            let mut explicit = Vec::new();
+            for arg in rest {
+                let Some((name, version)) = arg.split_once('=') else {
+                    names.push(arg.clone());
+                    continue;
+                };
+                let e = idx.lookup(name, ctx.arch)?;
+                if e.version != version {
+                    return Err(lwguest::fs::Error::msg(alloc::format!(
+                        "the index has {name} {}, not {version}",
+                        e.version
+                    )));
+                }
+                names.push(String::from(name));
+                explicit.push(String::from(name));
+            }
+            let order = index::resolve(&idx, &names, ctx.arch)?;
+            let wants: Vec<pkg::Want> = order
+                .into_iter()
+                .map(|entry| pkg::Want {
+                    explicit: explicit.contains(&entry.name),
+                    entry,
+                })
+                .collect();
+            ctx.install_all(&wants)?;
         }
         "list" => {
             for r in ctx.installed()? {
@@ -192,6 +236,9 @@ mod tests {
         root: String,
         files: HashMap<String, Vec<u8>>,
         key: SigningKey,
+        /// The serial of the next publish.
+        serial: u64,
+        expires: String,
     }
 
     const BASE: &str = "http://127.0.0.1:9/repo";
@@ -215,28 +262,52 @@ mod tests {
                 root: root.to_string_lossy().into_owned(),
                 files: HashMap::new(),
                 key,
+                serial: 1,
+                expires: "2100-01-01T00:00:00Z".into(),
             }
         }
 
-        /// Publishes packages (name, version, arch, deps, content) and a signed index.
+        /// Publishes packages (name, version, arch, deps, content) and a
+        /// signed index under BASE with the next serial. "NAME:BIN" names a
+        /// package whose command is BIN.
         fn publish(&mut self, pkgs: &[Published]) {
+            self.publish_at(BASE, pkgs);
+        }
+
+        fn publish_at(&mut self, base: &str, pkgs: &[Published]) {
+            let idx = self.index_at(base, pkgs, self.serial);
+            self.serial += 1;
+            self.serve_index(base, idx);
+        }
+
+        /// Serves `idx` signed by the world's key.
+        fn serve_index(&mut self, base: &str, idx: Vec<u8>) {
+            let sig = hex_encode(&self.key.sign(&idx).to_bytes());
+            self.files.insert(format!("{base}/index.json"), idx);
+            self.files
+                .insert(format!("{base}/index.json.sig"), sig.into_bytes());
+        }
+
+        fn index_at(&mut self, base: &str, pkgs: &[Published], serial: u64) -> Vec<u8> {
             let mut body = Vec::new();
             for (name, version, arch, deps, content) in pkgs {
+                let (name, bin) = name.split_once(':').unwrap_or((name, name));
                 let file = format!("{name}-{version}-{arch}.bin");
-                self.files.insert(format!("{BASE}/{file}"), content.to_vec());
+                self.files.insert(format!("{base}/{file}"), content.to_vec());
                 let deps: Vec<String> = deps.iter().map(|d| format!("\"{d}\"")).collect();
                 body.push(format!(
-                    "\"{name}\":{{\"version\":\"{version}\",\"url\":\"{file}\",\"size\":{},\"sha256\":\"{}\",\"arch\":\"{arch}\",\"depends\":[{}]}}",
+                    "\"{name}\":{{\"version\":\"{version}\",\"url\":\"{file}\",\"size\":{},\"sha256\":\"{}\",\"arch\":\"{arch}\",\"depends\":[{}],\"bin\":\"{bin}\"}}",
                     content.len(),
                     hex_encode(&Sha256::digest(content)),
                     deps.join(",")
                 ));
             }
-            let idx = format!("{{\"format\":1,\"packages\":{{{}}}}}", body.join(","));
-            let sig = hex_encode(&self.key.sign(idx.as_bytes()).to_bytes());
-            self.files.insert(format!("{BASE}/index.json"), idx.into_bytes());
-            self.files
-                .insert(format!("{BASE}/index.json.sig"), sig.into_bytes());
+            format!(
+                "{{\"format\":1,\"serial\":{serial},\"expires\":\"{}\",\"packages\":{{{}}}}}",
+                self.expires,
+                body.join(",")
+            )
+            .into_bytes()
         }
 
         fn run(&mut self, args: &[&str]) -> Result<i32> {
@@ -401,7 +472,7 @@ mod tests {
         let before: Vec<String> = w
             .tree("")
             .into_iter()
-            .filter(|p| !p.starts_with("var/lib"))
+            .filter(|p| !p.starts_with("var/lib") && p != "opt" && p != "opt/packages")
             .collect();
         let e = w.run(&["install", "app"]).unwrap_err();
         assert!(e.msg.contains("checksum mismatch"), "{e}");
@@ -496,5 +567,199 @@ mod tests {
         );
         assert!(pkg::Record::parse(&good.replace("name a", "name ../a")).is_err());
         assert!(pkg::Record::parse("junk").is_err());
+    }
+
+    fn err(w: &mut World, args: &[&str]) -> String {
+        w.run(args).unwrap_err().msg
+    }
+
+    #[test]
+    fn an_older_index_is_refused_and_upgrade_never_goes_down() {
+        // Issue 12 row: tool 2.0 installed; the same URL then serves an older,
+        // validly signed index (tool 1.0); `lwpkg update && lwpkg upgrade`.
+        let mut w = World::new("rollback");
+        w.publish(&[("tool", "1.0", "x86_64", &[], b"one")]);
+        let old_index = w.files[&format!("{BASE}/index.json")].clone();
+        let old_sig = w.files[&format!("{BASE}/index.json.sig")].clone();
+        w.publish(&[("tool", "2.0", "x86_64", &[], b"two")]);
+        w.run(&["update"]).unwrap();
+        w.run(&["install", "tool"]).unwrap();
+        w.files.insert(format!("{BASE}/index.json"), old_index.clone());
+        w.files.insert(format!("{BASE}/index.json.sig"), old_sig.clone());
+        let e = err(&mut w, &["update"]);
+        assert!(
+            e.contains(BASE) && e.contains("serial 1") && e.contains("serial 2") && e.contains("rollback"),
+            "{e}"
+        );
+        assert_eq!(w.run(&["upgrade"]).unwrap(), 0);
+        assert_eq!(std::fs::read(w.p("usr/local/bin/tool")).unwrap(), b"two");
+        // After a reboot the cache is gone (/var is not saved) but /opt is:
+        // the rollback is still refused.
+        std::fs::remove_dir_all(w.p("var")).unwrap();
+        let e = err(&mut w, &["update"]);
+        assert!(e.contains("serial 1") && e.contains("serial 2"), "{e}");
+        // The same serial with other bytes is refused too.
+        let idx2 = w.index_at(BASE, &[("tool", "2.0", "x86_64", &[], b"TWO")], 2);
+        w.serve_index(BASE, idx2);
+        let e = err(&mut w, &["update"]);
+        assert!(e.contains("serial 2") && e.contains("different bytes"), "{e}");
+        // A newer index that lists tool 1.0: update accepts it, upgrade keeps
+        // 2.0, and only `install tool=1.0` goes down.
+        w.publish(&[("tool", "1.0", "x86_64", &[], b"one")]);
+        w.run(&["update"]).unwrap();
+        assert_eq!(w.run(&["upgrade"]).unwrap(), 0);
+        w.run(&["install", "tool"]).unwrap();
+        assert_eq!(std::fs::read(w.p("usr/local/bin/tool")).unwrap(), b"two");
+        assert!(err(&mut w, &["install", "tool=3.0"]).contains("the index has tool 1.0, not 3.0"));
+        w.run(&["install", "tool=1.0"]).unwrap();
+        assert_eq!(std::fs::read(w.p("usr/local/bin/tool")).unwrap(), b"one");
+        assert!(!w.p("opt/packages/tool/2.0").exists());
+    }
+
+    #[test]
+    fn an_expired_index_is_refused_and_first_contact_is_trusted() {
+        let mut w = World::new("expiry");
+        w.expires = "2001-02-03T04:05:06Z".into();
+        w.publish(&[("tool", "1.0", "x86_64", &[], b"one")]);
+        let e = err(&mut w, &["update"]);
+        assert!(
+            e.contains(BASE) && e.contains("expired at 2001-02-03T04:05:06Z"),
+            "{e}"
+        );
+        assert!(!w.p("opt/lwpkg/repos").exists() || w.tree("opt/lwpkg/repos").is_empty());
+        // An index without serial (an older toolchain) is refused.
+        w.serve_index(BASE, br#"{"format":1,"packages":{}}"#.to_vec());
+        assert!(err(&mut w, &["update"]).contains("no serial"));
+        // First contact accepts any serial; an existing cache without a state
+        // record (lwpkg before issue 12) is treated the same way once.
+        w.expires = "2100-01-01T00:00:00Z".into();
+        w.serial = 50;
+        w.publish(&[("tool", "1.0", "x86_64", &[], b"one")]);
+        w.run(&["update"]).unwrap();
+        std::fs::remove_dir_all(w.p("opt/lwpkg")).unwrap();
+        w.serial = 10;
+        w.publish(&[("tool", "1.0", "x86_64", &[], b"one")]);
+        w.run(&["update"]).unwrap();
+        w.serial = 9;
+        w.publish(&[("tool", "1.0", "x86_64", &[], b"one")]);
+        assert!(err(&mut w, &["update"]).contains("serial 9, lower than serial 10"));
+    }
+
+    #[test]
+    fn two_packages_claiming_one_command_change_nothing() {
+        // Issue 12 row: packages a and b both declare "bin": "tool"; `lwpkg install a b`.
+        let mut w = World::new("conflict");
+        w.publish(&[
+            ("a:tool", "1.0", "x86_64", &[], b"a"),
+            ("b:tool", "1.0", "x86_64", &[], b"b"),
+            ("c", "1.0", "x86_64", &[], b"c"),
+        ]);
+        w.run(&["update"]).unwrap();
+        let e = err(&mut w, &["install", "a", "b"]);
+        assert!(
+            e.contains("conflict: a and b both provide the command tool"),
+            "{e}"
+        );
+        assert!(w.tree("opt/packages").is_empty() && w.tree("usr/local/bin").is_empty());
+        // With what is installed.
+        w.run(&["install", "a"]).unwrap();
+        let before = w.tree("opt/packages");
+        let e = err(&mut w, &["install", "c", "b"]);
+        assert!(e.contains("a and b both provide the command tool"), "{e}");
+        assert_eq!(w.tree("opt/packages"), before);
+        assert_eq!(w.tree("usr/local/bin"), ["usr/local/bin/tool"]);
+        // Across repositories: a second repository's package claims the command.
+        let other = "http://127.0.0.1:9/other";
+        w.publish_at(other, &[("d:tool", "1.0", "x86_64", &[], b"d")]);
+        std::fs::write(w.p("etc/lwpkg/repositories"), format!("{BASE}\n{other}\n")).unwrap();
+        w.run(&["update"]).unwrap();
+        let e = err(&mut w, &["install", "d"]);
+        assert!(e.contains("a and d both provide the command tool"), "{e}");
+        let out = w.run(&["list"]).unwrap();
+        assert_eq!(out, 0);
+        assert_eq!(w.tree("opt/packages"), before);
+    }
+
+    #[test]
+    fn an_upgrade_that_renames_the_command_removes_the_old_link() {
+        // Issue 12 row: x 1.0 (bin x) upgraded to 2.0 (bin x2).
+        let mut w = World::new("rename");
+        w.publish(&[("x", "1.0", "x86_64", &[], b"one")]);
+        w.run(&["update"]).unwrap();
+        w.run(&["install", "x"]).unwrap();
+        w.publish(&[("x:x2", "2.0", "x86_64", &[], b"two")]);
+        w.run(&["update"]).unwrap();
+        assert_eq!(w.run(&["upgrade"]).unwrap(), 0);
+        assert_eq!(w.tree("usr/local/bin"), ["usr/local/bin/x2"]);
+        assert_eq!(std::fs::read(w.p("usr/local/bin/x2")).unwrap(), b"two");
+        assert_eq!(
+            w.tree("opt/packages"),
+            [
+                "opt/packages/x",
+                "opt/packages/x/2.0",
+                "opt/packages/x/2.0/.lwpkg",
+                "opt/packages/x/2.0/x2"
+            ]
+        );
+        w.run(&["remove", "x"]).unwrap();
+        assert!(w.tree("usr/local/bin").is_empty() && w.tree("opt/packages").is_empty());
+    }
+
+    #[test]
+    fn keys_are_bound_to_repositories() {
+        let mut w = World::new("keys");
+        w.publish(&[("tool", "1.0", "x86_64", &[], b"one")]);
+        let other = SigningKey::from_bytes(&[8; 32]);
+        std::fs::write(
+            w.p("etc/lwpkg/keys/other.pub"),
+            hex_encode(other.verifying_key().as_bytes()),
+        )
+        .unwrap();
+        std::fs::write(w.p("etc/lwpkg/repositories"), format!("{BASE} key=other\n")).unwrap();
+        let e = err(&mut w, &["update"]);
+        assert!(
+            e.contains(BASE) && e.contains("only by key other") && e.contains("does not match"),
+            "{e}"
+        );
+        std::fs::write(w.p("etc/lwpkg/repositories"), format!("{BASE} key=other,test\n")).unwrap();
+        w.run(&["update"]).unwrap();
+        std::fs::write(w.p("etc/lwpkg/repositories"), format!("{BASE} key=ghost\n")).unwrap();
+        assert!(err(&mut w, &["update"]).contains("ghost.pub is missing"));
+        std::fs::write(w.p("etc/lwpkg/repositories"), format!("{BASE} trust=all\n")).unwrap();
+        assert!(err(&mut w, &["update"]).contains("expected key=NAME"));
+        // Without a binding, any trusted key still signs (existing configurations).
+        std::fs::write(w.p("etc/lwpkg/repositories"), format!("{BASE}\n")).unwrap();
+        w.run(&["update"]).unwrap();
+    }
+
+    #[test]
+    fn settings_file() {
+        let w = World::new("conf");
+        assert_eq!(pkg::read_conf(&w.root).unwrap(), http::Limits::default());
+        std::fs::write(
+            w.p("etc/lwpkg/lwpkg.conf"),
+            "# fast\nidle_timeout = 2\nmin_speed=100\n speed_window = 3\nmax_interim = 1\nmax_redirects = 0\n",
+        )
+        .unwrap();
+        let l = pkg::read_conf(&w.root).unwrap();
+        assert_eq!(
+            l,
+            http::Limits {
+                idle_ms: 2000,
+                min_rate: 100,
+                rate_window_ms: 3000,
+                max_interim: 1,
+                max_redirects: 0
+            }
+        );
+        for (bad, want) in [
+            ("idle = 3\n", "line 1: unknown setting"),
+            ("\nidle_timeout\n", "line 2: expected KEY = VALUE"),
+            ("idle_timeout = -1\n", "non-negative integer"),
+        ] {
+            std::fs::write(w.p("etc/lwpkg/lwpkg.conf"), bad).unwrap();
+            let e = pkg::read_conf(&w.root).unwrap_err();
+            assert!(e.msg.contains(want), "{bad:?}: {e}");
+        }
     }
 }

@@ -13,6 +13,10 @@ use lwguest::sha2::{Digest, Sha256};
 use lwguest::{errln, outln, sys};
 
 pub const REPOSITORIES: &str = "/etc/lwpkg/repositories";
+pub const CONF: &str = "/etc/lwpkg/lwpkg.conf";
+/// The highest serial and digest accepted per repository. Under /opt so that
+/// it is saved by `lwsync` with the packages and survives a reboot.
+pub const STATE: &str = "/opt/lwpkg/repos";
 pub const KEYS: &str = "/etc/lwpkg/keys";
 pub const CACHE: &str = "/var/lib/lwpkg";
 pub const PACKAGES: &str = "/opt/packages";
@@ -28,6 +32,77 @@ pub struct Ctx<'a> {
     pub arch: &'a str,
     pub fetch: Fetch<'a>,
     pub quiet: bool,
+}
+
+/// A line of /etc/lwpkg/repositories: `URL [key=NAME[,NAME...]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repo {
+    /// The configured base URL, without a trailing '/'.
+    pub url: String,
+    /// The names of the keys (/etc/lwpkg/keys/NAME.pub) that may sign this
+    /// repository's index; None = any trusted key.
+    pub keys: Option<Vec<String>>,
+}
+
+/// A package a transaction installs, and whether its version was asked for
+/// explicitly (`NAME=VERSION`, the one way to go down).
+pub struct Want<'e> {
+    pub entry: &'e Entry,
+    pub explicit: bool,
+}
+
+/// Reads the request limits from `ROOT/etc/lwpkg/lwpkg.conf` (`KEY = VALUE`
+/// lines, `#` comments; a missing file means the defaults):
+/// `idle_timeout` (s), `min_speed` (bytes/s), `speed_window` (s),
+/// `max_interim`, `max_redirects`.
+pub fn read_conf(root: &str) -> Result<http::Limits> {
+    let mut l = http::Limits::default();
+    let text = match fs::read_file(&format!("{root}{CONF}"), 64 * 1024) {
+        Ok(t) => t,
+        Err(e) if e.errno == sys::ENOENT => return Ok(l),
+        Err(e) => return Err(e),
+    };
+    let text = String::from_utf8(text).map_err(|_| Error::msg(format!("{CONF} is not text")))?;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = |why: &str| Error::msg(format!("{CONF} line {}: {why}", n + 1));
+        let (k, v) = line.split_once('=').ok_or_else(|| bad("expected KEY = VALUE"))?;
+        let v: u64 = v
+            .trim()
+            .parse()
+            .map_err(|_| bad("the value must be a non-negative integer"))?;
+        match k.trim() {
+            "idle_timeout" => l.idle_ms = v.saturating_mul(1000),
+            "min_speed" => l.min_rate = v,
+            "speed_window" => l.rate_window_ms = v.saturating_mul(1000),
+            "max_interim" => l.max_interim = v as usize,
+            "max_redirects" => l.max_redirects = v as usize,
+            other => return Err(bad(&format!("unknown setting {other:?}"))),
+        }
+    }
+    Ok(l)
+}
+
+/// A repository's state record: `lwpkg-repo 1`, `url`, `serial`, `sha256`.
+fn parse_state(text: &str, url: &str) -> Option<(u64, [u8; 32])> {
+    let mut lines = text.lines();
+    if lines.next() != Some("lwpkg-repo 1") {
+        return None;
+    }
+    let (mut u, mut serial, mut digest) = (None, None, None);
+    for line in lines {
+        match line.split_once(' ') {
+            Some(("url", v)) => u = Some(v),
+            Some(("serial", v)) => serial = v.parse().ok(),
+            Some(("sha256", v)) => digest = index::hex_decode::<32>(v),
+            _ => {}
+        }
+    }
+    (u == Some(url)).then_some(())?;
+    Some((serial?, digest?))
 }
 
 /// A package downloaded and verified but not yet live; `tmp` is None when
@@ -123,8 +198,8 @@ impl Ctx<'_> {
         }
     }
 
-    /// Base URLs from /etc/lwpkg/repositories: one per line, `#` comments.
-    pub fn repositories(&self) -> Result<Vec<String>> {
+    /// /etc/lwpkg/repositories: one `URL [key=NAME[,NAME]]` per line, `#` comments.
+    pub fn repositories(&self) -> Result<Vec<Repo>> {
         let path = self.path(REPOSITORIES);
         let text = match fs::read_file(&path, 64 * 1024) {
             Ok(t) => t,
@@ -142,8 +217,26 @@ impl Ctx<'_> {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            http::parse_url(line).map_err(|e| e.context(REPOSITORIES))?;
-            out.push(line.trim_end_matches('/').to_string());
+            let mut words = line.split_whitespace();
+            let url = words.next().unwrap_or_default();
+            http::parse_url(url).map_err(|e| e.context(REPOSITORIES))?;
+            let mut keys = None;
+            for w in words {
+                let names = w.strip_prefix("key=").ok_or_else(|| {
+                    Error::msg(format!(
+                        "{REPOSITORIES}: {w:?} after {url}: expected key=NAME[,NAME]"
+                    ))
+                })?;
+                let names: Vec<String> = names.split(',').map(String::from).collect();
+                if names.iter().any(|n| !index::valid_bin(n)) {
+                    return Err(Error::msg(format!("{REPOSITORIES}: bad key names in {w:?}")));
+                }
+                keys = Some(names);
+            }
+            out.push(Repo {
+                url: url.trim_end_matches('/').to_string(),
+                keys,
+            });
         }
         if out.is_empty() {
             return Err(Error::msg(format!(
@@ -153,8 +246,9 @@ impl Ctx<'_> {
         Ok(out)
     }
 
-    /// Trusted keys: /etc/lwpkg/keys/*.pub (unreadable ones are reported and skipped).
-    pub fn keys(&self) -> Result<Vec<lwguest::ed25519_dalek::VerifyingKey>> {
+    /// Trusted keys by name: /etc/lwpkg/keys/NAME.pub (unreadable ones are
+    /// reported and skipped).
+    pub fn keys(&self) -> Result<Vec<(String, lwguest::ed25519_dalek::VerifyingKey)>> {
         let dir = self.path(KEYS);
         let names = match fs::read_dir(&dir) {
             Ok(n) => n,
@@ -165,7 +259,7 @@ impl Ctx<'_> {
         for n in names.iter().filter(|n| n.ends_with(".pub")) {
             let p = fs::join(&dir, n);
             match fs::read_file(&p, 4096).and_then(|t| index::parse_public_key(&t)) {
-                Ok(k) => keys.push(k),
+                Ok(k) => keys.push((n.trim_end_matches(".pub").to_string(), k)),
                 Err(e) => errln!("lwpkg: warning: ignoring key {KEYS}/{n}: {e}"),
             }
         }
@@ -177,28 +271,93 @@ impl Ctx<'_> {
         self.path(&format!("{CACHE}/{id}.json"))
     }
 
-    /// Fetches, verifies and caches every repository's index.
+    /// Checks `idx` against the keys `repo` may be signed with (its
+    /// `key=` binding, else every trusted key).
+    fn verify_for(
+        &self,
+        repo: &Repo,
+        idx: &[u8],
+        sig: &[u8],
+        keys: &[(String, lwguest::ed25519_dalek::VerifyingKey)],
+    ) -> Result<()> {
+        let base = &repo.url;
+        let allowed: Vec<_> = match &repo.keys {
+            None => keys.iter().map(|(_, k)| *k).collect(),
+            Some(names) => {
+                let mut v = Vec::new();
+                for n in names {
+                    let (_, k) = keys.iter().find(|(kn, _)| kn == n).ok_or_else(|| {
+                        Error::msg(format!("{base}: bound to key {n}, but {KEYS}/{n}.pub is missing"))
+                    })?;
+                    v.push(*k);
+                }
+                v
+            }
+        };
+        index::verify(idx, sig, &allowed)
+            .map(|_| ())
+            .map_err(|e| match &repo.keys {
+                Some(names) => e.context(format!("{base} (may be signed only by key {})", names.join(","))),
+                None => e.context(base),
+            })
+    }
+
+    fn state_name(&self, base: &str) -> String {
+        let id = hex_encode(&Sha256::digest(base.as_bytes())[..8]);
+        self.path(&format!("{STATE}/{id}"))
+    }
+
+    /// Fetches, verifies and caches every repository's index, refusing
+    /// rollback, replay of other bytes under one serial, and expired indexes
+    /// ([`index::freshness`]). All indexes are checked before any is kept.
     pub fn update(&mut self) -> Result<()> {
         let repos = self.repositories()?;
         let keys = self.keys()?;
-        fs::mkdir_p(&self.path(CACHE), 0o755)?;
-        for base in &repos {
+        let now = fs::now_unix_s();
+        let mut accepted = Vec::new();
+        for repo in &repos {
+            let base = &repo.url;
             let mut idx = Vec::new();
             (self.fetch)(&format!("{base}/index.json"), &mut idx, index::MAX_INDEX as u64)?;
             let mut sig = Vec::new();
             (self.fetch)(&format!("{base}/index.json.sig"), &mut sig, MAX_SIG)?;
-            index::verify(&idx, &sig, &keys).map_err(|e| e.context(base))?;
+            self.verify_for(repo, &idx, &sig, &keys)?;
             let parsed = Index::parse(&idx).map_err(|e| e.context(base))?;
+            let (Some(serial), Some(expires)) = (parsed.serial, parsed.expires) else {
+                return Err(Error::msg(format!(
+                    "{base}: the index has no serial or no expiry (rebuild it with a current lwpkg-index)"
+                )));
+            };
+            let digest: [u8; 32] = Sha256::digest(&idx).into();
+            let state = self.state_name(base);
+            let prev = fs::read_file(&state, 4096)
+                .ok()
+                .and_then(|t| parse_state(&String::from_utf8_lossy(&t), base));
+            index::freshness(base, prev, serial, &digest, expires, now)?;
+            accepted.push((repo, idx, sig, parsed, serial, digest, state));
+        }
+        fs::mkdir_p(&self.path(CACHE), 0o755)?;
+        fs::mkdir_p(&self.path(STATE), 0o755)?;
+        for (repo, idx, sig, parsed, serial, digest, state) in accepted {
+            let base = &repo.url;
             let cache = self.cache_name(base);
             // Signature first: a cache is only ever read through a verify of both.
             fs::write_file_atomic(&format!("{cache}.sig"), &sig, 0o644)?;
             fs::write_file_atomic(&cache, &idx, 0o644)?;
+            let record = format!(
+                "lwpkg-repo 1\nurl {base}\nserial {serial}\nsha256 {}\n",
+                hex_encode(&digest)
+            );
+            fs::write_file_atomic(&state, record.as_bytes(), 0o644)?;
             let n = parsed
                 .packages
                 .values()
                 .filter(|v| v.iter().any(|e| e.arch == self.arch))
                 .count();
-            self.say(format_args!("{base}: {n} packages for {}", self.arch));
+            self.say(format_args!(
+                "{base}: {n} packages for {} (serial {serial})",
+                self.arch
+            ));
         }
         Ok(())
     }
@@ -209,7 +368,9 @@ impl Ctx<'_> {
         let repos = self.repositories()?;
         let keys = self.keys()?;
         let mut merged = Index::default();
-        for base in &repos {
+        let now = fs::now_unix_s();
+        for repo in &repos {
+            let base = &repo.url;
             let cache = self.cache_name(base);
             let idx = match fs::read_file(&cache, index::MAX_INDEX) {
                 Ok(b) => b,
@@ -221,9 +382,15 @@ impl Ctx<'_> {
                 Err(e) => return Err(e),
             };
             let sig = fs::read_file(&format!("{cache}.sig"), MAX_SIG as usize)?;
-            index::verify(&idx, &sig, &keys)
-                .map_err(|e| e.context(format!("cached index of {base} (run lwpkg update)")))?;
+            self.verify_for(repo, &idx, &sig, &keys)
+                .map_err(|e| e.context("cached index (run lwpkg update)"))?;
             let parsed = Index::parse(&idx)?;
+            if let Some(exp) = parsed.expires.filter(|&t| t <= now) {
+                return Err(Error::msg(format!(
+                    "{base}: the cached index expired at {}: run lwpkg update",
+                    index::format_rfc3339(exp)
+                )));
+            }
             let base_url = http::parse_url(&format!("{base}/index.json"))?;
             for (name, mut entries) in parsed.packages {
                 if merged.packages.contains_key(&name) {
@@ -267,12 +434,29 @@ impl Ctx<'_> {
     }
 
     /// Installs the entries (dependencies first, see index::resolve) all or
-    /// nothing: every package is downloaded and verified before any goes
-    /// live, so one bad package leaves the system as it was.
-    pub fn install_all(&mut self, entries: &[&Entry]) -> Result<()> {
+    /// nothing: conflicts are found first, then every package is downloaded
+    /// and verified before any goes live, so one bad package leaves the
+    /// system as it was. An installed newer version is kept unless the
+    /// older one was asked for explicitly.
+    pub fn install_all(&mut self, wants: &[Want]) -> Result<()> {
         let installed = self.installed()?;
+        let mut entries: Vec<&Entry> = Vec::new();
+        for w in wants {
+            let e = w.entry;
+            if let Some(r) = installed.iter().find(|r| r.name == e.name) {
+                if !w.explicit && index::compare_versions(&e.version, &r.version).is_lt() {
+                    self.say(format_args!(
+                        "keeping {} {}: newer than the index's {} (install {}={} to go down)",
+                        r.name, r.version, e.version, e.name, e.version
+                    ));
+                    continue;
+                }
+            }
+            entries.push(e);
+        }
+        self.check_conflicts(&entries, &installed)?;
         let mut staged = Vec::new();
-        for e in entries {
+        for e in &entries {
             match self.stage(e, &installed) {
                 Ok(st) => staged.push(st),
                 Err(err) => {
@@ -285,6 +469,32 @@ impl Ctx<'_> {
         }
         for st in staged {
             self.commit(st, &installed)?;
+        }
+        Ok(())
+    }
+
+    /// Errors, before anything changes, when two packages would provide one
+    /// command: two of `entries`, or one of them and an installed package
+    /// that the transaction does not replace; or when a command is a file
+    /// lwpkg did not create. The message names both packages.
+    fn check_conflicts(&self, entries: &[&Entry], installed: &[Record]) -> Result<()> {
+        let mut owners: Vec<(String, &str)> = installed
+            .iter()
+            .filter(|r| !entries.iter().any(|e| e.name == r.name))
+            .map(|r| (r.link.clone(), r.name.as_str()))
+            .collect();
+        for e in entries {
+            let link = format!("{BIN}/{}", e.bin);
+            if let Some((_, other)) = owners.iter().find(|(l, _)| *l == link) {
+                return Err(Error::msg(format!(
+                    "conflict: {other} and {} both provide the command {}; nothing was changed",
+                    e.name, e.bin
+                )));
+            }
+            if !installed.iter().any(|r| r.name == e.name && r.link == link) {
+                self.check_link_free(&link, &e.name)?;
+            }
+            owners.push((link, e.name.as_str()));
         }
         Ok(())
     }
@@ -356,7 +566,8 @@ impl Ctx<'_> {
     }
 
     /// Moves a verified package into place, switches its link atomically and
-    /// drops the versions it replaced.
+    /// drops what the versions it replaced created (their directories, and
+    /// their links when the new version has another command).
     fn commit(&mut self, st: Staged, installed: &[Record]) -> Result<()> {
         let rec = &st.rec;
         let Some(tmp) = &st.tmp else {
@@ -369,11 +580,16 @@ impl Ctx<'_> {
         fs::remove_tree(&final_dir)?;
         fs::rename(tmp, &final_dir)?;
         self.link(rec)?;
-        for old in installed
-            .iter()
-            .filter(|r| r.name == rec.name && r.version != rec.version)
-        {
-            fs::remove_tree(&self.path(&format!("{PACKAGES}/{}/{}", old.name, old.version)))?;
+        for old in installed.iter().filter(|r| r.name == rec.name) {
+            let lp = self.path(&old.link);
+            if old.link != rec.link
+                && fs::readlink(&lp).ok().as_deref() == Some(self.path(&old.file).as_str())
+            {
+                fs::unlink(&lp)?;
+            }
+            if old.version != rec.version {
+                fs::remove_tree(&self.path(&format!("{PACKAGES}/{}/{}", old.name, old.version)))?;
+            }
         }
         self.say(format_args!(
             "installed {} {} ({})",
@@ -493,22 +709,38 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    /// Installs newer index versions of installed packages.
+    /// Installs the index versions of installed packages that are higher
+    /// ([`index::compare_versions`]); never goes down.
     pub fn upgrade(&mut self) -> Result<usize> {
         let idx = self.load_index()?;
         let installed = self.installed()?;
         let mut wanted = Vec::new();
         for r in &installed {
             match idx.lookup(&r.name, self.arch) {
-                Ok(e) if e.version != r.version || hex_encode(&e.sha256) != r.sha256 => {
-                    wanted.push(r.name.clone())
-                }
-                Ok(_) => {}
+                Ok(e) => match index::compare_versions(&e.version, &r.version) {
+                    core::cmp::Ordering::Greater => wanted.push(r.name.clone()),
+                    core::cmp::Ordering::Less => errln!(
+                        "lwpkg: warning: keeping {} {}: the index has the older {} (install {}={} to go down)",
+                        r.name,
+                        r.version,
+                        e.version,
+                        r.name,
+                        e.version
+                    ),
+                    core::cmp::Ordering::Equal => {}
+                },
                 Err(_) => errln!("lwpkg: warning: {} is no longer in any repository", r.name),
             }
         }
         let order = index::resolve(&idx, &wanted, self.arch)?;
-        self.install_all(&order)?;
+        let wants: Vec<Want> = order
+            .into_iter()
+            .map(|entry| Want {
+                entry,
+                explicit: false,
+            })
+            .collect();
+        self.install_all(&wants)?;
         Ok(wanted.len())
     }
 }
