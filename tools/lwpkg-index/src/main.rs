@@ -6,6 +6,10 @@
 //! Metadata: each `*.pkg.json` file anywhere under DIR describes one build:
 //! `{"name", "version", "arch": "wasm32"|"x86_64", "file": path relative to
 //! the metadata file, "description"?, "depends"?: [names], "bin"?: command}`.
+//! The index carries `serial` (higher than the previous index at the output
+//! path on every build) and `expires` (RFC 3339 UTC, default 30 days ahead):
+//! lwpkg refuses a lower serial and an expired index (issue 12). Two
+//! packages may not provide one command.
 //! Key and signature files are hex text (`#` comment lines allowed), the
 //! format lwpkg reads from /etc/lwpkg/keys/*.pub and index.json.sig.
 
@@ -52,6 +56,14 @@ enum Cmd {
         /// Also sign the index with this secret key (writes INDEX.sig).
         #[arg(long)]
         sign: Option<PathBuf>,
+        /// When the index expires: a duration from now (30d, 12h, 90m, 45s)
+        /// or an RFC 3339 UTC time (2030-01-01T00:00:00Z).
+        #[arg(long, default_value = "30d")]
+        expires: String,
+        /// The index serial (default: one more than the index at the output
+        /// path, and at least the current Unix time).
+        #[arg(long)]
+        serial: Option<u64>,
     },
     /// Sign an index: writes INDEX.sig, a detached signature over its exact bytes.
     Sign {
@@ -73,15 +85,24 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Keygen { out, force } => keygen(&out, force),
-        Cmd::Build { dir, out, sign: key } => {
+        Cmd::Build {
+            dir,
+            out,
+            sign: key,
+            expires,
+            serial,
+        } => {
             let out = out.unwrap_or_else(|| dir.join("index.json"));
-            build(&dir, &out).and_then(|n| {
-                println!("wrote {} ({n} package builds)", out.display());
-                match key {
-                    Some(k) => sign(&k, &out),
-                    None => Ok(()),
-                }
-            })
+            let now = time::OffsetDateTime::now_utc();
+            parse_expires(&expires, now)
+                .and_then(|exp| build(&dir, &out, exp, serial))
+                .and_then(|(n, serial)| {
+                    println!("wrote {} ({n} package builds, serial {serial})", out.display());
+                    match key {
+                        Some(k) => sign(&k, &out),
+                        None => Ok(()),
+                    }
+                })
         }
         Cmd::Sign { key, index } => sign(&key, &index),
         Cmd::Verify { public, index } => verify(&public, &index),
@@ -93,6 +114,37 @@ fn main() {
 }
 
 const ARCHES: &[&str] = &["wasm32", "x86_64"];
+
+/// `--expires`: a duration from `now` (`30d`, `12h`, `90m`, `45s`) or an
+/// RFC 3339 time in UTC; returned as the RFC 3339 text the index carries.
+fn parse_expires(s: &str, now: time::OffsetDateTime) -> Result<String> {
+    use time::format_description::well_known::Rfc3339;
+    let at = if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
+        ensure!(t.offset().is_utc(), "--expires {s:?}: give the time in UTC (Z)");
+        t
+    } else {
+        let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+        let n: i64 = num
+            .parse()
+            .with_context(|| format!("--expires {s:?}: expected 30d, 12h, 90m, 45s or an RFC 3339 time"))?;
+        let secs = match unit {
+            "d" => 86400,
+            "h" => 3600,
+            "m" => 60,
+            "s" => 1,
+            _ => bail!("--expires {s:?}: the unit must be d, h, m or s"),
+        };
+        now + time::Duration::seconds(n.checked_mul(secs).context("--expires: too far")?)
+    };
+    ensure!(at > now, "--expires {s:?} is not in the future");
+    Ok(at.replace_nanosecond(0)?.format(&Rfc3339)?)
+}
+
+/// The serial of the index at `path`, if there is one.
+fn previous_serial(path: &Path) -> Option<u64> {
+    let doc: Value = serde_json::from_slice(&fs::read(path).ok()?).ok()?;
+    doc["serial"].as_u64()
+}
 
 /// Hex payload of a key/signature file: `#` lines and whitespace ignored.
 fn read_hex<const N: usize>(path: &Path) -> Result<[u8; N]> {
@@ -217,8 +269,9 @@ fn sha256_file(path: &Path) -> Result<(u64, String)> {
     }
 }
 
-/// Builds the index; returns the number of package builds in it.
-fn build(dir: &Path, out: &Path) -> Result<usize> {
+/// Builds the index expiring at `expires` (RFC 3339); returns the number of
+/// package builds in it and its serial.
+fn build(dir: &Path, out: &Path, expires: String, serial: Option<u64>) -> Result<(usize, u64)> {
     let root = dir
         .canonicalize()
         .with_context(|| format!("reading {}", dir.display()))?;
@@ -277,12 +330,27 @@ fn build(dir: &Path, out: &Path) -> Result<usize> {
             "arch": meta.arch,
             "depends": meta.depends,
         });
-        if let Some(bin) = meta.bin {
-            entry["bin"] = Value::String(bin);
+        if let Some(bin) = &meta.bin {
+            ensure!(
+                valid_name(&bin.to_ascii_lowercase()),
+                "{}: bad command name {bin:?}",
+                ctx()
+            );
+            entry["bin"] = Value::String(bin.clone());
         }
         let per_arch = builds.entry(meta.name.clone()).or_default();
         if per_arch.insert(meta.arch.clone(), entry).is_some() {
             bail!("{}: a second {} build of {}", ctx(), meta.arch, meta.name);
+        }
+    }
+    // One command, one package (per arch): lwpkg could not install both.
+    let mut commands: BTreeMap<(&str, &str), &str> = BTreeMap::new();
+    for (name, per_arch) in &builds {
+        for (arch, entry) in per_arch {
+            let bin = entry["bin"].as_str().unwrap_or(name);
+            if let Some(other) = commands.insert((arch, bin), name) {
+                bail!("{other} and {name} both provide the command {bin} ({arch}): rename one with \"bin\"");
+            }
         }
     }
     // Every dependency must exist for the arch that needs it.
@@ -309,13 +377,21 @@ fn build(dir: &Path, out: &Path) -> Result<usize> {
         };
         packages.insert(name, v);
     }
-    let doc = json!({ "format": 1, "packages": packages });
+    let prev = previous_serial(out);
+    let serial = match serial {
+        Some(s) => s,
+        None => {
+            let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
+            prev.map_or(now, |p| (p + 1).max(now))
+        }
+    };
+    let doc = json!({ "format": 1, "serial": serial, "expires": expires, "packages": packages });
     let mut text = serde_json::to_string_pretty(&doc)?;
     text.push('\n');
     let tmp = out.with_extension("json.tmp");
     fs::write(&tmp, &text).with_context(|| format!("writing {}", tmp.display()))?;
     fs::rename(&tmp, out).with_context(|| format!("writing {}", out.display()))?;
-    Ok(count)
+    Ok((count, serial))
 }
 
 fn sig_path(index: &Path) -> PathBuf {
@@ -358,6 +434,8 @@ fn verify(public: &Path, index: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
+    const EXP: &str = "2100-01-01T00:00:00Z";
+
     fn scratch(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("lwpkg-index-test-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
@@ -382,7 +460,7 @@ mod tests {
         meta(&d, "hello", "wasm32", &[]);
         meta(&d, "libz", "x86_64", &[]);
         let index = d.join("index.json");
-        assert_eq!(build(&d, &index).unwrap(), 3);
+        assert_eq!(build(&d, &index, EXP.into(), None).unwrap().0, 3);
         let doc: Value = serde_json::from_slice(&fs::read(&index).unwrap()).unwrap();
         assert_eq!(doc["packages"]["hello"].as_array().map(Vec::len), Some(2));
         assert_eq!(doc["packages"]["libz"]["size"], 14);
@@ -405,7 +483,7 @@ mod tests {
     fn build_refuses_bad_metadata() {
         let d = scratch("bad");
         meta(&d, "app", "x86_64", &["missing"]);
-        assert!(build(&d, &d.join("index.json"))
+        assert!(build(&d, &d.join("index.json"), EXP.into(), None)
             .unwrap_err()
             .to_string()
             .contains("depends on missing"));
@@ -414,13 +492,67 @@ mod tests {
             r#"{"name":"../x","version":"1","arch":"x86_64","file":"app-x86_64.bin"}"#,
         )
         .unwrap();
-        assert!(build(&d, &d.join("index.json")).is_err());
+        assert!(build(&d, &d.join("index.json"), EXP.into(), None).is_err());
         fs::write(
             d.join("app-x86_64.pkg.json"),
             r#"{"name":"x","version":"1","arch":"x86_64","file":"../../etc/passwd"}"#,
         )
         .unwrap();
-        assert!(build(&d, &d.join("index.json")).is_err());
+        assert!(build(&d, &d.join("index.json"), EXP.into(), None).is_err());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn serials_increase_and_expiry_is_set() {
+        let d = scratch("serial");
+        meta(&d, "hello", "x86_64", &[]);
+        let index = d.join("index.json");
+        let (_, s1) = build(&d, &index, EXP.into(), None).unwrap();
+        let (_, s2) = build(&d, &index, EXP.into(), None).unwrap();
+        assert!(s2 > s1 && s1 > 1_700_000_000, "{s1} {s2}");
+        let doc: Value = serde_json::from_slice(&fs::read(&index).unwrap()).unwrap();
+        assert_eq!(
+            (doc["serial"].as_u64(), doc["expires"].as_str()),
+            (Some(s2), Some(EXP))
+        );
+        assert_eq!(build(&d, &index, EXP.into(), Some(7)).unwrap().1, 7);
+        let now = time::OffsetDateTime::from_unix_timestamp(1_000_000_000).unwrap();
+        assert_eq!(parse_expires("30d", now).unwrap(), "2001-10-09T01:46:40Z");
+        assert_eq!(parse_expires("90s", now).unwrap(), "2001-09-09T01:48:10Z");
+        assert_eq!(parse_expires(EXP, now).unwrap(), EXP);
+        for bad in [
+            "30",
+            "30y",
+            "-1d",
+            "2000-01-01T00:00:00Z",
+            "2100-01-01T00:00:00+01:00",
+            "0s",
+        ] {
+            assert!(parse_expires(bad, now).is_err(), "{bad}");
+        }
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn build_refuses_two_packages_with_one_command() {
+        // Issue 12 row: packages a and b both declaring "bin": "tool".
+        let d = scratch("bin");
+        for n in ["a", "b"] {
+            fs::write(d.join(format!("{n}.bin")), n).unwrap();
+            let m = json!({"name": n, "version": "1.0", "arch": "x86_64", "file": format!("{n}.bin"), "bin": "tool"});
+            fs::write(d.join(format!("{n}.pkg.json")), m.to_string()).unwrap();
+        }
+        let e = build(&d, &d.join("index.json"), EXP.into(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a and b both provide the command tool"), "{e}");
+        // A package named like another's command conflicts too.
+        meta(&d, "tool", "x86_64", &[]);
+        fs::remove_file(d.join("b.pkg.json")).unwrap();
+        let e = build(&d, &d.join("index.json"), EXP.into(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("both provide the command tool"), "{e}");
         fs::remove_dir_all(&d).unwrap();
     }
 }
