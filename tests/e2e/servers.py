@@ -7,7 +7,9 @@ from the test's own CA), both on 127.0.0.1 only. Static files come from
 
   /slow/N   N bytes at about --slow-rate bytes/s; touches STATE/slow-started
             once the first bytes are out (so a test knows a transfer is under way)
-  /hold     headers, then nothing for 120 s (a read that blocks)
+  /hold     headers, then nothing for 120 s (a read that blocks); also
+            /hold/ANYTHING (a repository that stalls)
+  /trickle/ANYTHING  a 100,000-byte body at 1 byte/s (a transfer too slow)
 
 Prints "ready HTTP-PORT TLS-PORT" on stdout when both listen. Stops on SIGTERM
 or after --lifetime seconds, whichever comes first, so it can never linger.
@@ -45,7 +47,9 @@ class Handler(http.server.SimpleHTTPRequestHandler):
     def do_GET(self):
         if self.path.startswith("/slow/"):
             return self.slow(self.path[len("/slow/"):])
-        if self.path == "/hold":
+        if self.path.startswith("/trickle/"):
+            return self.trickle()
+        if self.path == "/hold" or self.path.startswith("/hold/"):
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
             self.end_headers()
@@ -53,6 +57,18 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             time.sleep(120)
             return None
         return super().do_GET()
+
+    def trickle(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+        try:
+            for _ in range(100000):
+                self.wfile.write(b"t")
+                self.wfile.flush()
+                time.sleep(1)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up, as it should
 
     def slow(self, count):
         try:
