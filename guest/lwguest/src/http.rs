@@ -740,8 +740,13 @@ pub fn get(url: &Url, sink: &mut dyn Sink, max: u64, limits: &Limits) -> Result<
     let mut connect = |u: &Url| {
         let conn = crate::net::Conn::connect(&u.host, u.port, u.tls, timeout_ms).map_err(|e| {
             if e.errno != 0 && !e.msg.contains("missing") {
+                let limit = if e.errno == crate::sys::ETIMEDOUT {
+                    format!(" (limit idle_timeout = {} s)", fmt_secs(limits.idle_ms))
+                } else {
+                    String::new()
+                };
                 Error::msg(format!(
-                    "{u}: cannot connect to {}:{}: {}",
+                    "{u}: cannot connect to {}:{}: {}{limit}",
                     u.host,
                     u.port,
                     crate::net::connect_reason(e.errno)
