@@ -762,4 +762,18 @@ mod tests {
             assert!(e.msg.contains(want), "{bad:?}: {e}");
         }
     }
+
+    #[test]
+    fn index_urls_lose_their_fragment() {
+        // Issue 12 row: fragments never reach the request (nor from an index url).
+        let mut w = World::new("fragment");
+        let idx = w.index_at(BASE, &[("tool", "1.0", "x86_64", &[], b"one")], 1);
+        let idx = String::from_utf8(idx)
+            .unwrap()
+            .replace("\"tool-1.0-x86_64.bin\"", "\"./tool-1.0-x86_64.bin#v2\"");
+        w.serve_index(BASE, idx.into_bytes());
+        w.run(&["update"]).unwrap();
+        w.run(&["install", "tool"]).unwrap();
+        assert_eq!(std::fs::read(w.p("usr/local/bin/tool")).unwrap(), b"one");
+    }
 }
