@@ -6,7 +6,7 @@ E2E=${E2E:-$LW_ROOT/tests/e2e}
 # Scenarios run by the tier, in order. One whose part had not landed when the
 # tier was finished goes into E2E_LEFT_OUT instead and is reported, not faked.
 # shellcheck disable=SC2034 # read by tools/test/e2e.sh
-E2E_SCENARIOS=(cli boot http seed tls pkg sync failures pkgfresh)
+E2E_SCENARIOS=(cli boot http seed tls pkg sync failures)
 # shellcheck disable=SC2034 # read by tools/test/e2e.sh
 E2E_LEFT_OUT=()
 
@@ -568,6 +568,3 @@ scenario_cli() {
     fi
     return "$rc"
 }
-
-# shellcheck source=tests/e2e/lwpkg-fresh.sh
-. "$E2E/lwpkg-fresh.sh"
