@@ -7,6 +7,9 @@
 //! connection) at N sessions.
 #![allow(clippy::unwrap_used)]
 
+#[path = "bench/wisp.rs"]
+mod wisp;
+
 use anyhow::{anyhow, bail, Context, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -51,6 +54,18 @@ struct Args {
     /// Idle sessions for the memory figure.
     #[arg(long, default_value_t = 1000)]
     sessions: usize,
+    /// Node.js, for the wisp-js server of the Wisp table.
+    #[arg(long)]
+    node: Option<PathBuf>,
+    /// wisp-js's server CLI (src/bin/server_cli.mjs of @mercuryworkshop/wisp-js); skipped when absent.
+    #[arg(long)]
+    wisp_js: Option<PathBuf>,
+    /// Python with wisp-python installed (a venv's python); skipped when absent.
+    #[arg(long)]
+    wisp_python: Option<PathBuf>,
+    /// Only the Wisp table (the socat ceiling is still measured).
+    #[arg(long)]
+    wisp_only: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -434,6 +449,30 @@ async fn throughput(mode: Mode, sys: &Systems, source: SocketAddr, bytes: usize)
     let relay = sys.socat_source.as_ref().map(|s| s.1);
     let started = Instant::now();
     let mut c = Client::open(mode, sys, source, relay).await?;
+    download(&mut c, bytes, started)
+        .await
+        .with_context(|| mode.name())
+}
+
+/// What the measurements need of a client (the lwproxy/wasmnet/socat one and the Wisp one).
+trait BenchClient {
+    /// Sends one message (one chunk of bytes).
+    async fn send(&mut self, data: &[u8]) -> Result<()>;
+    /// Next chunk of data; `None` at the end of the stream.
+    async fn recv(&mut self) -> Result<Option<Bytes>>;
+}
+
+impl BenchClient for Client {
+    async fn send(&mut self, data: &[u8]) -> Result<()> {
+        Client::send(self, data).await
+    }
+    async fn recv(&mut self) -> Result<Option<Bytes>> {
+        Client::recv(self).await
+    }
+}
+
+/// Reads `bytes` from `c`; MB/s since `started`.
+async fn download<C: BenchClient>(c: &mut C, bytes: usize, started: Instant) -> Result<f64> {
     let mut got = 0usize;
     while let Some(chunk) = c.recv().await? {
         got += chunk.len();
@@ -441,17 +480,14 @@ async fn throughput(mode: Mode, sys: &Systems, source: SocketAddr, bytes: usize)
             break;
         }
     }
-    let secs = started.elapsed().as_secs_f64();
     if got != bytes {
-        bail!("{}: received {got} of {bytes} bytes", mode.name());
+        bail!("received {got} of {bytes} bytes");
     }
-    Ok(bytes as f64 / secs / 1e6)
+    Ok(bytes as f64 / started.elapsed().as_secs_f64() / 1e6)
 }
 
-/// Round-trip times in microseconds (after 100 warm-up round trips).
-async fn rtt(mode: Mode, sys: &Systems, echo: SocketAddr, count: usize) -> Result<Vec<f64>> {
-    let relay = sys.socat_echo.as_ref().map(|s| s.1);
-    let mut c = Client::open(mode, sys, echo, relay).await?;
+/// 64-byte echo round trips on `c`, in microseconds (after 100 warm-up round trips).
+async fn echo_samples<C: BenchClient>(c: &mut C, count: usize) -> Result<Vec<f64>> {
     let payload = [0x42u8; 64];
     let mut samples = Vec::with_capacity(count);
     for i in 0..count + 100 {
@@ -466,6 +502,13 @@ async fn rtt(mode: Mode, sys: &Systems, echo: SocketAddr, count: usize) -> Resul
         }
     }
     Ok(samples)
+}
+
+/// Round-trip times in microseconds (after 100 warm-up round trips).
+async fn rtt(mode: Mode, sys: &Systems, echo: SocketAddr, count: usize) -> Result<Vec<f64>> {
+    let relay = sys.socat_echo.as_ref().map(|s| s.1);
+    let mut c = Client::open(mode, sys, echo, relay).await?;
+    echo_samples(&mut c, count).await
 }
 
 /// KiB a fresh proxy process adds per idle session, and per session holding one idle
@@ -563,8 +606,10 @@ async fn main() -> Result<()> {
     if sys.socat_source.is_some() {
         modes.push(Mode::Socat);
     }
-    modes.extend([Mode::LwBinary, Mode::LwJson]);
-    if sys.wasmnet.is_some() {
+    if !args.wisp_only {
+        modes.extend([Mode::LwBinary, Mode::LwJson]);
+    }
+    if sys.wasmnet.is_some() && !args.wisp_only {
         modes.extend([Mode::WnBinary, Mode::WnJson]);
     }
 
@@ -680,5 +725,6 @@ async fn main() -> Result<()> {
         |v| v <= 1.0,
     );
     check("RSS per idle session, KiB", lb.idle, "<= 64", |v| v <= 64.0);
-    Ok(())
+    let s = rows.get(&Mode::Socat).copied().unwrap_or_default();
+    wisp::table(&args, source, echo, [s.mbps, s.p50, s.p99]).await
 }
