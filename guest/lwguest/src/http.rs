@@ -237,6 +237,7 @@ pub struct Timed<S, C> {
 }
 
 impl<S: Source, C: FnMut() -> u64> Timed<S, C> {
+    /// Wraps a freshly connected `src`: both clocks start now.
     pub fn new(src: S, mut clock: C, limits: Limits) -> Self {
         let now = clock();
         Timed {
@@ -1279,5 +1280,98 @@ mod tests {
                 "GET /repo/index.json?mirror=1 HTTP/1.1"
             ]
         );
+    }
+
+    /// A real loopback TCP connection: `wait` is a peek with a read timeout.
+    struct Tcp(std::net::TcpStream);
+    impl Source for Tcp {
+        fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
+            self.0.set_read_timeout(None).unwrap();
+            std::io::Read::read(&mut self.0, buf).map_err(|e| Error::msg(e.to_string()))
+        }
+        fn wait(&mut self, ms: u64) -> Result<bool> {
+            let ms = ms.clamp(1, 60_000);
+            self.0
+                .set_read_timeout(Some(std::time::Duration::from_millis(ms)))
+                .unwrap();
+            match self.0.peek(&mut [0u8; 1]) {
+                Ok(_) => Ok(true),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    Ok(false)
+                }
+                Err(e) => Err(Error::msg(e.to_string())),
+            }
+        }
+    }
+    impl Stream for Tcp {
+        fn send(&mut self, data: &[u8]) -> Result<()> {
+            std::io::Write::write_all(&mut self.0, data).map_err(|e| Error::msg(e.to_string()))
+        }
+    }
+
+    /// A loopback server that answers one request with `head`, then sends
+    /// `trickle` bytes one every `gap_ms` (or holds the connection).
+    fn server(head: &'static [u8], trickle: usize, gap_ms: u64) -> std::net::SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let (mut c, _) = l.accept().unwrap();
+            let mut req = [0u8; 1024];
+            let _ = c.read(&mut req);
+            let _ = c.write_all(head);
+            for _ in 0..trickle {
+                std::thread::sleep(std::time::Duration::from_millis(gap_ms));
+                if c.write_all(b"x").is_err() {
+                    return;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_secs(5));
+        });
+        addr
+    }
+
+    fn real_get(addr: std::net::SocketAddr, limits: Limits) -> (Result<Url>, std::time::Duration) {
+        let start = std::time::Instant::now();
+        let mut connect = |_: &Url| {
+            let c = Tcp(std::net::TcpStream::connect(addr).unwrap());
+            Ok(Timed::new(c, move || start.elapsed().as_millis() as u64, limits))
+        };
+        let url = parse_url(&format!("http://{addr}/repo/index.json")).unwrap();
+        let r = get_with(&url, &mut connect, &mut Vec::new(), 1 << 20, &limits);
+        (r, start.elapsed())
+    }
+
+    #[test]
+    fn real_sockets_stalled_and_trickling_servers_end_within_the_limits() {
+        let limits = Limits {
+            idle_ms: 300,
+            min_rate: 1024,
+            rate_window_ms: 600,
+            ..Limits::default()
+        };
+        // Headers, then nothing.
+        let addr = server(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n", 0, 0);
+        let (r, took) = real_get(addr, limits);
+        let e = r.unwrap_err();
+        assert!(
+            e.msg.contains("/repo/index.json: nothing received") && e.msg.contains("idle_timeout = 0.300 s"),
+            "{e}"
+        );
+        assert!(took.as_millis() >= 300 && took.as_millis() < 2000, "{took:?}");
+        // One byte every 50 ms: never idle, far too slow.
+        let addr = server(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n", 100, 50);
+        let (r, took) = real_get(addr, limits);
+        let e = r.unwrap_err();
+        assert!(
+            e.msg.contains("transfer too slow") && e.msg.contains("min_speed = 1024"),
+            "{e}"
+        );
+        assert!(took.as_millis() >= 600 && took.as_millis() < 2500, "{took:?}");
     }
 }
