@@ -127,6 +127,10 @@ pub struct ServeArgs {
     /// IPv6 clients are grouped by this prefix length (per-address caps; --no-auth identity).
     #[arg(long, value_name = "BITS", default_value_t = 64, value_parser = clap::value_parser!(u8).range(1..=128))]
     pub ipv6_prefix: u8,
+    /// A load balancer in front of the proxy: from peers in this range the client address is
+    /// taken from a PROXY protocol header (v1/v2) or else X-Forwarded-For. Repeatable.
+    #[arg(long, value_name = "CIDR")]
+    pub trusted_proxy: Vec<Cidr>,
     /// On SIGTERM, how long open connections may finish before they are closed.
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     pub drain_timeout: String,
@@ -198,6 +202,8 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// IPv6 client grouping prefix length (1..=128).
     pub ipv6_prefix: u8,
+    /// `--trusted-proxy` ranges.
+    pub trusted_proxies: Vec<Cidr>,
     pub tls_client: Arc<rustls::ClientConfig>,
     pub tls_server: Option<Arc<rustls::ServerConfig>>,
 }
@@ -311,6 +317,7 @@ impl Config {
             max_preauth_per_ip: a.max_preauth_per_ip.max(1),
             handshake_timeout: duration(&a.handshake_timeout, "--handshake-timeout")?,
             ipv6_prefix: a.ipv6_prefix,
+            trusted_proxies: a.trusted_proxy.clone(),
             tls_client: crate::tls::client_config(&a.extra_ca)?,
             tls_server,
         })

@@ -3,6 +3,7 @@
 mod audit;
 mod auth;
 mod config;
+mod forwarded;
 mod limits;
 mod platform;
 mod policy;

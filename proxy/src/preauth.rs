@@ -65,15 +65,16 @@ impl Preauth {
         self.counts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes a place for a socket from `ip`, or says which cap is full.
-    pub fn try_enter(self: &Arc<Self>, ip: IpAddr) -> Result<PreauthSlot, &'static str> {
+    /// Takes a place for a socket from `ip`, or says which cap is full. `per_group: false`
+    /// (a trusted load balancer, which carries many clients) counts in the total only.
+    pub fn try_enter(self: &Arc<Self>, ip: IpAddr, per_group: bool) -> Result<PreauthSlot, &'static str> {
         let group = client_group(ip, self.v6_prefix);
         let mut c = self.counts();
         if c.total >= self.max_total {
             return Err("pre-authentication cap (--max-preauth) reached");
         }
         let n = c.per_group.entry(group).or_insert(0);
-        if *n >= self.max_per_group {
+        if per_group && *n >= self.max_per_group {
             return Err("pre-authentication cap per client address (--max-preauth-per-ip) reached");
         }
         *n += 1;
@@ -122,21 +123,26 @@ mod tests {
     #[test]
     fn caps_total_and_per_group_and_release() {
         let p = Preauth::new(3, 2, 64);
-        let a1 = p.try_enter("10.0.0.1".parse().unwrap()).unwrap();
-        let _a2 = p.try_enter("10.0.0.1".parse().unwrap()).unwrap();
+        let a1 = p.try_enter("10.0.0.1".parse().unwrap(), true).unwrap();
+        let _a2 = p.try_enter("10.0.0.1".parse().unwrap(), true).unwrap();
         assert!(p
-            .try_enter("10.0.0.1".parse().unwrap())
+            .try_enter("10.0.0.1".parse().unwrap(), true)
             .unwrap_err()
             .contains("per client"));
-        let _v6 = p.try_enter("2001:db8::1".parse().unwrap()).unwrap();
+        let _v6 = p.try_enter("2001:db8::1".parse().unwrap(), true).unwrap();
         assert!(p
-            .try_enter("10.0.0.2".parse().unwrap())
+            .try_enter("10.0.0.2".parse().unwrap(), true)
             .unwrap_err()
             .contains("--max-preauth)"));
         drop(a1);
         assert_eq!(p.total(), 2);
         // Same /64: the second address counts in the first one's group.
-        let _v6b = p.try_enter("2001:db8::2".parse().unwrap()).unwrap();
-        assert!(p.try_enter("2001:db8::3".parse().unwrap()).is_err());
+        let _v6b = p.try_enter("2001:db8::2".parse().unwrap(), true).unwrap();
+        assert!(p.try_enter("2001:db8::3".parse().unwrap(), true).is_err());
+        // Total still applies to a trusted balancer; the per-address cap does not.
+        assert!(p
+            .try_enter("10.0.0.1".parse().unwrap(), false)
+            .unwrap_err()
+            .contains("--max-preauth)"));
     }
 }

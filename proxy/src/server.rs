@@ -105,7 +105,8 @@ pub async fn serve(listener: TcpListener, cfg: Arc<Config>, shutdown: watch::Rec
             _ = stop.wait_for(|s| *s) => break,
         };
         // Over a pre-authentication cap: closed before anything is read.
-        let slot = match shared.preauth.try_enter(peer.ip()) {
+        let from_balancer = crate::forwarded::is_trusted(&shared.cfg.trusted_proxies, peer.ip());
+        let slot = match shared.preauth.try_enter(peer.ip(), !from_balancer) {
             Ok(s) => s,
             Err(why) => {
                 tracing::debug!(%peer, "closed at once: {why}");
@@ -116,7 +117,7 @@ pub async fn serve(listener: TcpListener, cfg: Arc<Config>, shutdown: watch::Rec
         let shared = shared.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            if let Err(e) = handle_client(tcp, peer, acceptor, shared, slot).await {
+            if let Err(e) = handle_client(tcp, peer, from_balancer, acceptor, shared, slot).await {
                 tracing::debug!(%peer, "client: {e:#}");
             }
         });
@@ -143,6 +144,8 @@ struct Request {
     version_ok: bool,
     origin: Option<String>,
     protocols: Vec<String>,
+    /// Every `X-Forwarded-For` value, in order.
+    forwarded_for: Vec<String>,
 }
 
 fn parse_request(head: &[u8]) -> Result<Request, &'static str> {
@@ -168,6 +171,7 @@ fn parse_request(head: &[u8]) -> Result<Request, &'static str> {
         version_ok: false,
         origin: None,
         protocols: Vec::new(),
+        forwarded_for: Vec::new(),
     };
     let mut connection_upgrade = false;
     for h in req.headers.iter() {
@@ -180,6 +184,7 @@ fn parse_request(head: &[u8]) -> Result<Request, &'static str> {
             "sec-websocket-key" => r.key = Some(value.to_owned()),
             "sec-websocket-version" => r.version_ok = value == "13",
             "origin" => r.origin = Some(value.to_owned()),
+            "x-forwarded-for" => r.forwarded_for.push(value.to_owned()),
             "sec-websocket-protocol" => r.protocols.extend(
                 value
                     .split(',')
@@ -248,8 +253,9 @@ pub fn ws_config(cfg: &Config) -> WebSocketConfig {
 }
 
 async fn handle_client(
-    tcp: TcpStream,
-    peer: SocketAddr,
+    mut tcp: TcpStream,
+    mut peer: SocketAddr,
+    from_balancer: bool,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     shared: Arc<Shared>,
     preauth: PreauthSlot,
@@ -258,14 +264,19 @@ async fn handle_client(
     crate::relay::set_keepalive(&tcp);
     let cfg = &shared.cfg;
     let setup = async {
+        // A trusted balancer's PROXY header comes first, before any TLS.
+        let proxied = match from_balancer {
+            true => crate::forwarded::read_proxy_header(&mut tcp).await?,
+            false => None,
+        };
         let mut stream = match &acceptor {
             None => ClientStream::Plain(tcp),
             Some(a) => ClientStream::Tls(Box::new(a.accept(tcp).await.context("TLS handshake")?)),
         };
         let (head, rest) = read_head(&mut stream).await?;
-        anyhow::Ok((stream, head, rest))
+        anyhow::Ok((stream, head, rest, proxied))
     };
-    let (mut stream, head, rest) = tokio::time::timeout(cfg.handshake_timeout, setup)
+    let (mut stream, head, rest, proxied) = tokio::time::timeout(cfg.handshake_timeout, setup)
         .await
         .context("handshake timed out")??;
 
@@ -273,6 +284,20 @@ async fn handle_client(
         Ok(r) => r,
         Err(why) => return respond(&mut stream, "400 Bad Request", why).await,
     };
+    // Behind a trusted balancer the client is the one it names (PROXY header, else
+    // X-Forwarded-For); every later use of `peer` (identity, logs, audit) sees that client.
+    if from_balancer {
+        let balancer = peer;
+        match proxied {
+            Some(client) => peer = client,
+            None => match crate::forwarded::from_forwarded_for(&req.forwarded_for, &cfg.trusted_proxies) {
+                Ok(Some(ip)) => peer = SocketAddr::new(ip, 0),
+                Ok(None) => {}
+                Err(why) => return respond(&mut stream, "400 Bad Request", &why).await,
+            },
+        }
+        tracing::debug!(%balancer, client = %peer, "client address from a trusted proxy");
+    }
     if !req.upgrade {
         return if req.path == "/health" {
             respond(&mut stream, "200 OK", "ok").await
