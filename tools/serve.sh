@@ -94,5 +94,9 @@ print(f"serving {root} on http://127.0.0.1:{port}/ (COOP/COEP)", flush=True)
 server.serve_forever()
 PY
 pids+=($!)
-lw_info "open http://127.0.0.1:$port/ ; the page's proxy is ws://127.0.0.1:$proxy_port/ ; Ctrl-C stops both"
+# The page takes its proxy from site/lwnet.json, else ws://<its host>:8080/;
+# ?proxy= overrides both.
+url="http://127.0.0.1:$port/"
+[ "$proxy_port" = 8080 ] || url="$url?proxy=ws://127.0.0.1:$proxy_port/"
+lw_info "open $url ; the proxy is ws://127.0.0.1:$proxy_port/ (unless site/lwnet.json names another) ; Ctrl-C stops both"
 wait -n "${pids[@]}" || true

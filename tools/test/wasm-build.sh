@@ -18,51 +18,11 @@ lw_need_apt "${LW_APT_BASE[@]}"
 mkdir -p "$LW_BUILD"
 T=$(mktemp -d "$LW_BUILD/wasm-build-test.XXXXXX")
 trap 'rm -rf "$T"' EXIT
-KVER=6.12
-
-# The pristine kernel files the wasm series modifies (not creates): the fake
-# kernel tree starts from them, so the series applies as it does to a kernel.
-seed_files() {
-    local p
-    for p in "$LW_ROOT"/patches/kernel/*.patch; do
-        grep -qE '^Subject: (\[PATCH[^]]*\] )?um:' "$p" || cat "$p"
-    done | awk '/^--- \/dev\/null/ { created = 1; next }
-        /^--- a\// { created = 0; print substr($2, 3); next }
-        /^\+\+\+ b\// && created { print "new " substr($2, 3); created = 0 }' |
-        awk '$1 == "new" { made[$2] = 1; next } !($1 in made) && !seen[$1]++ { print }'
-}
-seed=$LW_BUILD/fake-kernel-seed-$KVER-$(seed_files | sha256sum | cut -c1-16)
-pristine=$LW_BUILD/linux-$KVER # the kernel tier's tree (tools/kernel.sh), if it exists
-if [ ! -d "$seed" ] && git -C "$pristine" rev-parse -q --verify lw-pristine >/dev/null 2>&1; then
-    mkdir -p "$seed.tmp"
-    while IFS= read -r f; do
-        mkdir -p "$seed.tmp/$(dirname "$f")"
-        git -C "$pristine" show "lw-pristine:$f" >"$seed.tmp/$f"
-    done < <(seed_files)
-    mv "$seed.tmp" "$seed"
-fi
-if [ ! -d "$seed" ]; then
-    tarball=/usr/src/linux-source-$KVER.tar.xz
-    [ -f "$tarball" ] || lw_need_apt "linux-source-$KVER"
-    mapfile -t files < <(seed_files)
-    lw_info "fake upstream: extracting ${files[*]} from $tarball"
-    mkdir -p "$seed.tmp"
-    tar -xJf "$tarball" -C "$seed.tmp" --strip-components=1 --occurrence=1 \
-        "${files[@]/#/linux-source-$KVER/}" || { rm -rf "$seed.tmp"; lw_die "could not extract the seed files"; }
-    mv "$seed.tmp" "$seed"
-fi
-
-cp -a "$LW_ROOT/tests/fake-upstream" "$T/upstream"
-mkdir -p "$T/guest-bin"
-for t in lwtcp lwpkg lwsync; do printf '\0asm\1\0\0\0' >"$T/guest-bin/$t"; done
+# shellcheck source=tests/fake-upstream/lib.sh
+source "$LW_ROOT/tests/fake-upstream/lib.sh"
+lw_fake_upstream "$T" || { lw_result fail wasm_build.setup; exit 1; }
 ws=$T/ws
-build() { # build LOG [VAR=VALUE...]: one `./linux-wasm.sh build`, output in LOG
-    local log=$1
-    shift
-    env LW_TARGET=wasm LW_WORKSPACE="$ws" LW_SRC="$ws/src" LW_BUILD="$ws/build" LW_INSTALL="$ws/install" \
-        LW_SITE="$T/site" LW_UPSTREAM="$T/upstream" LW_GUEST_BIN="$T/guest-bin" FAKE_KERNEL_SEED="$seed" \
-        "$@" "$LW_ROOT/linux-wasm.sh" build >"$log" 2>&1
-}
+build() { lw_fake_build "$T" "$@"; } # build LOG [VAR=VALUE...]
 verbs=$ws/upstream/fake-upstream.verbs
 ktree=$ws/upstream/src/kernel
 

@@ -69,9 +69,23 @@ export async function attachLwnet(opts) {
   const lockPrefix = "lwnet-thread-" + crypto.randomUUID();
   const main = new MainSide({ ...opts, memory, layout, store, lockPrefix, exports: instance.exports });
   main.start();
+  let irq = null;
   return {
-    /** Structured-cloneable: post it to each worker, which passes it to installLwnet(). */
-    workerInit: () => ({ module, memory, layout, lockPrefix, glue: new URL("./worker.js", import.meta.url).href }),
+    /**
+     * Structured-cloneable: post it to each worker, which passes it to
+     * installLwnet(). `kernel` ({vmlinux: WebAssembly.Module, memory}, from
+     * the runtime) starts the interrupt worker on the first call that has it.
+     */
+    workerInit: (kernel) => {
+      if (kernel && !irq && !main.closed) irq = startIrqWorker(kernel, memory, layout, main.log);
+      return { module, memory, layout, lockPrefix, glue: new URL("./worker.js", import.meta.url).href };
+    },
+    /**
+     * The interrupt worker: null before the runtime handed over the kernel,
+     * else {state: "starting" | "running" | "unavailable", raised: count,
+     * lastRaiseAt: ms since the epoch (performance.timeOrigin based)}.
+     */
+    irqStats: () => (irq ? irq.stats() : null),
     stats: () => ({ ...main.stats, socket: main.socketState }),
     store,
     /** Thread slots held by workers (freed within ~2 s of a worker ending). */
@@ -82,7 +96,44 @@ export async function attachLwnet(opts) {
     /** Reconnects now (after a proxy restart, or to test it). */
     reconnect: () => main.reconnectNow(),
     /** Detaches: main_alive = 0, every connection fails, the socket closes. */
-    close: () => main.close(),
+    close: () => {
+      if (irq) irq.worker.terminate();
+      main.close();
+    },
+  };
+}
+
+/**
+ * Where the interrupt worker raises lwnet's interrupt: upstream's kernel
+ * handles device interrupts on CPU 1 (IRQ_CPU, arch/wasm/include/asm/
+ * processor.h), and lwnet's driver requests line LWHOST_WASM_IRQ.
+ */
+const IRQ_CPU = 1;
+const LWHOST_WASM_IRQ = 8;
+
+/**
+ * Starts irq.js: a worker that holds a vmlinux instance and calls its
+ * raise_interrupt(IRQ_CPU, LWHOST_WASM_IRQ) whenever the guest doorbell
+ * moves. Returns {worker, stats()}.
+ */
+function startIrqWorker({ vmlinux, memory: kernelMemory }, shimMemory, layout, log) {
+  const shared = new SharedArrayBuffer(16);
+  const counts = new Int32Array(shared, 0, 2);
+  const lastAt = new Float64Array(shared, 8, 1);
+  const worker = new Worker(new URL("./irq.js", import.meta.url), { type: "module", name: "lwnet-irq" });
+  worker.onmessage = (e) => log(`lwnet interrupt worker: ${e.data}`);
+  worker.onerror = (e) => {
+    Atomics.store(counts, 1, 2);
+    log(`lwnet interrupt worker failed: ${e.message}`);
+  };
+  worker.postMessage({
+    vmlinux, kernelMemory, shimMemory, bell: (layout.region + layout.guest_doorbell) >> 2,
+    cpu: IRQ_CPU, irq: LWHOST_WASM_IRQ, shared,
+  });
+  const states = ["starting", "running", "unavailable"];
+  return {
+    worker,
+    stats: () => ({ state: states[Atomics.load(counts, 1)], raised: Atomics.load(counts, 0), lastRaiseAt: lastAt[0] }),
   };
 }
 

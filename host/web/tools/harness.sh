@@ -41,7 +41,9 @@ lw_web_start() {
     local serve=$LW_ROOT/host/web/tools/serve.py
     lw_web_spawn target "^serving on" python3 "$serve" target --port 0 --marker "$MARKER" || return 1
     TARGET_PORT=$(sed -n 's/^serving on \([0-9]*\)$/\1/p' "$LW_WEB_OUT")
-    lw_web_spawn site "^serving on" python3 "$serve" site --port 0 --wasm "$WEB_WASM" || return 1
+    # LW_WEB_SITE=DIR: an assembled site/ to serve at /site/ as well.
+    lw_web_spawn site "^serving on" python3 "$serve" site --port 0 --wasm "$WEB_WASM" \
+        ${LW_WEB_SITE:+--site "$LW_WEB_SITE"} || return 1
     SITE_PORT=$(sed -n 's/^serving on \([0-9]*\)$/\1/p' "$LW_WEB_OUT")
     # The target is admitted explicitly (loopback is denied by default);
     # the site server's port is not, so opening it is a policy denial.

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Loopback HTTP servers for the browser tests and benchmark (stdlib only).
 
-  serve.py site --port P --wasm DIR
+  serve.py site --port P --wasm DIR [--site DIR]
       Serves host/web's ES modules at /lwnet/js/, the wasm build at
       /lwnet/wasm/ and the test pages at /test/, with the COOP/COEP headers
       that make a page cross-origin isolated (SharedArrayBuffer, Atomics).
+      With --site, an assembled site/ at /site/; /plain/site/ and
+      /plain/test/ serve the same without COOP/COEP (not isolated).
 
   serve.py target --port P --marker M
       The server the stand-in reaches through lwproxy: GET /hello answers a
@@ -32,28 +34,35 @@ TYPES = {
 
 class SiteHandler(http.server.BaseHTTPRequestHandler):
     wasm_dir = ""
+    site_dir = ""
     protocol_version = "HTTP/1.1"
 
     def log_message(self, fmt, *args):
         sys.stderr.write("site: " + (fmt % args) + "\n")
 
     def resolve(self, path):
+        """(file, isolated) for a request path; file is None when unknown."""
         path = path.split("?", 1)[0]
+        isolated = not path.startswith("/plain/")
+        if not isolated:
+            path = path[len("/plain"):]
         routes = [
             ("/lwnet/js/", os.path.join(WEB, "js")),
             ("/lwnet/wasm/", self.wasm_dir),
             ("/test/", os.path.join(WEB, "test")),
         ]
+        if self.site_dir:
+            routes.append(("/site/", self.site_dir))
         for prefix, root in routes:
             if path.startswith(prefix):
                 rel = path[len(prefix):]
                 if not rel or ".." in rel.split("/") or rel.startswith("/"):
-                    return None
-                return os.path.join(root, rel)
-        return None
+                    return None, isolated
+                return os.path.join(root, rel), isolated
+        return None, isolated
 
     def do_GET(self):
-        file = self.resolve(self.path)
+        file, isolated = self.resolve(self.path)
         if file is None or not os.path.isfile(file):
             self.send_error(404)
             return
@@ -64,9 +73,10 @@ class SiteHandler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         # Cross-origin isolation: required for SharedArrayBuffer and for
         # posting shared WebAssembly.Memory to workers.
-        self.send_header("Cross-Origin-Opener-Policy", "same-origin")
-        self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
-        self.send_header("Cross-Origin-Resource-Policy", "same-origin")
+        if isolated:
+            self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+            self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
+            self.send_header("Cross-Origin-Resource-Policy", "same-origin")
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
         self.wfile.write(body)
@@ -119,11 +129,15 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--wasm", default="")
     ap.add_argument("--marker", default="")
+    ap.add_argument("--site", default="", help="an assembled site/ to serve at /site/")
     args = ap.parse_args()
     if args.mode == "site":
         if not os.path.isdir(args.wasm):
             ap.error("--wasm must name the directory holding lwhost_web.wasm")
         SiteHandler.wasm_dir = args.wasm
+        if args.site and not os.path.isdir(args.site):
+            ap.error("--site must name a directory")
+        SiteHandler.site_dir = args.site
         handler = SiteHandler
     else:
         TargetHandler.marker = args.marker

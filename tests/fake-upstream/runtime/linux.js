@@ -6,7 +6,8 @@
 // (here two), each posted an "init" message with the compiled vmlinux and
 // the memory. It already carries the two lwnet hooks (as a runtime with
 // patches/runtime applied does): each runner's init message gets
-// globalThis.lwnet_host.workerInit({ vmlinux, memory }).
+// globalThis.lwnet_host.workerInit({ vmlinux, memory }). Unlike upstream's,
+// the returned object also holds the memory (tests read it).
 const linux = async (worker_url, variant, vmlinux, boot_cmdline, initrd, log, console_write) => {
   const memory = new WebAssembly.Memory({ initial: 64, maximum: 4096, shared: true });
   const runners = [];
@@ -24,5 +25,5 @@ const linux = async (worker_url, variant, vmlinux, boot_cmdline, initrd, log, co
   };
   start_runner("cpu0", { boot_cmdline, initrd });
   start_runner("cpu1", {});
-  return { key_input: () => {}, runners };
+  return { key_input: () => {}, runners, memory };
 };
