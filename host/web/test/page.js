@@ -6,6 +6,7 @@
 import { attachLwnet } from "/lwnet/js/main.js";
 import { importedMemoryLimits } from "/lwnet/js/shim.js";
 import { IdbStore } from "/lwnet/js/store.js";
+import { check, finish, log, results } from "/test/checks.js";
 
 const params = new URLSearchParams(location.search);
 const proxyPort = Number(params.get("proxy"));
@@ -16,14 +17,6 @@ const authProxyPort = Number(params.get("authproxy"));
 const token = params.get("token");
 const phase = params.get("phase") || "1";
 const DB = "lwnet-browser-test";
-const results = {};
-
-const logEl = document.getElementById("log");
-const log = (m) => { logEl.textContent += m + "\n"; console.log(m); };
-const check = (name, ok, detail) => {
-  results[name] = { ok: !!ok, detail: typeof detail === "string" ? detail : JSON.stringify(detail) };
-  log(`${ok ? "ok  " : "FAIL"} ${name} ${results[name].detail}`);
-};
 
 async function loadStandin() {
   const bytes = await (await fetch("/lwnet/wasm/lwnet_standin.wasm")).arrayBuffer();
@@ -175,7 +168,6 @@ async function phase2() {
     check("page_" + phase + "_exception", false, String(e && e.stack || e));
   }
   if (phase !== "1" || Object.keys(results).some((k) => k.startsWith("page_"))) {
-    window.lwResults = results;
-    window.lwDone = true;
+    finish();
   }
 })();

@@ -12,15 +12,9 @@
 //
 // Query: ?proxy=PORT&target=PORT, or ?plain=1 when served without COOP/COEP.
 import { importedMemoryLimits } from "/lwnet/js/shim.js";
+import { check, finish, log } from "/test/checks.js";
 
 const params = new URLSearchParams(location.search);
-const results = {};
-const logEl = document.getElementById("log");
-const log = (m) => { logEl.textContent += m + "\n"; console.log(m); };
-const check = (name, ok, detail) => {
-  results[name] = { ok: !!ok, detail: typeof detail === "string" ? detail : JSON.stringify(detail) };
-  log(`${ok ? "ok  " : "FAIL"} ${name} ${results[name].detail}`);
-};
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls `fn` every 20 ms until it returns a truthy value or `ms` pass. */
@@ -151,4 +145,4 @@ async function plain() {
 
 (params.get("plain") ? plain() : isolated())
   .catch((e) => check("site_test_ran", false, String(e && e.stack || e)))
-  .finally(() => { window.lwResults = results; window.lwDone = true; });
+  .finally(finish);
