@@ -134,13 +134,10 @@ fi
 # clones shallowly, so no three-way merge); re-applied from the pristine
 # commit when the series changed.
 KTREE=$UP_SRC/kernel
-# The wasm series: every patch of patches/kernel/ but the user-mode Linux
-# backend's (its subject starts with "um:").
+# The wasm series: the commits kernel/series marks "all" or "wasm".
 series=()
-for p in "$LW_ROOT"/patches/kernel/*.patch; do
-    grep -qE '^Subject: (\[PATCH[^]]*\] )?um:' "$p" || series+=("$p")
-done
-[ ${#series[@]} -gt 0 ] || lw_die "wasm: no kernel patches for wasm in patches/kernel/"
+while IFS= read -r p; do series+=("$p"); done < <(bash "$LW_ROOT/tools/kernel-series.sh" list wasm)
+[ ${#series[@]} -gt 0 ] || lw_die "wasm: tools/kernel-series.sh lists no kernel patches for wasm"
 want=$(for p in "${series[@]}"; do printf '%s\n' "${p##*/}"; cat "$p"; done | sha256sum | cut -d' ' -f1)
 stamp=$KTREE/.git/lwnet-series
 have_sha="" base="" head=""

@@ -15,9 +15,7 @@ LW_FAKE_KVER=6.12
 # kernel tree starts from them, so the series applies as it does to a kernel.
 _lw_fake_seed_files() {
     local p
-    for p in "$LW_ROOT"/patches/kernel/*.patch; do
-        grep -qE '^Subject: (\[PATCH[^]]*\] )?um:' "$p" || cat "$p"
-    done | awk '/^--- \/dev\/null/ { created = 1; next }
+    bash "$LW_ROOT/tools/kernel-series.sh" list wasm | while IFS= read -r p; do cat "$p"; done | awk '/^--- \/dev\/null/ { created = 1; next }
         /^--- a\// { created = 0; print substr($2, 3); next }
         /^\+\+\+ b\// && created { print "new " substr($2, 3); created = 0 }' |
         awk '$1 == "new" { made[$2] = 1; next } !($1 in made) && !seen[$1]++ { print }'
