@@ -60,14 +60,12 @@ fn fetch_http(url: &str, sink: &mut dyn Sink, max: u64, limits: &http::Limits) -
 #[cfg_attr(test, allow(dead_code))]
 fn run(args: Vec<String>) -> i32 {
     let root = lwguest::fs::getenv("LWPKG_ROOT").unwrap_or_default();
-    let limits = match pkg::read_conf(&root) {
-        Ok(l) => l,
-        Err(e) => {
-            errln!("lwpkg: {e}");
-            return 1;
-        }
+    // A broken lwpkg.conf fails the commands that download, not --help or list.
+    let limits = pkg::read_conf(&root);
+    let mut fetch = |url: &str, sink: &mut dyn Sink, max: u64| match &limits {
+        Ok(l) => fetch_http(url, sink, max, l),
+        Err(e) => Err(e.clone()),
     };
-    let mut fetch = |url: &str, sink: &mut dyn Sink, max: u64| fetch_http(url, sink, max, &limits);
     let mut ctx = Ctx {
         root,
         arch: index::THIS_ARCH,
