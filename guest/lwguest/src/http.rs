@@ -753,7 +753,7 @@ pub fn get(url: &Url, sink: &mut dyn Sink, max: u64, limits: &Limits) -> Result<
                     crate::net::connect_reason(e.errno)
                 ))
             } else {
-                e
+                e.context(u)
             }
         })?;
         Ok(Timed::new(conn, crate::fs::now_ms, *limits))
