@@ -63,9 +63,6 @@ struct ConnEntry {
 pub struct Out(mpsc::Sender<Message>);
 
 impl Out {
-    pub async fn ping(&self) -> bool {
-        self.0.send(Message::Ping(bytes::Bytes::new())).await.is_ok()
-    }
     pub async fn text(&self, s: String) -> bool {
         self.0.send(Message::Text(s.into())).await.is_ok()
     }
@@ -117,6 +114,80 @@ where
     })
 }
 
+/// Session liveness, the same for every protocol: a ping after `--ping-interval` of silence
+/// from the client, answered within `--pong-timeout` (any message counts as an answer); and a
+/// session with no connection that sends nothing for the idle timeout is closed.
+pub struct Liveness {
+    ping_interval: Duration,
+    pong_timeout: Duration,
+    idle_limit: Duration,
+    heard: Instant,
+    idle_since: Instant,
+    pong_due: Option<Instant>,
+}
+
+impl Liveness {
+    pub fn new(cfg: &Config) -> Self {
+        Liveness {
+            ping_interval: cfg.ping_interval,
+            pong_timeout: cfg.pong_timeout,
+            idle_limit: cfg.limits.idle_timeout,
+            heard: Instant::now(),
+            idle_since: Instant::now(),
+            pong_due: None,
+        }
+    }
+
+    /// When [`Self::fire`] is next due.
+    pub fn deadline(&self, has_conns: bool) -> Instant {
+        let timer = self.pong_due.unwrap_or(self.heard + self.ping_interval);
+        if has_conns {
+            timer
+        } else {
+            timer.min(self.idle_since + self.idle_limit)
+        }
+    }
+
+    /// A message arrived from the client.
+    pub fn heard(&mut self, msg: &Message) {
+        self.heard = Instant::now();
+        self.pong_due = None;
+        if !matches!(msg, Message::Ping(_) | Message::Pong(_)) {
+            self.idle_since = self.heard;
+        }
+    }
+
+    /// The session's last connection ended: the idle clock starts.
+    pub fn conns_gone(&mut self) {
+        self.idle_since = Instant::now();
+    }
+
+    /// The deadline passed: pings, or closes an idle session. False when the session ends.
+    pub async fn fire(&mut self, has_conns: bool, out: &mpsc::Sender<Message>, peer: SocketAddr) -> bool {
+        let now = Instant::now();
+        if !has_conns && now >= self.idle_since + self.idle_limit {
+            tracing::info!(%peer, "session idle for {:?} without a connection: closed", self.idle_limit);
+            let frame = CloseFrame {
+                code: CloseCode::Normal,
+                reason: "idle session".into(),
+            };
+            let _ = out.send(Message::Close(Some(frame))).await;
+            return false;
+        }
+        match self.pong_due {
+            Some(due) if now >= due => {
+                tracing::info!(%peer, "no answer to a ping within {:?}: session closed", self.pong_timeout);
+                false
+            }
+            None if now >= self.heard + self.ping_interval => {
+                self.pong_due = Some(now + self.pong_timeout);
+                out.send(Message::Ping(bytes::Bytes::new())).await.is_ok()
+            }
+            _ => true,
+        }
+    }
+}
+
 /// The WebSocket close a draining server sends once a session has no connections left.
 pub fn going_away() -> Message {
     Message::Close(Some(CloseFrame {
@@ -140,35 +211,20 @@ where
     let mut shutdown = ctx.shutdown.clone();
     let mut draining = *shutdown.borrow();
     let max_message = ctx.cfg.limits.max_message;
-    // Liveness: a ping after `ping_interval` of silence from the client, answered within
-    // `pong_timeout` (any message counts as an answer); and a session with no connection that
-    // sends nothing for `idle_timeout` is closed.
-    let (ping_interval, pong_timeout) = (ctx.cfg.ping_interval, ctx.cfg.pong_timeout);
-    let idle_limit = ctx.cfg.limits.idle_timeout;
-    let mut heard = Instant::now();
-    let mut idle_since = Instant::now();
-    let mut pong_due: Option<Instant> = None;
+    let mut live = Liveness::new(&ctx.cfg);
 
     loop {
         if draining && conns.is_empty() {
             let _ = out.0.send(going_away()).await;
             break;
         }
-        let timer = match pong_due {
-            Some(due) => due,
-            None => heard + ping_interval,
-        };
-        let timer = if conns.is_empty() {
-            timer.min(idle_since + idle_limit)
-        } else {
-            timer
-        };
+        let timer = live.deadline(!conns.is_empty());
         let msg = tokio::select! {
             biased;
             Some(ConnEvent::Finished(id)) = ev_rx.recv() => {
                 conns.remove(&id);
                 if conns.is_empty() {
-                    idle_since = Instant::now();
+                    live.conns_gone();
                 }
                 continue;
             }
@@ -182,28 +238,8 @@ where
         };
         // The timer's work is done outside `select!`, whose state may not live across awaits.
         let Some(msg) = msg else {
-            let now = Instant::now();
-            if conns.is_empty() && now >= idle_since + idle_limit {
-                tracing::info!(peer = %ctx.peer, "session idle for {idle_limit:?} without a connection: closed");
-                let frame = CloseFrame {
-                    code: CloseCode::Normal,
-                    reason: "idle session".into(),
-                };
-                let _ = out.0.send(Message::Close(Some(frame))).await;
+            if !live.fire(!conns.is_empty(), &out.0, ctx.peer).await {
                 break;
-            }
-            match pong_due {
-                Some(due) if now >= due => {
-                    tracing::info!(peer = %ctx.peer, "no answer to a ping within {pong_timeout:?}: session closed");
-                    break;
-                }
-                None if now >= heard + ping_interval => {
-                    pong_due = Some(now + pong_timeout);
-                    if !out.ping().await {
-                        break;
-                    }
-                }
-                _ => {}
             }
             continue;
         };
@@ -215,11 +251,7 @@ where
             }
             Some(Ok(m)) => m,
         };
-        heard = Instant::now();
-        pong_due = None;
-        if !matches!(msg, Message::Ping(_) | Message::Pong(_)) {
-            idle_since = heard;
-        }
+        live.heard(&msg);
         let oversized = match &msg {
             Message::Text(t) if t.len() > max_message => Some(text_id(t.as_str())),
             Message::Binary(b) if b.len() > max_message => {

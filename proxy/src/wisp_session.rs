@@ -206,26 +206,42 @@ where
     let mut draining = *shutdown.borrow();
     let mut next_gen: u64 = 0;
     let max_payload = ctx.cfg.limits.max_message;
+    let mut live = session::Liveness::new(&ctx.cfg);
     loop {
         if draining && streams.is_empty() {
             let _ = out.0.send(session::going_away()).await;
             break;
         }
+        let timer = live.deadline(!streams.is_empty());
         let msg = tokio::select! {
             biased;
             Some(f) = ev_rx.recv() => {
                 if streams.get(&f.id).is_some_and(|s| s.gen == f.gen) {
                     streams.remove(&f.id);
+                    if streams.is_empty() {
+                        live.conns_gone();
+                    }
                 }
                 continue;
             }
+            _ = tokio::time::sleep_until(timer) => None,
             _ = shutdown.wait_for(|s| *s), if !draining => {
                 draining = true;
                 continue;
             }
             _ = &mut writer => break,
-            m = stream.next() => m,
+            m = stream.next() => Some(m),
         };
+        // Timer work outside `select!`, whose state may not live across awaits.
+        let Some(msg) = msg else {
+            if !live.fire(!streams.is_empty(), &out.0, peer).await {
+                break;
+            }
+            continue;
+        };
+        if let Some(Ok(m)) = &msg {
+            live.heard(m);
+        }
         let frame = match msg {
             None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
             Some(Ok(Message::Binary(b))) => b,
@@ -339,6 +355,9 @@ where
                 // The client ends the stream; it expects no CLOSE back.
                 if let Some(s) = streams.remove(&id) {
                     drop(s.tx); // the task sees the end of its queue and ends quietly
+                    if streams.is_empty() {
+                        live.conns_gone();
+                    }
                 }
                 true
             }

@@ -265,3 +265,31 @@ async fn udp_streams_under_policy_and_limits() {
         .await;
     assert_eq!(w.close_reason(2).await, 0x48);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_session_without_streams_is_closed() {
+    let echo = echo_server().await;
+    let proxy = Proxy::start(&["--allow", &allow(echo), "--idle-timeout", "1s"]);
+    let mut w = Wisp::open(&proxy, &tok("alice")).await;
+    // A session with a stream stays while the stream has traffic ...
+    w.send(connect_packet(1, 1, echo.port(), "127.0.0.1")).await;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        w.echo(1, b"tick").await;
+    }
+    // ... and, without a stream and without traffic, it is closed after the idle timeout.
+    w.send(packet(4, 1, &[2])).await;
+    let started = std::time::Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(m)) = w.ws.next().await {
+            if matches!(m, Message::Close(_)) {
+                return true;
+            }
+        }
+        true
+    })
+    .await
+    .unwrap_or(false);
+    assert!(closed, "the idle session was not closed");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}
