@@ -182,6 +182,8 @@ async fn start_lwproxy(path: &PathBuf, sessions: usize) -> Result<(Child, Socket
             "0",
         ])
         .args([
+            "--max-sessions-per-identity",
+            "0",
             "--max-sessions",
             &(sessions * 2 + 100).to_string(),
             "--log-format",
