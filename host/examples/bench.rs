@@ -36,6 +36,7 @@ use lwhost::errno::EAGAIN;
 use lwhost::main_side::{self, MainConfig};
 use lwhost::shm::Region;
 use lwhost::worker::Worker;
+use lwproxy::protocol::{client, ServerMsg, BINARY_HEADER, SUBPROTOCOL_V2};
 
 const READ_SIZE: usize = 4096;
 const POLL_CALLS: usize = 1_000_000;
@@ -397,15 +398,12 @@ async fn e2e_lwhost(url: &str, source: SocketAddr, total: usize) -> anyhow::Resu
 async fn e2e_baseline(url: &str, source: SocketAddr, total: usize) -> anyhow::Result<f64> {
     let mut req = url.into_client_request()?;
     req.headers_mut()
-        .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("lwproxy.v2"));
+        .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(SUBPROTOCOL_V2));
     let (ws, _) = tokio_tungstenite::connect_async(req)
         .await
         .context("baseline: connecting to lwproxy")?;
     let (mut sink, mut stream) = ws.split();
-    let open = format!(
-        r#"{{"t":"open","id":1,"host":"127.0.0.1","port":{}}}"#,
-        source.port()
-    );
+    let open = client::open(1, "127.0.0.1", source.port(), false, None);
     sink.send(Message::Text(open.into())).await?;
     let (read_tx, mut read_rx) = mpsc::channel::<(usize, oneshot::Sender<Vec<u8>>)>(1);
     let main = tokio::spawn(async move {
@@ -421,7 +419,7 @@ async fn e2e_baseline(url: &str, source: SocketAddr, total: usize) -> anyhow::Re
                         let _ = reply.send(data);
                     }
                     if n > 0 {
-                        let ack = format!(r#"{{"t":"ack","id":1,"bytes":{n}}}"#);
+                        let ack = client::ack(1, n as u64);
                         if sink.send(Message::Text(ack.into())).await.is_err() {
                             return;
                         }
@@ -435,8 +433,11 @@ async fn e2e_baseline(url: &str, source: SocketAddr, total: usize) -> anyhow::Re
                     None => return,
                 },
                 m = stream.next(), if !eof => match m {
-                    Some(Ok(Message::Binary(b))) if b.len() > 4 => queue.extend(&b[4..]),
-                    Some(Ok(Message::Text(t))) if t.contains("\"eof\"") || t.contains("\"closed\"") || t.contains("\"error\"") => eof = true,
+                    Some(Ok(Message::Binary(b))) if b.len() > BINARY_HEADER => queue.extend(&b[BINARY_HEADER..]),
+                    Some(Ok(Message::Text(t))) if matches!(
+                        serde_json::from_str(&t),
+                        Ok(ServerMsg::Eof { .. } | ServerMsg::Closed { .. } | ServerMsg::Error { .. })
+                    ) => eof = true,
                     Some(Ok(_)) => {}
                     _ => eof = true,
                 },

@@ -18,7 +18,6 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
 use rustix::fd::OwnedFd;
-use serde::Deserialize;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
@@ -35,10 +34,11 @@ use lwabi::{
     LWHOST_STORE_STAT, LWHOST_STORE_WRITE, LWHOST_WF_CLOSE, LWHOST_WF_SHUT_WR,
 };
 
-/// Un-acked bytes allowed per connection and direction (spec A).
-pub const WINDOW: u64 = 262_144;
-/// The subprotocol we require.
-pub const SUBPROTOCOL: &str = "lwproxy.v2";
+use lwproxy::protocol::{
+    client, split_binary, ErrorCode, ServerMsg, BEARER_PREFIX, BINARY_HEADER, SUBPROTOCOL_V2 as SUBPROTOCOL,
+    WINDOW,
+};
+
 /// Largest binary frame we send.
 const FRAME_MAX: usize = 65_536;
 /// A proxy that ignores the window may get this much buffered per
@@ -216,53 +216,17 @@ fn doorbell_loop(region: &Region, notify: &Notify, shared: &DoorbellShared) {
     }
 }
 
-/// Proxy errno mapping of spec A.
-pub fn errno_for_proxy_error(msg: &str) -> i32 {
-    let m = msg.to_ascii_lowercase();
-    if m.contains("refused by policy") {
-        EACCES
-    } else if m.contains("connection refused") {
-        ECONNREFUSED
-    } else if m.contains("timed out") {
-        ETIMEDOUT
-    } else if m.contains("name not found") || m.contains("resolve") {
-        EHOSTUNREACH
-    } else if m.contains("reset") {
-        ECONNRESET
-    } else if m.contains("tls") {
-        ECONNREFUSED
-    } else {
-        EIO
+/// The errno a guest sees for a connection the proxy failed, from the `error` message's
+/// `code` (docs/protocol.md); EIO for codes without a closer errno, or none.
+pub fn errno_for_proxy_error(code: Option<ErrorCode>) -> i32 {
+    match code {
+        Some(ErrorCode::Policy) => EACCES,
+        Some(ErrorCode::Refused | ErrorCode::Tls) => ECONNREFUSED,
+        Some(ErrorCode::Timeout) => ETIMEDOUT,
+        Some(ErrorCode::Unreachable) => EHOSTUNREACH,
+        Some(ErrorCode::Reset) => ECONNRESET,
+        _ => EIO,
     }
-}
-
-/// Control messages from the proxy (spec A).
-#[derive(Debug, Deserialize)]
-#[serde(tag = "t", rename_all = "lowercase")]
-enum ServerMsg {
-    Opened {
-        id: u32,
-    },
-    Data {
-        id: u32,
-        b64: String,
-    },
-    Closed {
-        id: u32,
-    },
-    Eof {
-        id: u32,
-    },
-    Ack {
-        id: u32,
-        bytes: u64,
-    },
-    Error {
-        id: Option<u32>,
-        msg: String,
-    },
-    #[serde(other)]
-    Unknown,
 }
 
 /// The main side's private view of a connection slot.
@@ -291,7 +255,7 @@ struct Slot {
 #[derive(Clone)]
 struct OpenRequest {
     host: String,
-    port: u32,
+    port: u16,
     tls: bool,
     timeout_ms: u32,
 }
@@ -511,35 +475,29 @@ impl Service {
         }
     }
 
-    fn send_json(&mut self, v: serde_json::Value) {
-        self.send(Message::Text(v.to_string().into()));
+    fn send_text(&mut self, text: String) {
+        self.send(Message::Text(text.into()));
     }
 
     fn send_open(&mut self, i: usize, req: OpenRequest) {
         let id = self.next_proxy_id;
         self.next_proxy_id = self.next_proxy_id.wrapping_add(1).max(1);
-        let mut open = serde_json::json!({"t": "open", "id": id, "host": req.host, "port": req.port});
-        if req.tls {
-            open["tls"] = true.into();
-        }
-        if req.timeout_ms != 0 {
-            open["timeout_ms"] = req.timeout_ms.into();
-        }
+        let timeout_ms = (req.timeout_ms != 0).then_some(u64::from(req.timeout_ms));
+        let open = client::open(id, &req.host, req.port, req.tls, timeout_ms);
         self.slots[i].proxy_id = Some(id);
         self.by_proxy_id.insert(id, i);
-        self.send_json(open);
+        self.send_text(open);
     }
 
     fn on_message(&mut self, m: Message) {
         match m {
             Message::Binary(b) => {
-                if b.len() < 4 {
+                let Some((id, _)) = split_binary(&b) else {
                     tracing::warn!(len = b.len(), "short binary frame from proxy; ignored");
                     return;
-                }
-                let id = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+                };
                 // Bytes is a cheap view: no copy of the payload.
-                self.on_data(id, b.slice(4..));
+                self.on_data(id, b.slice(BINARY_HEADER..));
             }
             Message::Text(t) => match serde_json::from_str::<ServerMsg>(&t) {
                 Ok(msg) => self.on_control(msg),
@@ -551,7 +509,7 @@ impl Service {
 
     fn on_control(&mut self, msg: ServerMsg) {
         match msg {
-            ServerMsg::Opened { id } => {
+            ServerMsg::Opened { id, .. } => {
                 let Some(&i) = self.by_proxy_id.get(&id) else {
                     return;
                 };
@@ -600,8 +558,8 @@ impl Service {
                 s.tx_inflight = s.tx_inflight.saturating_sub(bytes);
                 self.pump_tx(i);
             }
-            ServerMsg::Error { id, msg } => {
-                let errno = errno_for_proxy_error(&msg);
+            ServerMsg::Error { id, code, msg } => {
+                let errno = errno_for_proxy_error(code);
                 match id.and_then(|id| self.by_proxy_id.remove(&id)) {
                     Some(i) => {
                         tracing::debug!(slot = i, %msg, errno, "proxy failed a connection");
@@ -674,7 +632,7 @@ impl Service {
                     // restart of the main side; reclaim it.)
                     if let Some(id) = self.slots[i].proxy_id.take() {
                         self.by_proxy_id.remove(&id);
-                        self.send_json(serde_json::json!({"t": "close", "id": id}));
+                        self.send_text(client::close(id));
                     }
                     self.teardown(i);
                 } else if state == LWHOST_CONN_OPEN {
@@ -691,7 +649,7 @@ impl Service {
         // protocol; drop the old connection cleanly first.
         if let Some(id) = self.slots[i].proxy_id.take() {
             self.by_proxy_id.remove(&id);
-            self.send_json(serde_json::json!({"t": "close", "id": id}));
+            self.send_text(client::close(id));
         }
         let region = self.region.clone();
         let c = conn_at(&region, i);
@@ -706,10 +664,13 @@ impl Service {
             generation,
             ..Slot::default()
         };
-        if host_len == 0 || host_len >= LWHOST_HOST_MAX as usize || !(1..=65535).contains(&port) {
-            self.fail(i, EINVAL);
-            return;
-        }
+        let port = match u16::try_from(port) {
+            Ok(p) if p != 0 && host_len != 0 && host_len < LWHOST_HOST_MAX as usize => p,
+            _ => {
+                self.fail(i, EINVAL);
+                return;
+            }
+        };
         let mut host = vec![0u8; host_len];
         // SAFETY: host_len < LWHOST_HOST_MAX; the slot is REQUESTED, so its
         // request fields are ours to read.
@@ -738,7 +699,7 @@ impl Service {
         // end it there too, so it stops sending.
         if let Some(id) = self.slots[i].proxy_id.take() {
             self.by_proxy_id.remove(&id);
-            self.send_json(serde_json::json!({"t": "close", "id": id}));
+            self.send_text(client::close(id));
         }
         let s = &mut self.slots[i];
         s.pending_rx.clear();
@@ -793,9 +754,9 @@ impl Service {
         let sent = budget;
         while budget > 0 {
             let n = budget.min(FRAME_MAX);
-            let mut frame = vec![0u8; 4 + n];
-            frame[..4].copy_from_slice(&id.to_be_bytes());
-            match tx.pop(&mut frame[4..]) {
+            let mut frame = vec![0u8; BINARY_HEADER + n];
+            frame[..BINARY_HEADER].copy_from_slice(&id.to_be_bytes());
+            match tx.pop(&mut frame[BINARY_HEADER..]) {
                 Some(got) if got == n => {}
                 _ => {
                     self.fail(i, EIO);
@@ -812,7 +773,7 @@ impl Service {
         let wf = c.worker_flags().load(Ordering::Acquire);
         if wf & LWHOST_WF_SHUT_WR != 0 && !self.slots[i].shut_sent && tx.readable() == Some(0) {
             self.slots[i].shut_sent = true;
-            self.send_json(serde_json::json!({"t": "shutdown", "id": id}));
+            self.send_text(client::shutdown(id));
         }
     }
 
@@ -855,7 +816,7 @@ impl Service {
         if moved > 0 {
             self.guest_dirty = true;
             if let Some(id) = proxy_id {
-                self.send_json(serde_json::json!({"t": "ack", "id": id, "bytes": moved}));
+                self.send_text(client::ack(id, moved as u64));
             }
         }
         if eof_now && c.main_flags().load(Ordering::Relaxed) & LWHOST_MF_PEER_EOF == 0 {
@@ -934,7 +895,7 @@ async fn open_link(url: &str, token: Option<&str>) -> anyhow::Result<Ws> {
         .into_client_request()
         .with_context(|| format!("bad proxy URL {url:?}"))?;
     let protocols = match token {
-        Some(t) => format!("{SUBPROTOCOL}, bearer.{t}"),
+        Some(t) => format!("{SUBPROTOCOL}, {BEARER_PREFIX}{t}"),
         None => SUBPROTOCOL.to_string(),
     };
     req.headers_mut().insert(
@@ -1207,33 +1168,19 @@ mod tests {
     }
 
     #[test]
-    fn proxy_errors_map_to_errno_per_spec_a() {
-        for (msg, want) in [
-            ("connect to 10.0.0.1:80 refused by policy", EACCES),
-            ("connection refused", ECONNREFUSED),
-            ("connect timed out after 5000 ms", ETIMEDOUT),
-            ("name not found: nope.invalid", EHOSTUNREACH),
-            ("cannot resolve host", EHOSTUNREACH),
-            ("connection reset by peer", ECONNRESET),
-            ("TLS handshake failed", ECONNREFUSED),
-            ("limit: concurrent connections (5)", EIO),
-            ("", EIO),
+    fn proxy_error_codes_map_to_errno() {
+        for (code, want) in [
+            (Some(ErrorCode::Policy), EACCES),
+            (Some(ErrorCode::Refused), ECONNREFUSED),
+            (Some(ErrorCode::Timeout), ETIMEDOUT),
+            (Some(ErrorCode::Unreachable), EHOSTUNREACH),
+            (Some(ErrorCode::Reset), ECONNRESET),
+            (Some(ErrorCode::Tls), ECONNREFUSED),
+            (Some(ErrorCode::Limit), EIO),
+            (Some(ErrorCode::Other), EIO),
+            (None, EIO),
         ] {
-            assert_eq!(errno_for_proxy_error(msg), want, "{msg}");
+            assert_eq!(errno_for_proxy_error(code), want, "{code:?}");
         }
-    }
-
-    #[test]
-    fn server_messages_parse() {
-        let m: ServerMsg =
-            serde_json::from_str(r#"{"t":"opened","id":3,"addr":"1.2.3.4:80"}"#).expect("opened");
-        assert!(matches!(m, ServerMsg::Opened { id: 3 }));
-        let m: ServerMsg = serde_json::from_str(r#"{"t":"ack","id":3,"bytes":100}"#).expect("ack");
-        assert!(matches!(m, ServerMsg::Ack { id: 3, bytes: 100 }));
-        let m: ServerMsg = serde_json::from_str(r#"{"t":"error","msg":"x"}"#).expect("error");
-        assert!(matches!(m, ServerMsg::Error { id: None, .. }));
-        let m: ServerMsg = serde_json::from_str(r#"{"t":"future","id":1}"#).expect("unknown");
-        assert!(matches!(m, ServerMsg::Unknown));
-        assert!(serde_json::from_str::<ServerMsg>(r#"{"t":"ack","id":"x"}"#).is_err());
     }
 }

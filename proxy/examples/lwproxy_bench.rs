@@ -16,6 +16,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
+use lwproxy::protocol::{self, client, ServerMsg, BINARY_HEADER, SUBPROTOCOL_V2, WINDOW};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -224,7 +225,7 @@ async fn start_socat(path: &PathBuf, target: SocketAddr) -> Result<(Child, Socke
     let port = free_port().await?;
     // A 256 KiB relay buffer (socat's default is 8 KiB) so the ceiling is a real one.
     let child = Command::new(path)
-        .args(["-b", "262144"])
+        .args(["-b", &WINDOW.to_string()])
         .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"))
         .arg(format!("TCP:{target},nodelay"))
         .stdout(Stdio::null())
@@ -237,15 +238,6 @@ async fn start_socat(path: &PathBuf, target: SocketAddr) -> Result<(Child, Socke
 }
 
 // --- clients -------------------------------------------------------------------------------
-
-#[derive(Deserialize)]
-struct LwMsg<'a> {
-    t: &'a str,
-    #[serde(borrow)]
-    b64: Option<&'a str>,
-    #[serde(borrow)]
-    msg: Option<&'a str>,
-}
 
 #[derive(Deserialize)]
 struct WnMsg<'a> {
@@ -292,7 +284,7 @@ impl Client {
     /// A session (no connection yet) for the memory figure.
     async fn session(mode: Mode, sys: &Systems) -> Result<WebSocketStream<TcpStream>> {
         match mode {
-            Mode::LwBinary => ws_connect(sys.lwproxy.1, Some("lwproxy.v2")).await,
+            Mode::LwBinary => ws_connect(sys.lwproxy.1, Some(SUBPROTOCOL_V2)).await,
             Mode::LwJson => ws_connect(sys.lwproxy.1, None).await,
             Mode::WnBinary | Mode::WnJson => {
                 ws_connect(sys.wasmnet.as_ref().context("wasmnet")?.1, None).await
@@ -329,11 +321,9 @@ impl Client {
         };
         let host = target.ip().to_string();
         let msg = match mode {
-            Mode::LwBinary | Mode::LwJson => Message::Text(
-                serde_json::json!({"t": "open", "id": ID, "host": host, "port": target.port()})
-                    .to_string()
-                    .into(),
-            ),
+            Mode::LwBinary | Mode::LwJson => {
+                Message::Text(client::open(ID, &host, target.port(), false, None).into())
+            }
             Mode::WnJson => Message::Text(
                 serde_json::json!({"op": "connect", "id": ID, "addr": host, "port": target.port()})
                     .to_string()
@@ -374,14 +364,8 @@ impl Client {
             Client::Tcp(s, _) => Ok(s.write_all(data).await?),
             Client::Ws { ws, mode, .. } => {
                 let msg = match mode {
-                    Mode::LwBinary => {
-                        let mut f = ID.to_be_bytes().to_vec();
-                        f.extend_from_slice(data);
-                        Message::Binary(f.into())
-                    }
-                    Mode::LwJson => Message::Text(
-                        format!(r#"{{"t":"write","id":{ID},"b64":"{}"}}"#, B64.encode(data)).into(),
-                    ),
+                    Mode::LwBinary => Message::Binary(protocol::data_binary(ID, data)),
+                    Mode::LwJson => Message::Text(client::write_json(ID, data).into()),
                     Mode::WnJson => Message::Text(
                         format!(r#"{{"op":"send","id":{ID},"data":"{}"}}"#, B64.encode(data)).into(),
                     ),
@@ -404,21 +388,19 @@ impl Client {
                 let Some(m) = ws.next().await else { return Ok(None) };
                 match (m?, *mode) {
                     (Message::Binary(b), Mode::LwBinary) => {
-                        let payload = b.slice(4..);
+                        let payload = b.slice(BINARY_HEADER..);
                         *unacked += payload.len() as u64;
                         if *unacked >= 64 * 1024 {
-                            let ack = format!(r#"{{"t":"ack","id":{ID},"bytes":{unacked}}}"#);
-                            ws.send(Message::Text(ack.into())).await?;
+                            ws.send(Message::Text(client::ack(ID, *unacked).into())).await?;
                             *unacked = 0;
                         }
                         return Ok(Some(payload));
                     }
                     (Message::Text(t), Mode::LwBinary | Mode::LwJson) => {
-                        let m: LwMsg = serde_json::from_str(t.as_str())?;
-                        match m.t {
-                            "data" => return Ok(Some(B64.decode(m.b64.unwrap_or(""))?.into())),
-                            "closed" | "eof" => return Ok(None),
-                            "error" => bail!("lwproxy: {}", m.msg.unwrap_or("")),
+                        match serde_json::from_str(t.as_str())? {
+                            ServerMsg::Data { b64, .. } => return Ok(Some(B64.decode(b64)?.into())),
+                            ServerMsg::Closed { .. } | ServerMsg::Eof { .. } => return Ok(None),
+                            ServerMsg::Error { msg, .. } => bail!("lwproxy: {msg}"),
                             _ => {}
                         }
                     }
@@ -532,7 +514,7 @@ async fn idle_memory(mode: Mode, args: &Args, echo: SocketAddr, n: usize) -> Res
         let addr = sys.lwproxy.1;
         async move {
             match mode {
-                Mode::LwBinary => ws_connect(addr, Some("lwproxy.v2")).await,
+                Mode::LwBinary => ws_connect(addr, Some(SUBPROTOCOL_V2)).await,
                 _ => ws_connect(addr, None).await,
             }
         }

@@ -18,7 +18,7 @@ use std::time::Duration;
     version,
     about = "WebSocket-to-TCP/TLS proxy for lwnet: deny-by-default policy, JWT auth, per-identity limits",
     after_help = "Environment: JWT_SECRET (HS256 key; required unless --no-auth), RUST_LOG (log filter).\n\
-                  Health check: GET /health -> 200 ok. Protocol: seed JSON, or subprotocol lwproxy.v2; Wisp v1.2 at /wisp/ (token: ?token= or /wisp/JWT/)."
+                  Health check: GET /health -> 200 ok. Protocol (docs/protocol.md): v1 JSON, or subprotocol lwproxy.v2; Wisp v1.2 at /wisp/ (token: ?token= or /wisp/JWT/)."
 )]
 pub struct Cli {
     #[command(subcommand)]

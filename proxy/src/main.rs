@@ -1,24 +1,9 @@
 //! `lwproxy`: the WebSocket-to-TCP/TLS proxy of lwnet. See proxy/README.md.
 
-mod audit;
-mod auth;
-mod config;
-mod forwarded;
-mod limits;
-mod platform;
-mod policy;
-mod preauth;
-mod protocol;
-mod relay;
-mod server;
-mod session;
-mod tls;
-mod wisp;
-mod wisp_session;
-
 use anyhow::{Context, Result};
 use clap::Parser;
-use config::{Cli, Command, Config, LogFormat};
+use lwproxy::config::{Cli, Command, Config, LogFormat};
+use lwproxy::{auth, server};
 use std::io::Write as _;
 use std::sync::Arc;
 use tracing_subscriber::EnvFilter;

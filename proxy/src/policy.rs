@@ -20,7 +20,9 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 
-/// Phrase the client side maps to EACCES (spec A). Every denial contains it.
+use crate::protocol::{ErrorCode, Failure};
+
+/// Every denial's text contains this phrase (its code is [`ErrorCode::Policy`]).
 pub const REFUSED: &str = "refused by policy";
 
 /// An address range: an [`IpNet`] written by the operator. A bare address is its own /32 or
@@ -417,23 +419,27 @@ pub fn precheck(policy: &Policy, host: &Host, port: u16) -> Result<(), String> {
 }
 
 /// Resolves (once) and checks every address; returns the checked addresses to connect to.
-pub async fn resolve_checked(policy: &Policy, host: &Host, port: u16) -> Result<Vec<SocketAddr>, String> {
-    precheck(policy, host, port)?;
+/// Errors: [`ErrorCode::Policy`] for a refused address or port, [`ErrorCode::Unreachable`]
+/// for a name that does not resolve.
+pub async fn resolve_checked(policy: &Policy, host: &Host, port: u16) -> Result<Vec<SocketAddr>, Failure> {
+    let refused = |m: String| Failure::new(ErrorCode::Policy, m);
+    precheck(policy, host, port).map_err(refused)?;
     match host {
         Host::Ip(ip) => Ok(vec![SocketAddr::new(canonical(*ip), port)]),
         Host::Name(name) => {
+            let unreachable = |m: String| Failure::new(ErrorCode::Unreachable, m);
             let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), port))
                 .await
-                .map_err(|e| format!("name not found: could not resolve '{name}': {e}"))?
+                .map_err(|e| unreachable(format!("name not found: could not resolve '{name}': {e}")))?
                 .collect();
             if addrs.is_empty() {
-                return Err(format!("name not found: '{name}' has no addresses"));
+                return Err(unreachable(format!("name not found: '{name}' has no addresses")));
             }
             let mut checked = Vec::with_capacity(addrs.len());
             for a in addrs {
                 policy
                     .check(a.ip(), port)
-                    .map_err(|e| format!("{e} ('{name}' resolves to {})", a.ip()))?;
+                    .map_err(|e| refused(format!("{e} ('{name}' resolves to {})", a.ip())))?;
                 let addr = SocketAddr::new(canonical(a.ip()), port);
                 if !checked.contains(&addr) {
                     checked.push(addr);
@@ -646,6 +652,7 @@ mod tests {
         let err = resolve_checked(&p, &parse_host("localhost.").unwrap(), 80)
             .await
             .unwrap_err();
-        assert!(err.contains(REFUSED), "{err}");
+        assert!(err.msg.contains(REFUSED), "{err}");
+        assert_eq!(err.code, ErrorCode::Policy);
     }
 }

@@ -1,14 +1,22 @@
-//! The wire protocol (spec A): parsing of client messages and building of server messages.
-//! Pure functions, no I/O, so every hostile input can be unit-tested.
+//! The lwproxy wire protocol, defined once for the proxy and for every client in this
+//! repository (lwhost's main side, the proxy's tests, both benchmarks): message types,
+//! subprotocol names, the binary frame header, the flow-control window and the error codes.
+//! The document is `docs/protocol.md`.
+//!
+//! Server side: [`parse_text`]/[`parse_binary`] validate client messages, the builders
+//! ([`opened`], [`error`], ...) write server messages. Client side: [`client`] builds client
+//! messages and [`ServerMsg`] parses server messages. Pure functions, no I/O, so every hostile
+//! input can be unit-tested.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// Subprotocol that enables binary data frames, `ack`, `shutdown` and `eof`.
 pub const SUBPROTOCOL_V2: &str = "lwproxy.v2";
-/// Subprotocol naming the seed protocol explicitly (same as offering none).
+/// Subprotocol naming the first protocol, v1, explicitly (same as offering none).
 pub const SUBPROTOCOL_V1: &str = "lwproxy.v1";
 /// Prefix of the subprotocol that carries a token (never echoed).
 pub const BEARER_PREFIX: &str = "bearer.";
@@ -17,10 +25,95 @@ pub const WINDOW: u64 = 262_144;
 /// Size of a binary data frame header: the connection id, big-endian.
 pub const BINARY_HEADER: usize = 4;
 
+/// Machine-readable reason of an `error` message, sent as its `code` field beside the human
+/// text `msg` (an additive field: clients that read only `msg` keep working). Serialized in
+/// snake_case (`"policy"`, `"refused"`, ...); a code this build does not know parses as
+/// [`ErrorCode::Other`], so new codes never break old clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The message broke the protocol (bad JSON, unknown id, a v2 message on v1, ...).
+    Protocol,
+    /// The `host` of an `open` is not a valid name or address.
+    InvalidHost,
+    /// The destination is refused by the proxy's policy (address range or port).
+    Policy,
+    /// A per-identity limit was hit (rates, concurrency, the flow-control window).
+    Limit,
+    /// The proxy is shutting down and accepts no new connections.
+    Unavailable,
+    /// The name does not resolve, or to no address.
+    Unreachable,
+    /// The target refused the TCP connection.
+    Refused,
+    /// Connecting, or the connection, timed out (connect or idle timeout).
+    Timeout,
+    /// The target reset the connection.
+    Reset,
+    /// The TLS handshake with the target failed, or its name is not a valid server name.
+    Tls,
+    /// Any other I/O error on the target connection.
+    Io,
+    /// A code this build does not know (sent by a newer proxy).
+    #[serde(other)]
+    Other,
+}
+
+impl ErrorCode {
+    /// The wire spelling, as in the `code` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Protocol => "protocol",
+            ErrorCode::InvalidHost => "invalid_host",
+            ErrorCode::Policy => "policy",
+            ErrorCode::Limit => "limit",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Unreachable => "unreachable",
+            ErrorCode::Refused => "refused",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::Reset => "reset",
+            ErrorCode::Tls => "tls",
+            ErrorCode::Io => "io",
+            ErrorCode::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a connection (or an `open`) failed: the code and the human text of an `error` message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub code: ErrorCode,
+    pub msg: String,
+}
+
+impl Failure {
+    pub fn new(code: ErrorCode, msg: impl Into<String>) -> Self {
+        Failure {
+            code,
+            msg: msg.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for Failure {}
+
 /// Which dialect a session speaks, fixed at the handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
-    /// Seed 000 JSON: base64 data, no flow control messages.
+    /// `lwproxy.v1`, the first protocol (also spoken when no subprotocol is offered): JSON
+    /// text messages, base64 data, no flow-control messages.
     V1,
     /// `lwproxy.v2`: binary data frames, windowed flow control, half-close.
     V2,
@@ -56,12 +149,18 @@ pub enum ClientMsg {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProtoError {
     pub id: Option<u32>,
+    pub code: ErrorCode,
     pub msg: String,
 }
 
 impl ProtoError {
-    fn new(id: Option<u32>, msg: impl Into<String>) -> Self {
-        ProtoError { id, msg: msg.into() }
+    /// A [`ErrorCode::Protocol`] error.
+    pub fn new(id: Option<u32>, msg: impl Into<String>) -> Self {
+        ProtoError {
+            id,
+            code: ErrorCode::Protocol,
+            msg: msg.into(),
+        }
     }
 }
 
@@ -223,11 +322,11 @@ pub fn ack(id: u32, bytes: u64) -> String {
 }
 
 /// An error; `id` 0 is used for errors that concern no connection (e.g. invalid JSON).
-pub fn error(id: Option<u32>, msg: &str) -> String {
-    json!({"t": "error", "id": id.unwrap_or(0), "msg": msg}).to_string()
+pub fn error(id: Option<u32>, code: ErrorCode, msg: &str) -> String {
+    json!({"t": "error", "id": id.unwrap_or(0), "code": code, "msg": msg}).to_string()
 }
 
-/// A seed `data` message with base64 payload.
+/// A v1 `data` message with base64 payload.
 pub fn data_json(id: u32, payload: &[u8]) -> String {
     // Built by hand: serde_json would copy the base64 string once more.
     let mut s = String::with_capacity(40 + payload.len().div_ceil(3) * 4);
@@ -245,13 +344,93 @@ pub fn fill_binary_header(id: u32, buf: &mut BytesMut) {
     buf[..BINARY_HEADER].copy_from_slice(&id.to_be_bytes());
 }
 
-/// A v2 binary data frame from a payload (copies; for tests).
-#[cfg(test)]
+/// A v2 binary data frame from a payload (copies; clients and tests).
 pub fn data_binary(id: u32, payload: &[u8]) -> Bytes {
     let mut b = Vec::with_capacity(BINARY_HEADER + payload.len());
     b.extend_from_slice(&id.to_be_bytes());
     b.extend_from_slice(payload);
     Bytes::from(b)
+}
+
+/// Splits a v2 binary data frame into the connection id and the payload; `None` when the
+/// frame is shorter than [`BINARY_HEADER`].
+pub fn split_binary(frame: &[u8]) -> Option<(u32, &[u8])> {
+    let (head, payload) = frame.split_first_chunk::<BINARY_HEADER>()?;
+    Some((u32::from_be_bytes(*head), payload))
+}
+
+// --- the client side ----------------------------------------------------------
+
+/// A message from the proxy, as a client parses it. Unknown message types parse as
+/// [`ServerMsg::Unknown`] (the protocol grows additively).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "t", rename_all = "lowercase")]
+pub enum ServerMsg {
+    /// The connection is up; v2 adds the target address it reached.
+    Opened {
+        id: u32,
+        #[serde(default)]
+        addr: Option<String>,
+    },
+    /// v1 data, base64 in `b64` (v2 sends binary frames instead).
+    Data { id: u32, b64: String },
+    /// v2: the target finished sending (half-close).
+    Eof { id: u32 },
+    /// The connection is gone; its id may be reused.
+    Closed { id: u32 },
+    /// v2: the proxy consumed `bytes` of the client's data (window credit).
+    Ack { id: u32, bytes: u64 },
+    /// A failure; `id` absent or 0 when it concerns no connection. `code` is absent from
+    /// proxies older than the code field.
+    Error {
+        #[serde(default)]
+        id: Option<u32>,
+        #[serde(default)]
+        code: Option<ErrorCode>,
+        msg: String,
+    },
+    #[serde(other)]
+    Unknown,
+}
+
+/// Builders of client messages (text frames).
+pub mod client {
+    use super::B64;
+    use base64::Engine as _;
+    use serde_json::json;
+
+    /// `open`: connect connection `id` to `host:port`, through TLS started at the proxy when
+    /// `tls`, with a connect timeout of `timeout_ms` (the proxy's own is the upper bound).
+    pub fn open(id: u32, host: &str, port: u16, tls: bool, timeout_ms: Option<u64>) -> String {
+        let mut m = json!({"t": "open", "id": id, "host": host, "port": port});
+        if tls {
+            m["tls"] = true.into();
+        }
+        if let Some(ms) = timeout_ms {
+            m["timeout_ms"] = ms.into();
+        }
+        m.to_string()
+    }
+
+    /// v1 `write` with base64 payload (v2 clients send [`super::data_binary`] frames).
+    pub fn write_json(id: u32, payload: &[u8]) -> String {
+        json!({"t": "write", "id": id, "b64": B64.encode(payload)}).to_string()
+    }
+
+    /// `close`: end connection `id` in both directions.
+    pub fn close(id: u32) -> String {
+        json!({"t": "close", "id": id}).to_string()
+    }
+
+    /// v2 `shutdown`: half-close, no more data from the client on `id`.
+    pub fn shutdown(id: u32) -> String {
+        json!({"t": "shutdown", "id": id}).to_string()
+    }
+
+    /// v2 `ack`: the client consumed `bytes` of `id`'s data.
+    pub fn ack(id: u32, bytes: u64) -> String {
+        json!({"t": "ack", "id": id, "bytes": bytes}).to_string()
+    }
 }
 
 #[cfg(test)]
@@ -383,10 +562,105 @@ mod tests {
         assert_eq!(d["t"], "data");
         assert_eq!(d["id"], 5);
         assert_eq!(d["b64"], "aGVsbG8=");
-        let e: Value = serde_json::from_str(&error(None, "x \"quoted\"")).unwrap();
+        let e: Value = serde_json::from_str(&error(None, ErrorCode::Protocol, "x \"quoted\"")).unwrap();
         assert_eq!(e["id"], 0);
+        assert_eq!(e["code"], "protocol");
         assert_eq!(e["msg"], "x \"quoted\"");
         let o: Value = serde_json::from_str(&opened(1, Some("1.2.3.4:80"))).unwrap();
         assert_eq!(o["addr"], "1.2.3.4:80");
+    }
+
+    #[test]
+    fn clients_parse_what_the_server_builds() {
+        let parse = |s: &str| serde_json::from_str::<ServerMsg>(s).unwrap();
+        assert_eq!(
+            parse(&opened(3, Some("1.2.3.4:80"))),
+            ServerMsg::Opened {
+                id: 3,
+                addr: Some("1.2.3.4:80".into())
+            }
+        );
+        assert_eq!(parse(&closed(3)), ServerMsg::Closed { id: 3 });
+        assert_eq!(parse(&eof(3)), ServerMsg::Eof { id: 3 });
+        assert_eq!(parse(&ack(3, 100)), ServerMsg::Ack { id: 3, bytes: 100 });
+        assert_eq!(
+            parse(&data_json(3, b"hi")),
+            ServerMsg::Data {
+                id: 3,
+                b64: "aGk=".into()
+            }
+        );
+        assert_eq!(
+            parse(&error(Some(3), ErrorCode::Policy, "refused by policy: x")),
+            ServerMsg::Error {
+                id: Some(3),
+                code: Some(ErrorCode::Policy),
+                msg: "refused by policy: x".into()
+            }
+        );
+        // An older proxy (no code), a newer one (unknown code), an unknown message type.
+        assert_eq!(
+            parse(r#"{"t":"error","msg":"x"}"#),
+            ServerMsg::Error {
+                id: None,
+                code: None,
+                msg: "x".into()
+            }
+        );
+        assert!(matches!(
+            parse(r#"{"t":"error","id":1,"code":"martian","msg":"x"}"#),
+            ServerMsg::Error {
+                code: Some(ErrorCode::Other),
+                ..
+            }
+        ));
+        assert_eq!(parse(r#"{"t":"future","id":1}"#), ServerMsg::Unknown);
+        assert!(serde_json::from_str::<ServerMsg>(r#"{"t":"ack","id":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn the_server_parses_what_clients_build() {
+        let v2 = |s: String| parse_text(&s, Dialect::V2).unwrap();
+        assert_eq!(
+            v2(client::open(1, "h", 443, true, Some(9))),
+            ClientMsg::Open {
+                id: 1,
+                host: "h".into(),
+                port: 443,
+                tls: true,
+                timeout_ms: Some(9)
+            }
+        );
+        assert_eq!(
+            v2(client::write_json(1, b"hi")),
+            ClientMsg::Write {
+                id: 1,
+                data: Bytes::from_static(b"hi")
+            }
+        );
+        assert_eq!(v2(client::close(1)), ClientMsg::Close { id: 1 });
+        assert_eq!(v2(client::shutdown(1)), ClientMsg::Shutdown { id: 1 });
+        assert_eq!(v2(client::ack(1, 7)), ClientMsg::Ack { id: 1, bytes: 7 });
+        assert_eq!(split_binary(&data_binary(5, b"ab")), Some((5, &b"ab"[..])));
+        assert_eq!(split_binary(&[0, 1]), None);
+    }
+
+    #[test]
+    fn codes_spell_as_serde_does() {
+        for c in [
+            ErrorCode::Protocol,
+            ErrorCode::InvalidHost,
+            ErrorCode::Policy,
+            ErrorCode::Limit,
+            ErrorCode::Unavailable,
+            ErrorCode::Unreachable,
+            ErrorCode::Refused,
+            ErrorCode::Timeout,
+            ErrorCode::Reset,
+            ErrorCode::Tls,
+            ErrorCode::Io,
+        ] {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+        }
     }
 }

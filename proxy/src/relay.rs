@@ -7,7 +7,7 @@ use crate::audit::Audit;
 use crate::config::Config;
 use crate::limits::{ConnSlot, Identity};
 use crate::policy::{self, Host};
-use crate::protocol::{self, Dialect, BINARY_HEADER, WINDOW};
+use crate::protocol::{self, Dialect, ErrorCode, Failure, BINARY_HEADER, WINDOW};
 use crate::session::{ConnEvent, Out};
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
@@ -120,7 +120,7 @@ pub struct ConnParams {
     pub queued: Arc<AtomicU64>,
     pub drained: Arc<Notify>,
     pub window: Arc<Window>,
-    pub kill: watch::Receiver<Option<String>>,
+    pub kill: watch::Receiver<Option<Failure>>,
     pub slot: ConnSlot,
 }
 
@@ -161,7 +161,7 @@ pub async fn run(mut p: ConnParams) {
     let mut upstream = std::mem::replace(&mut p.upstream, mpsc::unbounded_channel().1);
     let result = tokio::select! {
         r = connect_and_relay(&p, &audit, &mut upstream) => r,
-        k = kill.wait_for(|k| k.is_some()) => Err(k.map(|k| k.clone().unwrap_or_default()).unwrap_or_default()),
+        k = kill.wait_for(|k| k.is_some()) => Err(k.ok().and_then(|k| k.clone()).unwrap_or_else(gone)),
     };
     match &result {
         Ok(()) => audit.set_outcome("closed"),
@@ -173,7 +173,7 @@ pub async fn run(mut p: ConnParams) {
     // Leave the table before `closed` reaches the client, so the id can be reused at once.
     let _ = p.events.send(ConnEvent::Finished(p.id));
     if let Err(e) = &result {
-        p.out.error(Some(p.id), e).await;
+        p.out.failure(p.id, e).await;
     }
     p.out.text(protocol::closed(p.id)).await;
     drop(p.slot);
@@ -183,7 +183,7 @@ async fn connect_and_relay(
     p: &ConnParams,
     audit: &Audit,
     upstream: &mut mpsc::UnboundedReceiver<Upstream>,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     let limits = &p.cfg.limits;
     let timeout = match p.timeout_ms {
         Some(ms) => limits.connect_timeout.min(Duration::from_millis(ms)),
@@ -191,14 +191,19 @@ async fn connect_and_relay(
     };
     let secs = timeout.as_secs_f64();
     let deadline = Instant::now() + timeout;
-    let timed_out = || format!("limit: connect timeout ({secs} s): connect timed out");
+    let timed_out = || {
+        Failure::new(
+            ErrorCode::Timeout,
+            format!("limit: connect timeout ({secs} s): connect timed out"),
+        )
+    };
 
     let addrs = tokio::time::timeout_at(deadline, policy::resolve_checked(&p.cfg.policy, &p.host, p.port))
         .await
         .map_err(|_| timed_out())?
         .inspect_err(|e| tracing::info!(identity = %p.identity.name, target = %p.host_text, "{e}"))?;
 
-    let mut last_err = String::from("no address");
+    let mut last_err = Failure::new(ErrorCode::Unreachable, "no address");
     let mut tcp = None;
     for addr in addrs {
         match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
@@ -209,19 +214,24 @@ async fn connect_and_relay(
                 tcp = Some((s, addr));
                 break;
             }
-            Ok(Err(e)) => last_err = io_error_text(&e),
+            Ok(Err(e)) => last_err = io_failure(&e),
         }
     }
     let (tcp, addr) = tcp.ok_or(last_err)?;
     tcp.set_nodelay(true).ok();
 
     if p.tls {
-        let name = crate::tls::server_name(&p.host)?;
+        let name = crate::tls::server_name(&p.host).map_err(|m| Failure::new(ErrorCode::Tls, m))?;
         let connector = tokio_rustls::TlsConnector::from(p.cfg.tls_client.clone());
         let stream = tokio::time::timeout_at(deadline, connector.connect(name, tcp))
             .await
             .map_err(|_| timed_out())?
-            .map_err(|e| format!("tls: handshake with {} failed: {e}", p.host_text))?;
+            .map_err(|e| {
+                Failure::new(
+                    ErrorCode::Tls,
+                    format!("tls: handshake with {} failed: {e}", p.host_text),
+                )
+            })?;
         announce(p, addr).await?;
         relay(stream, p, audit, upstream).await
     } else {
@@ -230,24 +240,36 @@ async fn connect_and_relay(
     }
 }
 
-async fn announce(p: &ConnParams, addr: SocketAddr) -> Result<(), String> {
+async fn announce(p: &ConnParams, addr: SocketAddr) -> Result<(), Failure> {
     let addr = addr.to_string();
     let extra = (p.dialect == Dialect::V2).then_some(addr.as_str());
     if p.out.text(protocol::opened(p.id, extra)).await {
         Ok(())
     } else {
-        Err("client gone".into())
+        Err(gone())
     }
 }
 
-/// Error texts use the phrases clients map to errno (spec A).
-fn io_error_text(e: &std::io::Error) -> String {
+/// The client went away: ends the connection; never sent (there is no one to send it to).
+fn gone() -> Failure {
+    Failure::new(ErrorCode::Io, "client gone")
+}
+
+/// A limit hit (the text names the limit).
+fn limit(msg: String) -> Failure {
+    Failure::new(ErrorCode::Limit, msg)
+}
+
+/// The code and text of an I/O error on the target connection.
+fn io_failure(e: &std::io::Error) -> Failure {
     use std::io::ErrorKind::*;
     match e.kind() {
-        ConnectionRefused => "connection refused".into(),
-        ConnectionReset | ConnectionAborted | BrokenPipe => "connection reset by the target".into(),
-        TimedOut => "connection timed out".into(),
-        _ => format!("i/o error: {e}"),
+        ConnectionRefused => Failure::new(ErrorCode::Refused, "connection refused"),
+        ConnectionReset | ConnectionAborted | BrokenPipe => {
+            Failure::new(ErrorCode::Reset, "connection reset by the target")
+        }
+        TimedOut => Failure::new(ErrorCode::Timeout, "connection timed out"),
+        _ => Failure::new(ErrorCode::Io, format!("i/o error: {e}")),
     }
 }
 
@@ -256,7 +278,7 @@ async fn relay<S>(
     p: &ConnParams,
     audit: &Audit,
     upstream: &mut mpsc::UnboundedReceiver<Upstream>,
-) -> Result<(), String>
+) -> Result<(), Failure>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -284,7 +306,7 @@ where
                 }
                 sh.target_eof.store(true, Ordering::Release);
                 if !p.out.text(protocol::eof(p.id)).await {
-                    return Err("client gone".into());
+                    return Err(gone());
                 }
                 if sh.client_shut.load(Ordering::Acquire) {
                     return Ok(());
@@ -293,7 +315,10 @@ where
             r = &mut up => return r,
             _ = tokio::time::sleep_until(idle_at) => {
                 if sh.last() + idle <= Instant::now() {
-                    return Err(format!("limit: idle timeout ({} s): connection timed out", idle.as_secs_f64()));
+                    return Err(Failure::new(
+                        ErrorCode::Timeout,
+                        format!("limit: idle timeout ({} s): connection timed out", idle.as_secs_f64()),
+                    ));
                 }
             }
         }
@@ -301,11 +326,11 @@ where
 }
 
 /// Target to client. Returns Ok on the target's EOF.
-async fn downstream<R: AsyncRead + Unpin>(rd: &mut R, sh: &Shared<'_>) -> Result<(), String> {
+async fn downstream<R: AsyncRead + Unpin>(rd: &mut R, sh: &Shared<'_>) -> Result<(), Failure> {
     let p = sh.p;
     let limits = &p.cfg.limits;
     loop {
-        let budget = p.window.take(CHUNK).await?;
+        let budget = p.window.take(CHUNK).await.map_err(|_| gone())?;
         // A fresh buffer per read, never zero-filled: capacity the read did not use is not
         // resident, so a connection waiting for data costs little memory.
         let headroom = if p.dialect == Dialect::V2 {
@@ -321,13 +346,13 @@ async fn downstream<R: AsyncRead + Unpin>(rd: &mut R, sh: &Shared<'_>) -> Result
             // UnexpectedEof. Treat it as the end of stream, as browsers and curl do, so the bytes
             // already relayed stay a complete response; HTTP framing catches real truncation.
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
-            Err(e) => return Err(io_error_text(&e)),
+            Err(e) => return Err(io_failure(&e)),
         };
         p.window.give_back(budget - n);
         if n == 0 {
             return Ok(());
         }
-        p.identity.charge_bytes(n, limits)?;
+        p.identity.charge_bytes(n, limits).map_err(limit)?;
         let delivered = if p.dialect == Dialect::V2 {
             protocol::fill_binary_header(p.id, &mut buf);
             p.window.sent(n);
@@ -336,7 +361,7 @@ async fn downstream<R: AsyncRead + Unpin>(rd: &mut R, sh: &Shared<'_>) -> Result
             p.out.text(protocol::data_json(p.id, &buf)).await
         };
         if !delivered {
-            return Err("client gone".into());
+            return Err(gone());
         }
         sh.audit.add_down(n);
         sh.touch();
@@ -349,7 +374,7 @@ async fn upstream_loop<W: AsyncWrite + Unpin>(
     wr: &mut W,
     sh: &Shared<'_>,
     rx: &mut mpsc::UnboundedReceiver<Upstream>,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     let p = sh.p;
     let mut unacked: u64 = 0;
     // Acks are coalesced: one per ACK_BATCH bytes, or ACK_DELAY after the first unacked byte.
@@ -364,7 +389,7 @@ async fn upstream_loop<W: AsyncWrite + Unpin>(
             cmd = rx.recv() => cmd,
             _ = &mut ack_timer, if unacked > 0 => {
                 if !p.out.text(protocol::ack(p.id, unacked)).await {
-                    return Err("client gone".into());
+                    return Err(gone());
                 }
                 unacked = 0;
                 continue;
@@ -374,8 +399,8 @@ async fn upstream_loop<W: AsyncWrite + Unpin>(
         match cmd {
             Upstream::Data(data) => {
                 let n = data.len();
-                p.identity.charge_bytes(n, &p.cfg.limits)?;
-                wr.write_all(&data).await.map_err(|e| io_error_text(&e))?;
+                p.identity.charge_bytes(n, &p.cfg.limits).map_err(limit)?;
+                wr.write_all(&data).await.map_err(|e| io_failure(&e))?;
                 p.queued.fetch_sub(n as u64, Ordering::AcqRel);
                 p.drained.notify_waiters();
                 sh.audit.add_up(n);
@@ -387,14 +412,14 @@ async fn upstream_loop<W: AsyncWrite + Unpin>(
                     unacked += n as u64;
                     if unacked >= ACK_BATCH {
                         if !p.out.text(protocol::ack(p.id, unacked)).await {
-                            return Err("client gone".into());
+                            return Err(gone());
                         }
                         unacked = 0;
                     }
                 }
             }
             Upstream::Shutdown => {
-                wr.shutdown().await.map_err(|e| io_error_text(&e))?;
+                wr.shutdown().await.map_err(|e| io_failure(&e))?;
                 sh.client_shut.store(true, Ordering::Release);
                 if sh.target_eof.load(Ordering::Acquire) {
                     return Ok(());

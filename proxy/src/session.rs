@@ -5,7 +5,7 @@
 use crate::config::Config;
 use crate::limits::Identity;
 use crate::policy;
-use crate::protocol::{self, ClientMsg, Dialect, WINDOW};
+use crate::protocol::{self, ClientMsg, Dialect, ErrorCode, Failure, WINDOW};
 use crate::relay::{self, ConnParams, Upstream, Window};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
@@ -50,7 +50,7 @@ struct ConnEntry {
     queued: Arc<AtomicU64>,
     drained: Arc<Notify>,
     window: Arc<Window>,
-    kill: watch::Sender<Option<String>>,
+    kill: watch::Sender<Option<Failure>>,
     /// The client closed it: no more writes; `closed` will follow.
     closing: bool,
     /// The client half-closed it: no more writes.
@@ -69,8 +69,11 @@ impl Out {
     pub async fn binary(&self, b: bytes::Bytes) -> bool {
         self.0.send(Message::Binary(b)).await.is_ok()
     }
-    pub async fn error(&self, id: Option<u32>, msg: &str) -> bool {
-        self.text(protocol::error(id, msg)).await
+    pub async fn error(&self, id: Option<u32>, code: ErrorCode, msg: &str) -> bool {
+        self.text(protocol::error(id, code, msg)).await
+    }
+    pub async fn failure(&self, id: u32, f: &Failure) -> bool {
+        self.error(Some(id), f.code, &f.msg).await
     }
 }
 
@@ -254,9 +257,7 @@ where
         live.heard(&msg);
         let oversized = match &msg {
             Message::Text(t) if t.len() > max_message => Some(text_id(t.as_str())),
-            Message::Binary(b) if b.len() > max_message => {
-                Some((b.len() >= 4).then(|| u32::from_be_bytes([b[0], b[1], b[2], b[3]])))
-            }
+            Message::Binary(b) if b.len() > max_message => Some(protocol::split_binary(b).map(|(id, _)| id)),
             _ => None,
         };
         if let Some(id) = oversized {
@@ -266,10 +267,10 @@ where
             match id.and_then(|id| conns.get_mut(&id)) {
                 Some(c) if !c.closing => {
                     c.closing = true;
-                    let _ = c.kill.send(Some(why));
+                    let _ = c.kill.send(Some(Failure::new(ErrorCode::Limit, why)));
                 }
                 _ => {
-                    if !out.error(id, &why).await {
+                    if !out.error(id, ErrorCode::Limit, &why).await {
                         break;
                     }
                 }
@@ -284,7 +285,7 @@ where
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
         };
         let alive = match parsed {
-            Err(e) => out.error(e.id, &e.msg).await,
+            Err(e) => out.error(e.id, e.code, &e.msg).await,
             Ok(m) => handle(m, &ctx, &out, &ev_tx, &mut conns, draining).await,
         };
         if !alive {
@@ -328,20 +329,25 @@ async fn handle(
         } => {
             if draining {
                 return out
-                    .error(Some(id), "server shutting down: no new connections")
+                    .error(
+                        Some(id),
+                        ErrorCode::Unavailable,
+                        "server shutting down: no new connections",
+                    )
                     .await;
             }
             if conns.contains_key(&id) {
                 return out
                     .error(
                         Some(id),
+                        ErrorCode::Protocol,
                         &format!("duplicate id {id}: that connection is still open"),
                     )
                     .await;
             }
             let host_parsed = match policy::parse_host(&host) {
                 Ok(h) => h,
-                Err(e) => return out.error(Some(id), &e).await,
+                Err(e) => return out.error(Some(id), ErrorCode::InvalidHost, &e).await,
             };
             // Policy before limits (see the policy module's notes on the order).
             if let Err(e) = policy::precheck(&ctx.cfg.policy, &host_parsed, port) {
@@ -356,13 +362,14 @@ async fn handle(
                 audit.set_outcome(format!("error: {e}"));
                 drop(audit);
                 // As for a denial found after the lookup: `error`, then `closed`.
-                return out.error(Some(id), &e).await && out.text(protocol::closed(id)).await;
+                return out.error(Some(id), ErrorCode::Policy, &e).await
+                    && out.text(protocol::closed(id)).await;
             }
             let slot = match ctx.identity.try_open(&ctx.cfg.limits) {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::info!(identity = %ctx.identity.name, "{e}");
-                    return out.error(Some(id), &e).await;
+                    return out.error(Some(id), ErrorCode::Limit, &e).await;
                 }
             };
             let (tx, rx) = mpsc::unbounded_channel();
@@ -409,13 +416,18 @@ async fn handle(
         ClientMsg::Write { id, data } => {
             let Some(c) = conns.get_mut(&id) else {
                 return out
-                    .error(Some(id), &format!("write to unknown connection id {id}"))
+                    .error(
+                        Some(id),
+                        ErrorCode::Protocol,
+                        &format!("write to unknown connection id {id}"),
+                    )
                     .await;
             };
             if c.closing || c.shut {
                 return out
                     .error(
                         Some(id),
+                        ErrorCode::Protocol,
                         &format!("write to connection {id}, which is closed for writing"),
                     )
                     .await;
@@ -428,8 +440,9 @@ async fn handle(
             if ctx.dialect == Dialect::V2 && queued + len > WINDOW {
                 // The client broke flow control: end this connection only.
                 c.closing = true;
-                let _ = c.kill.send(Some(format!(
-                    "limit: flow-control window ({WINDOW} bytes) exceeded by the client"
+                let _ = c.kill.send(Some(Failure::new(
+                    ErrorCode::Limit,
+                    format!("limit: flow-control window ({WINDOW} bytes) exceeded by the client"),
                 )));
                 return true;
             }
@@ -462,8 +475,12 @@ async fn handle(
                 }
                 Some(_) => true, // already closing: `closed` is on its way
                 None => {
-                    out.error(Some(id), &format!("close of unknown connection id {id}"))
-                        .await
+                    out.error(
+                        Some(id),
+                        ErrorCode::Protocol,
+                        &format!("close of unknown connection id {id}"),
+                    )
+                    .await
                 }
             }
         }
@@ -475,14 +492,18 @@ async fn handle(
             }
             Some(_) => true,
             None => {
-                out.error(Some(id), &format!("shutdown of unknown connection id {id}"))
-                    .await
+                out.error(
+                    Some(id),
+                    ErrorCode::Protocol,
+                    &format!("shutdown of unknown connection id {id}"),
+                )
+                .await
             }
         },
         ClientMsg::Ack { id, bytes } => match conns.get(&id) {
             Some(c) => match c.window.ack(bytes) {
                 Ok(()) => true,
-                Err(e) => out.error(Some(id), &e).await,
+                Err(e) => out.error(Some(id), ErrorCode::Protocol, &e).await,
             },
             // Acks may cross a `closed` in flight: not an error worth a message.
             None => true,

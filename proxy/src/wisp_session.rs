@@ -498,7 +498,7 @@ async fn resolve(p: &StreamParams, policy: &Policy, deadline: Instant) -> Result
                 format!("limit: connect timeout ({timeout} s)"),
             )
         })?
-        .map_err(classify)
+        .map_err(|f| classify(f.msg))
 }
 
 fn client_closed() -> End {

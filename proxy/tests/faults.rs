@@ -28,11 +28,13 @@ async fn refused_reset_and_remote_close() {
 
     let v = ws.open(1, "127.0.0.1", refused.port()).await;
     assert_eq!(msg(&v), "connection refused");
+    assert_eq!(code(&v), "refused");
     ws.expect("closed", 1).await;
 
     assert_eq!(ws.open(2, "127.0.0.1", reset.port()).await["t"], "opened");
     let v = ws.expect("error", 2).await;
     assert!(msg(&v).contains("reset"), "{v}");
+    assert_eq!(code(&v), "reset");
     ws.expect("closed", 2).await;
 
     // Seed dialect: the target closing ends the connection after all its data.
@@ -99,6 +101,7 @@ async fn tls_to_target_verifies_against_extra_ca() {
     let mut ws = Ws::v2(&distrusting, "alice").await;
     let v = ws.open_with(open).await;
     assert!(msg(&v).starts_with("tls: handshake"), "{v}");
+    assert_eq!(code(&v), "tls");
     ws.expect("closed", 1).await;
     // A bad --extra-ca file is a startup error that names the file.
     let bogus = std::env::temp_dir().join(format!("lwproxy-bogus-{}.pem", std::process::id()));
@@ -208,6 +211,7 @@ async fn sigterm_drains_then_exits() {
     ws.echo(1, b"draining").await;
     let v = ws.open(2, "127.0.0.1", echo.port()).await;
     assert!(msg(&v).contains("shutting down"), "{v}");
+    assert_eq!(code(&v), "unavailable");
     assert!(connect_raw(addr, "", &[], None).await.is_err());
     ws.send_json(json!({"t": "close", "id": 1})).await;
     ws.expect("closed", 1).await;
@@ -241,6 +245,7 @@ async fn a_client_that_stops_reading_loses_its_session_and_its_slots() {
     let mut again = Ws::v1(&proxy, "deaf").await;
     let v = again.open(1, "127.0.0.1", echo.port()).await;
     assert!(msg(&v).contains("concurrent"), "{v}");
+    assert_eq!(code(&v), "limit");
     // After the stall limit the proxy drops the deaf session, which frees the slot.
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut id = 2;

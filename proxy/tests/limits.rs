@@ -20,6 +20,7 @@ async fn concurrent_connections() {
     assert_eq!(alice2.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
     let v = alice.open(2, "127.0.0.1", echo.port()).await;
     assert_eq!(msg(&v), "limit: concurrent connections (2)");
+    assert_eq!(code(&v), "limit");
     // Bob is unaffected, and so are Alice's open connections.
     assert_eq!(bob.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
     bob.echo(1, b"bob").await;
@@ -94,6 +95,7 @@ async fn connect_and_idle_timeouts() {
         msg(&v).contains("limit: connect timeout (0.5 s): connect timed out"),
         "{v}"
     );
+    assert_eq!(code(&v), "timeout");
     assert!(started.elapsed() < std::time::Duration::from_secs(3));
     alice.expect("closed", 1).await;
     // An idle connection is closed after the idle timeout; a busy one is not.
@@ -105,6 +107,7 @@ async fn connect_and_idle_timeouts() {
     }
     let v = alice.expect("error", 2).await;
     assert_eq!(msg(&v), "limit: idle timeout (2 s): connection timed out");
+    assert_eq!(code(&v), "timeout");
     alice.expect("closed", 2).await;
     bob.echo(1, b"still open").await;
 }

@@ -30,6 +30,7 @@ fn assert_refused(v: &serde_json::Value, what: &str) {
     assert_eq!(v["t"], "error", "{what}: {v}");
     let msg = v["msg"].as_str().unwrap();
     assert!(msg.contains("refused by policy"), "{what}: {msg}");
+    assert_eq!(code(v), "policy", "{what}: {v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,6 +84,7 @@ async fn every_spelling_of_a_non_public_address_is_refused() {
         let v = ws.open(100 + i as u32, host, echo.port()).await;
         assert_eq!(v["t"], "error");
         assert!(v["msg"].as_str().unwrap().contains("invalid host"), "{host}: {v}");
+        assert_eq!(code(&v), "invalid_host", "{host}: {v}");
     }
     assert_eq!(
         accepted.load(Ordering::SeqCst),

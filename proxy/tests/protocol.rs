@@ -156,6 +156,12 @@ async fn hostile_input_gets_errors_and_the_session_survives() {
             let v = ws.recv_json().await;
             assert_eq!(v["t"], "error", "{input:.60}: {v}");
             assert!(v["msg"].as_str().unwrap().contains(want), "{input:.60}: {v}");
+            let want_code = if want.starts_with("limit:") {
+                "limit"
+            } else {
+                "protocol"
+            };
+            assert_eq!(code(&v), want_code, "{input:.60}: {v}");
         }
         // An oversized write ends its connection (error with its id, then closed): its data
         // cannot be delivered, and the stream must not go on with a gap.

@@ -34,16 +34,22 @@ const ACK_BATCH = 65536;
 const SOCKET_HIGH_WATER = 4 << 20;
 const DEFAULT_CONNECT_TIMEOUT_MS = 30000;
 
-/** Proxy error text -> errno, as spec A defines it. */
-export function errnoFromProxyMessage(msg) {
-  const m = String(msg || "").toLowerCase();
-  if (m.includes("refused by policy")) return E.EACCES;
-  if (m.includes("connection refused")) return E.ECONNREFUSED;
-  if (m.includes("timed out")) return E.ETIMEDOUT;
-  if (m.includes("name not found") || m.includes("resolve")) return E.EHOSTUNREACH;
-  if (m.includes("reset")) return E.ECONNRESET;
-  if (m.includes("tls")) return E.ECONNREFUSED;
-  return E.EIO;
+/**
+ * errno for a connection the proxy failed, from the `error` message's
+ * `code` (docs/protocol.md; the codes are lwproxy::protocol::ErrorCode).
+ * EIO for other codes and for proxies that send none.
+ */
+const ERRNO_OF_CODE = {
+  policy: E.EACCES,
+  refused: E.ECONNREFUSED,
+  tls: E.ECONNREFUSED,
+  timeout: E.ETIMEDOUT,
+  unreachable: E.EHOSTUNREACH,
+  reset: E.ECONNRESET,
+};
+export function errnoFromProxyError(msg) {
+  const code = msg.code;
+  return typeof code === "string" && Object.hasOwn(ERRNO_OF_CODE, code) ? ERRNO_OF_CODE[code] : E.EIO;
 }
 
 /**
@@ -491,7 +497,7 @@ class MainSide {
       case "error":
         this.log(`lwnet: connection to ${c.host}:${c.port}: ${msg.msg}`);
         c.closedByPeer = true;
-        this.fail(slot, errnoFromProxyMessage(msg.msg));
+        this.fail(slot, errnoFromProxyError(msg));
         this.ringGuest();
         break;
       case "ack":

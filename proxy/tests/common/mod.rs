@@ -6,6 +6,7 @@ use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL
 use base64::Engine as _;
 use futures_util::{SinkExt, StreamExt};
 use hmac::{Hmac, Mac};
+use lwproxy::protocol::{self, client, BEARER_PREFIX, SUBPROTOCOL_V2};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use std::io::{BufRead, BufReader};
@@ -23,7 +24,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 pub const SECRET: &str = "integration-test-secret-0123456789";
-pub const WINDOW: usize = 262_144;
+/// The flow-control window, as a length.
+pub const WINDOW: usize = protocol::WINDOW as usize;
 const WAIT: Duration = Duration::from_secs(15);
 
 // --- the proxy process --------------------------------------------------------
@@ -188,7 +190,7 @@ pub async fn connect_raw(
         .headers()
         .get("Sec-WebSocket-Protocol")
         .map(|v| v.to_str().unwrap().to_owned());
-    let v2 = protocol.as_deref() == Some("lwproxy.v2");
+    let v2 = protocol.as_deref() == Some(SUBPROTOCOL_V2);
     Ok(Ws { ws, v2, protocol })
 }
 
@@ -202,8 +204,8 @@ impl Ws {
 
     /// lwproxy.v2, token as a bearer subprotocol.
     pub async fn v2(p: &Proxy, sub: &str) -> Ws {
-        let bearer = format!("bearer.{}", token(sub));
-        let ws = connect_raw(p.addr, "", &["lwproxy.v2", &bearer], None)
+        let bearer = format!("{BEARER_PREFIX}{}", token(sub));
+        let ws = connect_raw(p.addr, "", &[SUBPROTOCOL_V2, &bearer], None)
             .await
             .unwrap();
         assert!(ws.v2);
@@ -219,9 +221,8 @@ impl Ws {
     }
 
     pub async fn send_bin(&mut self, id: u32, payload: &[u8]) {
-        let mut f = id.to_be_bytes().to_vec();
-        f.extend_from_slice(payload);
-        self.ws.send(Message::Binary(f.into())).await.unwrap();
+        let f = protocol::data_binary(id, payload);
+        self.ws.send(Message::Binary(f)).await.unwrap();
     }
 
     /// Writes data in the session's dialect.
@@ -229,8 +230,7 @@ impl Ws {
         if self.v2 {
             self.send_bin(id, data).await
         } else {
-            self.send_json(json!({"t": "write", "id": id, "b64": B64.encode(data)}))
-                .await
+            self.send_text(&client::write_json(id, data)).await
         }
     }
 
@@ -240,8 +240,8 @@ impl Ws {
             match m {
                 Message::Text(t) => return Some(Msg::Json(serde_json::from_str(t.as_str()).unwrap())),
                 Message::Binary(b) => {
-                    let id = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-                    return Some(Msg::Bin(id, b[4..].to_vec()));
+                    let (id, payload) = protocol::split_binary(&b).expect("a binary frame with an id");
+                    return Some(Msg::Bin(id, payload.to_vec()));
                 }
                 Message::Close(_) => return None,
                 _ => continue,
@@ -295,8 +295,7 @@ impl Ws {
                 Msg::Bin(i, b) => {
                     assert_eq!(i, id);
                     if self.v2 {
-                        self.send_json(json!({"t": "ack", "id": id, "bytes": b.len()}))
-                            .await;
+                        self.send_text(&client::ack(id, b.len() as u64)).await;
                     }
                     data.extend_from_slice(&b);
                 }
@@ -336,6 +335,11 @@ impl Ws {
         assert!(control.is_empty(), "{control:?}");
         assert_eq!(got, payload);
     }
+}
+
+/// The `code` of an `error` message ("" when absent).
+pub fn code(v: &Value) -> &str {
+    v["code"].as_str().unwrap_or("")
 }
 
 // --- loopback target servers ---------------------------------------------------
