@@ -48,4 +48,12 @@ void lwnet_unregister(struct lwnet_dev *dev);
 /* Wakes every waiter of dev so it asks the host again. Any context. */
 void lwnet_notify(struct lwnet_dev *dev);
 
+/*
+ * Requests IRQ irq for dev: each interrupt calls lwnet_notify(). A backend
+ * with a poll interval keeps it as a fallback until the first interrupt
+ * arrives, then relaxes it (the host delivers interrupts). Released by
+ * lwnet_dev_destroy(). Returns 0 or request_irq()'s error.
+ */
+int lwnet_request_irq(struct lwnet_dev *dev, unsigned int irq);
+
 #endif /* _LINUX_LWNET_BACKEND_H */

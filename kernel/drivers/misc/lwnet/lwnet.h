@@ -7,6 +7,7 @@
 #define _LWNET_INTERNAL_H
 
 #include <linux/atomic.h>
+#include <linux/interrupt.h>
 #include <linux/lwnet_backend.h>
 #include <linux/miscdevice.h>
 #include <linux/mutex.h>
@@ -22,6 +23,8 @@
 #define LWNET_IO_MAX		(32 * 1024)
 /* Abandoned store tickets are polled this often until the host frees them. */
 #define LWNET_REAP_MS		20
+/* Poll fallback of a backend whose IRQ has fired at least once. */
+#define LWNET_IRQ_FALLBACK_MS	1000
 /* Store tickets interrupted by a signal that we still have to release. */
 #define LWNET_REAP_MAX		(2 * LWHOST_STORE_SLOTS)
 
@@ -29,6 +32,8 @@ struct lwnet_dev {
 	const struct lwnet_backend_ops *ops;
 	void *priv;
 	unsigned int poll_ms;		/* 0: the backend notifies */
+	int irq;			/* requested IRQ, -1 when none */
+	bool irq_seen;			/* an interrupt has arrived */
 
 	wait_queue_head_t wq;		/* every waiter of every file */
 	atomic_t events;		/* bumped by each notification */
@@ -69,6 +74,8 @@ int lwnet_errno(int err);
 unsigned int lwnet_wait_seq(struct lwnet_dev *dev);
 int lwnet_wait(struct lwnet_dev *dev, unsigned int seq);
 void lwnet_kick_poll(struct lwnet_dev *dev);
+unsigned int lwnet_poll_interval(struct lwnet_dev *dev);
+irqreturn_t lwnet_irq(int irq, void *data);
 
 /* /dev/lwnet, without the struct file layer. */
 struct lwnet_file *lwnet_file_alloc(struct lwnet_dev *dev);

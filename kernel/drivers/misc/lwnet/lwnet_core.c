@@ -6,7 +6,8 @@
  * note the event counter, ask the host, and if it says "not now" sleep
  * until the counter moves (lwnet_notify()) or a signal arrives. Backends
  * without an IRQ get a one-shot poll work instead, armed by each waiter,
- * so nothing runs while nobody waits.
+ * so nothing runs while nobody waits. A backend with both keeps the poll as
+ * a fallback, relaxed once its IRQ has fired.
  */
 
 #include <linux/errno.h>
@@ -31,12 +32,21 @@ unsigned int lwnet_wait_seq(struct lwnet_dev *dev)
 	return atomic_read(&dev->events);
 }
 
+/* Milliseconds between polls while someone waits; 0 for none. */
+unsigned int lwnet_poll_interval(struct lwnet_dev *dev)
+{
+	if (!dev->poll_ms || !READ_ONCE(dev->irq_seen))
+		return dev->poll_ms;
+	return max_t(unsigned int, dev->poll_ms, LWNET_IRQ_FALLBACK_MS);
+}
+
 void lwnet_kick_poll(struct lwnet_dev *dev)
 {
+	unsigned int ms = lwnet_poll_interval(dev);
+
 	/* Does not push back a pending run: a steady stream of kicks still polls. */
-	if (dev->poll_ms)
-		schedule_delayed_work(&dev->poll_work,
-				      msecs_to_jiffies(dev->poll_ms));
+	if (ms)
+		schedule_delayed_work(&dev->poll_work, msecs_to_jiffies(ms));
 }
 
 /*
@@ -57,6 +67,28 @@ void lwnet_notify(struct lwnet_dev *dev)
 	wake_up_interruptible_all(&dev->wq);
 }
 EXPORT_SYMBOL_GPL(lwnet_notify);
+
+irqreturn_t lwnet_irq(int irq, void *data)
+{
+	struct lwnet_dev *dev = data;
+
+	WRITE_ONCE(dev->irq_seen, true);
+	lwnet_notify(dev);
+	return IRQ_HANDLED;
+}
+
+int lwnet_request_irq(struct lwnet_dev *dev, unsigned int irq)
+{
+	int ret;
+
+	if (dev->irq >= 0)
+		return -EBUSY;
+	ret = request_irq(irq, lwnet_irq, 0, "lwnet", dev);
+	if (!ret)
+		dev->irq = irq;
+	return ret;
+}
+EXPORT_SYMBOL_GPL(lwnet_request_irq);
 
 static void lwnet_poll_work(struct work_struct *work)
 {
@@ -89,6 +121,7 @@ struct lwnet_dev *lwnet_dev_create(const struct lwnet_backend_ops *ops,
 	dev->ops = ops;
 	dev->priv = priv;
 	dev->poll_ms = poll_ms;
+	dev->irq = -1;
 	init_waitqueue_head(&dev->wq);
 	atomic_set(&dev->events, 0);
 	INIT_DELAYED_WORK(&dev->poll_work, lwnet_poll_work);
@@ -114,6 +147,8 @@ void lwnet_dev_destroy(struct lwnet_dev *dev)
 	if (!dev)
 		return;
 	WARN_ON(dev->registered);
+	if (dev->irq >= 0)
+		free_irq(dev->irq, dev);
 	cancel_delayed_work_sync(&dev->poll_work);
 	cancel_delayed_work_sync(&dev->reap_work);
 	/* One last attempt to give abandoned store slots back to the host. */

@@ -4,8 +4,11 @@
  * is a set of plain extern functions, which wasm-ld turns into imports from
  * module "env", supplied by the browser runtime's host callbacks.
  *
- * The host has no way to raise an IRQ for lwnet, so the driver re-polls
- * every LWNET_WASM_POLL_MS while (and only while) a task waits.
+ * Wake-ups: the browser's interrupt worker raises LWHOST_WASM_IRQ on the
+ * CPU that handles interrupts whenever the host has news, and the driver
+ * requests that IRQ. Until the first interrupt arrives (a page without the
+ * worker never sends one) the driver re-polls every LWNET_WASM_POLL_MS
+ * while, and only while, a task waits.
  */
 
 #include <linux/err.h>
@@ -76,17 +79,23 @@ static const struct lwnet_backend_ops lwnet_wasm_ops = {
 static int __init lwnet_wasm_init(void)
 {
 	struct lwnet_dev *dev;
-	int ret;
+	int ret, irq_ret;
 
 	dev = lwnet_dev_create(&lwnet_wasm_ops, LWNET_WASM_POLL_MS, NULL);
 	if (IS_ERR(dev))
 		return PTR_ERR(dev);
+	irq_ret = lwnet_request_irq(dev, LWHOST_WASM_IRQ);
+	if (irq_ret)
+		pr_warn("lwnet: IRQ %d unavailable (%d), polling every %d ms\n",
+			LWHOST_WASM_IRQ, irq_ret, LWNET_WASM_POLL_MS);
 	ret = lwnet_register(dev);
 	if (ret) {
 		lwnet_dev_destroy(dev);
 		return ret;
 	}
-	pr_info("lwnet: host devices ready (wasm imports)\n");
+	if (!irq_ret)
+		pr_info("lwnet: host devices ready (wasm imports, IRQ %d)\n",
+			LWHOST_WASM_IRQ);
 	return 0;
 }
 device_initcall(lwnet_wasm_init);

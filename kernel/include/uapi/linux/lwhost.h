@@ -30,6 +30,17 @@
 #define LWHOST_POLL_ERR		0x8	/* failed: errno in the high bits */
 #define LWHOST_POLL_ERRNO_SHIFT	16
 
+/*
+ * The interrupt the browser raises on the wasm target when the guest
+ * doorbell moves: lwnet's interrupt worker calls vmlinux's exported
+ * raise_interrupt(LWHOST_WASM_IRQ_CPU, LWHOST_WASM_IRQ). Upstream
+ * linux-wasm handles device interrupts on CPU 1 (IRQ_CPU in
+ * arch/wasm/include/asm/processor.h); lines 2..31 are free (0 is the IPI,
+ * 1 the timer, arch/wasm/include/asm/irq.h).
+ */
+#define LWHOST_WASM_IRQ		8
+#define LWHOST_WASM_IRQ_CPU	1
+
 /* Flags of wasm_net_open_ex(). */
 #define LWHOST_OPEN_TLS		0x1	/* the proxy speaks TLS to the target */
 
