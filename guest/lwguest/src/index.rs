@@ -19,6 +19,7 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use ed25519_dalek::{Signature, VerifyingKey};
+pub use lwpkgindex::{hex_decode, hex_encode, valid_bin, valid_name, valid_version, ARCHES};
 
 /// The architecture these tools run on; packages for another are refused.
 pub const THIS_ARCH: &str = if cfg!(target_arch = "wasm32") {
@@ -26,47 +27,12 @@ pub const THIS_ARCH: &str = if cfg!(target_arch = "wasm32") {
 } else {
     "x86_64"
 };
-pub const ARCHES: &[&str] = &["wasm32", "x86_64"];
 /// Refuse larger index files outright.
 pub const MAX_INDEX: usize = 8 << 20;
 
-pub fn hex_encode(bytes: &[u8]) -> String {
-    const H: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(H[(b >> 4) as usize] as char);
-        s.push(H[(b & 15) as usize] as char);
-    }
-    s
-}
-
-/// Decodes exactly `N` bytes of hex (either case).
-pub fn hex_decode<const N: usize>(s: &str) -> Option<[u8; N]> {
-    let b = s.as_bytes();
-    if b.len() != 2 * N {
-        return None;
-    }
-    let mut out = [0u8; N];
-    for (i, o) in out.iter_mut().enumerate() {
-        let hi = (b[2 * i] as char).to_digit(16)?;
-        let lo = (b[2 * i + 1] as char).to_digit(16)?;
-        *o = (hi * 16 + lo) as u8;
-    }
-    Some(out)
-}
-
-/// The payload of a key or signature file: hex, ignoring `#` lines and whitespace.
+/// The payload of a key or signature file (see [`lwpkgindex::hex_payload`]).
 fn hex_payload(text: &[u8]) -> Option<String> {
-    let text = core::str::from_utf8(text).ok()?;
-    let mut s = String::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with('#') {
-            continue;
-        }
-        s.push_str(line);
-    }
-    Some(s)
+    core::str::from_utf8(text).ok().map(lwpkgindex::hex_payload)
 }
 
 pub fn parse_public_key(text: &[u8]) -> Result<VerifyingKey> {
@@ -112,32 +78,6 @@ pub struct Entry {
     pub arch: String,
     pub depends: Vec<String>,
     pub bin: String,
-}
-
-/// Package names and versions become path components: keep them plain.
-pub fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.as_bytes()[0].is_ascii_alphanumeric()
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._+-".contains(&b))
-}
-
-pub fn valid_version(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.as_bytes()[0].is_ascii_alphanumeric()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._+~-".contains(&b))
-}
-
-/// A command name in /usr/local/bin.
-pub fn valid_bin(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.as_bytes()[0].is_ascii_alphanumeric()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b))
 }
 
 /// Every entry of the index, for every architecture, by name.
@@ -430,11 +370,12 @@ impl Index {
         let doc = json::parse(bytes).map_err(|e| e.context("index"))?;
         match doc.get("format") {
             None => {}
-            Some(f) if f.as_u64() == Some(1) => {}
+            Some(f) if f.as_u64() == Some(lwpkgindex::FORMAT) => {}
             Some(_) => {
-                return Err(Error::msg(
-                    "index: unsupported format (this lwpkg reads format 1)",
-                ))
+                return Err(Error::msg(format!(
+                    "index: unsupported format (this lwpkg reads format {})",
+                    lwpkgindex::FORMAT
+                )))
             }
         }
         let pkgs = match doc.get("packages") {

@@ -24,6 +24,8 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use lwpkgindex::{hex_encode as hex, valid_bin, valid_name, valid_version, ARCHES, FORMAT};
+
 #[derive(Parser)]
 #[command(
     name = "lwpkg-index",
@@ -113,8 +115,6 @@ fn main() {
     }
 }
 
-const ARCHES: &[&str] = &["wasm32", "x86_64"];
-
 /// `--expires`: a duration from `now` (`30d`, `12h`, `90m`, `45s`) or an
 /// RFC 3339 time in UTC; returned as the RFC 3339 text the index carries.
 fn parse_expires(s: &str, now: time::OffsetDateTime) -> Result<String> {
@@ -146,14 +146,10 @@ fn previous_serial(path: &Path) -> Option<u64> {
     doc["serial"].as_u64()
 }
 
-/// Hex payload of a key/signature file: `#` lines and whitespace ignored.
+/// The bytes of a key or signature file (format: [`lwpkgindex::hex_payload`]).
 fn read_hex<const N: usize>(path: &Path) -> Result<[u8; N]> {
     let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let hex: String = text
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .flat_map(|l| l.trim().chars())
-        .collect();
+    let hex = lwpkgindex::hex_payload(&text);
     ensure!(
         hex.len() == 2 * N,
         "{}: expected {} hex digits, found {}",
@@ -161,16 +157,7 @@ fn read_hex<const N: usize>(path: &Path) -> Result<[u8; N]> {
         2 * N,
         hex.len()
     );
-    let mut out = [0u8; N];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
-            .with_context(|| format!("{}: not hex", path.display()))?;
-    }
-    Ok(out)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    lwpkgindex::hex_decode(&hex).with_context(|| format!("{}: not hex", path.display()))
 }
 
 fn keygen(prefix: &Path, force: bool) -> Result<()> {
@@ -218,22 +205,6 @@ struct Meta {
     #[serde(default)]
     depends: Vec<String>,
     bin: Option<String>,
-}
-
-fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.as_bytes()[0].is_ascii_alphanumeric()
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._+-".contains(&b))
-}
-
-fn valid_version(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.as_bytes()[0].is_ascii_alphanumeric()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._+~-".contains(&b))
 }
 
 fn find_meta(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
@@ -331,11 +302,7 @@ fn build(dir: &Path, out: &Path, expires: String, serial: Option<u64>) -> Result
             "depends": meta.depends,
         });
         if let Some(bin) = &meta.bin {
-            ensure!(
-                valid_name(&bin.to_ascii_lowercase()),
-                "{}: bad command name {bin:?}",
-                ctx()
-            );
+            ensure!(valid_bin(bin), "{}: bad command name {bin:?}", ctx());
             entry["bin"] = Value::String(bin.clone());
         }
         let per_arch = builds.entry(meta.name.clone()).or_default();
@@ -385,7 +352,7 @@ fn build(dir: &Path, out: &Path, expires: String, serial: Option<u64>) -> Result
             prev.map_or(now, |p| (p + 1).max(now))
         }
     };
-    let doc = json!({ "format": 1, "serial": serial, "expires": expires, "packages": packages });
+    let doc = json!({ "format": FORMAT, "serial": serial, "expires": expires, "packages": packages });
     let mut text = serde_json::to_string_pretty(&doc)?;
     text.push('\n');
     let tmp = out.with_extension("json.tmp");
