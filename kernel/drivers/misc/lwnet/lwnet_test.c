@@ -1028,6 +1028,64 @@ static void timer_backend_polls_while_waiting(struct kunit *test)
 	KUNIT_EXPECT_FALSE(test, delayed_work_pending(&t->dev->poll_work));
 }
 
+/*
+ * The wasm target's path: the backend requested an IRQ and keeps a poll
+ * interval as fallback; lwnet_irq() is what the interrupt runs.
+ */
+static void irq_wakes_blocked_reader(struct kunit *test)
+{
+	/* A fallback far longer than the test: only the interrupt can wake. */
+	struct ctx *t = setup_poll(test, 60000);
+	int id = connected(test, t);
+	struct runner *r = run(test, t, RUN_READ, 8);
+
+	expect_blocked(test, r);
+	host_send(t, id, "irq!", 4, false);
+	expect_blocked(test, r);
+	KUNIT_EXPECT_EQ(test, lwnet_irq(LWHOST_WASM_IRQ, t->dev), IRQ_HANDLED);
+	KUNIT_EXPECT_TRUE(test, finished_within(r, 1000));
+	KUNIT_EXPECT_EQ(test, r->ret, 4);
+	KUNIT_EXPECT_EQ(test, memcmp(r->buf, "irq!", 4), 0);
+	reap(r);
+}
+
+static void irq_relaxes_poll_fallback(struct kunit *test)
+{
+	struct ctx *t = setup_poll(test, 5);
+
+	/* No interrupt yet: the host may never send one, keep polling fast. */
+	KUNIT_EXPECT_EQ(test, lwnet_poll_interval(t->dev), 5U);
+	lwnet_irq(LWHOST_WASM_IRQ, t->dev);
+	KUNIT_EXPECT_EQ(test, lwnet_poll_interval(t->dev),
+			(unsigned int)LWNET_IRQ_FALLBACK_MS);
+}
+
+static void irq_on_notifying_backend_adds_no_poll(struct kunit *test)
+{
+	struct ctx *t = setup(test);
+
+	lwnet_irq(LWHOST_WASM_IRQ, t->dev);
+	KUNIT_EXPECT_EQ(test, lwnet_poll_interval(t->dev), 0U);
+}
+
+static void irq_after_relaxing_still_wakes(struct kunit *test)
+{
+	struct ctx *t = setup_poll(test, 5);
+	int id = connected(test, t);
+	struct runner *r;
+
+	lwnet_irq(LWHOST_WASM_IRQ, t->dev);
+	r = run(test, t, RUN_READ, 8);
+	expect_blocked(test, r);
+	/* The relaxed fallback (1 s) does not fire within these 30 ms. */
+	host_send(t, id, "late", 4, false);
+	expect_blocked(test, r);
+	lwnet_irq(LWHOST_WASM_IRQ, t->dev);
+	KUNIT_EXPECT_TRUE(test, finished_within(r, 500));
+	KUNIT_EXPECT_EQ(test, r->ret, 4);
+	reap(r);
+}
+
 /* --- ioctl ---------------------------------------------------------------- */
 
 static void unknown_ioctls_enotty(struct kunit *test)
@@ -1256,6 +1314,10 @@ static struct kunit_case lwnet_test_cases[] = {
 	KUNIT_CASE(poll_bogus_host_errno_is_eio),
 	KUNIT_CASE(irq_backend_needs_notification),
 	KUNIT_CASE(timer_backend_polls_while_waiting),
+	KUNIT_CASE(irq_wakes_blocked_reader),
+	KUNIT_CASE(irq_relaxes_poll_fallback),
+	KUNIT_CASE(irq_on_notifying_backend_adds_no_poll),
+	KUNIT_CASE(irq_after_relaxing_still_wakes),
 	KUNIT_CASE(unknown_ioctls_enotty),
 	KUNIT_CASE(ioctl_numbers_are_stable),
 	KUNIT_CASE(store_key_validation),
