@@ -392,7 +392,11 @@ async fn handle_client(
         .context("writing the handshake")?;
 
     drop(preauth);
-    let ws = WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(ws_config(cfg))).await;
+    let mut ws_cfg = ws_config(cfg);
+    if wisp.is_some() {
+        ws_cfg = ws_cfg.read_buffer_size(crate::wisp_session::READ_BUFFER);
+    }
+    let ws = WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(ws_cfg)).await;
     tracing::debug!(%peer, identity = %identity.name, ?dialect, "session start");
     let ctx = SessionCtx {
         cfg: cfg.clone(),

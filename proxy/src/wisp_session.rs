@@ -39,6 +39,10 @@ use tokio_tungstenite::WebSocketStream;
 
 /// Packets every stream may have buffered at the server (the first CONTINUE, on stream 0).
 pub const BUFFER: u32 = 16;
+/// WebSocket read buffer of a Wisp session (zero-filled, so resident per session). Wisp
+/// clients send small packets (TLS records, frames of an emulated NIC), so 8 KiB rather than
+/// the 16 KiB of the other protocols; larger packets still arrive whole, in more reads.
+pub const READ_BUFFER: usize = 8 * 1024;
 /// Largest read from a target, i.e. the largest DATA payload the server sends.
 const CHUNK: usize = 64 * 1024;
 /// Largest UDP datagram.
