@@ -21,6 +21,7 @@ use crate::audit::Audit;
 use crate::config::Config;
 use crate::limits::Identity;
 use crate::policy::{self, Host, Policy};
+use crate::protocol::{ErrorCode, Failure};
 use crate::session::{self, SessionCtx};
 use crate::wisp::{self, reason, Packet, ParseError};
 use bytes::{Bytes, BytesMut};
@@ -118,22 +119,29 @@ impl End {
     }
 }
 
-/// Maps the texts of the shared policy and limit checks to Wisp close reasons.
-fn classify(msg: String) -> End {
-    let reason = if msg.contains(policy::REFUSED) {
-        reason::BLOCKED
-    } else if msg.starts_with("limit: connect timeout") {
-        reason::CONNECT_TIMEOUT
-    } else if msg.starts_with("limit:") {
-        reason::THROTTLED
-    } else if msg.starts_with("name not found") {
-        reason::UNREACHABLE
-    } else if msg.starts_with("invalid host") {
-        reason::INVALID
-    } else {
-        reason::NETWORK_ERROR
-    };
-    End::new(reason, msg)
+/// The Wisp close reason of a failure code of the other protocols (one mapping, no texts).
+fn reason_of(code: ErrorCode) -> u8 {
+    match code {
+        ErrorCode::Policy => reason::BLOCKED,
+        ErrorCode::Limit => reason::THROTTLED,
+        ErrorCode::Unreachable => reason::UNREACHABLE,
+        ErrorCode::Timeout => reason::CONNECT_TIMEOUT,
+        ErrorCode::Refused => reason::REFUSED,
+        ErrorCode::InvalidHost | ErrorCode::Protocol => reason::INVALID,
+        ErrorCode::Unavailable => reason::UNKNOWN,
+        ErrorCode::Reset | ErrorCode::Tls | ErrorCode::Io | ErrorCode::Other => reason::NETWORK_ERROR,
+    }
+}
+
+impl From<Failure> for End {
+    fn from(f: Failure) -> Self {
+        End::new(reason_of(f.code), f.msg)
+    }
+}
+
+/// A per-identity limit was hit (the limits module's errors are all limits).
+fn throttled(msg: String) -> End {
+    End::new(reason::THROTTLED, msg)
 }
 
 fn io_end(e: &std::io::Error) -> End {
@@ -419,11 +427,11 @@ fn open(
         &p.cfg.policy
     };
     if let Err(e) = policy::precheck(policy, &p.host, p.port) {
-        return Err((p, classify(e)));
+        return Err((p, End::new(reason::BLOCKED, e)));
     }
     let slot = match p.identity.try_open(&p.cfg.limits) {
         Ok(s) => s,
-        Err(e) => return Err((p, classify(e))),
+        Err(e) => return Err((p, throttled(e))),
     };
     let (tx, rx) = mpsc::channel(BUFFER as usize);
     let credit = (!p.udp).then(|| {
@@ -502,7 +510,7 @@ async fn resolve(p: &StreamParams, policy: &Policy, deadline: Instant) -> Result
                 format!("limit: connect timeout ({timeout} s)"),
             )
         })?
-        .map_err(|f| classify(f.msg))
+        .map_err(End::from)
 }
 
 fn client_closed() -> End {
@@ -557,7 +565,7 @@ async fn tcp_stream(p: &StreamParams, audit: &Audit, mut rx: mpsc::Receiver<Byte
             if n == 0 {
                 return Ok::<(), End>(());
             }
-            p.identity.charge_bytes(n, limits).map_err(classify)?;
+            p.identity.charge_bytes(n, limits).map_err(throttled)?;
             deliver(p, audit, buf, n).await?;
             touch();
         }
@@ -566,7 +574,7 @@ async fn tcp_stream(p: &StreamParams, audit: &Audit, mut rx: mpsc::Receiver<Byte
         while let Some(data) = rx.recv().await {
             let n = data.len();
             if n > 0 {
-                p.identity.charge_bytes(n, limits).map_err(classify)?;
+                p.identity.charge_bytes(n, limits).map_err(throttled)?;
                 wr.write_all(&data).await.map_err(|e| io_end(&e))?;
                 audit.add_up(n);
                 touch();
@@ -642,14 +650,16 @@ async fn udp_stream(p: &StreamParams, audit: &Audit, mut rx: mpsc::Receiver<Byte
                 .await
                 .map_err(|e| io_end(&e))?;
             buf.truncate(wisp::HEADER + n);
-            p.identity.charge_datagram(n, limits).map_err(classify)?;
+            p.identity.charge_datagram(n, limits).map_err(throttled)?;
             deliver(p, audit, buf, n).await?;
             touch();
         }
     };
     let up = async {
         while let Some(data) = rx.recv().await {
-            p.identity.charge_datagram(data.len(), limits).map_err(classify)?;
+            p.identity
+                .charge_datagram(data.len(), limits)
+                .map_err(throttled)?;
             sock.send(&data).await.map_err(|e| io_end(&e))?;
             audit.add_up(data.len());
             touch();
@@ -716,22 +726,17 @@ mod tests {
 
     #[test]
     fn close_reasons() {
-        let r = |m: &str| classify(m.to_owned()).reason;
+        let r = |code| End::from(Failure::new(code, "x")).reason;
+        assert_eq!(r(ErrorCode::Policy), reason::BLOCKED);
+        assert_eq!(r(ErrorCode::Limit), reason::THROTTLED);
+        assert_eq!(r(ErrorCode::Timeout), reason::CONNECT_TIMEOUT);
+        assert_eq!(r(ErrorCode::Unreachable), reason::UNREACHABLE);
+        assert_eq!(r(ErrorCode::Refused), reason::REFUSED);
+        assert_eq!(r(ErrorCode::InvalidHost), reason::INVALID);
         assert_eq!(
-            r("refused by policy: 10.0.0.1 is a private address"),
-            reason::BLOCKED
+            throttled("limit: bytes per minute (100)".into()).reason,
+            reason::THROTTLED
         );
-        assert_eq!(r("limit: concurrent connections (5)"), reason::THROTTLED);
-        assert_eq!(r("limit: bytes per minute (100)"), reason::THROTTLED);
-        assert_eq!(
-            r("limit: connect timeout (1 s): connect timed out"),
-            reason::CONNECT_TIMEOUT
-        );
-        assert_eq!(
-            r("name not found: could not resolve 'x.invalid'"),
-            reason::UNREACHABLE
-        );
-        assert_eq!(r("invalid host 'a b': only letters"), reason::INVALID);
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         assert_eq!(io_end(&refused).reason, reason::REFUSED);
     }
