@@ -8,9 +8,15 @@
 //! `rename` + `fsync` of the directory, so a crash at any point leaves the
 //! previously committed value intact. Pending files do not survive a
 //! restart: a save that was not committed is abandoned.
+//!
+//! One writer per store directory: `lock` is flock(2)ed exclusively by the
+//! lwhost that writes (the kernel releases it when that process exits or
+//! dies). Another lwhost on the same directory still reads, but its writes
+//! and deletes answer EBUSY until it gets the lock, so two guests cannot
+//! delete each other's chunks (the browser does the same with Web Locks).
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -76,6 +82,9 @@ pub struct Store {
     pending: HashMap<Vec<u8>, Pending>,
     /// Value bytes on disk, committed and pending.
     used: u64,
+    /// `DIR/lock`, flock(2)ed while this process is the store's writer.
+    lock: File,
+    locked: bool,
 }
 
 impl Store {
@@ -113,15 +122,45 @@ impl Store {
                 }
             }
         }
-        tracing::info!(dir = %dir.display(), keys = index.len(), used, quota, "store opened");
-        Ok(Store {
+        let lock_path = dir.join("lock");
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .with_context(|| format!("opening {}", lock_path.display()))?;
+        let mut store = Store {
             objects,
             pending_dir,
             quota,
             index,
             pending: HashMap::new(),
             used,
-        })
+            lock,
+            locked: false,
+        };
+        if store.hold_lock() == Err(EBUSY) {
+            tracing::warn!(dir = %dir.display(), "store in use by another lwhost: writes answer EBUSY until it exits");
+        }
+        tracing::info!(dir = %dir.display(), keys = store.index.len(), used, quota, "store opened");
+        Ok(store)
+    }
+
+    /// Takes the writer's lock if this process does not hold it yet
+    /// (without waiting): EBUSY while another process holds it.
+    fn hold_lock(&mut self) -> Result<(), i32> {
+        if self.locked {
+            return Ok(());
+        }
+        match self.lock.try_lock() {
+            Ok(()) => {
+                self.locked = true;
+                Ok(())
+            }
+            Err(TryLockError::WouldBlock) => Err(EBUSY),
+            Err(TryLockError::Error(e)) => Err(io_errno("locking the store", e)),
+        }
     }
 
     /// Value bytes in use (committed plus pending).
@@ -134,6 +173,7 @@ impl Store {
     /// `COMMIT` publishes it. Returns the bytes written.
     pub fn write(&mut self, key: &[u8], offset: u64, flags: u32, data: &[u8]) -> Result<usize, i32> {
         validate_key(key)?;
+        self.hold_lock()?;
         if flags & !(LWHOST_STORE_TRUNC | LWHOST_STORE_COMMIT) != 0 {
             return Err(EINVAL);
         }
@@ -253,6 +293,7 @@ impl Store {
     /// Deletes the committed value and any pending one.
     pub fn delete(&mut self, key: &[u8]) -> Result<(), i32> {
         validate_key(key)?;
+        self.hold_lock()?;
         let had_pending = self.pending.contains_key(key);
         self.drop_pending(key);
         let Some(size) = self.index.get(key).copied() else {
@@ -442,6 +483,24 @@ mod tests {
         assert_eq!(s.delete(b"a"), Ok(()));
         assert_eq!(s.write(b"c", 0, TC, b"123456"), Ok(6));
         assert_eq!(s.used(), 10);
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn one_writer_per_directory_until_it_dies() {
+        let dir = tmp("lock");
+        let mut a = Store::open(&dir, 1 << 20).expect("open a");
+        assert_eq!(a.write(b"k", 0, TC, b"a"), Ok(1));
+        // A second store on the directory (as another lwhost would open it)
+        // reads, but may not write or delete.
+        let mut b = Store::open(&dir, 1 << 20).expect("open b");
+        let mut buf = [0u8; 4];
+        assert_eq!(b.read(b"k", 0, &mut buf), Ok(1));
+        assert_eq!(b.write(b"k", 0, TC, b"b"), Err(EBUSY));
+        assert_eq!(b.delete(b"k"), Err(EBUSY));
+        // The holder goes away (a dead process closes its descriptors): b may write.
+        drop(a);
+        assert_eq!(b.write(b"k", 0, TC, b"b"), Ok(1));
         let _ = fs::remove_dir_all(dir);
     }
 

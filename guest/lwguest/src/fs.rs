@@ -55,14 +55,22 @@ impl fmt::Display for Error {
 pub type Result<T> = core::result::Result<T, Error>;
 
 /// A NUL-terminated copy of a path for libc; interior NULs are rejected.
-pub fn cpath(path: &str) -> Result<Vec<u8>> {
-    if path.as_bytes().contains(&0) {
-        return Err(Error::sys(format!("{path:?}"), sys::EINVAL));
+/// Paths are bytes (Linux names need not be UTF-8): `&str`, `String`,
+/// `&[u8]` and `Vec<u8>` all work.
+pub fn cpath(path: impl AsRef<[u8]>) -> Result<Vec<u8>> {
+    let path = path.as_ref();
+    if path.contains(&0) {
+        return Err(Error::sys(format!("{:?}", show(path)), sys::EINVAL));
     }
     let mut v = Vec::with_capacity(path.len() + 1);
-    v.extend_from_slice(path.as_bytes());
+    v.extend_from_slice(path);
     v.push(0);
     Ok(v)
+}
+
+/// A path or name as text for messages (bytes that are not UTF-8 become U+FFFD).
+pub fn show(path: impl AsRef<[u8]>) -> String {
+    String::from_utf8_lossy(path.as_ref()).into_owned()
 }
 
 /// An owned file descriptor, closed on drop.
@@ -78,7 +86,8 @@ impl Drop for Fd {
 }
 
 impl Fd {
-    pub fn open(path: &str, flags: i32, mode: u32) -> Result<Fd> {
+    pub fn open(path: impl AsRef<[u8]>, flags: i32, mode: u32) -> Result<Fd> {
+        let path = path.as_ref();
         let c = cpath(path)?;
         loop {
             // SAFETY: c is NUL-terminated; mode is read only with O_CREAT.
@@ -87,7 +96,7 @@ impl Fd {
                 return Ok(Fd(fd));
             }
             if sys::errno() != sys::EINTR {
-                return Err(Error::last(format!("open {path}")));
+                return Err(Error::last(format!("open {}", show(path))));
             }
         }
     }
@@ -160,6 +169,45 @@ impl Fd {
             Err(sys::errno())
         }
     }
+
+    /// Moves the file offset `by` bytes forward (SEEK_CUR): leaves a hole
+    /// when writing a sparse file.
+    pub fn skip(&self, by: u64) -> core::result::Result<(), i32> {
+        let by = i64::try_from(by).map_err(|_| sys::EFBIG)?;
+        // SAFETY: plain C call on an owned fd.
+        if unsafe { sys::lseek(self.0, by, sys::SEEK_CUR) } >= 0 {
+            Ok(())
+        } else {
+            Err(sys::errno())
+        }
+    }
+
+    /// Sets the file's length (ftruncate(2)); growing it adds a hole.
+    pub fn set_len(&self, len: u64) -> core::result::Result<(), i32> {
+        let len = i64::try_from(len).map_err(|_| sys::EFBIG)?;
+        // SAFETY: plain C call on an owned fd.
+        if unsafe { sys::ftruncate(self.0, len) } == 0 {
+            Ok(())
+        } else {
+            Err(sys::errno())
+        }
+    }
+
+    /// flock(2): `op` is LOCK_EX/LOCK_SH/LOCK_UN, with LOCK_NB not to wait.
+    /// The kernel drops the lock when the last descriptor of this open file
+    /// is closed, including when the process dies. Retries EINTR.
+    pub fn flock(&self, op: i32) -> core::result::Result<(), i32> {
+        loop {
+            // SAFETY: plain C call on an owned fd.
+            if unsafe { sys::flock(self.0, op) } == 0 {
+                return Ok(());
+            }
+            let e = sys::errno();
+            if e != sys::EINTR {
+                return Err(e);
+            }
+        }
+    }
 }
 
 /// What kind of file a path is (symlinks are not followed).
@@ -180,10 +228,16 @@ pub struct Meta {
     pub size: u64,
     pub mtime_sec: i64,
     pub mtime_nsec: u32,
+    /// Inode change time: set by the kernel on every content or metadata
+    /// change; unlike mtime, no user call (touch -r, cp -p) can set it back.
+    pub ctime_sec: i64,
+    pub ctime_nsec: u32,
+    pub ino: u64,
 }
 
 /// lstat(2) through statx; Ok(None) when the path does not exist.
-pub fn lstat(path: &str) -> Result<Option<Meta>> {
+pub fn lstat(path: impl AsRef<[u8]>) -> Result<Option<Meta>> {
+    let path = path.as_ref();
     let c = cpath(path)?;
     // SAFETY: statx is plain data; zeroed is a valid value.
     let mut st: sys::statx = unsafe { core::mem::zeroed() };
@@ -202,7 +256,7 @@ pub fn lstat(path: &str) -> Result<Option<Meta>> {
         if e == sys::ENOENT || e == sys::ENOTDIR {
             return Ok(None);
         }
-        return Err(Error::sys(format!("stat {path}"), e));
+        return Err(Error::sys(format!("stat {}", show(path)), e));
     }
     let fmt = u32::from(st.stx_mode) & sys::S_IFMT;
     let kind = match fmt {
@@ -217,16 +271,30 @@ pub fn lstat(path: &str) -> Result<Option<Meta>> {
         size: st.stx_size,
         mtime_sec: st.stx_mtime.tv_sec,
         mtime_nsec: st.stx_mtime.tv_nsec,
+        ctime_sec: st.stx_ctime.tv_sec,
+        ctime_nsec: st.stx_ctime.tv_nsec,
+        ino: st.stx_ino,
     }))
 }
 
-/// The names in a directory, sorted, without "." and "..".
+/// The names in a directory, sorted, without "." and "..", as text
+/// (names that are not UTF-8 are altered: use [`read_dir_raw`] to keep them).
 pub fn read_dir(path: &str) -> Result<Vec<String>> {
+    Ok(read_dir_raw(path)?
+        .iter()
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect())
+}
+
+/// The names in a directory as the kernel gives them (bytes), sorted,
+/// without "." and "..".
+pub fn read_dir_raw(path: impl AsRef<[u8]>) -> Result<Vec<Vec<u8>>> {
+    let path = path.as_ref();
     let c = cpath(path)?;
     // SAFETY: valid NUL-terminated path.
     let dir = unsafe { sys::opendir(c.as_ptr()) };
     if dir.is_null() {
-        return Err(Error::last(format!("open directory {path}")));
+        return Err(Error::last(format!("open directory {}", show(path))));
     }
     let mut names = Vec::new();
     loop {
@@ -240,7 +308,7 @@ pub fn read_dir(path: &str) -> Result<Vec<String>> {
         if name == b"." || name == b".." {
             continue;
         }
-        names.push(String::from_utf8_lossy(name).into_owned());
+        names.push(name.to_vec());
     }
     // SAFETY: dir is open.
     unsafe { sys::closedir(dir) };
@@ -256,11 +324,12 @@ fn check(r: i32, what: impl FnOnce() -> String) -> Result<()> {
     }
 }
 
-pub fn mkdir(path: &str, mode: u32) -> Result<()> {
+pub fn mkdir(path: impl AsRef<[u8]>, mode: u32) -> Result<()> {
+    let path = path.as_ref();
     let c = cpath(path)?;
     // SAFETY: valid path.
     check(unsafe { sys::mkdir(c.as_ptr(), mode) }, || {
-        format!("create directory {path}")
+        format!("create directory {}", show(path))
     })
 }
 
@@ -283,10 +352,13 @@ pub fn mkdir_p(path: &str, mode: u32) -> Result<()> {
     }
 }
 
-pub fn unlink(path: &str) -> Result<()> {
+pub fn unlink(path: impl AsRef<[u8]>) -> Result<()> {
+    let path = path.as_ref();
     let c = cpath(path)?;
     // SAFETY: valid path.
-    check(unsafe { sys::unlink(c.as_ptr()) }, || format!("remove {path}"))
+    check(unsafe { sys::unlink(c.as_ptr()) }, || {
+        format!("remove {}", show(path))
+    })
 }
 
 pub fn rmdir(path: &str) -> Result<()> {
@@ -297,46 +369,58 @@ pub fn rmdir(path: &str) -> Result<()> {
     })
 }
 
-pub fn rename(from: &str, to: &str) -> Result<()> {
+pub fn rename(from: impl AsRef<[u8]>, to: impl AsRef<[u8]>) -> Result<()> {
+    let (from, to) = (from.as_ref(), to.as_ref());
     let a = cpath(from)?;
     let b = cpath(to)?;
     // SAFETY: valid paths.
     check(unsafe { sys::rename(a.as_ptr(), b.as_ptr()) }, || {
-        format!("rename {from} to {to}")
+        format!("rename {} to {}", show(from), show(to))
     })
 }
 
-pub fn symlink(target: &str, path: &str) -> Result<()> {
+pub fn symlink(target: impl AsRef<[u8]>, path: impl AsRef<[u8]>) -> Result<()> {
+    let path = path.as_ref();
     let a = cpath(target)?;
     let b = cpath(path)?;
     // SAFETY: valid paths.
     check(unsafe { sys::symlink(a.as_ptr(), b.as_ptr()) }, || {
-        format!("create link {path}")
+        format!("create link {}", show(path))
     })
 }
 
-pub fn chmod(path: &str, mode: u32) -> Result<()> {
+pub fn chmod(path: impl AsRef<[u8]>, mode: u32) -> Result<()> {
+    let path = path.as_ref();
     let c = cpath(path)?;
     // SAFETY: valid path.
     check(unsafe { sys::chmod(c.as_ptr(), mode) }, || {
-        format!("chmod {path}")
+        format!("chmod {}", show(path))
     })
 }
 
+/// A link's target as text; see [`readlink_raw`] for targets that are not UTF-8.
 pub fn readlink(path: &str) -> Result<String> {
+    String::from_utf8(readlink_raw(path)?)
+        .map_err(|_| Error::msg(format!("link {path}: target is not UTF-8")))
+}
+
+/// A link's target, the bytes the kernel holds (at most PATH_MAX, 4096).
+pub fn readlink_raw(path: impl AsRef<[u8]>) -> Result<Vec<u8>> {
+    let path = path.as_ref();
     let c = cpath(path)?;
     let mut buf = alloc::vec![0u8; 4096];
     // SAFETY: valid path and buffer.
     let n = unsafe { sys::readlink(c.as_ptr(), buf.as_mut_ptr(), buf.len()) };
     if n < 0 {
-        return Err(Error::last(format!("read link {path}")));
+        return Err(Error::last(format!("read link {}", show(path))));
     }
     buf.truncate(n as usize);
-    String::from_utf8(buf).map_err(|_| Error::msg(format!("link {path}: target is not UTF-8")))
+    Ok(buf)
 }
 
 /// Sets the modification (and access) time without following symlinks.
-pub fn set_mtime(path: &str, sec: i64, nsec: u32) -> Result<()> {
+pub fn set_mtime(path: impl AsRef<[u8]>, sec: i64, nsec: u32) -> Result<()> {
+    let path = path.as_ref();
     let c = cpath(path)?;
     let t = sys::timespec::new(sec, nsec);
     let times = [t, t];
@@ -350,7 +434,7 @@ pub fn set_mtime(path: &str, sec: i64, nsec: u32) -> Result<()> {
                 sys::AT_SYMLINK_NOFOLLOW,
             )
         },
-        || format!("set time of {path}"),
+        || format!("set time of {}", show(path)),
     )
 }
 

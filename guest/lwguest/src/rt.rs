@@ -96,6 +96,24 @@ pub unsafe fn args_from_argv(argc: i32, argv: *const *const u8) -> Vec<String> {
     out
 }
 
+/// C's argv as the bytes the kernel passed (paths need not be UTF-8).
+///
+/// # Safety
+/// `argv` must hold `argc` valid NUL-terminated strings.
+pub unsafe fn args_raw_from_argv(argc: i32, argv: *const *const u8) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for i in 0..argc.max(0) as usize {
+        // SAFETY: the caller guarantees argc entries.
+        let p = unsafe { *argv.add(i) };
+        if p.is_null() {
+            break;
+        }
+        // SAFETY: NUL-terminated by contract.
+        out.push(unsafe { cstr_bytes(p) }.to_vec());
+    }
+    out
+}
+
 /// The bytes of a NUL-terminated C string.
 ///
 /// # Safety
@@ -159,19 +177,12 @@ macro_rules! errln {
 }
 
 /// Defines the C `main`, the panic handler and the allocator of a tool
-/// binary around `fn run(args: Vec<String>) -> i32`.
+/// binary around `fn run(args: Vec<String>) -> i32` (`entry!(run)`), or
+/// `fn run(args: Vec<Vec<u8>>) -> i32` for arguments as bytes
+/// (`entry!(raw run)`).
 #[macro_export]
 macro_rules! entry {
-    ($run:path) => {
-        // argv comes from the C runtime; main cannot be an unsafe fn.
-        #[allow(clippy::not_unsafe_ptr_arg_deref)]
-        #[no_mangle]
-        pub extern "C" fn main(argc: i32, argv: *const *const u8) -> i32 {
-            // SAFETY: the C runtime (or the harness) passes a valid argv.
-            let args = unsafe { $crate::rt::args_from_argv(argc, argv) };
-            $run(args)
-        }
-
+    (@rest) => {
         #[panic_handler]
         fn panic(info: &core::panic::PanicInfo) -> ! {
             $crate::rt::panic(info)
@@ -191,5 +202,22 @@ macro_rules! entry {
             // SAFETY: plain C call.
             unsafe { $crate::sys::exit(101) }
         }
+    };
+    (@main $run:path, $args:path) => {
+        // argv comes from the C runtime; main cannot be an unsafe fn.
+        #[allow(clippy::not_unsafe_ptr_arg_deref)]
+        #[no_mangle]
+        pub extern "C" fn main(argc: i32, argv: *const *const u8) -> i32 {
+            // SAFETY: the C runtime (or the harness) passes a valid argv.
+            let args = unsafe { $args(argc, argv) };
+            $run(args)
+        }
+        $crate::entry!(@rest);
+    };
+    (raw $run:path) => {
+        $crate::entry!(@main $run, $crate::rt::args_raw_from_argv);
+    };
+    ($run:path) => {
+        $crate::entry!(@main $run, $crate::rt::args_from_argv);
     };
 }

@@ -20,6 +20,12 @@ pub trait Blobs {
     fn delete(&mut self, key: &str) -> Result<()>;
     /// Committed keys starting with `prefix`, sorted.
     fn list(&mut self, prefix: &str) -> Result<Vec<String>>;
+    /// Takes the store's lock for this process, waiting for another holder;
+    /// released by [`Blobs::unlock`] or when the process ends.
+    fn lock(&mut self) -> Result<()> {
+        Ok(())
+    }
+    fn unlock(&mut self) {}
 }
 
 pub fn device_path() -> &'static str {
@@ -32,6 +38,9 @@ pub fn describe(errno: i32) -> &'static str {
         sys::ENOSPC => "the host store is full (quota reached)",
         sys::EIO => "the host store is unavailable",
         sys::ECONNRESET => "the host went away",
+        sys::EBUSY => {
+            "the store is in use by another guest (another browser tab or lwhost on the same store)"
+        }
         _ => sys::strerror(errno),
     }
 }
@@ -94,6 +103,40 @@ impl Store {
 }
 
 impl Blobs for Store {
+    /// Takes the store's guest-side lock, waiting (with a message) while
+    /// another process holds it: flock(2) on the device, so the kernel
+    /// releases it when the holder exits or dies. Guests sharing one store
+    /// (browser tabs, lwhost processes) are kept apart by the host, which
+    /// answers EBUSY to writes from all but one. A kernel without file locks
+    /// (ENOSYS, or another flock error, which is reported) leaves only the
+    /// host's guard.
+    fn lock(&mut self) -> Result<()> {
+        let op = sys::LOCK_EX;
+        match self.fd.flock(op | sys::LOCK_NB) {
+            Ok(()) => return Ok(()),
+            Err(sys::ENOSYS) => return Ok(()),
+            Err(e) if e == sys::EAGAIN => {}
+            Err(e) => {
+                // Refusing to work would leave the user with no saves at all.
+                crate::errln!(
+                    "lwsync: cannot lock {}: {}; going on without the lock",
+                    device_path(),
+                    sys::strerror(e)
+                );
+                return Ok(());
+            }
+        }
+        crate::errln!("lwsync: another lwsync is using the store; waiting for it to finish");
+        self.fd
+            .flock(op)
+            .map_err(|e| Error::sys(format!("lock {}", device_path()), e))
+    }
+
+    /// Closing the store releases the lock too.
+    fn unlock(&mut self) {
+        let _ = self.fd.flock(sys::LOCK_UN);
+    }
+
     fn put(&mut self, key: &str, data: &[u8]) -> Result<()> {
         let err = |e| Error::msg(format!("store {key}: {}", describe(e)));
         let mut off = 0usize;

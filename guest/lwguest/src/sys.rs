@@ -107,6 +107,12 @@ pub const O_NOFOLLOW: c_int = 0o400000;
 pub const O_CLOEXEC: c_int = 0o2000000;
 
 pub const F_GETFL: c_int = 3;
+// lseek whence and flock operations (asm-generic, fs.h / fcntl.h).
+pub const SEEK_CUR: c_int = 1;
+pub const LOCK_SH: c_int = 1;
+pub const LOCK_EX: c_int = 2;
+pub const LOCK_NB: c_int = 4;
+pub const LOCK_UN: c_int = 8;
 pub const F_SETFL: c_int = 4;
 
 pub const AT_FDCWD: c_int = -100;
@@ -174,6 +180,11 @@ extern "C" {
     pub fn poll(fds: *mut pollfd, nfds: c_ulong, timeout_ms: c_int) -> c_int;
     pub fn fsync(fd: c_int) -> c_int;
     pub fn fchmod(fd: c_int, mode: mode_t) -> c_int;
+    // Used by lwsync: holes in sparse files (lseek, ftruncate; off_t is
+    // 64-bit in musl >= 1.2 on every target) and the store lock (flock).
+    pub fn lseek(fd: c_int, offset: i64, whence: c_int) -> i64;
+    pub fn ftruncate(fd: c_int, len: i64) -> c_int;
+    pub fn flock(fd: c_int, op: c_int) -> c_int;
     pub fn isatty(fd: c_int) -> c_int;
     pub fn statx(dirfd: c_int, path: *const c_char, flags: c_int, mask: c_uint, buf: *mut statx) -> c_int;
     pub fn mkdir(path: *const c_char, mode: mode_t) -> c_int;

@@ -1,46 +1,58 @@
-//! lwsync: saves /home, /root and /opt to the host's store (/dev/lwstore)
-//! and restores them at boot.
+//! lwsync: saves /home, /root and /opt (the configured roots) to the host's
+//! store (/dev/lwstore) and restores them at boot.
 #![cfg_attr(not(test), no_std)]
 #![cfg_attr(not(test), no_main)]
 
 extern crate alloc;
 
+mod config;
 mod manifest;
+mod state;
 mod sync;
 
-use alloc::string::String;
 use alloc::vec::Vec;
-use lwguest::fs::Result;
-use lwguest::store::Store;
+use lwguest::fs::{show, Result};
+use lwguest::store::{Blobs, Store};
 use lwguest::{errln, outln};
 use manifest::Change;
 
 #[cfg(not(test))]
-lwguest::entry!(run);
+lwguest::entry!(raw run);
 
 const USAGE: &str = "\
 Usage: lwsync COMMAND
 
 Commands:
-  save [PATH...]   save PATHs (default /home /root /opt) to the host store;
-                   unchanged files are not sent again
-  restore          restore the last snapshot (quiet, and a no-op when
-                   nothing was ever saved); files already current are kept
+  save [PATH...]   save PATHs (default: the configured roots) to the host
+                   store; unchanged files are not read or sent again
+  restore          restore the last snapshot into the configured roots
+                   (quiet, and a no-op when nothing was ever saved); files
+                   already current are kept
   status           list what changed since the last save
   auto SECONDS     save every SECONDS seconds until interrupted
 
+Roots: /etc/lwsync.conf, one absolute path per line (# comments); without
+it /home /root /opt. Restore writes only below them, never through a
+symbolic link, and does not restore setuid/setgid bits.
+
 A save becomes visible all at once: if it is interrupted, the previous
-snapshot stays restorable. Environment: LWSYNC_ROOT=DIR works on DIR/...
-instead of / (for tests).";
+snapshot stays restorable. One lwsync uses the store at a time (others
+wait). Exit status: 0 done, 1 error, 2 restore skipped some entries (each
+is named on stderr; the rest was restored). Environment: LWSYNC_ROOT=DIR
+works on DIR/... instead of / (for tests).";
+
+/// Exit status of a restore that skipped entries.
+const EXIT_SKIPPED: i32 = 2;
 
 // Reached through lwguest::entry!, which unit-test builds leave out.
 #[cfg_attr(test, allow(dead_code))]
-fn run(args: Vec<String>) -> i32 {
+fn run(args: Vec<Vec<u8>>) -> i32 {
     let rest = &args[1.min(args.len())..];
     let Some((cmd, rest)) = rest.split_first() else {
         errln!("{USAGE}");
         return 1;
     };
+    let cmd = show(cmd);
     if matches!(cmd.as_str(), "-h" | "--help" | "help") {
         outln!("{USAGE}");
         return 0;
@@ -48,15 +60,25 @@ fn run(args: Vec<String>) -> i32 {
     let interval = match (cmd.as_str(), rest) {
         ("save", _) => None,
         ("restore" | "status", []) => None,
-        ("auto", [secs]) => match secs.parse::<u64>() {
+        ("auto", [secs]) => match show(secs).parse::<u64>() {
             Ok(s) if (1..=86_400).contains(&s) => Some(s),
             _ => {
-                errln!("lwsync auto: bad interval {secs:?} (seconds, 1-86400)");
+                errln!("lwsync auto: bad interval {:?} (seconds, 1-86400)", show(secs));
                 return 1;
             }
         },
         _ => {
             errln!("lwsync: bad command line\n{USAGE}");
+            return 1;
+        }
+    };
+    let root = lwguest::fs::getenv("LWSYNC_ROOT")
+        .unwrap_or_default()
+        .into_bytes();
+    let roots = match config::load(&root) {
+        Ok(r) => r,
+        Err(e) => {
+            errln!("lwsync: {e}");
             return 1;
         }
     };
@@ -67,21 +89,39 @@ fn run(args: Vec<String>) -> i32 {
             return 1;
         }
     };
-    let root = lwguest::fs::getenv("LWSYNC_ROOT").unwrap_or_default();
+    if interval.is_none() {
+        if let Err(e) = store.lock() {
+            errln!("lwsync: {e}");
+            return 1;
+        }
+    }
     let mut ctx = sync::Ctx {
         root,
         store: &mut store,
         chunk_size: sync::CHUNK_SIZE,
         quiet: false,
+        roots,
     };
     let result = match cmd.as_str() {
-        "save" => ctx.save(rest).map(|s| ctx.report(&s)),
-        "restore" => ctx.restore().map(|_| ()),
-        "status" => status(&mut ctx),
-        _ => auto(&mut ctx, interval.unwrap_or(60)),
+        "save" => ctx.save(rest).map(|s| {
+            ctx.report(&s);
+            0
+        }),
+        "restore" => ctx.restore().map(|r| match r {
+            Some(r) if r.skipped > 0 => {
+                errln!(
+                    "lwsync: restore: {} entries not restored (see above); the rest is",
+                    r.skipped
+                );
+                EXIT_SKIPPED
+            }
+            _ => 0,
+        }),
+        "status" => status(&mut ctx).map(|()| 0),
+        _ => auto(&mut ctx, interval.unwrap_or(60)).map(|()| 0),
     };
     match result {
-        Ok(()) => 0,
+        Ok(code) => code,
         Err(e) => {
             errln!("lwsync: {e}");
             1
@@ -102,7 +142,7 @@ fn status(ctx: &mut sync::Ctx) -> Result<()> {
                     Change::Mode(_) => "mode",
                     Change::Type(_) => "type",
                 };
-                outln!("{word:<9}{}", manifest::change_path(c));
+                outln!("{word:<9}{}", show(manifest::change_path(c)));
             }
         }
     }
@@ -110,10 +150,13 @@ fn status(ctx: &mut sync::Ctx) -> Result<()> {
 }
 
 /// Periodic save (seed 000 §2.3); a failed round is reported and retried.
+/// The store lock is held only during a round.
 fn auto(ctx: &mut sync::Ctx, secs: u64) -> Result<()> {
     ctx.quiet = true;
     loop {
-        match ctx.save(&[]) {
+        let round = ctx.store.lock().and_then(|()| ctx.save(&[]));
+        ctx.store.unlock();
+        match round {
             Ok(s) if s.changed > 0 || s.chunks_deleted > 0 => {
                 outln!(
                     "lwsync: saved ({} changed, {} KiB sent)",
@@ -134,18 +177,23 @@ fn auto(ctx: &mut sync::Ctx, secs: u64) -> Result<()> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use alloc::string::String;
     use lwguest::fs::Error;
     use lwguest::store::Blobs;
     use std::collections::BTreeMap;
-    use std::os::unix::fs::{symlink, PermissionsExt};
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
     use std::path::{Path, PathBuf};
 
-    /// An in-memory store that can be told to fail after N more puts.
+    /// An in-memory store that can be told to fail after N more puts, and
+    /// to have another saver commit its manifest right after the next one.
     #[derive(Default)]
     struct Mem {
         values: BTreeMap<String, Vec<u8>>,
         puts: usize,
         fail_after: Option<usize>,
+        race: Option<Vec<u8>>,
     }
 
     impl Blobs for Mem {
@@ -157,7 +205,14 @@ mod tests {
                 self.fail_after = Some(n - 1);
             }
             self.puts += 1;
-            self.values.insert(key.into(), data.to_vec());
+            let data = match (key, self.race.take()) {
+                (sync::MANIFEST_KEY, Some(other)) => other,
+                (_, race) => {
+                    self.race = race;
+                    data.to_vec()
+                }
+            };
+            self.values.insert(key.into(), data);
             Ok(())
         }
         fn get(&mut self, key: &str, max: u64) -> Result<Option<Vec<u8>>> {
@@ -191,14 +246,16 @@ mod tests {
             std::fs::create_dir_all(&p).unwrap();
             Dir(p)
         }
-        fn root(&self) -> String {
-            self.0.to_string_lossy().into_owned()
+        fn root(&self) -> Vec<u8> {
+            self.0.as_os_str().as_bytes().to_vec()
         }
-        fn p(&self, rel: &str) -> PathBuf {
-            self.0.join(rel.trim_start_matches('/'))
+        fn p(&self, rel: impl AsRef<[u8]>) -> PathBuf {
+            let rel = rel.as_ref();
+            let rel = rel.strip_prefix(b"/").unwrap_or(rel);
+            self.0.join(OsStr::from_bytes(rel))
         }
-        fn write(&self, rel: &str, data: &[u8]) {
-            std::fs::create_dir_all(self.p(rel).parent().unwrap()).unwrap();
+        fn write(&self, rel: impl AsRef<[u8]>, data: &[u8]) {
+            std::fs::create_dir_all(self.p(&rel).parent().unwrap()).unwrap();
             std::fs::write(self.p(rel), data).unwrap();
         }
     }
@@ -215,26 +272,25 @@ mod tests {
             store,
             chunk_size: 8,
             quiet: true,
+            roots: config::DEFAULT_ROOTS
+                .iter()
+                .map(|r| r.as_bytes().to_vec())
+                .collect(),
         }
     }
 
     /// (path, mode, mtime, content or link target) for every path under `rel`.
-    fn snapshot(d: &Dir, rel: &str) -> Vec<(String, u32, i64, Vec<u8>)> {
-        fn walk(p: &Path, base: &Path, out: &mut Vec<(String, u32, i64, Vec<u8>)>) {
-            use std::os::unix::fs::MetadataExt;
+    fn snapshot(d: &Dir, rel: &str) -> Vec<(Vec<u8>, u32, i64, Vec<u8>)> {
+        fn walk(p: &Path, base: &Path, out: &mut Vec<(Vec<u8>, u32, i64, Vec<u8>)>) {
             let m = std::fs::symlink_metadata(p).unwrap();
             let content = if m.file_type().is_symlink() {
-                std::fs::read_link(p)
-                    .unwrap()
-                    .to_string_lossy()
-                    .as_bytes()
-                    .to_vec()
+                std::fs::read_link(p).unwrap().as_os_str().as_bytes().to_vec()
             } else if m.is_file() {
                 std::fs::read(p).unwrap()
             } else {
                 Vec::new()
             };
-            let rel = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+            let rel = p.strip_prefix(base).unwrap().as_os_str().as_bytes().to_vec();
             let mtime = if m.file_type().is_symlink() { 0 } else { m.mtime() };
             out.push((rel, m.permissions().mode() & 0o7777, mtime, content));
             if m.is_dir() {
@@ -258,29 +314,52 @@ mod tests {
         d.write("/home/u/notes.txt", b"hello, this spans several chunks");
         d.write("/home/u/empty", b"");
         d.write("/home/u/sub dir/x%y", b"odd name");
+        d.write(b"/home/u/caf\xe9", b"not UTF-8 in the name");
         std::fs::create_dir_all(d.p("/home/u/emptydir")).unwrap();
         std::fs::set_permissions(d.p("/home/u/notes.txt"), std::fs::Permissions::from_mode(0o640)).unwrap();
         std::fs::set_permissions(d.p("/home/u/emptydir"), std::fs::Permissions::from_mode(0o711)).unwrap();
         symlink("notes.txt", d.p("/home/u/link")).unwrap();
+        symlink(OsStr::from_bytes(b"/x\xff"), d.p("/home/u/odd-link")).unwrap();
         d.write("/root/.profile", b"export X=1\n");
     }
 
+    fn b(s: &str) -> Vec<u8> {
+        s.as_bytes().to_vec()
+    }
+
     #[test]
-    fn save_then_restore_reproduces_the_tree() {
+    fn save_then_restore_reproduces_the_tree_with_byte_names() {
         let src = Dir::new("src");
         populate(&src);
         let mut store = Mem::default();
         let stats = ctx(&src, &mut store).save(&[]).unwrap();
-        assert_eq!((stats.files, stats.links), (4, 1));
+        assert_eq!((stats.files, stats.links), (5, 2));
         assert!(stats.chunks_sent >= 5);
         let dst = Dir::new("dst");
         let mut c = ctx(&dst, &mut store);
-        assert!(c.restore().unwrap().unwrap() >= 5);
+        let r = c.restore().unwrap().unwrap();
+        assert!(r.written >= 6 && r.skipped == 0, "{r:?}");
         assert_eq!(snapshot(&dst, "/home"), snapshot(&src, "/home"));
         assert_eq!(snapshot(&dst, "/root"), snapshot(&src, "/root"));
+        assert_eq!(
+            std::fs::read(dst.p(b"/home/u/caf\xe9")).unwrap(),
+            b"not UTF-8 in the name"
+        );
+        assert_eq!(
+            std::fs::read_link(dst.p("/home/u/odd-link"))
+                .unwrap()
+                .as_os_str()
+                .as_bytes(),
+            b"/x\xff"
+        );
         // Idempotent: a second restore writes nothing.
-        assert_eq!(c.restore().unwrap(), Some(0));
+        assert_eq!(c.restore().unwrap(), Some(sync::Restored::default()));
         assert_eq!(c.status().unwrap(), Some(Vec::new()));
+        // Nothing left behind but the local record.
+        assert!(std::fs::read_dir(dst.p("/home/u"))
+            .unwrap()
+            .flatten()
+            .all(|e| !e.file_name().as_bytes().ends_with(b".lwsync-tmp")));
     }
 
     #[test]
@@ -306,15 +385,16 @@ mod tests {
         // A rename reads the file again but its chunks are already stored.
         std::fs::rename(d.p("/home/u/notes.txt"), d.p("/home/u/renamed.txt")).unwrap();
         let changes = ctx(&d, &mut store).status().unwrap().unwrap();
-        assert!(changes.contains(&Change::Deleted("/home/u/notes.txt".into())));
-        assert!(changes.contains(&Change::New("/home/u/renamed.txt".into())));
+        assert!(changes.contains(&Change::Deleted(b("/home/u/notes.txt"))));
+        assert!(changes.contains(&Change::New(b("/home/u/renamed.txt"))));
         let s = ctx(&d, &mut store).save(&[]).unwrap();
         assert_eq!((s.changed, s.chunks_sent), (1, 0));
         // A mode change is recorded without sending bytes.
         std::fs::set_permissions(d.p("/home/u/renamed.txt"), std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(
-            ctx(&d, &mut store).status().unwrap().unwrap(),
-            vec![Change::Mode("/home/u/renamed.txt".into())]
+        let changes = ctx(&d, &mut store).status().unwrap().unwrap();
+        assert!(
+            changes.contains(&Change::Modified(b("/home/u/renamed.txt"))),
+            "{changes:?}"
         );
         let s = ctx(&d, &mut store).save(&[]).unwrap();
         assert_eq!(s.chunks_sent, 0);
@@ -323,6 +403,46 @@ mod tests {
         let s = ctx(&d, &mut store).save(&[]).unwrap();
         assert_eq!(s.chunks_deleted, 1);
         assert_eq!(ctx(&d, &mut store).status().unwrap(), Some(Vec::new()));
+    }
+
+    /// `echo AAAA >f; touch -r ref f; save; echo BBBB >f; touch -r ref f; save`
+    #[test]
+    fn same_size_and_mtime_do_not_hide_a_change() {
+        let d = Dir::new("ctime");
+        d.write("/home/f", b"AAAA\n");
+        let t = std::fs::metadata(d.p("/home/f")).unwrap().modified().unwrap();
+        let mut store = Mem::default();
+        ctx(&d, &mut store).save(&[]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(d.p("/home/f"), b"BBBB\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(d.p("/home/f"))
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+        let s = ctx(&d, &mut store).save(&[]).unwrap();
+        assert_eq!(s.changed, 1);
+        let dst = Dir::new("ctime-dst");
+        ctx(&dst, &mut store).restore().unwrap();
+        assert_eq!(std::fs::read(dst.p("/home/f")).unwrap(), b"BBBB\n");
+    }
+
+    /// The first save after a restore reads nothing (the local record).
+    #[test]
+    fn first_save_after_a_restore_reads_nothing() {
+        let src = Dir::new("rec-src");
+        populate(&src);
+        let mut store = Mem::default();
+        ctx(&src, &mut store).save(&[]).unwrap();
+        let dst = Dir::new("rec-dst");
+        ctx(&dst, &mut store).restore().unwrap();
+        let s = ctx(&dst, &mut store).save(&[]).unwrap();
+        assert_eq!((s.changed, s.chunks_sent), (0, 0));
+        // Without the record everything is read (but nothing sent).
+        std::fs::remove_file(dst.p(state::PATH)).unwrap();
+        let s = ctx(&dst, &mut store).save(&[]).unwrap();
+        assert_eq!((s.changed, s.chunks_sent), (5, 0));
     }
 
     #[test]
@@ -344,30 +464,208 @@ mod tests {
         }
     }
 
+    /// Another saver commits its manifest right after ours: clean-up must
+    /// not delete the chunks it references.
     #[test]
-    fn partial_saves_keep_other_paths_and_damage_is_detected() {
+    fn cleanup_keeps_chunks_of_the_committed_manifest() {
+        let d = Dir::new("race");
+        d.write("/home/a", b"first version of a");
+        let mut store = Mem::default();
+        ctx(&d, &mut store).save(&[]).unwrap();
+        let theirs = store.values[sync::MANIFEST_KEY].clone();
+        d.write("/home/a", b"second version!!!!");
+        store.race = Some(theirs);
+        ctx(&d, &mut store).save(&[]).unwrap();
+        let dst = Dir::new("race-dst");
+        let r = ctx(&dst, &mut store).restore().unwrap().unwrap();
+        assert_eq!(r.skipped, 0);
+        assert_eq!(std::fs::read(dst.p("/home/a")).unwrap(), b"first version of a");
+    }
+
+    #[test]
+    fn partial_saves_keep_other_paths_and_damage_skips_one_file() {
         let d = Dir::new("part");
         populate(&d);
         let mut store = Mem::default();
         ctx(&d, &mut store).save(&[]).unwrap();
         std::fs::remove_dir_all(d.p("/root")).unwrap();
         d.write("/home/u/more", b"more");
-        ctx(&d, &mut store).save(&["/home/u/".into()]).unwrap();
+        ctx(&d, &mut store).save(&[b("/home/u/")]).unwrap();
         let dst = Dir::new("part-dst");
         ctx(&dst, &mut store).restore().unwrap();
         assert_eq!(std::fs::read(dst.p("/root/.profile")).unwrap(), b"export X=1\n");
         assert_eq!(std::fs::read(dst.p("/home/u/more")).unwrap(), b"more");
-        assert!(ctx(&d, &mut store).save(&["../etc".into()]).is_err());
-        // A chunk altered in the store is refused, and no file is half-written.
-        let key = store
+        assert!(ctx(&d, &mut store).save(&[b("../etc")]).is_err());
+        assert!(
+            ctx(&d, &mut store).save(&[b("/etc")]).is_err(),
+            "outside the configured roots"
+        );
+        // A chunk altered in the store, another missing: those two files
+        // are skipped, named, never half-written; the rest is restored.
+        let hash_of = |data: &[u8]| {
+            lwguest::index::hex_encode(&<lwguest::sha2::Sha256 as lwguest::sha2::Digest>::digest(data))
+        };
+        store.values.insert(
+            format!("{}{}", sync::CHUNK_PREFIX, hash_of(b"more")),
+            b"tampered".to_vec(),
+        );
+        store
             .values
-            .keys()
-            .find(|k| k.starts_with(sync::CHUNK_PREFIX))
-            .unwrap()
-            .clone();
-        store.values.insert(key, b"tampered".to_vec());
+            .remove(&format!("{}{}", sync::CHUNK_PREFIX, hash_of(b"export X")));
         let dst2 = Dir::new("part-dst2");
-        let e = ctx(&dst2, &mut store).restore().unwrap_err();
-        assert!(e.msg.contains("damaged"), "{e}");
+        let r = ctx(&dst2, &mut store).restore().unwrap().unwrap();
+        assert_eq!(r.skipped, 2, "{r:?}");
+        assert!(!dst2.p("/home/u/more").exists() && !dst2.p("/root/.profile").exists());
+        assert_eq!(
+            std::fs::read(dst2.p("/home/u/notes.txt")).unwrap(),
+            b"hello, this spans several chunks"
+        );
+        assert_eq!(
+            std::fs::read_dir(dst2.p("/root")).unwrap().count(),
+            0,
+            "no temporary file left"
+        );
+    }
+
+    #[test]
+    fn a_directory_replaced_by_a_link_is_skipped_and_the_rest_restored() {
+        let src = Dir::new("conf-src");
+        src.write("/home/u/d/inner", b"inner file");
+        src.write("/home/u/z-after", b"after");
+        let mut store = Mem::default();
+        ctx(&src, &mut store).save(&[]).unwrap();
+        let dst = Dir::new("conf-dst");
+        let outside = Dir::new("conf-outside");
+        std::fs::create_dir_all(dst.p("/home/u")).unwrap();
+        symlink(&outside.0, dst.p("/home/u/d")).unwrap();
+        let r = ctx(&dst, &mut store).restore().unwrap().unwrap();
+        assert_eq!(r.skipped, 2, "the directory and what it holds: {r:?}");
+        assert_eq!(
+            std::fs::read_dir(&outside.0).unwrap().count(),
+            0,
+            "nothing written through the link"
+        );
+        assert_eq!(std::fs::read(dst.p("/home/u/z-after")).unwrap(), b"after");
+    }
+
+    #[test]
+    fn sparse_files_come_back_with_holes() {
+        let d = Dir::new("sparse");
+        std::fs::create_dir_all(d.p("/home")).unwrap();
+        let f = std::fs::File::create(d.p("/home/sparse")).unwrap();
+        f.set_len(8 << 20).unwrap();
+        std::os::unix::fs::FileExt::write_at(&f, b"data in the middle", 4 << 20).unwrap();
+        drop(f);
+        let mut store = Mem::default();
+        let mut c = ctx(&d, &mut store);
+        c.chunk_size = 1 << 16;
+        c.save(&[]).unwrap();
+        let dst = Dir::new("sparse-dst");
+        let mut c = ctx(&dst, &mut store);
+        c.chunk_size = 1 << 16;
+        c.restore().unwrap();
+        let m = std::fs::metadata(dst.p("/home/sparse")).unwrap();
+        assert_eq!(m.len(), 8 << 20);
+        assert!(m.blocks() * 512 < 1 << 20, "{} blocks allocated", m.blocks());
+        assert_eq!(
+            std::fs::read(dst.p("/home/sparse")).unwrap(),
+            std::fs::read(d.p("/home/sparse")).unwrap()
+        );
+    }
+
+    #[test]
+    fn setuid_and_setgid_are_not_restored() {
+        let d = Dir::new("suid");
+        d.write("/home/tool", b"#!/bin/sh\n");
+        std::fs::set_permissions(d.p("/home/tool"), std::fs::Permissions::from_mode(0o6755)).unwrap();
+        let mut store = Mem::default();
+        ctx(&d, &mut store).save(&[]).unwrap();
+        let dst = Dir::new("suid-dst");
+        ctx(&dst, &mut store).restore().unwrap();
+        let mode = std::fs::metadata(dst.p("/home/tool"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777;
+        assert_eq!(mode, 0o755);
+    }
+
+    fn hash(data: &[u8]) -> String {
+        lwguest::index::hex_encode(&<lwguest::sha2::Sha256 as lwguest::sha2::Digest>::digest(data))
+    }
+
+    /// Every (relative path, content) under a directory: to compare before/after.
+    fn all_files(d: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut todo = vec![d.to_path_buf()];
+        while let Some(p) = todo.pop() {
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let content = if m.is_dir() {
+                for e in std::fs::read_dir(&p).unwrap().flatten() {
+                    todo.push(e.path());
+                }
+                Vec::new()
+            } else if m.file_type().is_symlink() {
+                std::fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec()
+            } else {
+                std::fs::read(&p).unwrap()
+            };
+            out.push((p.strip_prefix(d).unwrap().to_path_buf(), content));
+        }
+        out.sort();
+        out
+    }
+
+    /// The restore walker against hostile manifests: `root /`, entries
+    /// below a link entry (one the restore creates itself), `..`: nothing
+    /// outside the configured roots is created or changed.
+    #[test]
+    fn hostile_manifests_write_nothing_outside_the_roots() {
+        let d = Dir::new("hostile");
+        d.write("/etc/passwd", b"root:x:0:0\n");
+        d.write("/tmp/keep", b"keep");
+        let before = all_files(&d.0);
+        let c = hash(b"owned!!!");
+        let manifests = [
+            // A manifest claiming the whole system.
+            format!("lwsync 2\nroot /\nd 755 1 0 /etc\nf 644 1 0 8 /etc/passwd {c}\nf 644 1 0 8 /etc/new {c}\n"),
+            // A link entry, then entries below it (its target absolute or relative).
+            format!("lwsync 2\nroot /home\nd 755 1 0 /home\nl 777 1 0 /home/l /etc\nf 644 1 0 8 /home/l/passwd {c}\nl 777 1 0 /home/r ../etc\nd 755 1 0 /home/r/sub\nf 644 1 0 8 /home/r/new {c}\n"),
+            format!("lwsync 2\nroot /root\nl 777 1 0 /root/t /tmp\nf 4755 1 0 8 /root/t/keep {c}\n"),
+            // A root itself as a link (/opt is absent here).
+            format!("lwsync 2\nroot /opt\nl 777 1 0 /opt /etc\nf 644 1 0 8 /opt/passwd {c}\n"),
+        ];
+        for (i, text) in manifests.iter().enumerate() {
+            let mut store = Mem::default();
+            store
+                .values
+                .insert(sync::MANIFEST_KEY.into(), text.as_bytes().to_vec());
+            store
+                .values
+                .insert(format!("{}{c}", sync::CHUNK_PREFIX), b"owned!!!".to_vec());
+            let mut cx = ctx(&d, &mut store);
+            cx.chunk_size = 8;
+            let r = cx.restore().unwrap().unwrap();
+            assert!(r.skipped > 0, "manifest {i}: {r:?}");
+            let after: Vec<_> = all_files(&d.0)
+                .into_iter()
+                .filter(|(p, _)| !["home", "root", "opt", "var"].iter().any(|r| p.starts_with(r)))
+                .collect();
+            assert_eq!(after, before, "manifest {i}");
+            assert!(
+                std::fs::symlink_metadata(d.p("/opt")).map_or(true, |m| m.is_dir()),
+                "manifest {i}"
+            );
+        }
+        // `..` anywhere: the manifest is refused as a whole.
+        let mut store = Mem::default();
+        let text = format!("lwsync 2\nroot /home\nf 644 1 0 8 /home/../etc/passwd {c}\n");
+        store.values.insert(sync::MANIFEST_KEY.into(), text.into_bytes());
+        assert!(ctx(&d, &mut store).restore().is_err());
+        let after: Vec<_> = all_files(&d.0)
+            .into_iter()
+            .filter(|(p, _)| !["home", "root", "opt", "var"].iter().any(|r| p.starts_with(r)))
+            .collect();
+        assert_eq!(after, before);
     }
 }

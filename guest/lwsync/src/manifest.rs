@@ -1,33 +1,54 @@
 //! The snapshot manifest: the one record committed last, naming every saved
 //! path with its metadata and, for files, the chunks holding its bytes.
 //!
-//! Text, one record per line, fields separated by single spaces; paths and
-//! link targets are percent-encoded (space, control bytes, '%'):
-//!   lwsync 1
+//! Text, one record per line, fields separated by single spaces:
+//!   lwsync 2
 //!   root PATH
 //!   d MODE SEC NSEC PATH
 //!   f MODE SEC NSEC SIZE PATH HASH[,HASH...] | -
 //!   l MODE SEC NSEC PATH TARGET
-//! MODE is octal; HASH is the sha256 (hex) of one chunk, stored under
-//! `lwsync/chunk/HASH`.
+//! MODE is octal; SEC NSEC the modification time; HASH is the sha256 (hex)
+//! of one chunk, stored under `lwsync/chunk/HASH`.
+//!
+//! Paths and link targets are bytes, as Linux keeps them (not necessarily
+//! UTF-8). Format 2 percent-encodes every byte that is not printable ASCII
+//! (<= 0x20, 0x7f, >= 0x80) and '%', so a manifest is ASCII text.
+//! Format 1 (the first lwsync) is the same except that it escaped only
+//! space, control bytes and '%' and held UTF-8 names: the one decoder reads
+//! both, so snapshots written by it restore unchanged.
+//!
+//! A manifest is untrusted data (the store belongs to the page's origin or
+//! is a directory anyone with access may edit): [`Manifest::parse`] checks
+//! its shape; where restore may write is decided by the configured roots,
+//! never by the `root` lines (see sync.rs).
 
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use lwguest::fs::{Error, Result};
 
-pub const HEADER: &str = "lwsync 1";
+/// The first line of the format this lwsync writes.
+pub const HEADER: &str = "lwsync 2";
+/// Formats this lwsync reads.
+const READS: &[&str] = &["lwsync 1", "lwsync 2"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
     Dir,
-    File { size: u64, chunks: Vec<String> },
-    Link { target: String },
+    File {
+        size: u64,
+        chunks: Vec<String>,
+    },
+    /// The target bytes (never empty, no NUL).
+    Link {
+        target: Vec<u8>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    pub path: String,
+    /// Absolute, clean (no empty, "." or ".." component), no NUL.
+    pub path: Vec<u8>,
     pub mode: u32,
     pub mtime_sec: i64,
     pub mtime_nsec: u32,
@@ -36,24 +57,27 @@ pub struct Entry {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Manifest {
-    pub roots: Vec<String>,
+    pub roots: Vec<Vec<u8>>,
     /// Parents before children (walk order).
     pub entries: Vec<Entry>,
 }
 
-pub fn encode(s: &str) -> String {
+/// Format 2's encoding of a path or target: printable ASCII but '%' as is,
+/// every other byte as %XX.
+pub fn encode(s: &[u8]) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c <= ' ' || c == '%' || c == '\u{7f}' {
-            out.push_str(&format!("%{:02X}", c as u32));
+    for &b in s {
+        if b <= b' ' || b == b'%' || b >= 0x7f {
+            out.push_str(&format!("%{b:02X}"));
         } else {
-            out.push(c);
+            out.push(b as char);
         }
     }
     out
 }
 
-pub fn decode(s: &str) -> Result<String> {
+/// Decodes a path or target of format 1 or 2 into its bytes; NUL refused.
+pub fn decode(s: &str) -> Result<Vec<u8>> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -69,21 +93,24 @@ pub fn decode(s: &str) -> Result<String> {
             i += 1;
         }
     }
-    let s = String::from_utf8(out).map_err(|_| Error::msg("manifest: path is not UTF-8"))?;
-    if s.contains('\0') {
+    if out.contains(&0) {
         return Err(Error::msg("manifest: NUL in a path"));
     }
-    Ok(s)
+    Ok(out)
 }
 
 /// An absolute path without empty, "." or ".." components.
-pub fn clean_path(p: &str) -> bool {
-    p.starts_with('/') && (p == "/" || p[1..].split('/').all(|c| !c.is_empty() && c != "." && c != ".."))
+pub fn clean_path(p: &[u8]) -> bool {
+    p.first() == Some(&b'/')
+        && (p == b"/"
+            || p[1..]
+                .split(|&b| b == b'/')
+                .all(|c| !c.is_empty() && c != b"." && c != b".."))
 }
 
 /// True when `path` is `root` or inside it.
-pub fn under(path: &str, root: &str) -> bool {
-    path == root || root == "/" || (path.starts_with(root) && path.as_bytes().get(root.len()) == Some(&b'/'))
+pub fn under(path: &[u8], root: &[u8]) -> bool {
+    path == root || root == b"/" || (path.starts_with(root) && path.get(root.len()) == Some(&b'/'))
 }
 
 pub fn valid_hash(h: &str) -> bool {
@@ -119,13 +146,19 @@ impl Manifest {
         s
     }
 
-    /// Parses and checks a manifest: every path clean and under a root,
-    /// no duplicates, sizes that match the chunk count.
+    /// Parses and checks a manifest of format 1 or 2: every path clean and
+    /// under a root, no duplicates, sizes that match the chunk count.
     pub fn parse(text: &[u8], chunk_size: u64) -> Result<Manifest> {
         let text = core::str::from_utf8(text).map_err(|_| Error::msg("manifest is not text"))?;
         let mut lines = text.lines().enumerate();
-        if lines.next().map(|(_, l)| l) != Some(HEADER) {
-            return Err(Error::msg("not an lwsync manifest (or a newer format)"));
+        match lines.next().map(|(_, l)| l) {
+            Some(h) if READS.contains(&h) => {}
+            Some(h) if h.starts_with("lwsync ") => {
+                return Err(Error::msg(format!(
+                    "the snapshot is in a newer format ({h:?}); this lwsync reads {READS:?}"
+                )))
+            }
+            _ => return Err(Error::msg("not an lwsync manifest")),
         }
         let mut m = Manifest::default();
         let mut seen = alloc::collections::BTreeSet::new();
@@ -183,7 +216,7 @@ impl Manifest {
                 _ => return Err(bad("unknown record")),
             };
             let path = decode(path)?;
-            if !clean_path(&path) || path == "/" {
+            if !clean_path(&path) || path == b"/" {
                 return Err(bad("path is not a clean absolute path"));
             }
             if !m.roots.iter().any(|r| under(&path, r)) {
@@ -200,11 +233,17 @@ impl Manifest {
                 body,
             });
         }
+        // Byte order puts every directory before what it holds.
+        m.entries.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(m)
     }
 
-    pub fn find(&self, path: &str) -> Option<&Entry> {
-        self.entries.iter().find(|e| e.path == path)
+    pub fn find(&self, path: &[u8]) -> Option<&Entry> {
+        // Sorted by path: save writes them so and parse sorts them.
+        self.entries
+            .binary_search_by(|e| e.path.as_slice().cmp(path))
+            .ok()
+            .map(|i| &self.entries[i])
     }
 
     /// Every chunk hash the snapshot needs.
@@ -222,38 +261,39 @@ impl Manifest {
 /// One difference between a snapshot and the tree now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    New(String),
-    Deleted(String),
-    /// Content (size or modification time) changed, or a link's target.
-    Modified(String),
-    Mode(String),
+    New(Vec<u8>),
+    Deleted(Vec<u8>),
+    /// Content changed (or may have: see [`diff`]), or a link's target.
+    Modified(Vec<u8>),
+    Mode(Vec<u8>),
     /// A file became a directory, or the like.
-    Type(String),
+    Type(Vec<u8>),
 }
 
-/// Compares the saved entries with the current ones (content for files is
-/// judged by size + mtime, as save does). Sorted by path.
-pub fn diff(saved: &[Entry], now: &[Entry]) -> Vec<Change> {
+/// Compares the saved entries with the current ones. A file's content
+/// counts as unchanged only when `same_file(now)` says so (save's rule:
+/// inode, size, mtime and ctime as last saved or restored). Sorted by path.
+pub fn diff(saved: &[Entry], now: &[Entry], same_file: &dyn Fn(&Entry) -> bool) -> Vec<Change> {
     use alloc::collections::BTreeMap;
-    let old: BTreeMap<&str, &Entry> = saved.iter().map(|e| (e.path.as_str(), e)).collect();
-    let new: BTreeMap<&str, &Entry> = now.iter().map(|e| (e.path.as_str(), e)).collect();
+    let old: BTreeMap<&[u8], &Entry> = saved.iter().map(|e| (e.path.as_slice(), e)).collect();
+    let new: BTreeMap<&[u8], &Entry> = now.iter().map(|e| (e.path.as_slice(), e)).collect();
     let mut out = Vec::new();
     for (p, n) in &new {
         match old.get(p) {
-            None => out.push(Change::New(p.to_string())),
+            None => out.push(Change::New(p.to_vec())),
             Some(o) => {
                 let same_content = match (&o.body, &n.body) {
                     (Body::Dir, Body::Dir) => Some(true),
-                    (Body::File { size: a, .. }, Body::File { size: b, .. }) => {
-                        Some(a == b && o.mtime_sec == n.mtime_sec && o.mtime_nsec == n.mtime_nsec)
-                    }
+                    (Body::File { size: a, .. }, Body::File { size: b, .. }) => Some(
+                        a == b && o.mtime_sec == n.mtime_sec && o.mtime_nsec == n.mtime_nsec && same_file(n),
+                    ),
                     (Body::Link { target: a }, Body::Link { target: b }) => Some(a == b),
                     _ => None,
                 };
                 match same_content {
-                    None => out.push(Change::Type(p.to_string())),
-                    Some(false) => out.push(Change::Modified(p.to_string())),
-                    Some(true) if o.mode != n.mode => out.push(Change::Mode(p.to_string())),
+                    None => out.push(Change::Type(p.to_vec())),
+                    Some(false) => out.push(Change::Modified(p.to_vec())),
+                    Some(true) if o.mode != n.mode => out.push(Change::Mode(p.to_vec())),
                     Some(true) => {}
                 }
             }
@@ -261,14 +301,14 @@ pub fn diff(saved: &[Entry], now: &[Entry]) -> Vec<Change> {
     }
     for p in old.keys() {
         if !new.contains_key(p) {
-            out.push(Change::Deleted(p.to_string()));
+            out.push(Change::Deleted(p.to_vec()));
         }
     }
     out.sort_by(|a, b| change_path(a).cmp(change_path(b)));
     out
 }
 
-pub fn change_path(c: &Change) -> &str {
+pub fn change_path(c: &Change) -> &[u8] {
     match c {
         Change::New(p) | Change::Deleted(p) | Change::Modified(p) | Change::Mode(p) | Change::Type(p) => p,
     }
@@ -283,75 +323,146 @@ mod tests {
         core::iter::repeat_n(c, 64).collect()
     }
 
+    fn entry(path: &[u8], mode: u32, body: Body) -> Entry {
+        Entry {
+            path: path.to_vec(),
+            mode,
+            mtime_sec: 6,
+            mtime_nsec: 7,
+            body,
+        }
+    }
+
     fn sample() -> Manifest {
         Manifest {
-            roots: vec!["/home".into()],
+            roots: vec![b"/home".to_vec()],
             entries: vec![
-                Entry {
-                    path: "/home/u".into(),
-                    mode: 0o755,
-                    mtime_sec: 5,
-                    mtime_nsec: 0,
-                    body: Body::Dir,
-                },
-                Entry {
-                    path: "/home/u/a file%".into(),
-                    mode: 0o644,
-                    mtime_sec: 6,
-                    mtime_nsec: 7,
-                    body: Body::File {
+                entry(b"/home/u", 0o755, Body::Dir),
+                entry(
+                    b"/home/u/a file%",
+                    0o644,
+                    Body::File {
                         size: 1500,
                         chunks: vec![h('a'), h('b')],
                     },
-                },
-                Entry {
-                    path: "/home/u/empty".into(),
-                    mode: 0o600,
-                    mtime_sec: 1,
-                    mtime_nsec: 2,
-                    body: Body::File {
+                ),
+                entry(
+                    b"/home/u/caf\xe9",
+                    0o600,
+                    Body::File {
                         size: 0,
                         chunks: vec![],
                     },
-                },
-                Entry {
-                    path: "/home/u/l\u{e9}nk".into(),
-                    mode: 0o777,
-                    mtime_sec: -1,
-                    mtime_nsec: 0,
-                    body: Body::Link {
-                        target: "../t a\nb".into(),
+                ),
+                entry(
+                    "/home/u/l\u{e9}nk".as_bytes(),
+                    0o777,
+                    Body::Link {
+                        target: b"/x\xff ../t a\nb".to_vec(),
                     },
-                },
+                ),
             ],
         }
     }
 
     #[test]
-    fn manifest_round_trips() {
+    fn manifest_round_trips_and_is_ascii() {
         let m = sample();
         let text = m.to_text();
+        assert!(text.is_ascii(), "{text}");
+        assert!(text.starts_with("lwsync 2\n"));
         assert!(text.contains("/home/u/a%20file%25"), "{text}");
+        assert!(text.contains("/home/u/caf%E9 -"), "{text}");
+        assert!(text.contains(" /x%FF%20"), "{text}");
         assert_eq!(Manifest::parse(text.as_bytes(), 1024).unwrap(), m);
         assert_eq!(m.chunks().len(), 2);
+        assert!(m.find(b"/home/u/caf\xe9").is_some() && m.find(b"/home/u/cafe").is_none());
+    }
+
+    /// Every byte but NUL and '/' in a name, every byte but NUL in a target.
+    #[test]
+    fn arbitrary_bytes_round_trip() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..200 {
+            let mut name: Vec<u8> = b"/home/".to_vec();
+            let mut target = Vec::new();
+            for _ in 0..(1 + next() % 40) {
+                let b = (next() % 255 + 1) as u8;
+                name.push(if b == b'/' { b'x' } else { b });
+                target.push((next() % 255 + 1) as u8);
+            }
+            if name == b"/home/." || name == b"/home/.." {
+                continue;
+            }
+            let m = Manifest {
+                roots: vec![b"/home".to_vec()],
+                entries: vec![entry(
+                    &name,
+                    0o777,
+                    Body::Link {
+                        target: target.clone(),
+                    },
+                )],
+            };
+            let back = Manifest::parse(m.to_text().as_bytes(), 1024).unwrap();
+            assert_eq!(back, m, "round {round}: {name:?} -> {target:?}");
+        }
+        // All 255 non-NUL byte values in one target.
+        let all: Vec<u8> = (1..=255u8).collect();
+        assert_eq!(decode(&encode(&all)).unwrap(), all);
+    }
+
+    /// A manifest as the first lwsync (format 1) wrote it: UTF-8 names
+    /// unescaped, only space, controls and '%' escaped.
+    #[test]
+    fn format_1_manifests_still_parse() {
+        let v1 = format!(
+            "lwsync 1\nroot /home\nroot /root\nd 755 5 0 /home/u\n\
+             f 644 6 7 1500 /home/u/a%20file%25 {},{}\n\
+             f 600 1 2 0 /home/u/empty -\n\
+             l 777 -1 0 /home/u/l\u{e9}nk ../t%20a%0Ab\n",
+            h('a'),
+            h('b')
+        );
+        let m = Manifest::parse(v1.as_bytes(), 1024).unwrap();
+        assert_eq!(m.roots, vec![b"/home".to_vec(), b"/root".to_vec()]);
+        assert_eq!(m.entries.len(), 4);
+        assert_eq!(m.entries[1].path, b"/home/u/a file%");
+        assert_eq!(
+            m.find("/home/u/l\u{e9}nk".as_bytes()).unwrap().body,
+            Body::Link {
+                target: b"../t a\nb".to_vec()
+            }
+        );
+        // Written back as format 2, it reads the same.
+        assert_eq!(Manifest::parse(m.to_text().as_bytes(), 1024).unwrap(), m);
     }
 
     #[test]
     fn hostile_manifests_are_refused() {
         let good = sample().to_text();
         let cases = [
-            good.replace("lwsync 1", "lwsync 2"),
+            good.replace("lwsync 2", "lwsync 3"),
+            good.replace("lwsync 2", "lwsync"),
             good.replace("root /home", "root /home/../etc"),
-            good.replace("/home/u/empty", "/etc/passwd"),
-            good.replace("/home/u/empty", "/home/u/../../etc/passwd"),
-            good.replace("/home/u/empty", "/home//u/x"),
-            good.replace("/home/u/empty", "home/u/x"),
-            good.replace("/home/u/empty", "/home/u/%zz"),
-            good.replace("/home/u/empty", "/home/u/%00x"),
+            good.replace("/home/u/caf%E9", "/etc/passwd"),
+            good.replace("/home/u/caf%E9", "/home/u/../../etc/passwd"),
+            good.replace("/home/u/caf%E9", "/home/u/%2E%2E/x"),
+            good.replace("/home/u/caf%E9", "/home//u/x"),
+            good.replace("/home/u/caf%E9", "home/u/x"),
+            good.replace("/home/u/caf%E9", "/home/u/%zz"),
+            good.replace("/home/u/caf%E9", "/home/u/%00x"),
+            good.replace("/home/u/caf%E9", "/home/u/x%"),
             good.replace(" 1500 ", " 5000 "),
             good.replace(&h('b'), "xyz"),
             good.replace("644", "99999"),
-            good.replace("d 755 5 0", "d 755 5 1000000000"),
+            good.replace("d 755 6 7", "d 755 6 1000000000"),
             good.replace("d 755", "q 755"),
             format!("{good}d 755 1 1 /home/u\n"),
             format!("{good}f 644 1 1\n"),
@@ -359,13 +470,15 @@ mod tests {
         for (i, bad) in cases.iter().enumerate() {
             assert!(Manifest::parse(bad.as_bytes(), 1024).is_err(), "case {i}: {bad}");
         }
+        let newer = Manifest::parse(cases[0].as_bytes(), 1024).unwrap_err();
+        assert!(newer.msg.contains("newer format"), "{newer}");
         assert!(Manifest::parse(b"\xff\xfe", 1024).is_err());
         assert!(Manifest::parse(b"", 1024).is_err());
     }
 
     fn file(p: &str, size: u64, mtime: i64, mode: u32) -> Entry {
         Entry {
-            path: p.into(),
+            path: p.as_bytes().to_vec(),
             mode,
             mtime_sec: mtime,
             mtime_nsec: 0,
@@ -380,12 +493,15 @@ mod tests {
             file("/h/b", 2, 1, 0o644),
             file("/h/c", 3, 1, 0o644),
             file("/h/d", 4, 1, 0o644),
+            file("/h/e", 5, 1, 0o644),
             Entry {
-                path: "/h/l".into(),
+                path: b"/h/l".to_vec(),
                 mode: 0o777,
                 mtime_sec: 1,
                 mtime_nsec: 0,
-                body: Body::Link { target: "a".into() },
+                body: Body::Link {
+                    target: b"a".to_vec(),
+                },
             },
         ];
         let now = vec![
@@ -393,31 +509,36 @@ mod tests {
             file("/h/b-renamed", 2, 1, 0o644), // b renamed
             file("/h/c", 3, 1, 0o600),         // chmod
             file("/h/d", 4, 2, 0o644),         // touched
+            file("/h/e", 5, 1, 0o644),         // rewritten, then touch -r
             Entry {
-                path: "/h/l".into(),
+                path: b"/h/l".to_vec(),
                 mode: 0o755,
                 mtime_sec: 1,
                 mtime_nsec: 0,
                 body: Body::Dir,
             }, // link -> dir
         ];
+        let same = |e: &Entry| e.path != b"/h/e";
         assert_eq!(
-            diff(&saved, &now),
+            diff(&saved, &now, &same),
             vec![
-                Change::Deleted("/h/b".into()),
-                Change::New("/h/b-renamed".into()),
-                Change::Mode("/h/c".into()),
-                Change::Modified("/h/d".into()),
-                Change::Type("/h/l".into()),
+                Change::Deleted(b"/h/b".to_vec()),
+                Change::New(b"/h/b-renamed".to_vec()),
+                Change::Mode(b"/h/c".to_vec()),
+                Change::Modified(b"/h/d".to_vec()),
+                Change::Modified(b"/h/e".to_vec()),
+                Change::Type(b"/h/l".to_vec()),
             ]
         );
-        assert!(diff(&saved, &saved).is_empty());
+        assert!(diff(&saved, &saved, &|_| true).is_empty());
     }
 
     #[test]
     fn paths_and_roots() {
-        assert!(under("/home/u", "/home") && under("/home", "/home") && !under("/homer", "/home"));
-        assert!(clean_path("/a/b") && !clean_path("/a/./b") && !clean_path("/a/") && !clean_path("a"));
-        assert_eq!(decode(&encode("a b%c\td")).unwrap(), "a b%c\td");
+        assert!(under(b"/home/u", b"/home") && under(b"/home", b"/home") && !under(b"/homer", b"/home"));
+        assert!(under(b"/etc", b"/"));
+        assert!(clean_path(b"/a/b") && !clean_path(b"/a/./b") && !clean_path(b"/a/") && !clean_path(b"a"));
+        assert!(clean_path(b"/a/\xff") && !clean_path(b"/a/.."));
+        assert_eq!(decode(&encode(b"a b%c\td\xe9")).unwrap(), b"a b%c\td\xe9");
     }
 }

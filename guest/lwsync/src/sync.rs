@@ -1,15 +1,31 @@
 //! save / restore / status over a [`Blobs`] store. File bytes live in
 //! content-addressed chunks (`lwsync/chunk/SHA256`); the manifest
 //! (`lwsync/manifest`) is committed last, so an interrupted save leaves the
-//! previous snapshot whole. Chunks no snapshot needs are deleted only after
-//! the new manifest is committed.
+//! previous snapshot whole. Chunks are deleted only after the new manifest
+//! is committed, and never one that the manifest committed in the store at
+//! that moment references.
+//!
+//! Change detection: a file is read again unless its inode, size, mtime and
+//! ctime are those recorded when it was last saved or restored (the local
+//! record, [`state`]); ctime cannot be set back by `touch -r`, `cp -p` or
+//! archive extraction (the rule restic and borg use).
+//!
+//! Restore treats the manifest as untrusted: it writes only below the
+//! configured roots ([`config`]), never below a symbolic link (every
+//! existing component of a path is checked with lstat when it is used, so a
+//! link the restore itself created earlier is refused too), creates its
+//! temporary files exclusively and does not restore setuid/setgid bits. An
+//! entry it cannot restore (a conflict, a missing or damaged chunk) is
+//! reported and skipped; the rest is restored.
 
+use crate::config;
 use crate::manifest::{self, Body, Change, Entry, Manifest};
-use alloc::collections::BTreeSet;
+use crate::state::{self, Stamp, State};
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
-use lwguest::fs::{self, Error, Fd, Kind, Result};
+use lwguest::fs::{self, show, Error, Fd, Kind, Meta, Result};
 use lwguest::index::hex_encode;
 use lwguest::sha2::{Digest, Sha256};
 use lwguest::store::Blobs;
@@ -17,16 +33,20 @@ use lwguest::{errln, outln, sys};
 
 pub const MANIFEST_KEY: &str = "lwsync/manifest";
 pub const CHUNK_PREFIX: &str = "lwsync/chunk/";
-pub const DEFAULT_ROOTS: &[&str] = &["/home", "/root", "/opt"];
 pub const CHUNK_SIZE: u64 = 1 << 20;
 const MAX_MANIFEST: u64 = 64 << 20;
+/// Mode bits restore sets: permissions and sticky, never setuid/setgid
+/// (ownership is not recorded, so those bits would grant root's rights).
+const RESTORE_MODE_MASK: u32 = 0o1777;
 
 pub struct Ctx<'a> {
-    /// Prefix of every local path ("" in the guest).
-    pub root: String,
+    /// Prefix of every local path ("" in the guest; a directory in tests).
+    pub root: Vec<u8>,
     pub store: &'a mut dyn Blobs,
     pub chunk_size: u64,
     pub quiet: bool,
+    /// The configured roots: the only places restore writes to.
+    pub roots: Vec<Vec<u8>>,
 }
 
 /// What a save did.
@@ -42,13 +62,75 @@ pub struct SaveStats {
     pub chunks_deleted: usize,
 }
 
+/// What a restore did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// Files and links written.
+    pub written: usize,
+    /// Entries not restored (each reported on stderr).
+    pub skipped: usize,
+}
+
+/// The metadata of every scanned file, by path.
+type Metas = BTreeMap<Vec<u8>, Meta>;
+
 fn chunk_key(hash: &str) -> String {
     format!("{CHUNK_PREFIX}{hash}")
 }
 
+/// The sha256 of a chunk list: what the local record keeps of a file's content.
+fn list_digest(chunks: &[String]) -> String {
+    let mut h = Sha256::new();
+    for c in chunks {
+        h.update(c.as_bytes());
+        h.update(b",");
+    }
+    hex_encode(&h.finalize())
+}
+
+fn stamp(m: &Meta, chunks: &[String]) -> Stamp {
+    Stamp {
+        ino: m.ino,
+        size: m.size,
+        mtime: (m.mtime_sec, m.mtime_nsec),
+        ctime: (m.ctime_sec, m.ctime_nsec),
+        list: list_digest(chunks),
+    }
+}
+
+/// `dir/name` for byte paths.
+pub fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut p = dir.to_vec();
+    if !p.ends_with(b"/") {
+        p.push(b'/');
+    }
+    p.extend_from_slice(name);
+    p
+}
+
+/// Why an entry was not restored.
+enum Skip {
+    /// Reported and skipped; the restore goes on.
+    Entry(String),
+    /// The restore cannot go on (the store or the local disk failed).
+    Fatal(Error),
+}
+
+impl From<Error> for Skip {
+    fn from(e: Error) -> Skip {
+        Skip::Fatal(e)
+    }
+}
+
 impl Ctx<'_> {
-    fn local(&self, p: &str) -> String {
-        format!("{}{p}", self.root)
+    fn local(&self, p: &[u8]) -> Vec<u8> {
+        let mut l = self.root.clone();
+        l.extend_from_slice(p);
+        l
+    }
+
+    fn state_path(&self) -> Vec<u8> {
+        self.local(state::PATH.as_bytes())
     }
 
     pub fn load(&mut self) -> Result<Option<Manifest>> {
@@ -60,8 +142,9 @@ impl Ctx<'_> {
         }
     }
 
-    /// Walks `path` (not following links) into entries without chunk lists.
-    fn scan(&self, path: &str, out: &mut Vec<Entry>) -> Result<()> {
+    /// Walks `path` (not following links) into entries without chunk lists,
+    /// and the metadata of every file.
+    fn scan(&self, path: &[u8], out: &mut Vec<Entry>, metas: &mut Metas) -> Result<()> {
         let local = self.local(path);
         let Some(meta) = fs::lstat(&local)? else {
             return Ok(());
@@ -73,47 +156,55 @@ impl Ctx<'_> {
                 chunks: Vec::new(),
             },
             Kind::Link => Body::Link {
-                target: fs::readlink(&local)?,
+                target: fs::readlink_raw(&local)?,
             },
             Kind::Other => {
-                errln!("lwsync: skipping {path}: not a file, directory or link");
+                errln!("lwsync: skipping {}: not a file, directory or link", show(path));
                 return Ok(());
             }
         };
-        let is_dir = body == Body::Dir;
+        if meta.kind == Kind::File {
+            metas.insert(path.to_vec(), meta);
+        }
         out.push(Entry {
-            path: path.to_string(),
+            path: path.to_vec(),
             mode: meta.mode,
             mtime_sec: meta.mtime_sec,
             mtime_nsec: meta.mtime_nsec,
             body,
         });
-        if is_dir {
-            for name in fs::read_dir(&local)? {
-                if name.contains('/') || name.contains('\0') {
-                    continue;
+        if meta.kind == Kind::Dir {
+            for name in fs::read_dir_raw(&local)? {
+                if !name.contains(&b'/') {
+                    self.scan(&join(path, &name), out, metas)?;
                 }
-                self.scan(&fs::join(path, &name), out)?;
             }
         }
         Ok(())
     }
 
-    fn scan_roots(&self, roots: &[String]) -> Result<Vec<Entry>> {
+    fn scan_roots(&self, roots: &[Vec<u8>]) -> Result<(Vec<Entry>, Metas)> {
         let mut out = Vec::new();
+        let mut metas = BTreeMap::new();
         for r in roots {
-            self.scan(r, &mut out)?;
+            self.scan(r, &mut out, &mut metas)?;
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));
         out.dedup_by(|a, b| a.path == b.path);
-        Ok(out)
+        Ok((out, metas))
     }
 
-    /// Saves `paths` (absolute; default /home /root /opt) as the new snapshot.
-    /// Saved paths outside `paths` stay as they were.
-    pub fn save(&mut self, paths: &[String]) -> Result<SaveStats> {
-        let paths = normalize_roots(paths)?;
+    /// Saves `paths` (absolute, below a configured root; default: the
+    /// configured roots) as the new snapshot. Saved paths outside `paths`
+    /// stay as they were.
+    pub fn save(&mut self, paths: &[Vec<u8>]) -> Result<SaveStats> {
+        let paths = if paths.is_empty() {
+            self.roots.clone()
+        } else {
+            normalize_roots(paths, &self.roots)?
+        };
         let prev = self.load()?.unwrap_or_default();
+        let record = State::load(&self.state_path());
         let mut known: BTreeSet<String> = prev.chunks().into_iter().map(String::from).collect();
         let mut entries: Vec<Entry> = prev
             .entries
@@ -121,28 +212,41 @@ impl Ctx<'_> {
             .filter(|e| !paths.iter().any(|p| manifest::under(&e.path, p)))
             .cloned()
             .collect();
-        let mut roots: Vec<String> = prev.roots.clone();
+        let mut roots = prev.roots.clone();
         roots.extend(paths.iter().cloned());
         let roots = minimal_roots(roots);
         let mut stats = SaveStats::default();
-        for mut e in self.scan_roots(&paths)? {
+        let (scanned, metas) = self.scan_roots(&paths)?;
+        let mut stamps: BTreeMap<Vec<u8>, Stamp> = BTreeMap::new();
+        for mut e in scanned {
             if let Body::File { size, chunks } = &mut e.body {
-                match prev.find(&e.path) {
-                    // Same size and mtime as saved: the bytes are already in the store.
-                    Some(Entry {
-                        body: Body::File { size: ps, chunks: pc },
-                        mtime_sec,
-                        mtime_nsec,
+                let meta = metas.get(&e.path).copied();
+                let same = match (prev.find(&e.path), meta) {
+                    (
+                        Some(Entry {
+                            body: Body::File { chunks: pc, .. },
+                            ..
+                        }),
+                        Some(m),
+                    ) => record.get(&e.path) == Some(&stamp(&m, pc)),
+                    _ => false,
+                };
+                if same {
+                    if let Some(Entry {
+                        body: Body::File { chunks: pc, .. },
                         ..
-                    }) if *ps == *size && *mtime_sec == e.mtime_sec && *mtime_nsec == e.mtime_nsec => {
+                    }) = prev.find(&e.path)
+                    {
                         *chunks = pc.clone();
                     }
-                    _ => {
-                        let (read, list) = self.upload_file(&e.path, &mut known, &mut stats)?;
-                        *size = read;
-                        *chunks = list;
-                        stats.changed += 1;
-                    }
+                } else {
+                    let (read, list) = self.upload_file(&e.path, &mut known, &mut stats)?;
+                    *size = read;
+                    *chunks = list;
+                    stats.changed += 1;
+                }
+                if let Some(m) = meta {
+                    stamps.insert(e.path.clone(), stamp(&m, chunks));
                 }
             }
             entries.push(e);
@@ -158,7 +262,11 @@ impl Ctx<'_> {
         let m = Manifest { roots, entries };
         // The commit point: before it the old snapshot is the saved one.
         self.store.put(MANIFEST_KEY, m.to_text().as_bytes())?;
-        let needed = m.chunks();
+        // Clean-up keeps what this manifest and whatever manifest is
+        // committed now reference (if another saver slipped in, its chunks stay).
+        let committed = self.load()?.unwrap_or_default();
+        let mut needed: BTreeSet<&str> = m.chunks();
+        needed.extend(committed.chunks());
         for key in self.store.list(CHUNK_PREFIX)? {
             let hash = &key[CHUNK_PREFIX.len()..];
             if !needed.contains(hash) {
@@ -166,13 +274,29 @@ impl Ctx<'_> {
                 stats.chunks_deleted += 1;
             }
         }
+        // The local record: what was just saved, plus the record's entries
+        // of saved files this save did not look at.
+        let mut next = State::default();
+        for e in &m.entries {
+            if let Some(s) = stamps.remove(&e.path).or_else(|| record.get(&e.path).cloned()) {
+                next.insert(e.path.clone(), s);
+            }
+        }
+        self.write_state(&next);
         Ok(stats)
+    }
+
+    fn write_state(&self, s: &State) {
+        if let Err(e) = s.store(&self.state_path()) {
+            // Only costs time: the next save reads every file again.
+            errln!("lwsync: could not write the local record: {e}");
+        }
     }
 
     /// Reads a file chunk by chunk, uploading chunks the store lacks.
     fn upload_file(
         &mut self,
-        path: &str,
+        path: &[u8],
         known: &mut BTreeSet<String>,
         stats: &mut SaveStats,
     ) -> Result<(u64, Vec<String>)> {
@@ -184,7 +308,7 @@ impl Ctx<'_> {
         loop {
             let n = fd
                 .read_full(&mut buf)
-                .map_err(|e| Error::sys(format!("read {path}"), e))?;
+                .map_err(|e| Error::sys(format!("read {}", show(path)), e))?;
             if n == 0 {
                 break;
             }
@@ -204,114 +328,251 @@ impl Ctx<'_> {
         Ok((total, chunks))
     }
 
-    /// Restores the saved snapshot. Nothing saved: Ok(None), silently.
-    /// Files already matching (size, mtime) are left alone, so running it
-    /// twice does the work once.
-    pub fn restore(&mut self) -> Result<Option<usize>> {
-        let Some(m) = self.load()? else { return Ok(None) };
-        let mut written = 0;
-        for e in &m.entries {
-            let dest = self.local(&e.path);
-            if let Some(parent) = fs::parent(&dest) {
-                fs::mkdir_p(parent, 0o755)?;
+    /// The configured root `path` lies under, if any.
+    fn root_of(&self, path: &[u8]) -> Option<Vec<u8>> {
+        self.roots.iter().find(|r| manifest::under(path, r)).cloned()
+    }
+
+    /// Makes sure every directory from the configured root down to the
+    /// parent of `path` is a real directory (creating missing ones), never
+    /// a link. `checked` caches directories already seen: restore never
+    /// turns a directory into anything else, so a checked one stays one.
+    fn check_parents(
+        &self,
+        path: &[u8],
+        root: &[u8],
+        checked: &mut BTreeSet<Vec<u8>>,
+    ) -> core::result::Result<(), Skip> {
+        let mut at = root.to_vec();
+        let rest = &path[root.len()..];
+        let comps: Vec<&[u8]> = rest.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
+        // Every component but the last, starting with the root itself.
+        for i in 0..comps.len() {
+            if i > 0 {
+                at = join(&at, comps[i - 1]);
             }
-            let existing = fs::lstat(&dest)?;
-            match &e.body {
-                Body::Dir => match existing {
-                    Some(x) if x.kind == Kind::Dir => {}
-                    None => fs::mkdir(&dest, 0o700)?,
-                    Some(_) => errln!("lwsync: not replacing {} with a directory", e.path),
+            if checked.contains(&at) {
+                continue;
+            }
+            let local = self.local(&at);
+            match fs::lstat(&local)? {
+                Some(m) if m.kind == Kind::Dir => {}
+                None => match fs::mkdir(&local, 0o755) {
+                    Ok(()) => {}
+                    Err(e) if e.errno == sys::EEXIST => {
+                        return Err(Skip::Entry(format!("{} appeared while restoring", show(&at))))
+                    }
+                    Err(e) => return Err(Skip::Fatal(e)),
                 },
-                Body::File { size, chunks } => {
-                    if let Some(x) = existing {
-                        if x.kind == Kind::Dir {
-                            errln!("lwsync: not replacing directory {} with a file", e.path);
-                            continue;
-                        }
-                        if x.kind == Kind::File
-                            && x.size == *size
-                            && x.mtime_sec == e.mtime_sec
-                            && x.mtime_nsec == e.mtime_nsec
-                        {
-                            if x.mode != e.mode {
-                                fs::chmod(&dest, e.mode)?;
-                            }
-                            continue;
-                        }
-                    }
-                    self.restore_file(&dest, &e.path, *size, chunks, e.mode)?;
-                    fs::set_mtime(&dest, e.mtime_sec, e.mtime_nsec)?;
-                    written += 1;
+                Some(m) => {
+                    let what = if m.kind == Kind::Link {
+                        "a symbolic link"
+                    } else {
+                        "not a directory"
+                    };
+                    return Err(Skip::Entry(format!("{} is {what}", show(&at))));
                 }
-                Body::Link { target } => {
-                    match existing {
-                        Some(x) if x.kind == Kind::Dir => {
-                            errln!("lwsync: not replacing directory {} with a link", e.path);
-                            continue;
-                        }
-                        Some(x)
-                            if x.kind == Kind::Link
-                                && fs::readlink(&dest).ok().as_deref() == Some(target.as_str()) => {}
-                        _ => {
-                            let tmp = fs::temp_name(&dest);
-                            let _ = fs::unlink(&tmp);
-                            fs::symlink(target, &tmp)?;
-                            fs::rename(&tmp, &dest)?;
-                            written += 1;
-                        }
+            }
+            checked.insert(at.clone());
+        }
+        Ok(())
+    }
+
+    /// Restores the saved snapshot below the configured roots. Nothing
+    /// saved: Ok(None), silently. Files still as the last restore or save
+    /// left them (inode, size, mtime, ctime) are kept, so running it twice
+    /// does the work once.
+    pub fn restore(&mut self) -> Result<Option<Restored>> {
+        let Some(m) = self.load()? else { return Ok(None) };
+        let record = State::load(&self.state_path());
+        let mut next = State::default();
+        let mut out = Restored::default();
+        let mut checked = BTreeSet::new();
+        let mut skipped_dirs: BTreeSet<Vec<u8>> = BTreeSet::new();
+        let zeros = hex_encode(&Sha256::digest(alloc::vec![0u8; self.chunk_size as usize]));
+        for e in &m.entries {
+            let r = match self.root_of(&e.path) {
+                None => Err(Skip::Entry(String::from(
+                    "outside the configured roots (/etc/lwsync.conf)",
+                ))),
+                // A root replaced by a link would send later writers (lwpkg
+                // into /opt, say) elsewhere.
+                Some(root) if root == e.path && e.body != Body::Dir => Err(Skip::Entry(String::from(
+                    "a configured root is restored only as a directory",
+                ))),
+                Some(root) => self
+                    .check_parents(&e.path, &root, &mut checked)
+                    .and_then(|()| self.restore_entry(e, &record, &mut next, &zeros)),
+            };
+            match r {
+                Ok(true) => out.written += 1,
+                Ok(false) => {}
+                Err(Skip::Entry(why)) => {
+                    errln!("lwsync: not restored: {}: {why}", show(&e.path));
+                    out.skipped += 1;
+                    if e.body == Body::Dir {
+                        skipped_dirs.insert(e.path.clone());
                     }
-                    fs::set_mtime(&dest, e.mtime_sec, e.mtime_nsec)?;
                 }
+                Err(Skip::Fatal(err)) => return Err(err),
             }
         }
         // Directories last, deepest first: creating their contents moved their mtimes.
         for e in m.entries.iter().rev().filter(|e| e.body == Body::Dir) {
+            if skipped_dirs.contains(&e.path) || self.root_of(&e.path).is_none() {
+                continue;
+            }
             let dest = self.local(&e.path);
-            if fs::lstat(&dest)?.map(|x| x.kind) == Some(Kind::Dir) {
-                fs::chmod(&dest, e.mode)?;
-                fs::set_mtime(&dest, e.mtime_sec, e.mtime_nsec)?;
+            let Ok(fd) = Fd::open(&dest, sys::O_RDONLY | sys::O_DIRECTORY | sys::O_NOFOLLOW, 0) else {
+                continue;
+            };
+            fd.fchmod(e.mode & RESTORE_MODE_MASK)
+                .map_err(|x| Error::sys(format!("chmod {}", show(&e.path)), x))?;
+            fs::set_mtime(&dest, e.mtime_sec, e.mtime_nsec)?;
+        }
+        // Setting times changed the files' ctimes: record them as they are now.
+        for (path, s) in next.entries_mut() {
+            if let Some(now) = fs::lstat(self.local(path))? {
+                s.ctime = (now.ctime_sec, now.ctime_nsec);
             }
         }
-        Ok(Some(written))
+        self.write_state(&next);
+        Ok(Some(out))
     }
 
+    /// Restores one entry whose parents are checked; Ok(true) when written.
+    fn restore_entry(
+        &mut self,
+        e: &Entry,
+        record: &State,
+        next: &mut State,
+        zeros: &str,
+    ) -> core::result::Result<bool, Skip> {
+        let dest = self.local(&e.path);
+        let existing = fs::lstat(&dest)?;
+        match &e.body {
+            Body::Dir => match existing {
+                Some(x) if x.kind == Kind::Dir => Ok(false),
+                None => fs::mkdir(&dest, 0o700).map(|()| false).map_err(Skip::Fatal),
+                Some(_) => Err(Skip::Entry(String::from(
+                    "something other than a directory is there (not replaced)",
+                ))),
+            },
+            Body::File { size, chunks } => {
+                if let Some(x) = existing {
+                    if x.kind == Kind::Dir {
+                        return Err(Skip::Entry(String::from(
+                            "a directory is there (not replaced by a file)",
+                        )));
+                    }
+                    let s = stamp(&x, chunks);
+                    if x.kind == Kind::File && x.size == *size && record.get(&e.path) == Some(&s) {
+                        if x.mode != e.mode & RESTORE_MODE_MASK {
+                            fs::chmod(&dest, e.mode & RESTORE_MODE_MASK)?;
+                        }
+                        next.insert(e.path.clone(), s);
+                        return Ok(false);
+                    }
+                }
+                self.restore_file(&dest, *size, chunks, e.mode & RESTORE_MODE_MASK, zeros)?;
+                fs::set_mtime(&dest, e.mtime_sec, e.mtime_nsec)?;
+                if let Some(now) = fs::lstat(&dest)? {
+                    next.insert(e.path.clone(), stamp(&now, chunks));
+                }
+                Ok(true)
+            }
+            Body::Link { target } => {
+                let written = match existing {
+                    Some(x) if x.kind == Kind::Dir => {
+                        return Err(Skip::Entry(String::from(
+                            "a directory is there (not replaced by a link)",
+                        )))
+                    }
+                    Some(x)
+                        if x.kind == Kind::Link && fs::readlink_raw(&dest).ok().as_ref() == Some(target) =>
+                    {
+                        false
+                    }
+                    _ => {
+                        let tmp = temp_name(&dest);
+                        let _ = fs::unlink(&tmp);
+                        fs::symlink(target, &tmp)?;
+                        if let Err(err) = fs::rename(&tmp, &dest) {
+                            let _ = fs::unlink(&tmp);
+                            return Err(Skip::Fatal(err));
+                        }
+                        true
+                    }
+                };
+                fs::set_mtime(&dest, e.mtime_sec, e.mtime_nsec)?;
+                Ok(written)
+            }
+        }
+    }
+
+    /// Writes a file from its chunks into an exclusively created temporary
+    /// file beside it, then renames it over `dest`. All-zero chunks become
+    /// holes. A chunk missing or failing its hash skips the file.
     fn restore_file(
         &mut self,
-        dest: &str,
-        path: &str,
+        dest: &[u8],
         size: u64,
         chunks: &[String],
         mode: u32,
-    ) -> Result<()> {
-        let tmp = fs::temp_name(dest);
+        zeros: &str,
+    ) -> core::result::Result<(), Skip> {
+        let tmp = temp_name(dest);
+        let flags = sys::O_WRONLY | sys::O_CREAT | sys::O_EXCL | sys::O_NOFOLLOW;
+        let fd = match Fd::open(&tmp, flags, 0o600) {
+            Err(e) if e.errno == sys::EEXIST => {
+                // Left by an interrupted restore (or planted): remove the
+                // name itself (unlink does not follow links) and try once more.
+                fs::unlink(&tmp)?;
+                Fd::open(&tmp, flags, 0o600)?
+            }
+            r => r?,
+        };
         let result = (|| {
-            let fd = Fd::open(&tmp, sys::O_WRONLY | sys::O_CREAT | sys::O_TRUNC, 0o600)?;
             let mut total = 0u64;
             for hash in chunks {
-                let data = self
-                    .store
-                    .get(&chunk_key(hash), self.chunk_size)?
-                    .ok_or_else(|| Error::msg(format!("{path}: chunk {hash} is missing from the store")))?;
+                // A whole chunk of zeros (most of a sparse file) is a hole:
+                // its hash says what it holds, no need to fetch it.
+                if hash == zeros {
+                    total += self.chunk_size;
+                    fd.skip(self.chunk_size)
+                        .map_err(|x| Error::sys(format!("seek {}", show(&tmp)), x))?;
+                    continue;
+                }
+                let data = match self.store.get(&chunk_key(hash), self.chunk_size)? {
+                    Some(d) => d,
+                    None => return Err(Skip::Entry(format!("chunk {hash} is missing from the store"))),
+                };
                 if hex_encode(&Sha256::digest(&data)) != *hash {
-                    return Err(Error::msg(format!(
-                        "{path}: chunk {hash} is damaged in the store"
-                    )));
+                    return Err(Skip::Entry(format!("chunk {hash} is damaged in the store")));
                 }
                 total += data.len() as u64;
-                fd.write_all(&data)
-                    .map_err(|e| Error::sys(format!("write {tmp}"), e))?;
+                let w = if data.iter().all(|&b| b == 0) {
+                    fd.skip(data.len() as u64)
+                } else {
+                    fd.write_all(&data)
+                };
+                w.map_err(|x| Error::sys(format!("write {}", show(&tmp)), x))?;
             }
             if total != size {
-                return Err(Error::msg(format!(
-                    "{path}: restored {total} bytes, the snapshot says {size}"
+                return Err(Skip::Entry(format!(
+                    "the chunks hold {total} bytes, the snapshot says {size}"
                 )));
             }
+            // Trailing holes: the offset moved past them, the length did not.
+            fd.set_len(size)
+                .map_err(|x| Error::sys(format!("truncate {}", show(&tmp)), x))?;
             fd.fchmod(mode)
-                .map_err(|e| Error::sys(format!("chmod {tmp}"), e))?;
-            fd.fsync().map_err(|e| Error::sys(format!("sync {tmp}"), e))?;
-            drop(fd);
-            fs::rename(&tmp, dest)
+                .map_err(|x| Error::sys(format!("chmod {}", show(&tmp)), x))?;
+            fd.fsync()
+                .map_err(|x| Error::sys(format!("sync {}", show(&tmp)), x))?;
+            fs::rename(&tmp, dest).map_err(Skip::Fatal)
         })();
+        drop(fd);
         if result.is_err() {
             let _ = fs::unlink(&tmp);
         }
@@ -321,8 +582,26 @@ impl Ctx<'_> {
     /// Changes since the last save; None when nothing was ever saved.
     pub fn status(&mut self) -> Result<Option<Vec<Change>>> {
         let Some(m) = self.load()? else { return Ok(None) };
-        let now = self.scan_roots(&m.roots)?;
-        Ok(Some(manifest::diff(&m.entries, &now)))
+        let roots = clamp_roots(&m.roots, &self.roots);
+        let saved: Vec<Entry> = m
+            .entries
+            .iter()
+            .filter(|e| roots.iter().any(|r| manifest::under(&e.path, r)))
+            .cloned()
+            .collect();
+        let (now, metas) = self.scan_roots(&roots)?;
+        let record = State::load(&self.state_path());
+        let same = |e: &Entry| match (m.find(&e.path), metas.get(&e.path)) {
+            (
+                Some(Entry {
+                    body: Body::File { chunks, .. },
+                    ..
+                }),
+                Some(meta),
+            ) => record.get(&e.path) == Some(&stamp(meta, chunks)),
+            _ => false,
+        };
+        Ok(Some(manifest::diff(&saved, &now, &same)))
     }
 
     pub fn report(&self, s: &SaveStats) {
@@ -339,30 +618,63 @@ impl Ctx<'_> {
     }
 }
 
-/// Validates user paths ("/home/" -> "/home"); the defaults when none given.
-pub fn normalize_roots(paths: &[String]) -> Result<Vec<String>> {
-    if paths.is_empty() {
-        return Ok(DEFAULT_ROOTS.iter().map(|s| s.to_string()).collect());
-    }
+/// A temporary name beside `path` (same directory, so rename is atomic).
+fn temp_name(path: &[u8]) -> Vec<u8> {
+    // SAFETY: plain C call.
+    let pid = unsafe { sys::getpid() };
+    let i = path.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
+    let mut t = path[..i].to_vec();
+    t.push(b'.');
+    t.extend_from_slice(&path[i..]);
+    t.extend_from_slice(format!(".lwsync-tmp.{pid}").as_bytes());
+    t
+}
+
+/// Validates user paths ("/home/" -> "/home"): absolute, clean, below a
+/// configured root (restore would not bring anything else back).
+pub fn normalize_roots(paths: &[Vec<u8>], configured: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
     let mut out = Vec::new();
     for p in paths {
-        let t = if p.len() > 1 {
-            p.trim_end_matches('/')
-        } else {
-            p.as_str()
-        };
-        if !manifest::clean_path(t) || t == "/" {
+        let mut t = p.as_slice();
+        while t.len() > 1 && t.ends_with(b"/") {
+            t = &t[..t.len() - 1];
+        }
+        if !manifest::clean_path(t) || t == b"/" {
             return Err(Error::msg(format!(
-                "{p:?}: give absolute paths below / without . or .. (e.g. /home/user)"
+                "{:?}: give absolute paths below / without . or .. (e.g. /home/user)",
+                show(p)
             )));
         }
-        out.push(t.to_string());
+        if !configured.iter().any(|r| manifest::under(t, r)) {
+            return Err(Error::msg(format!(
+                "{}: not below a configured root ({}; see {})",
+                show(t),
+                configured.iter().map(show).collect::<Vec<_>>().join(" "),
+                config::PATH
+            )));
+        }
+        out.push(t.to_vec());
     }
     Ok(minimal_roots(out))
 }
 
+/// The parts of the saved roots that lie within the configured ones.
+fn clamp_roots(saved: &[Vec<u8>], configured: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for s in saved {
+        for c in configured {
+            if manifest::under(s, c) {
+                out.push(s.clone());
+            } else if manifest::under(c, s) {
+                out.push(c.clone());
+            }
+        }
+    }
+    minimal_roots(out)
+}
+
 /// Drops duplicates and paths inside another path of the list.
-fn minimal_roots(mut roots: Vec<String>) -> Vec<String> {
+fn minimal_roots(mut roots: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     roots.sort();
     roots.dedup();
     let all = roots.clone();

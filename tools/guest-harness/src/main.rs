@@ -15,7 +15,7 @@ use clap::Parser;
 use lwabi::{lwnet_open_args, lwnet_open_ex, lwnet_status, lwstore_io, lwstore_list};
 use lwhost::worker::{StoreRequest, Worker};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
-use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
+use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, SeekFrom};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -72,6 +72,7 @@ const EAGAIN: i32 = 11;
 const EFAULT: i32 = 14;
 const EINVAL: i32 = 22;
 const ENOTTY: i32 = 25;
+const ESPIPE: i32 = 29;
 const EBUSY: i32 = 16;
 const EINPROGRESS: i32 = 115;
 const ENOTCONN: i32 = 107;
@@ -872,6 +873,47 @@ fn link_funcs(linker: &mut Linker<State>) -> Result<()> {
                 .map(|()| 0)
                 .map_err(errno_of),
             None => Err(EINVAL),
+        };
+        ret(&mut c, r)
+    })?;
+    // lwsync: holes in restored files (lseek, ftruncate) and its store lock
+    // (flock). The harness runs one guest process, so the lock on the store
+    // device always succeeds (guests sharing a store are kept apart by the host).
+    linker.func_wrap(
+        "env",
+        "lseek",
+        |mut c: Ctx<'_>, fd: i32, off: i64, whence: i32| -> i64 {
+            let pos = match whence {
+                0 => u64::try_from(off).map(SeekFrom::Start).map_err(|_| EINVAL),
+                1 => Ok(SeekFrom::Current(off)),
+                2 => Ok(SeekFrom::End(off)),
+                _ => Err(EINVAL),
+            };
+            let r = pos.and_then(|pos| match host_fd(c.data(), fd) {
+                Some(h) => rustix::fs::seek(h, pos).map_err(errno_of),
+                None => Err(ESPIPE),
+            });
+            match r {
+                Ok(p) => p as i64,
+                Err(e) => {
+                    set_errno(&mut c, e);
+                    -1
+                }
+            }
+        },
+    )?;
+    linker.func_wrap("env", "ftruncate", |mut c: Ctx<'_>, fd: i32, len: i64| {
+        let r = match (host_fd(c.data(), fd), u64::try_from(len)) {
+            (Some(h), Ok(len)) => rustix::fs::ftruncate(h, len).map(|()| 0).map_err(errno_of),
+            (None, _) => Err(EINVAL),
+            (_, Err(_)) => Err(EINVAL),
+        };
+        ret(&mut c, r)
+    })?;
+    linker.func_wrap("env", "flock", |mut c: Ctx<'_>, fd: i32, _op: i32| {
+        let r = match c.data().fds.get(&fd) {
+            Some(_) => Ok(0),
+            None => Err(EBADF),
         };
         ret(&mut c, r)
     })?;
