@@ -1,0 +1,196 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * KUnit tests for /dev/lwstore against the fake backend: key checks, requests
+ * that wait for the host, host answers checked, busy slots and signals.
+ */
+
+#include <linux/sched/signal.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+
+#include "lwnet_test.h"
+
+static void store_key_validation(struct kunit *test)
+{
+	static const char * const good[] = { "a", "lwsync/home.tar", "a/.b",
+					     "a/b..c", "..a" };
+	static const char * const bad[] = { ".", "..", "../x", "a/../b", "a/..",
+					    "a/./b", "/a", "a/", "a//b" };
+	char *big = kunit_kzalloc(test, LWSTORE_KEY_MAX + 1, GFP_KERNEL);
+	int i;
+
+	KUNIT_ASSERT_NOT_NULL(test, big);
+	for (i = 0; i < ARRAY_SIZE(good); i++) {
+		int ret = lwnet_store_check_key(good[i], strlen(good[i]), false);
+
+		KUNIT_EXPECT_EQ_MSG(test, ret, 0, "key %s", good[i]);
+	}
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
+		int ret = lwnet_store_check_key(bad[i], strlen(bad[i]), false);
+
+		KUNIT_EXPECT_EQ_MSG(test, ret, -EINVAL, "key %s", bad[i]);
+	}
+	KUNIT_EXPECT_EQ(test, lwnet_store_check_key("", 0, false), -EINVAL);
+	KUNIT_EXPECT_EQ(test, lwnet_store_check_key("a\0b", 3, false), -EINVAL);
+	memset(big, 'k', LWSTORE_KEY_MAX + 1);
+	KUNIT_EXPECT_EQ(test, lwnet_store_check_key(big, LWSTORE_KEY_MAX, false),
+			0);
+	KUNIT_EXPECT_EQ(test, lwnet_store_check_key(big, LWSTORE_KEY_MAX + 1,
+						    false), -EINVAL);
+}
+
+static void store_prefix_validation(struct kunit *test)
+{
+	KUNIT_EXPECT_EQ(test, lwnet_store_check_key("", 0, true), 0);
+	KUNIT_EXPECT_EQ(test, lwnet_store_check_key("lwsync/", 7, true), 0);
+	KUNIT_EXPECT_EQ(test, lwnet_store_check_key("home/.ba", 8, true), 0);
+	KUNIT_EXPECT_EQ(test, lwnet_store_check_key("../", 3, true), -EINVAL);
+	KUNIT_EXPECT_EQ(test, lwnet_store_check_key("a/../b", 6, true), -EINVAL);
+	KUNIT_EXPECT_EQ(test, lwnet_store_check_key("a\0", 2, true), -EINVAL);
+}
+
+static struct lwhost_store_req write_req(const char *key, const void *data,
+					 u32 len, u32 flags)
+{
+	struct lwhost_store_req req = {
+		.op = LWHOST_STORE_WRITE,
+		.flags = flags,
+		.key = (uintptr_t)key,
+		.key_len = strlen(key),
+		.data = (uintptr_t)data,
+		.len = len,
+	};
+	return req;
+}
+
+/* The host finishes the pending request with result after a short delay. */
+static void host_finish_store(struct ctx *t, int result)
+{
+	spin_lock(&t->fk.lock);
+	t->fk.store_done = true;
+	t->fk.store_result = result;
+	spin_unlock(&t->fk.lock);
+	lwnet_notify(t->dev);
+}
+
+static void store_write_waits_for_host(struct kunit *test)
+{
+	struct ctx *t = setup(test);
+	struct lwhost_store_req req = write_req("lwsync/m", "data", 4,
+						LWHOST_STORE_COMMIT);
+	struct runner *r = run_with(test, t, RUN_STORE, 0, NULL, &req);
+
+	expect_blocked(test, r);
+	host_finish_store(t, 4);
+	KUNIT_EXPECT_TRUE(test, finished_within(r, 1000));
+	KUNIT_EXPECT_EQ(test, r->ret, 4);
+	KUNIT_EXPECT_EQ(test, t->fk.req.op, (u32)LWHOST_STORE_WRITE);
+	KUNIT_EXPECT_EQ(test, t->fk.req.flags, (u32)LWHOST_STORE_COMMIT);
+	KUNIT_EXPECT_EQ(test, memcmp(t->fk.key, "lwsync/m", 8), 0);
+	KUNIT_EXPECT_EQ(test, memcmp(t->fk.data, "data", 4), 0);
+	KUNIT_EXPECT_FALSE(test, t->fk.store_pending);
+	reap(r);
+}
+
+static void store_read_copies_output(struct kunit *test)
+{
+	struct ctx *t = setup(test);
+	struct lwhost_store_req req = { .op = LWHOST_STORE_READ,
+					.key = (uintptr_t)"k", .key_len = 1,
+					.len = 16 };
+	char out[16] = {};
+
+	memcpy(t->fk.data, "snapshot", 8);
+	t->fk.store_done = true;	/* the host answers at once */
+	t->fk.store_result = 8;
+	KUNIT_EXPECT_EQ(test, lwnet_store_call(t->dev, &req, out, sizeof(out)),
+			8);
+	KUNIT_EXPECT_EQ(test, memcmp(out, "snapshot", 8), 0);
+}
+
+static void store_host_overclaim_is_eio(struct kunit *test)
+{
+	struct ctx *t = setup(test);
+	struct lwhost_store_req req = { .op = LWHOST_STORE_LIST,
+					.len = 4 };
+	char out[4];
+
+	t->fk.store_done = true;
+	t->fk.store_result = 100;
+	KUNIT_EXPECT_EQ(test, lwnet_store_call(t->dev, &req, out, sizeof(out)),
+			-EIO);
+}
+
+static void store_errors_pass_through(struct kunit *test)
+{
+	struct ctx *t = setup(test);
+	struct lwhost_store_req req = write_req("k", "v", 1, 0);
+
+	t->fk.store_done = true;
+	t->fk.store_result = -ENOSPC;
+	KUNIT_EXPECT_EQ(test, lwnet_store_call(t->dev, &req, NULL, 0), -ENOSPC);
+	t->fk.store_done = true;
+	t->fk.store_result = -5000;	/* not an errno */
+	KUNIT_EXPECT_EQ(test, lwnet_store_call(t->dev, &req, NULL, 0), -EIO);
+}
+
+static void store_busy_waits_for_a_slot(struct kunit *test)
+{
+	struct ctx *t = setup(test);
+	struct lwhost_store_req req = write_req("k", "v", 1, 0);
+	struct runner *r;
+
+	t->fk.store_busy = 1000;
+	r = run_with(test, t, RUN_STORE, 0, NULL, &req);
+	expect_blocked(test, r);
+	KUNIT_EXPECT_LE(test, t->fk.submits, 2);	/* sleeps, no spinning */
+	spin_lock(&t->fk.lock);
+	t->fk.store_busy = 0;
+	t->fk.store_done = true;
+	t->fk.store_result = 1;
+	spin_unlock(&t->fk.lock);
+	lwnet_notify(t->dev);
+	KUNIT_EXPECT_TRUE(test, finished_within(r, 1000));
+	KUNIT_EXPECT_EQ(test, r->ret, 1);
+	reap(r);
+}
+
+static void store_signal_abandons_and_reaps_ticket(struct kunit *test)
+{
+	struct ctx *t = setup(test);
+	struct lwhost_store_req req = write_req("k", "v", 1,
+						LWHOST_STORE_COMMIT);
+	struct runner *r = run_with(test, t, RUN_STORE, 0, NULL, &req);
+
+	expect_blocked(test, r);
+	KUNIT_EXPECT_TRUE(test, t->fk.store_pending);
+	send_sig(SIGINT, r->task, 1);
+	KUNIT_EXPECT_TRUE(test, finished_within(r, 100));
+	KUNIT_EXPECT_EQ(test, r->ret, -EINTR);
+	/* The host still owns the request; the slot comes back when done. */
+	KUNIT_EXPECT_TRUE(test, t->fk.store_pending);
+	host_finish_store(t, 1);
+	lwnet_store_reap_now(t->dev);
+	KUNIT_EXPECT_FALSE(test, t->fk.store_pending);
+	reap(r);
+}
+
+static struct kunit_case lwnet_store_cases[] = {
+	KUNIT_CASE(store_key_validation),
+	KUNIT_CASE(store_prefix_validation),
+	KUNIT_CASE(store_write_waits_for_host),
+	KUNIT_CASE(store_read_copies_output),
+	KUNIT_CASE(store_host_overclaim_is_eio),
+	KUNIT_CASE(store_errors_pass_through),
+	KUNIT_CASE(store_busy_waits_for_a_slot),
+	KUNIT_CASE(store_signal_abandons_and_reaps_ticket),
+	{}
+};
+
+static struct kunit_suite lwnet_store_suite = {
+	.name = "lwnet_store",
+	.exit = lwnet_test_exit,
+	.test_cases = lwnet_store_cases,
+};
+
+kunit_test_suite(lwnet_store_suite);
