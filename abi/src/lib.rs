@@ -7,6 +7,17 @@
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 
+/// Linux errno values, `int` as the kernel returns them (negated), from the
+/// kernel's `<asm-generic/errno.h>` and `<asm-generic/errno-base.h>`: the
+/// numbering of every architecture lwnet runs on (x86_64, wasm32).
+pub mod errno {
+    include!(concat!(env!("OUT_DIR"), "/errno.rs"));
+}
+
+/// The constants above (and the errno values) as an ES module, for the
+/// browser glue: committed as host/web/js/lwabi.js, checked by a test here.
+pub const JS_MODULE: &str = include_str!(concat!(env!("OUT_DIR"), "/lwabi.js"));
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,6 +54,46 @@ mod tests {
             LWSTORE_LIST,
             ioc(WRITE, b'N', 0x44, core::mem::size_of::<lwstore_list>())
         );
+    }
+
+    /// host/web/js/lwabi.js is this crate's JS_MODULE; LWABI_WRITE_JS=1
+    /// rewrites it instead of failing.
+    #[test]
+    fn js_module_is_current() {
+        extern crate std;
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../host/web/js/lwabi.js");
+        if std::env::var_os("LWABI_WRITE_JS").is_some() {
+            std::fs::write(&path, JS_MODULE).expect("writing host/web/js/lwabi.js");
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == JS_MODULE,
+            "{} is stale: run LWABI_WRITE_JS=1 cargo test -p lwabi and commit it",
+            path.display()
+        );
+    }
+
+    #[test]
+    fn errno_is_the_kernel_numbering() {
+        assert_eq!(errno::EIO, 5);
+        assert_eq!(errno::EAGAIN, 11);
+        assert_eq!(errno::ECONNRESET, 104);
+        assert_eq!(errno::ECONNREFUSED, 111);
+        assert_eq!(errno::EINPROGRESS, 115);
+        assert!(JS_MODULE.contains("  ECONNREFUSED: 111,\n"));
+        assert!(JS_MODULE.contains("export const LWHOST_GREETING = \"LWH1\";\n"));
+    }
+
+    #[test]
+    fn id_encoding_round_trips() {
+        let id = (LWHOST_ID_GEN_MASK << LWHOST_ID_SLOT_BITS) | 7;
+        assert_eq!(id & LWHOST_ID_SLOT_MASK, 7);
+        assert_eq!(
+            (id >> LWHOST_ID_SLOT_BITS) & LWHOST_ID_GEN_MASK,
+            LWHOST_ID_GEN_MASK
+        );
+        assert!((id as i32) >= 0, "ids are never negative");
+        assert_eq!(LWHOST_GREETING.len() as u32, LWHOST_GREETING_LEN + 1);
     }
 
     #[test]

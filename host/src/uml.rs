@@ -20,8 +20,11 @@ use rustix::net::{
 
 use crate::shm::Region;
 
-/// The greeting that carries the descriptors.
-pub const GREETING: &[u8; 4] = b"LWH1";
+/// The greeting that carries the descriptors: `LWHOST_GREETING` of
+/// include/uapi/linux/lwhost.h, without its NUL.
+pub const GREETING: &[u8] = lwabi::LWHOST_GREETING
+    .split_at(lwabi::LWHOST_GREETING_LEN as usize)
+    .0;
 
 /// lwhost side: sends the greeting with the region's memfd and the eventfd.
 pub fn send_region(socket: BorrowedFd<'_>, memfd: BorrowedFd<'_>, eventfd: BorrowedFd<'_>) -> io::Result<()> {

@@ -21,16 +21,20 @@ use crate::errno::*;
 use crate::shm::{Conn, Region, StoreSlot, CONNS, RING_SIZE, STORE_SLOTS};
 
 /// Generations are 23 bits wide in an id.
-const GEN_MASK: u32 = 0x7f_ffff;
+const GEN_MASK: u32 = lwabi::LWHOST_ID_GEN_MASK;
+const SLOT_BITS: u32 = lwabi::LWHOST_ID_SLOT_BITS;
 
 /// `LWHOST_ID(slot, gen)`.
 pub fn make_id(slot: usize, generation: u32) -> i32 {
-    (((generation & GEN_MASK) << 8) | slot as u32) as i32
+    (((generation & GEN_MASK) << SLOT_BITS) | slot as u32) as i32
 }
 
 /// `(LWHOST_ID_SLOT(id), LWHOST_ID_GEN(id))`, or None for a negative id.
 pub fn split_id(id: i32) -> Option<(usize, u32)> {
-    (id >= 0).then_some(((id & 0xff) as usize, ((id as u32) >> 8) & GEN_MASK))
+    (id >= 0).then_some((
+        (id as u32 & lwabi::LWHOST_ID_SLOT_MASK) as usize,
+        ((id as u32) >> SLOT_BITS) & GEN_MASK,
+    ))
 }
 
 /// The next generation after `g`: never 0, so a zeroed slot has no valid id.

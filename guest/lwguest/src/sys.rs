@@ -133,39 +133,12 @@ pub const POLLNVAL: i16 = 0x20;
 pub const CLOCK_REALTIME: c_int = 0;
 pub const CLOCK_MONOTONIC: c_int = 1;
 
-pub const EPERM: c_int = 1;
-pub const ENOENT: c_int = 2;
-pub const EINTR: c_int = 4;
-pub const EIO: c_int = 5;
-pub const ENXIO: c_int = 6;
-pub const EBADF: c_int = 9;
-pub const EAGAIN: c_int = 11;
-pub const ENOMEM: c_int = 12;
-pub const EACCES: c_int = 13;
-pub const EBUSY: c_int = 16;
-pub const EEXIST: c_int = 17;
-pub const EXDEV: c_int = 18;
-pub const ENODEV: c_int = 19;
-pub const ENOTDIR: c_int = 20;
-pub const EISDIR: c_int = 21;
-pub const EINVAL: c_int = 22;
-pub const ENOTTY: c_int = 25;
-pub const EFBIG: c_int = 27;
-pub const ENOSPC: c_int = 28;
-pub const EROFS: c_int = 30;
-pub const EPIPE: c_int = 32;
-pub const ENAMETOOLONG: c_int = 36;
-pub const ENOSYS: c_int = 38;
-pub const ENOTEMPTY: c_int = 39;
-pub const ELOOP: c_int = 40;
-pub const EPROTO: c_int = 71;
-pub const EBADMSG: c_int = 74;
-pub const ECONNRESET: c_int = 104;
-pub const ENOTCONN: c_int = 107;
-pub const ETIMEDOUT: c_int = 110;
-pub const ECONNREFUSED: c_int = 111;
-pub const EHOSTUNREACH: c_int = 113;
-pub const EINPROGRESS: c_int = 115;
+// Linux errno values: the kernel's <asm-generic/errno.h>, through lwabi.
+pub use lwabi::errno::{
+    EACCES, EAGAIN, EBADF, EBADMSG, EBUSY, ECONNREFUSED, ECONNRESET, EEXIST, EFBIG, EHOSTUNREACH,
+    EINPROGRESS, EINTR, EINVAL, EIO, EISDIR, ELOOP, ENAMETOOLONG, ENODEV, ENOENT, ENOMEM, ENOSPC, ENOSYS,
+    ENOTCONN, ENOTDIR, ENOTEMPTY, ENOTTY, ENXIO, EPERM, EPIPE, EPROTO, EROFS, ETIMEDOUT, EXDEV,
+};
 
 // Native targets link the C library explicitly (no_std pulls in no libc);
 // on wasm32 the functions are imports (harness) or come from the sysroot.

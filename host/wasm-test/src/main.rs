@@ -41,15 +41,8 @@ struct Args {
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Errno values the checks expect (Linux numbering).
-mod errno {
-    pub const EBADF: i32 = 9;
-    pub const EFAULT: i32 = 14;
-    pub const EINVAL: i32 = 22;
-    pub const ENOENT: i32 = 2;
-    pub const ENAMETOOLONG: i32 = 36;
-    pub const ECONNRESET: i32 = 104;
-}
+/// Errno values the checks expect: the kernel's (asm-generic) numbering.
+use lwabi::errno;
 
 struct Report {
     failed: usize,
@@ -391,13 +384,14 @@ fn hostile_ids(shim: &Arc<Shim>, servers: &Servers) -> Result<()> {
     let mut g = shim.guest()?;
     let id = g.connect("127.0.0.1", servers.http_port, 0, TIMEOUT)?;
     let mut bad = Vec::new();
-    let slot = id & 0xff;
-    let generation = (id >> 8) & 0x7f_ffff;
-    let stale = (((generation + 7) & 0x7f_ffff) << 8) | slot;
+    let (bits, gen_mask) = (lwabi::LWHOST_ID_SLOT_BITS, lwabi::LWHOST_ID_GEN_MASK as i32);
+    let slot = id & lwabi::LWHOST_ID_SLOT_MASK as i32;
+    let generation = (id >> bits) & gen_mask;
+    let stale = (((generation + 7) & gen_mask) << bits) | slot;
     expect("poll negative", g.net_poll(-1), -errno::EBADF, &mut bad);
     expect(
         "poll slot 200",
-        g.net_poll((generation << 8) | 200),
+        g.net_poll((generation << bits) | 200),
         -errno::EBADF,
         &mut bad,
     );

@@ -11,14 +11,18 @@
 //   worker.postMessage({ lwnet: host.workerInit(), ... });   // then in the worker:
 //   await installLwnet(host_callbacks, message.lwnet, kernelMemory);   (worker.js)
 
+import * as abi from "./lwabi.js";
 import { E, atomicImports, loadSharedModule, readLayout } from "./shim.js";
 import { IdbStore } from "./store.js";
 
-// Protocol constants of include/uapi/linux/lwhost.h and the proxy spec.
-const CONN = { FREE: 0, CLAIMED: 1, REQUESTED: 2, CONNECTING: 3, OPEN: 4, FAILED: 5 };
-const WF_SHUT_WR = 0x1, WF_CLOSE = 0x2, MF_PEER_EOF = 0x1, OPEN_TLS = 0x1;
-const SLOT = { FREE: 0, CLAIMED: 1, SUBMITTED: 2, DONE: 3 };
-const STORE_WRITE = 1;
+// Region protocol constants: include/uapi/linux/lwhost.h, through lwabi.js.
+const CONN = {
+  FREE: abi.LWHOST_CONN_FREE, CLAIMED: abi.LWHOST_CONN_CLAIMED, REQUESTED: abi.LWHOST_CONN_REQUESTED,
+  CONNECTING: abi.LWHOST_CONN_CONNECTING, OPEN: abi.LWHOST_CONN_OPEN, FAILED: abi.LWHOST_CONN_FAILED,
+};
+const { LWHOST_WF_SHUT_WR: WF_SHUT_WR, LWHOST_WF_CLOSE: WF_CLOSE, LWHOST_MF_PEER_EOF: MF_PEER_EOF } = abi;
+const { LWHOST_OPEN_TLS: OPEN_TLS, LWHOST_STORE_WRITE: STORE_WRITE } = abi;
+const SLOT = { SUBMITTED: abi.LWHOST_SLOT_SUBMITTED, DONE: abi.LWHOST_SLOT_DONE };
 /** Un-acked bytes a sender may have in flight per connection (spec A). */
 const WINDOW = 262144;
 /** Largest binary frame we send. */
@@ -255,12 +259,12 @@ class MainSide {
   startOpen(slot) {
     const L = this.L;
     const gen = this.get(slot, L.conn_generation);
-    const id = ((gen & 0x7fffff) << 8) | slot; // LWHOST_ID(slot, gen)
+    const id = ((gen & abi.LWHOST_ID_GEN_MASK) << abi.LWHOST_ID_SLOT_BITS) | slot; // LWHOST_ID(slot, gen)
     const hostLen = this.get(slot, L.conn_host_len);
     const port = this.get(slot, L.conn_port);
     const flags = this.get(slot, L.conn_open_flags);
     const timeoutMs = this.get(slot, L.conn_timeout_ms);
-    if (hostLen === 0 || hostLen >= 256 || port === 0 || port > 65535) {
+    if (hostLen === 0 || hostLen >= abi.LWHOST_HOST_MAX || port === 0 || port > 65535) {
       this.set(slot, L.conn_error, E.EINVAL);
       this.set(slot, L.conn_state, CONN.FAILED);
       return true;

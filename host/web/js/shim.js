@@ -2,16 +2,12 @@
 // What the main-thread and worker glue share: loading the lwhost-web module,
 // its memory limits, the region layout it exports, errno values.
 
-/** Linux errno values (asm-generic numbering, the kernel's ABI). */
-export const E = Object.freeze({
-  ENOENT: 2, EIO: 5, EBADF: 9, ENOMEM: 12, EAGAIN: 11, EACCES: 13, EFAULT: 14, EBUSY: 16,
-  EEXIST: 17, EINVAL: 22, ENOSPC: 28, ERANGE: 34, ENAMETOOLONG: 36, ECONNRESET: 104, ETIMEDOUT: 110,
-  ECONNREFUSED: 111, EHOSTUNREACH: 113, EINPROGRESS: 115,
-});
+/** Linux errno values by name (asm-generic/errno.h, generated into lwabi.js). */
+export { E } from "./lwabi.js";
 
 /**
  * Field names of lwhost-web's `struct Layout` (shim/src/lib.rs), in order.
- * The values come from lwabi (bindgen over the kernel patch) at run time;
+ * The values come from lwabi (bindgen over the uapi headers) at run time;
  * only the order is repeated here, and the sentinel checks it.
  */
 const LAYOUT_FIELDS = [

@@ -11,12 +11,14 @@
 //       chunks:  [key, gen, offset] -> Uint8Array
 //       meta:    "gen" -> last generation, "usage" -> bytes held
 
+import {
+  LWHOST_KEY_MAX as KEY_MAX, LWHOST_STORE_BUF as CHUNK_MAX, LWHOST_STORE_TRUNC as WRITE_TRUNC,
+  LWHOST_STORE_COMMIT as WRITE_COMMIT, LWHOST_STORE_WRITE, LWHOST_STORE_READ, LWHOST_STORE_STAT,
+  LWHOST_STORE_DELETE, LWHOST_STORE_LIST,
+} from "./lwabi.js";
 import { E } from "./shim.js";
 
 export const SCHEMA_VERSION = 1;
-const KEY_MAX = 512;
-const CHUNK_MAX = 65536;
-const WRITE_TRUNC = 0x1, WRITE_COMMIT = 0x2;
 
 /** Keys are byte strings: one char per byte keeps IndexedDB's sort = byte order. */
 const keyString = (bytes) => {
@@ -107,15 +109,15 @@ export class IdbStore {
 
   /** Runs one request of the shared region's store slot; result or -errno. */
   async run({ op, flags, key, after, offset, data, capacity }) {
-    const bad = op === 5 ? prefixErrno(key) || prefixErrno(after) : keyErrno(key);
+    const bad = op === LWHOST_STORE_LIST ? prefixErrno(key) || prefixErrno(after) : keyErrno(key);
     if (bad) return { result: -bad };
     const k = keyString(key);
     switch (op) {
-      case 1: return { result: await this.write(k, flags, offset, data) };
-      case 2: return this.read(k, offset, capacity);
-      case 3: return this.stat(k);
-      case 4: return { result: await this.remove(k) };
-      case 5: return this.list(k, keyString(after), capacity);
+      case LWHOST_STORE_WRITE: return { result: await this.write(k, flags, offset, data) };
+      case LWHOST_STORE_READ: return this.read(k, offset, capacity);
+      case LWHOST_STORE_STAT: return this.stat(k);
+      case LWHOST_STORE_DELETE: return { result: await this.remove(k) };
+      case LWHOST_STORE_LIST: return this.list(k, keyString(after), capacity);
       default: return { result: -E.EINVAL };
     }
   }

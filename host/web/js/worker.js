@@ -10,10 +10,8 @@
 // Atomics.wait. Readiness is learned through wasm_net_poll after the guest
 // doorbell moves (waitGuestDoorbell here, an IRQ or timer in a kernel).
 
+import { LWHOST_HOST_MAX as HOST_MAX, LWHOST_STORE_WRITE } from "./lwabi.js";
 import { E, atomicImports } from "./shim.js";
-
-/** LWHOST_HOST_MAX: host name bytes, NUL included. */
-const HOST_MAX = 256;
 
 /** Kernel pointers arrive as i32 (wasm32) or BigInt (wasm64). */
 const addr = (p) => (typeof p === "bigint" ? Number(BigInt.asUintN(64, p)) : p >>> 0);
@@ -154,7 +152,7 @@ export async function installLwnet(env, init, kernelMemory) {
       const op = u32(L.req_op), keyLen = u32(L.req_key_len), afterLen = u32(L.req_after_len);
       const dataLen = u32(L.req_len);
       if (keyLen > L.key_max || afterLen > L.key_max) return -E.ENAMETOOLONG;
-      const isWrite = op === 1; // LWHOST_STORE_WRITE
+      const isWrite = op === LWHOST_STORE_WRITE;
       if (isWrite && dataLen > L.store_buf) return -E.EINVAL;
       const key = kernelRange(ptr64(L.req_key), keyLen);
       const after = kernelRange(ptr64(L.req_after), afterLen);

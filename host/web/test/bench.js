@@ -8,7 +8,7 @@
 //     frames and acks, so only the call mechanism differs.
 // Results go to window.lwResults for chromium.py.
 import { attachLwnet } from "/lwnet/js/main.js";
-import { importedMemoryLimits } from "/lwnet/js/shim.js";
+import { E, importedMemoryLimits } from "/lwnet/js/shim.js";
 
 const params = new URLSearchParams(location.search);
 const proxyUrl = `ws://127.0.0.1:${params.get("proxy")}/`;
@@ -108,7 +108,7 @@ function baselineMain(socketFactory) {
     if (!c) return;
     if (m.t === "opened") { c.open = true; if (c.pendingOpen) { answer(c.pendingOpen, m.id); c.pendingOpen = null; } }
     else if (m.t === "eof" || m.t === "closed") { c.eof = true; tryRead(); }
-    else if (m.t === "error") { c.eof = true; if (c.pendingOpen) { answer(c.pendingOpen, -111); c.pendingOpen = null; } tryRead(); }
+    else if (m.t === "error") { c.eof = true; if (c.pendingOpen) { answer(c.pendingOpen, -E.ECONNREFUSED); c.pendingOpen = null; } tryRead(); }
   };
   let nextId = 1;
   return {

@@ -4,7 +4,7 @@
 // through the real glue (worker.js), then reloads the page; phase 2 reads
 // the store back. Results go to window.lwResults (read by chromium.py).
 import { attachLwnet } from "/lwnet/js/main.js";
-import { importedMemoryLimits } from "/lwnet/js/shim.js";
+import { E, importedMemoryLimits } from "/lwnet/js/shim.js";
 import { IdbStore } from "/lwnet/js/store.js";
 import { check, finish, log, results } from "/test/checks.js";
 
@@ -99,7 +99,7 @@ async function phase1() {
   authed.close();
   const forged = await attachLwnet({ proxyUrl: `ws://127.0.0.1:${authProxyPort}/`, token: token.slice(0, -4) + "AAAA", storeName: DB + "-forged", log });
   const viaForged = await runTask(forged, mod, { kind: "http", ...t, path: "/hello" });
-  check("bad_token_refused", viaForged.n === -111, { n: viaForged.n, socket: forged.stats().socket });
+  check("bad_token_refused", viaForged.n === -E.ECONNREFUSED, { n: viaForged.n, socket: forged.stats().socket });
   forged.close();
 
   // Every worker above has ended: the main side must have taken their

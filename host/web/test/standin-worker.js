@@ -2,6 +2,7 @@
 // A Web Worker playing one kernel task: installs the host ABI with the real
 // glue (worker.js -> lwhost-web), instantiates the stand-in kernel module
 // over its own shared memory, and runs one task the page asks for.
+import { LWHOST_ID_GEN_MASK, LWHOST_ID_SLOT_BITS, LWHOST_ID_SLOT_MASK } from "/lwnet/js/lwabi.js";
 import { installLwnet } from "/lwnet/js/worker.js";
 
 const enc = new TextEncoder();
@@ -145,7 +146,8 @@ const TASKS = {
     out.open_bad_flags = env.wasm_net_open_ex(h, hl, t.port, 0x80, 0);
     out.read_bad_id = env.wasm_net_read(0x7fff1f, buf, 16);
     out.poll_bad_id = env.wasm_net_poll(-1);
-    out.poll_stale_gen = env.wasm_net_poll(((((id >> 8) + 5) & 0x7fffff) << 8) | (id & 0xff));
+    const staleGen = ((id >> LWHOST_ID_SLOT_BITS) + 5) & LWHOST_ID_GEN_MASK;
+    out.poll_stale_gen = env.wasm_net_poll((staleGen << LWHOST_ID_SLOT_BITS) | (id & LWHOST_ID_SLOT_MASK));
     out.shutdown_bad_id = env.wasm_net_shutdown(12345);
     env.wasm_net_close(-7); // ignored
     out.store_req_past_end = env.wasm_store_submit(end - 8);

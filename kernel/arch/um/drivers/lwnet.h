@@ -8,10 +8,12 @@
 
 /*
  * Connects to lwhost's unix socket at path and receives the region memfd
- * and the eventfd (spec: "LWH1" + SCM_RIGHTS). Waits at most timeout_ms.
- * Returns the socket fd, or -errno.
+ * and the eventfd with the greeting (greeting_len bytes, LWHOST_GREETING in
+ * <uapi/linux/lwhost.h>, which this host-side code cannot include). Waits at
+ * most timeout_ms. Returns the socket fd, or -errno.
  */
-int lwnet_user_connect(const char *path, int *memfd, int *eventfd,
+int lwnet_user_connect(const char *path, const char *greeting,
+		       int greeting_len, int *memfd, int *eventfd,
 		       int timeout_ms);
 /* Maps size bytes of memfd shared; NULL if it is smaller or mmap fails. */
 void *lwnet_user_map(int memfd, unsigned long size);

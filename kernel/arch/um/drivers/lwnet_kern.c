@@ -31,8 +31,6 @@
 #include "lwnet.h"
 
 #define LWNET_UM_CONNECT_MS	5000
-#define LWNET_UM_GEN_MASK	0x7fffff
-#define LWNET_UM_MAX_ERRNO	4095
 
 struct lwnet_um {
 	struct lwhost_shm *shm;
@@ -92,7 +90,7 @@ static void lwnet_um_ring_host(struct lwnet_um *um)
 
 static u32 lwnet_um_next_gen(u32 gen)
 {
-	gen = (gen + 1) & LWNET_UM_GEN_MASK;
+	gen = (gen + 1) & LWHOST_ID_GEN_MASK;
 	return gen ? gen : 1;	/* a zeroed slot never matches an id */
 }
 
@@ -101,7 +99,7 @@ static int lwnet_um_conn_errno(struct lwhost_conn *c)
 {
 	int err = READ_ONCE(c->error);
 
-	return err > 0 && err <= LWNET_UM_MAX_ERRNO ? err : EIO;
+	return err > 0 && err <= MAX_ERRNO ? err : EIO;
 }
 
 /* The slot of a live id and its state, or NULL (-EBADF). */
@@ -460,7 +458,7 @@ static int lwnet_um_store_poll(struct lwnet_dev *dev, int ticket, void *buf,
 	result = READ_ONCE(s->result);
 	op = READ_ONCE(s->op);
 	if (result < 0) {
-		if (result < -LWNET_UM_MAX_ERRNO)
+		if (result < -MAX_ERRNO)
 			result = -EIO;
 	} else if (op == LWHOST_STORE_READ || op == LWHOST_STORE_STAT ||
 		   op == LWHOST_STORE_LIST) {
@@ -539,7 +537,9 @@ static int __init lwnet_um_init(void)
 
 	INIT_WORK(&um->rearm_work, lwnet_um_rearm);
 	INIT_WORK(&um->dead_work, lwnet_um_died);
-	ret = lwnet_user_connect(lwnet_um_path, &memfd, &um->event_fd,
+	BUILD_BUG_ON(sizeof(LWHOST_GREETING) - 1 != LWHOST_GREETING_LEN);
+	ret = lwnet_user_connect(lwnet_um_path, LWHOST_GREETING,
+				 LWHOST_GREETING_LEN, &memfd, &um->event_fd,
 				 LWNET_UM_CONNECT_MS);
 	if (ret < 0) {
 		pr_err("lwnet: cannot reach lwhost at %s: %d\n", lwnet_um_path,

@@ -19,13 +19,14 @@
 #include <os.h>
 #include "lwnet.h"
 
-#define LWNET_HELLO	"LWH1"
+#define LWNET_GREETING_MAX	16
 
-static int lwnet_user_recv(int sock, int *memfd, int *eventfd, int timeout_ms)
+static int lwnet_user_recv(int sock, const char *greeting, int greeting_len,
+			   int *memfd, int *eventfd, int timeout_ms)
 {
-	char data[sizeof(LWNET_HELLO) - 1];
+	char data[LWNET_GREETING_MAX];
 	char control[CMSG_SPACE(2 * sizeof(int))];
-	struct iovec iov = { .iov_base = data, .iov_len = sizeof(data) };
+	struct iovec iov = { .iov_base = data, .iov_len = greeting_len };
 	struct msghdr msg = {
 		.msg_iov = &iov,
 		.msg_iovlen = 1,
@@ -67,7 +68,7 @@ static int lwnet_user_recv(int sock, int *memfd, int *eventfd, int timeout_ms)
 		return -EPROTO;
 	}
 	memcpy(fds, CMSG_DATA(cmsg), sizeof(fds));
-	if (n != sizeof(data) || memcmp(data, LWNET_HELLO, sizeof(data)) ||
+	if (n != greeting_len || memcmp(data, greeting, greeting_len) ||
 	    (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
 		close(fds[0]);
 		close(fds[1]);
@@ -78,13 +79,16 @@ static int lwnet_user_recv(int sock, int *memfd, int *eventfd, int timeout_ms)
 	return 0;
 }
 
-int lwnet_user_connect(const char *path, int *memfd, int *eventfd,
+int lwnet_user_connect(const char *path, const char *greeting,
+		       int greeting_len, int *memfd, int *eventfd,
 		       int timeout_ms)
 {
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	size_t len = strlen(path);
 	int sock, ret;
 
+	if (greeting_len <= 0 || greeting_len > LWNET_GREETING_MAX)
+		return -EINVAL;
 	if (len >= sizeof(addr.sun_path))
 		return -ENAMETOOLONG;
 	memcpy(addr.sun_path, path, len + 1);
@@ -98,7 +102,8 @@ int lwnet_user_connect(const char *path, int *memfd, int *eventfd,
 		ret = -errno;
 		goto fail;
 	}
-	ret = lwnet_user_recv(sock, memfd, eventfd, timeout_ms);
+	ret = lwnet_user_recv(sock, greeting, greeting_len, memfd, eventfd,
+			      timeout_ms);
 	if (ret < 0)
 		goto fail;
 	return sock;

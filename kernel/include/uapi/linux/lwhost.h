@@ -44,10 +44,25 @@
 /* Flags of wasm_net_open_ex(). */
 #define LWHOST_OPEN_TLS		0x1	/* the proxy speaks TLS to the target */
 
-/* Connection ids and store tickets: slot index | generation << 8. */
-#define LWHOST_ID_SLOT(id)	((id) & 0xff)
-#define LWHOST_ID_GEN(id)	(((id) >> 8) & 0x7fffff)
-#define LWHOST_ID(slot, gen)	((int)((((gen) & 0x7fffff) << 8) | (slot)))
+/*
+ * Connection ids and store tickets: slot index | generation << 8, so an id
+ * is never negative and a stale id (an older generation) is told apart.
+ */
+#define LWHOST_ID_SLOT_BITS	8
+#define LWHOST_ID_SLOT_MASK	0xff
+#define LWHOST_ID_GEN_MASK	0x7fffff
+#define LWHOST_ID_SLOT(id)	((id) & LWHOST_ID_SLOT_MASK)
+#define LWHOST_ID_GEN(id)	\
+	(((id) >> LWHOST_ID_SLOT_BITS) & LWHOST_ID_GEN_MASK)
+#define LWHOST_ID(slot, gen)	\
+	((int)((((gen) & LWHOST_ID_GEN_MASK) << LWHOST_ID_SLOT_BITS) | (slot)))
+
+/*
+ * The um target: the one message lwhost sends on its unix socket, these
+ * bytes (no NUL) with the region's memfd and an eventfd as SCM_RIGHTS.
+ */
+#define LWHOST_GREETING		"LWH1"
+#define LWHOST_GREETING_LEN	4
 
 /* struct lwhost_conn.state; only the owner named may move it. */
 #define LWHOST_CONN_FREE	0	/* main side: slot unused */
