@@ -248,9 +248,7 @@ pub struct Guest {
     store: Store<()>,
 }
 
-const EAGAIN: i32 = 11;
-const EBUSY: i32 = 16;
-const EINPROGRESS: i32 = 115;
+use lwabi::errno::{EAGAIN, EBUSY, EINPROGRESS};
 
 impl Guest {
     pub fn memory_len(&self) -> usize {

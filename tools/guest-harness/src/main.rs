@@ -65,17 +65,8 @@ impl std::fmt::Display for Exit {
 }
 impl std::error::Error for Exit {}
 
-// Linux errno values the guest expects (asm-generic).
-const EPERM: i32 = 1;
-const EBADF: i32 = 9;
-const EAGAIN: i32 = 11;
-const EFAULT: i32 = 14;
-const EINVAL: i32 = 22;
-const ENOTTY: i32 = 25;
-const ESPIPE: i32 = 29;
-const EBUSY: i32 = 16;
-const EINPROGRESS: i32 = 115;
-const ENOTCONN: i32 = 107;
+// Linux errno values the guest expects: the kernel's asm-generic numbering.
+use lwabi::errno::{EAGAIN, EBADF, EBUSY, EFAULT, EINPROGRESS, EINVAL, ENOTCONN, ENOTTY, EPERM, ESPIPE};
 
 const POLLIN: i16 = 0x1;
 const POLLOUT: i16 = 0x4;
