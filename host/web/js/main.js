@@ -118,8 +118,8 @@ export async function attachLwnet(opts) {
  * handles device interrupts on CPU 1 (IRQ_CPU, arch/wasm/include/asm/
  * processor.h), and lwnet's driver requests line LWHOST_WASM_IRQ.
  */
-const IRQ_CPU = 1;
-const LWHOST_WASM_IRQ = 8;
+const IRQ_CPU = abi.LWHOST_WASM_IRQ_CPU;
+const { LWHOST_WASM_IRQ } = abi;
 
 /**
  * Starts irq.js: a worker that holds a vmlinux instance and calls its
