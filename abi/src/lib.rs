@@ -32,7 +32,7 @@ mod tests {
 
     #[test]
     fn seed_ioctls_keep_their_numbers_and_layout() {
-        // seed 000: struct { char host[256]; int port; int connId; }
+        // the original ABI (tests/e2e/lwtcp.c): struct { char host[256]; int port; int connId; }
         assert_eq!(core::mem::size_of::<lwnet_open_args>(), 264);
         assert_eq!(LWNET_OPEN, ioc(READ | WRITE, b'N', 1, 264));
         assert_eq!(LWNET_CLOSE, ioc(WRITE, b'N', 2, 4));

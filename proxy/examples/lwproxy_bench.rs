@@ -1,4 +1,4 @@
-//! Side-by-side benchmark: lwproxy (seed JSON and lwproxy.v2 binary), wasmnet 0.2.0 (JSON and
+//! Side-by-side benchmark: lwproxy (v1 JSON and lwproxy.v2 binary), wasmnet 0.2.0 (JSON and
 //! binary) and socat as a plain TCP relay ceiling, all on loopback against target servers run
 //! by this process. Run through `./linux-wasm.sh bench proxy` (tools/bench/proxy.sh).
 //!

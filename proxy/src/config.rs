@@ -1,5 +1,5 @@
 //! Command line and policy file, merged into one validated [`Config`].
-//! Precedence: command line over policy file over built-in defaults (seed 000 §1.2).
+//! Precedence: command line over policy file over built-in defaults (proxy/README.md).
 
 use crate::limits::Limits;
 use crate::policy::{parse_ports, AllowRule, Cidr, Policy};

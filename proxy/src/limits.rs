@@ -1,4 +1,4 @@
-//! Per-identity limits (seed 000 §1.2): bytes per minute, connections per minute, concurrent
+//! Per-identity limits (proxy/README.md, "Command line"): bytes per minute, connections per minute, concurrent
 //! connections. Identity = token subject, else the client address. Hitting one ends only the
 //! offending connection or open, with an error naming the limit.
 

@@ -1,4 +1,4 @@
-//! Destination policy (DESIGN §6): deny every address that is not public unicast, however it
+//! Destination policy (proxy/README.md, "Policy"): deny every address that is not public unicast, however it
 //! is spelt; a port allowlist; explicit `--allow CIDR[:PORT]` holes and `deny` ranges.
 //! Names are resolved once; every address is checked; the caller connects only to the
 //! addresses returned from here.

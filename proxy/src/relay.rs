@@ -167,7 +167,7 @@ pub async fn run(mut p: ConnParams) {
         Ok(()) => audit.set_outcome("closed"),
         Err(e) => audit.set_outcome(format!("error: {e}")),
     }
-    // Unblock a session waiting for this connection's buffer (seed dialect back-pressure).
+    // Unblock a session waiting for this connection's buffer (v1 back-pressure).
     drop(upstream);
     p.drained.notify_waiters();
     // Leave the table before `closed` reaches the client, so the id can be reused at once.
@@ -302,7 +302,7 @@ where
                 r?;
                 down_done = true;
                 if p.dialect == Dialect::V1 {
-                    return Ok(()); // the seed protocol has no half-close: EOF ends it
+                    return Ok(()); // v1 has no half-close: EOF ends it
                 }
                 sh.target_eof.store(true, Ordering::Release);
                 if !p.out.text(protocol::eof(p.id)).await {

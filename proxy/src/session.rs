@@ -451,7 +451,7 @@ async fn handle(
                 return true; // the connection is ending; its task reports why
             }
             if ctx.dialect == Dialect::V1 {
-                // The seed protocol has no acks: hold the whole session (back-pressure on the
+                // v1 has no acks: hold the whole session (back-pressure on the
                 // WebSocket) until this connection's buffer drains below one window.
                 let (queued, drained) = (c.queued.clone(), c.drained.clone());
                 loop {

@@ -37,7 +37,7 @@ async fn refused_reset_and_remote_close() {
     assert_eq!(code(&v), "reset");
     ws.expect("closed", 2).await;
 
-    // Seed dialect: the target closing ends the connection after all its data.
+    // v1: the target closing ends the connection after all its data.
     assert_eq!(ws.open(3, "127.0.0.1", source.port()).await["t"], "opened");
     let (data, control) = ws.read_data(3, 5000).await;
     assert_eq!(data, pattern(5000));
@@ -114,7 +114,7 @@ async fn tls_to_target_verifies_against_extra_ca() {
 }
 
 /// One connection's reader stops; a writer on another connection of the same session pushes
-/// 256 MiB; a seed-dialect session that reads nothing at all sits beside them. The proxy's
+/// 256 MiB; a v1 session that reads nothing at all sits beside them. The proxy's
 /// memory stays bounded and the writer is not slowed by the stalled reader.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_reader_keeps_memory_bounded_while_a_writer_pushes_256_mib() {

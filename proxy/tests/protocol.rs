@@ -1,4 +1,4 @@
-//! The wire protocol end to end: seed JSON, lwproxy.v2 (binary, acks, half-close), the audit
+//! The wire protocol (docs/protocol.md) end to end: v1 JSON, lwproxy.v2 (binary, acks, half-close), the audit
 //! line, and hostile input — each bad message gets an `error` and the session carries on.
 #![allow(clippy::unwrap_used)]
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ./linux-wasm.sh bench proxy — lwproxy (seed JSON and lwproxy.v2 binary) side by side with
+# ./linux-wasm.sh bench proxy — lwproxy (v1 JSON and lwproxy.v2 binary) side by side with
 # wasmnet 0.2.0 (JSON and binary) and socat (plain TCP relay, the ceiling), on loopback.
 # Prints a Markdown table: throughput, 64-byte echo p50/p99, RSS per idle session.
 # Then the Wisp table: one Rust Wisp client against lwproxy's /wisp/, the wisp-js server

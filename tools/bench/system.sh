@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ./linux-wasm.sh bench system: the whole native system, in one run, beside
-# its ceiling. Figures (issue 6):
+# its ceiling. Figures:
 #   - lwtcp downloading 64 MiB from loopback (driver -> lwhost -> lwproxy)
 #     vs curl on the host fetching the same file directly; target >= 25%
 #   - lwpkg install of a 5 MiB package

@@ -2,7 +2,7 @@
 # Tier e2e: the whole native (um) system, driven the way a user drives it:
 # `./linux-wasm.sh run -- COMMAND` boots the real kernel with lwproxy and
 # lwhost beside it, against loopback servers this script starts (HTTP, TLS
-# with a test CA, a signed package registry). Scenarios (issue 6):
+# with a test CA, a signed package registry). Scenarios:
 #   1 lwtcp: HTTP/1.0 page and a 16 MiB file, byte for byte
 #   2 seed 000's usage lines as written (loopback host), and the seed's C lwtcp
 #   3 lwtcp --tls through the proxy to a TLS server of a test CA
@@ -10,7 +10,7 @@
 #   5 lwsync save, power off, new boot: /home /root /opt back byte for byte
 #   6 failures: policy denial, proxy stopped mid-transfer, Ctrl-C in a blocking
 #     read, kill -9 of lwhost during lwsync save then restore of the previous snapshot
-#   pkgfresh (issue 12) index rollback after a reboot, conflicts, renames, stalled servers
+#   pkgfresh index rollback after a reboot, conflicts, renames, stalled servers
 #     (defined, not yet in E2E_SCENARIOS: run it by name)
 #
 #   bash tools/test/e2e.sh [SCENARIO...]   default: every scenario of E2E_SCENARIOS, in order

@@ -1,7 +1,7 @@
 //! The signed package index: ed25519 signature check over the exact index
 //! bytes, parsing and validation of every entry, dependency resolution.
 //!
-//! Index (seed 000 §3.2–3.3, extended): `{"format": 1, "serial": N,
+//! Index (format rules in the `lwpkgindex` crate, pkgindex/): `{"format": 1, "serial": N,
 //! "expires": "YYYY-MM-DDTHH:MM:SSZ", "packages": {NAME:
 //! ENTRY or [ENTRY, ...]}}` where ENTRY is `{"version", "description",
 //! "url" (relative to the repository base, or absolute), "size", "sha256",
@@ -9,7 +9,7 @@
 //! default NAME)}`. The signature file is 128 hex digits (64 bytes) and a
 //! key file 64 hex digits (32 bytes); `#` comment lines are allowed in both.
 //! `serial` (increased by `lwpkg-index build` on every build) and `expires`
-//! (RFC 3339, UTC) protect against rollback and freeze (issue 12); see
+//! (RFC 3339, UTC) protect against rollback and freeze; see
 //! [`freshness`].
 
 use crate::fs::{Error, Result};

@@ -10,7 +10,7 @@ pub fn device_path() -> &'static str {
     crate::sys::uapi_str(lwabi::LWNET_DEVICE, "/dev/lwnet")
 }
 
-/// The reason a connect failed, in the words a user expects (spec A's errno mapping).
+/// The reason a connect failed, in the words a user expects (the errno mapping of docs/protocol.md).
 pub fn connect_reason(errno: i32) -> &'static str {
     match errno {
         sys::EACCES => "refused by policy",

@@ -149,7 +149,7 @@ fn status(ctx: &mut sync::Ctx) -> Result<()> {
     Ok(())
 }
 
-/// Periodic save (seed 000 §2.3); a failed round is reported and retried.
+/// Periodic save; a failed round is reported and retried.
 /// The store lock is held only during a round.
 fn auto(ctx: &mut sync::Ctx, secs: u64) -> Result<()> {
     ctx.quiet = true;

@@ -23,7 +23,7 @@ const CONN = {
 const { LWHOST_WF_SHUT_WR: WF_SHUT_WR, LWHOST_WF_CLOSE: WF_CLOSE, LWHOST_MF_PEER_EOF: MF_PEER_EOF } = abi;
 const { LWHOST_OPEN_TLS: OPEN_TLS, LWHOST_STORE_WRITE: STORE_WRITE } = abi;
 const SLOT = { SUBMITTED: abi.LWHOST_SLOT_SUBMITTED, DONE: abi.LWHOST_SLOT_DONE };
-/** Un-acked bytes a sender may have in flight per connection (spec A). */
+/** Un-acked bytes a sender may have in flight per connection (docs/protocol.md). */
 const WINDOW = 262144;
 /** Largest binary frame we send. */
 const FRAME_MAX = 65536;

@@ -388,7 +388,7 @@ pub async fn table(args: &Args, source: SocketAddr, echo: SocketAddr, socat: [Op
         );
     }
     println!("| epoxy-server | not run: not published in the Rust registry (crates.io), so it cannot be built here | | | | |");
-    // Targets (issue 15): lwproxy at least the best of the others on each figure.
+    // Targets: lwproxy at least the best of the others on each figure.
     let others = &rows[1..];
     let best = |k: usize, max: bool| {
         others

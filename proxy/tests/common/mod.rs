@@ -195,7 +195,7 @@ pub async fn connect_raw(
 }
 
 impl Ws {
-    /// Seed dialect, token in the query string.
+    /// v1, token in the query string.
     pub async fn v1(p: &Proxy, sub: &str) -> Ws {
         connect_raw(p.addr, &format!("?token={}", token(sub)), &[], None)
             .await

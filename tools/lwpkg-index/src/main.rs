@@ -8,7 +8,7 @@
 //! the metadata file, "description"?, "depends"?: [names], "bin"?: command}`.
 //! The index carries `serial` (higher than the previous index at the output
 //! path on every build) and `expires` (RFC 3339 UTC, default 30 days ahead):
-//! lwpkg refuses a lower serial and an expired index (issue 12). Two
+//! lwpkg refuses a lower serial and an expired index. Two
 //! packages may not provide one command.
 //! Key and signature files are hex text (`#` comment lines allowed), the
 //! format lwpkg reads from /etc/lwpkg/keys/*.pub and index.json.sig.
