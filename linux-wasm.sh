@@ -102,9 +102,7 @@ main() {
     bench) cmd_bench "$@" ;;
     proxy) cmd_proxy "$@" ;;
     kernel-series) exec bash "$LW_ROOT/tools/kernel-series.sh" "$@" ;;
-    build | run | serve)
-        [ -f "$LW_ROOT/tools/$cmd.sh" ] || { echo "error: '$cmd' is not built yet in this checkout" >&2; exit 2; }
-        exec bash "$LW_ROOT/tools/$cmd.sh" "$@" ;;
+    build | run | serve) exec bash "$LW_ROOT/tools/$cmd.sh" "$@" ;;
     *)
         echo "error: unknown command '$cmd'" >&2
         usage >&2

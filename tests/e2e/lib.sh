@@ -3,12 +3,9 @@
 # benchmark (tools/bench/system.sh). Source after tools/lib.sh.
 
 E2E=${E2E:-$LW_ROOT/tests/e2e}
-# Scenarios run by the tier, in order. One whose part had not landed when the
-# tier was finished goes into E2E_LEFT_OUT instead and is reported, not faked.
+# Scenarios run by the tier, in order.
 # shellcheck disable=SC2034 # read by tools/test/e2e.sh
 E2E_SCENARIOS=(cli boot http seed tls pkg sync failures)
-# shellcheck disable=SC2034 # read by tools/test/e2e.sh
-E2E_LEFT_OUT=()
 # Defined (tools/test/e2e.sh NAME runs one) but not yet in the tier's list:
 # pkgfresh (tests/e2e/lwpkg-fresh.sh), until it has passed on the um target.
 
