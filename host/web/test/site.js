@@ -11,6 +11,7 @@
 // glue's latency, not a real kernel's.
 //
 // Query: ?proxy=PORT&target=PORT, or ?plain=1 when served without COOP/COEP.
+import { LWHOST_WASM_IRQ } from "/lwnet/js/lwabi.js";
 import { importedMemoryLimits } from "/lwnet/js/shim.js";
 import { check, finish, log } from "/test/checks.js";
 
@@ -115,7 +116,7 @@ async function isolated() {
   // interrupt: the fake vmlinux counts raise_interrupt(cpu, irq) calls at
   // byte 1024 + 4 * irq and stores the cpu at byte 1020.
   const kernel = new Int32Array(page.os.memory.buffer);
-  const IRQ = 8, counter = (1024 + 4 * IRQ) >> 2;
+  const counter = (1024 + 4 * LWHOST_WASM_IRQ) >> 2;
   const before = Atomics.load(kernel, counter), raisedBefore = host.irqStats().raised;
   const r = await httpTask(host, { kind: "http", host: "127.0.0.1", port: Number(params.get("target")), path: "/hello" });
   const got = await until(() => Atomics.load(kernel, counter) > before, 5000);
