@@ -165,8 +165,8 @@ wait_for_line "$!" "$session/lwproxy.log" "listening on" "lwproxy"
 
 # --- lwhost --------------------------------------------------------------------
 host_args=(--proxy "ws://127.0.0.1:$proxy_port" --store "$store" --socket "$socket")
-[ -z "$token" ] || host_args+=(--token "$token")
-"$BIN/lwhost" "${host_args[@]}" >"$session/lwhost.log" 2>&1 &
+# The token goes in lwhost's environment, not its command line (visible to every local user).
+LWHOST_TOKEN=$token "$BIN/lwhost" "${host_args[@]}" >"$session/lwhost.log" 2>&1 &
 pids+=($!)
 echo "$!" >"$session/lwhost.pid"
 wait_for_line "$!" "$session/lwhost.log" "listening on" "lwhost"

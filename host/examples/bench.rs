@@ -358,6 +358,7 @@ async fn e2e_lwhost(url: &str, source: SocketAddr, total: usize) -> anyhow::Resu
             token: None,
             store_dir: store.clone(),
             store_quota: 1 << 20,
+            extra_ca: Vec::new(),
         },
     )?;
     let worker = Worker::new(region);

@@ -28,12 +28,18 @@ use lwhost::uml;
 #[derive(Parser, Debug)]
 #[command(name = "lwhost", version)]
 struct Args {
-    /// lwproxy WebSocket URL, e.g. ws://127.0.0.1:8080/
+    /// lwproxy WebSocket URL, e.g. ws://127.0.0.1:8080/ or wss://proxy.example:443/
     #[arg(long, value_name = "URL")]
     proxy: String,
-    /// Token for lwproxy (sent as the bearer.<token> subprotocol)
-    #[arg(long, value_name = "T")]
-    token: Option<String>,
+    /// File holding the token for lwproxy (sent as the bearer.<token> subprotocol); the
+    /// environment variable LWHOST_TOKEN is the other way. Never on the command line, where
+    /// every local user could read it.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Extra CA certificate(s) (PEM) trusted for a wss:// proxy, besides the system roots.
+    /// Repeatable.
+    #[arg(long, value_name = "FILE")]
+    extra_ca: Vec<PathBuf>,
     /// Store directory (created if missing)
     #[arg(long, value_name = "DIR")]
     store: PathBuf,
@@ -74,16 +80,37 @@ fn main() -> ExitCode {
     }
 }
 
+/// The proxy token: `--token-file` (trimmed), else `LWHOST_TOKEN`, else none.
+fn token(args: &Args) -> anyhow::Result<Option<String>> {
+    let t = match &args.token_file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading the token file {}", path.display()))?
+            .trim()
+            .to_owned(),
+        None => std::env::var("LWHOST_TOKEN")
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+    };
+    if t.is_empty() && args.token_file.is_some() {
+        anyhow::bail!("the token file is empty");
+    }
+    Ok((!t.is_empty()).then_some(t))
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
     // Fail now, not at the first client, on a bad store or URL.
     drop(Store::open(&args.store, args.quota)?);
     main_side::check_proxy_url(&args.proxy)?;
     let cfg = MainConfig {
         proxy_url: args.proxy.clone(),
-        token: args.token.clone(),
+        token: token(&args)?,
         store_dir: args.store.clone(),
         store_quota: args.quota,
+        extra_ca: args.extra_ca.clone(),
     };
+    // Fail now, not at the first client, on a bad CA file.
+    main_side::tls_config(&cfg.extra_ca)?;
     let listener = bind(&args.socket)?;
     println!("lwhost: listening on {}", args.socket.display());
     tracing::info!(socket = %args.socket.display(), proxy = %args.proxy, "ready");

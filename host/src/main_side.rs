@@ -64,6 +64,38 @@ pub struct MainConfig {
     pub store_dir: PathBuf,
     /// Store quota in value bytes.
     pub store_quota: u64,
+    /// CA certificates (PEM files) trusted for a `wss://` proxy besides the system roots.
+    pub extra_ca: Vec<PathBuf>,
+}
+
+/// The TLS client configuration for a `wss://` proxy: the system's roots plus every
+/// certificate in `extra_ca` (PEM), rustls on ring. Errors name the file at fault.
+pub fn tls_config(extra_ca: &[PathBuf]) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    let (_added, _ignored) = roots.add_parsable_certificates(native.certs);
+    for path in extra_ca {
+        let mut n = 0;
+        for cert in CertificateDer::pem_file_iter(path)
+            .with_context(|| format!("reading CA file {}", path.display()))?
+        {
+            let cert = cert.with_context(|| format!("parsing CA file {}", path.display()))?;
+            roots
+                .add(cert)
+                .with_context(|| format!("CA certificate in {}", path.display()))?;
+            n += 1;
+        }
+        if n == 0 {
+            anyhow::bail!("CA file {} holds no certificate", path.display());
+        }
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
 }
 
 /// A running main side. Dropping it without [`MainHandle::shutdown`] leaves
@@ -110,6 +142,7 @@ pub fn spawn_with_eventfd(
     let store = Store::open(&cfg.store_dir, cfg.store_quota)
         .with_context(|| format!("opening store {}", cfg.store_dir.display()))?;
     check_proxy_url(&cfg.proxy_url)?;
+    let tls = tls_config(&cfg.extra_ca)?;
     region.init_header();
     let stop = Arc::new(Notify::new());
     let doorbell = Doorbell::start(region.clone())?;
@@ -117,6 +150,7 @@ pub fn spawn_with_eventfd(
     let (link_tx, link_rx) = mpsc::unbounded_channel();
     let service = Service {
         region,
+        tls,
         cfg,
         eventfd,
         slots: (0..CONNS).map(|_| Slot::default()).collect(),
@@ -283,6 +317,8 @@ struct StoreDone {
 
 struct Service {
     region: Arc<Region>,
+    /// TLS for a `wss://` proxy, built once from the config.
+    tls: Arc<rustls::ClientConfig>,
     cfg: MainConfig,
     eventfd: Option<OwnedFd>,
     slots: Vec<Slot>,
@@ -374,8 +410,9 @@ impl Service {
         let events = self.link_tx.clone();
         let url = self.cfg.proxy_url.clone();
         let token = self.cfg.token.clone();
+        let tls = self.tls.clone();
         tokio::spawn(async move {
-            match open_link(&url, token.as_deref()).await {
+            match open_link(&url, token.as_deref(), tls).await {
                 Ok(ws) => {
                     let (mut sink, mut stream) = ws.split();
                     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Message>();
@@ -890,7 +927,7 @@ type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<t
 
 /// Opens the WebSocket, offering `lwproxy.v2` (and the token as
 /// `bearer.<token>`), and insists the proxy chose `lwproxy.v2`.
-async fn open_link(url: &str, token: Option<&str>) -> anyhow::Result<Ws> {
+async fn open_link(url: &str, token: Option<&str>, tls: Arc<rustls::ClientConfig>) -> anyhow::Result<Ws> {
     let mut req = url
         .into_client_request()
         .with_context(|| format!("bad proxy URL {url:?}"))?;
@@ -902,7 +939,8 @@ async fn open_link(url: &str, token: Option<&str>) -> anyhow::Result<Ws> {
         "Sec-WebSocket-Protocol",
         HeaderValue::from_str(&protocols).context("token is not a valid subprotocol")?,
     );
-    let connect = tokio_tungstenite::connect_async(req);
+    let connector = tokio_tungstenite::Connector::Rustls(tls);
+    let connect = tokio_tungstenite::connect_async_tls_with_config(req, None, true, Some(connector));
     let (ws, resp) = tokio::time::timeout(Duration::from_secs(10), connect)
         .await
         .context("timed out connecting to proxy")?
@@ -1045,6 +1083,7 @@ mod tests {
             token: None,
             store_dir,
             store_quota: 1 << 20,
+            extra_ca: Vec::new(),
         };
         let main = spawn(region.clone(), cfg).expect("spawn");
         (region.clone(), Worker::new(region), main)

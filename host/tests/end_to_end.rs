@@ -6,6 +6,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -188,16 +189,23 @@ fn killing_the_proxy_resets_live_connections_and_lwhost_reconnects() {
     assert!(get(&g, http.port(), 10_000) == pattern(10_000, 10_000));
 }
 
-#[test]
-fn token_goes_to_the_proxy_as_a_bearer_subprotocol() {
-    let secret = [("JWT_SECRET", "lwhost-integration-test-secret")];
+const SECRET: [(&str, &str); 1] = [("JWT_SECRET", "lwhost-integration-test-secret")];
+
+/// A token for `sub` minted by `lwproxy token` with [`SECRET`].
+fn mint(sub: &str) -> String {
     let out = Command::new(lwproxy_bin())
-        .args(["token", "--sub", "lwhost-test"])
-        .envs(secret)
+        .args(["token", "--sub", sub])
+        .envs(SECRET)
         .output()
         .expect("lwproxy token");
     assert!(out.status.success());
-    let token = String::from_utf8(out.stdout).expect("utf8").trim().to_string();
+    String::from_utf8(out.stdout).expect("utf8").trim().to_string()
+}
+
+#[test]
+fn token_goes_to_the_proxy_as_a_bearer_subprotocol() {
+    let secret = SECRET;
+    let token = mint("lwhost-test");
     let proxy = Proxy::start("127.0.0.1:0", &[], &secret);
     let http = http_server(sized_body);
 
@@ -384,7 +392,15 @@ fn lwhost_cli_has_help_and_clear_errors() {
         .expect("lwhost --help");
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--proxy", "--token", "--store", "--quota", "--socket"] {
+    for flag in [
+        "--proxy",
+        "--token-file",
+        "--extra-ca",
+        "LWHOST_TOKEN",
+        "--store",
+        "--quota",
+        "--socket",
+    ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
     let dir = tmp_dir("cli");
@@ -409,4 +425,56 @@ fn lwhost_cli_has_help_and_clear_errors() {
         .output()
         .expect("lwhost");
     assert!(!out.status.success(), "a bad proxy URL is refused at start");
+}
+
+/// A CA and a `localhost` certificate it signed, as PEM files in `dir`: (ca, cert, key).
+fn test_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, KeyUsagePurpose};
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA");
+    let leaf_key = KeyPair::generate().expect("key");
+    let leaf = CertificateParams::new(vec!["localhost".to_string()])
+        .expect("leaf params")
+        .signed_by(&leaf_key, &ca)
+        .expect("leaf");
+    let paths = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&paths.0, ca.pem()).expect("ca.pem");
+    std::fs::write(&paths.1, leaf.pem()).expect("cert.pem");
+    std::fs::write(&paths.2, leaf_key.serialize_pem()).expect("key.pem");
+    paths
+}
+
+#[test]
+fn wss_proxy_verified_with_extra_ca_token_from_a_file() {
+    let secret = SECRET;
+    let token = mint("lwhost-wss");
+    let dir = tmp_dir("wss");
+    let (ca, cert, key) = test_ca(&dir);
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, format!("{token}\n")).expect("token file");
+    let (cert, key) = (cert.to_str().expect("path"), key.to_str().expect("path"));
+    let proxy = Proxy::start("127.0.0.1:0", &["--tls-cert", cert, "--tls-key", key], &secret);
+    let url = format!("wss://localhost:{}/", proxy.addr.port());
+    let http = http_server(sized_body);
+
+    let args = [
+        "--token-file",
+        token_file.to_str().expect("path"),
+        "--extra-ca",
+        ca.to_str().expect("path"),
+    ];
+    let host = Lwhost::start_with(&url, &dir, 1 << 20, None, &args);
+    let g = host.connect();
+    assert!(get(&g, http.port(), 5000) == pattern(5000, 5000));
+    drop(g);
+    drop(host);
+
+    // Without the test CA the proxy's certificate is not trusted: no link, opens refused.
+    let dir = tmp_dir("wss-untrusted");
+    let host = Lwhost::start_with(&url, &dir, 1 << 20, None, &args[..2]);
+    let g = host.connect();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(g.open("127.0.0.1", http.port()), Err(ECONNREFUSED));
 }

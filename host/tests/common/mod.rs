@@ -136,18 +136,32 @@ pub struct Lwhost {
 }
 
 impl Lwhost {
+    /// Starts lwhost; a token goes in its environment (`LWHOST_TOKEN`).
     pub fn start(proxy_url: &str, dir: &Path, quota: u64, token: Option<&str>) -> Lwhost {
+        Self::start_with(proxy_url, dir, quota, token, &[])
+    }
+
+    /// As [`Lwhost::start`], with extra command-line arguments.
+    pub fn start_with(
+        proxy_url: &str,
+        dir: &Path,
+        quota: u64,
+        token: Option<&str>,
+        extra: &[&str],
+    ) -> Lwhost {
         let socket = dir.join("lwhost.sock");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_lwhost"));
         cmd.args(["--proxy", proxy_url, "--store"])
             .arg(dir.join("store"))
             .args(["--quota", &quota.to_string(), "--socket"])
             .arg(&socket)
+            .args(extra)
             .env("RUST_LOG", "warn")
+            .env_remove("LWHOST_TOKEN")
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         if let Some(t) = token {
-            cmd.args(["--token", t]);
+            cmd.env("LWHOST_TOKEN", t);
         }
         let mut child = cmd.spawn().expect("starting lwhost");
         let line = wait_line(&mut child, "lwhost: listening on");

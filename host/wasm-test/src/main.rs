@@ -87,6 +87,7 @@ fn main() -> Result<()> {
                 token: None,
                 store_dir,
                 store_quota: 64 << 20,
+                extra_ca: Vec::new(),
             },
         )
         .context("starting the native main side")?
