@@ -68,6 +68,8 @@ export function errnoFromProxyError(msg) {
  * @param opts.quotaBytes   store quota (ENOSPC past it)
  * @param opts.log          function(string) for diagnostics
  * @param opts.socketFactory (tests, benchmarks) (url, protocols) -> a WebSocket-like object
+ * @param opts.storageElement element that shows whether the store may be evicted
+ *                          (default: the page's #lwnet-storage, if any)
  */
 export async function attachLwnet(opts) {
   const shimUrl = opts.shimUrl || new URL("../wasm/lwhost_web.wasm", import.meta.url);
@@ -75,6 +77,11 @@ export async function attachLwnet(opts) {
   const instance = await WebAssembly.instantiate(module, { env: { memory }, lwhost: atomicImports(memory) });
   const layout = readLayout(instance.exports, memory);
   const store = await IdbStore.open(opts.storeName || "lwnet-store", { quotaBytes: opts.quotaBytes });
+  const persisted = await requestPersistence();
+  const shown = persistenceText(persisted, store.writer);
+  (opts.log || (() => {}))("lwnet: " + shown);
+  const el = opts.storageElement || (globalThis.document && document.getElementById("lwnet-storage"));
+  if (el) el.textContent = shown;
   instance.exports.lw_region_init();
   const lockPrefix = "lwnet-thread-" + crypto.randomUUID();
   const main = new MainSide({ ...opts, memory, layout, store, lockPrefix, exports: instance.exports });
@@ -98,6 +105,8 @@ export async function attachLwnet(opts) {
     irqStats: () => (irq ? irq.stats() : null),
     stats: () => ({ ...main.stats, socket: main.socketState }),
     store,
+    /** navigator.storage.persisted() after asking for persistence (null: no Storage API). */
+    persisted,
     /** Thread slots held by workers (freed within ~2 s of a worker ending). */
     threadSlotsInUse: () => {
       const owners = new Int32Array(memory.buffer, layout.thread_owner, layout.thread_slots);
@@ -145,6 +154,33 @@ function startIrqWorker({ vmlinux, memory: kernelMemory }, shimMemory, layout, l
     worker,
     stats: () => ({ state: states[Atomics.load(counts, 1)], raised: Atomics.load(counts, 0), lastRaiseAt: lastAt[0] }),
   };
+}
+
+/**
+ * Asks the browser to keep this origin's storage (navigator.storage.persist())
+ * unless it already does, and returns navigator.storage.persisted(): true
+ * when the browser will not evict the store under storage pressure, false
+ * when it may, null when the Storage API is missing.
+ */
+export async function requestPersistence() {
+  const s = globalThis.navigator && navigator.storage;
+  if (!s || !s.persisted) return null;
+  try {
+    if (!(await s.persisted()) && s.persist) await s.persist();
+    return await s.persisted();
+  } catch {
+    return false;
+  }
+}
+
+/** What a page shows of the store's state, for the user. */
+export function persistenceText(persisted, writer = true) {
+  const keep = persisted === true
+    ? "saved files are kept: storage is persistent"
+    : persisted === false
+      ? "saved files may be evicted by the browser when space runs low (storage is not persistent)"
+      : "this browser cannot say whether saved files are kept (no Storage API)";
+  return writer ? keep : keep + "; another tab is using the store, saves wait until it closes";
 }
 
 class MainSide {

@@ -10,6 +10,17 @@
 //       pending: key -> {gen, size}        a value being written
 //       chunks:  [key, gen, offset] -> Uint8Array
 //       meta:    "gen" -> last generation, "usage" -> bytes held
+//
+// Durability: a transaction that commits a value or deletes one is opened
+// with durability "strict" (the browser flushes it to disk before
+// reporting completion), so a snapshot reported saved survives a crash or
+// power loss; chunks of a pending value use the default.
+//
+// One writer per database across the tabs of an origin: the tab holding
+// the Web Lock "lwnet-store:NAME" writes; the others read, and their writes
+// and deletes answer EBUSY until the holder's tab closes (the browser then
+// grants the lock to the next waiting tab). So two guests never delete each
+// other's chunks (natively, host/src/store.rs does the same with flock).
 
 import {
   LWHOST_KEY_MAX as KEY_MAX, LWHOST_STORE_BUF as CHUNK_MAX, LWHOST_STORE_TRUNC as WRITE_TRUNC,
@@ -78,19 +89,54 @@ export class IdbStore {
     };
     const db = await request(open);
     db.onversionchange = () => db.close(); // let a newer page upgrade
-    return new IdbStore(db, quotaBytes);
+    const store = new IdbStore(db, quotaBytes);
+    await store.takeWriterLock("lwnet-store:" + name);
+    return store;
   }
 
   constructor(db, quotaBytes) {
     this.db = db;
     this.quotaBytes = quotaBytes;
+    /** True while this tab holds the writer's Web Lock. */
+    this.writer = false;
+    /** The durability of the last transaction that committed or deleted a value. */
+    this.lastCommitDurability = null;
+    this.releaseLock = () => {};
   }
 
-  close() { this.db.close(); }
+  /**
+   * Asks for the writer's lock without waiting; if another tab holds it,
+   * keeps a request queued so this tab becomes the writer when that one
+   * closes. Without Web Locks (old browsers) this tab writes unguarded.
+   */
+  async takeWriterLock(lockName) {
+    if (!globalThis.navigator || !navigator.locks) { this.writer = true; return; }
+    const held = new Promise((resolve) => { this.releaseLock = resolve; });
+    const hold = (lock) => {
+      if (!lock) return null;
+      this.writer = true;
+      return held; // the lock is kept until close()
+    };
+    const first = new Promise((resolve) => {
+      navigator.locks.request(lockName, { ifAvailable: true }, (lock) => { resolve(!!lock); return hold(lock); });
+    });
+    if (!(await first)) navigator.locks.request(lockName, hold).catch(() => {});
+  }
 
-  /** Runs `fn(stores)` in one readwrite transaction; its result or -errno. */
-  async txn(fn) {
-    const tx = this.db.transaction(["values", "pending", "chunks", "meta"], "readwrite");
+  close() {
+    this.releaseLock();
+    this.writer = false;
+    this.db.close();
+  }
+
+  /**
+   * Runs `fn(stores)` in one readwrite transaction; its result or -errno.
+   * `durability` is "strict" for transactions that commit or delete.
+   */
+  async txn(fn, durability = "default") {
+    if (!this.writer) return -E.EBUSY;
+    const tx = this.db.transaction(["values", "pending", "chunks", "meta"], "readwrite", { durability });
+    if (durability === "strict") this.lastCommitDurability = tx.durability || durability;
     const s = {
       values: tx.objectStore("values"), pending: tx.objectStore("pending"),
       chunks: tx.objectStore("chunks"), meta: tx.objectStore("meta"),
@@ -161,7 +207,7 @@ export class IdbStore {
       }
       s.meta.put(usage, "usage");
       return data.length;
-    });
+    }, flags & WRITE_COMMIT ? "strict" : "default");
   }
 
   async dropChunks(s, k, gen) {
@@ -219,7 +265,7 @@ export class IdbStore {
       s.values.delete(k);
       s.meta.put(Math.max(0, usage), "usage");
       return 0;
-    });
+    }, "strict");
   }
 
   /** Committed keys starting with `prefix`, sorted after `after`, NUL-separated, whole keys only. */

@@ -3,7 +3,7 @@
 // (main.js) to the real lwproxy, runs stand-in kernel tasks in workers
 // through the real glue (worker.js), then reloads the page; phase 2 reads
 // the store back. Results go to window.lwResults (read by chromium.py).
-import { attachLwnet } from "/lwnet/js/main.js";
+import { attachLwnet, persistenceText } from "/lwnet/js/main.js";
 import { E, importedMemoryLimits } from "/lwnet/js/shim.js";
 import { IdbStore } from "/lwnet/js/store.js";
 import { check, finish, log, results } from "/test/checks.js";
@@ -48,6 +48,11 @@ async function phase1() {
   const host = await attachLwnet({ proxyUrl: `ws://127.0.0.1:${proxyPort}/`, storeName: DB, log });
   const mod = await loadStandin();
   check("attach_proxy_v2", (await waitSocket(host)) === "open", host.stats().socket);
+  // attachLwnet asked for persistent storage; the page shows what the browser answered.
+  const persisted = await navigator.storage.persisted();
+  const shown = document.getElementById("lwnet-storage").textContent;
+  check("storage_persistence_shown", host.persisted === persisted && shown === persistenceText(persisted, true),
+    { persisted, reported: host.persisted, shown });
 
   const t = { host: "127.0.0.1", port: targetPort };
   const get = await runTask(host, mod, { kind: "http", ...t, path: "/hello" });
@@ -139,12 +144,26 @@ async function storeSemantics() {
   out.list_cursor_elsewhere = (await run(5, "a/", { capacity: 64, after: b("zzz") })).result;
   out.bad_keys = [(await run(3, "/abs")).result, (await run(3, "a//b")).result, (await run(3, "a/./b")).result,
     (await run(3, "x".repeat(513))).result];
+  out.commit_durability = st.lastCommitDurability;
+  // A second opener of the database (as another tab would be) reads but may
+  // not write until the first closes; then the Web Lock passes to it.
+  const other = await IdbStore.open(DB + "-sem", { quotaBytes: 1000 });
+  const run2 = (op, key, extra = {}) => other.run({ op, flags: 0, key: b(key), after: new Uint8Array(0), offset: 0, data: new Uint8Array(0), capacity: 0, ...extra });
+  out.second_write = (await run2(1, "k2", { flags: 3, data: b("x") })).result;
+  out.second_delete = (await run2(4, "k")).result;
+  out.second_read = new TextDecoder().decode((await run2(2, "k", { capacity: 64 })).data);
   st.close();
+  for (let i = 0; i < 50 && !other.writer; i++) await new Promise((r) => setTimeout(r, 50));
+  out.second_write_after_close = (await run2(1, "k2", { flags: 3, data: b("x") })).result;
+  other.close();
   check("store_atomic_commit", out.commit_v1 === 3 && out.pending_chunk === 4 && out.read_while_pending === "old"
     && out.wrong_offset === -22 && out.commit_v2 === 5 && out.read_after_commit === "new-value", out);
   check("store_quota_enospc", out.over_quota === -28, { over_quota: out.over_quota });
   check("store_list_cursor", out.list_pages[0] === "a/1\0a/2\0" && out.list_pages[1] === "a/3\0"
     && out.list_too_small === -34 && out.list_cursor_elsewhere === 0, out);
+  check("store_commit_durability_strict", out.commit_durability === "strict", { commit_durability: out.commit_durability });
+  check("store_one_writer_tab", out.second_write === -16 && out.second_delete === -16 && out.second_read === "new-value"
+    && out.second_write_after_close === 1, out);
   check("store_key_rules", JSON.stringify(out.bad_keys) === JSON.stringify([-22, -22, -22, -36]), out.bad_keys);
 }
 
