@@ -3,11 +3,11 @@
 # their sizes against the limits.
 #   x86_64: static x86_64-unknown-linux-musl binaries for the native um system,
 #           in guest/target/x86_64-unknown-linux-musl/release/.
-#   wasm32: with upstream's musl sysroot ($LW_INSTALL/musl) the tools link
-#           against it with upstream's clang (atomics + bulk-memory, as
-#           upstream builds its programs); without it (these machines) a
-#           wasm32-unknown-unknown build whose libc functions are imports
-#           from "env", which tools/guest-harness supplies.
+#   wasm32: linux-wasm user programs (upstream's user-program ABI: dylink.0,
+#           PIC, the kernel's shared memory, __wasm_syscall_N), in
+#           guest/target/wasm32-linux/wasm32-unknown-unknown/release/; the
+#           flags and why are at build_wasm32 below. No upstream toolchain
+#           or sysroot is needed.
 set -euo pipefail
 # shellcheck source=tools/lib.sh
 source "$(dirname "$(readlink -f "$0")")/lib.sh"
@@ -62,27 +62,37 @@ build_x86_64() {
     report target/x86_64-unknown-linux-musl/release "" no
 }
 
+# The wasm32 tools are linux-wasm user programs exactly as upstream's kernel
+# (fs/binfmt_wasm.c) and runtime (runtime/linux-worker.js) run them, built
+# here with no sysroot: the tools are no_std and make system calls directly
+# (guest/lwguest/src/syscall.rs), so only core and alloc are compiled, from
+# rust-src (build-std, offline). Flags, and why:
+#   -Ctarget-cpu=mvp + the four features: upstream's programs use exactly
+#       atomics, bulk-memory, mutable-globals and sign-ext; current rustc
+#       would also enable reference-types, multivalue, nontrapping-fptoint.
+#   -Crelocation-model=pic, --experimental-pic -shared: a position-independent
+#       module whose first section is dylink.0 (MEM_INFO); the kernel maps its
+#       data at __memory_base.
+#   -Bsymbolic: own symbols resolve inside the module (no GOT.* imports).
+#   --import-memory --shared-memory --max-memory=4294967296: the kernel's
+#       shared memory (65536 pages); rustc's default 1 GiB maximum with
+#       atomics would not match it and instantiation would fail.
+#   -Zbuild-std=core,alloc: the prebuilt core/alloc are neither PIC nor built
+#       with atomics. RUSTC_BOOTSTRAP=1 allows -Z on the stable toolchain.
+#   panic=abort (profile): a panic prints "internal error" and exits 101.
+WASM_TARGET_DIR=target/wasm32-linux
+WASM_OUT=$WASM_TARGET_DIR/wasm32-unknown-unknown/release
+WASM_RUSTFLAGS="-C target-cpu=mvp -C target-feature=+atomics,+bulk-memory,+mutable-globals,+sign-ext \
+-C relocation-model=pic -C link-arg=--experimental-pic -C link-arg=-shared -C link-arg=-Bsymbolic \
+-C link-arg=--import-memory -C link-arg=--shared-memory -C link-arg=--max-memory=4294967296"
+
 build_wasm32() {
-    local sysroot=$LW_INSTALL/musl clang=$LW_INSTALL/llvm/bin/clang
-    if [ -d "$sysroot" ] && [ -x "$clang" ]; then
-        # Upstream's programs: --target=wasm32-unknown-unknown, +atomics,
-        # +bulk-memory, -fPIC, linked by clang against the musl sysroot.
-        # Not exercised on these machines (no sysroot): treat as untested.
-        lw_info "guest tools: wasm32 against $sysroot"
-        RUSTC_BOOTSTRAP=1 RUSTFLAGS="-C target-feature=+atomics,+bulk-memory,+mutable-globals -C relocation-model=pic \
--C linker=$clang -C linker-flavor=gcc -C link-arg=--target=wasm32-unknown-unknown -C link-arg=--sysroot=$sysroot \
--C link-arg=-fPIC" \
-            cargo build --release --target wasm32-unknown-unknown --features lwguest/wasm-musl \
-            -Zbuild-std=core,alloc -Zbuild-std-features=panic_immediate_abort \
-            --target-dir target/wasm32-musl >&2
-        echo "wasm32 (musl sysroot, guest/target/wasm32-musl/wasm32-unknown-unknown/release):"
-        report target/wasm32-musl/wasm32-unknown-unknown/release .wasm yes
-    else
-        lw_info "guest tools: wasm32 with libc imported from \"env\" (no sysroot at $sysroot)"
-        cargo build --release --target wasm32-unknown-unknown >&2
-        echo "wasm32 (env imports, guest/target/wasm32-unknown-unknown/release):"
-        report target/wasm32-unknown-unknown/release .wasm yes
-    fi
+    lw_info "guest tools: wasm32 linux-wasm user programs (PIC, shared memory, direct syscalls)"
+    RUSTC_BOOTSTRAP=1 RUSTFLAGS="$WASM_RUSTFLAGS" \
+        cargo build --release --target wasm32-unknown-unknown -Zbuild-std=core,alloc \
+        --target-dir "$WASM_TARGET_DIR" >&2
+    echo "wasm32 linux-wasm (guest/$WASM_OUT):"
+    report "$WASM_OUT" .wasm yes
 }
 
 rc=0

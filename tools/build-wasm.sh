@@ -242,18 +242,13 @@ if [ -n "${LW_GUEST_BIN:-}" ]; then
         cp "$LW_GUEST_BIN/$t" "$gbin/$t"
     done
 else
-    sysroot=$UP_INSTALL/musl-$VARIANT
-    [ -d "$sysroot" ] || lw_die "wasm: upstream's musl sysroot $sysroot is missing"
-    lw_info "wasm: guest tools for wasm32 against $sysroot"
-    # build-guest.sh links against $LW_INSTALL/musl with $LW_INSTALL/llvm's clang.
-    tc=$LW_BUILD/wasm-$VARIANT-toolchain
-    mkdir -p "$tc"
-    ln -sfn "$sysroot" "$tc/musl"
-    ln -sfn "$UP_INSTALL/llvm" "$tc/llvm"
-    LW_INSTALL=$tc LW_VARIANT=$VARIANT bash "$LW_ROOT/tools/build-guest.sh" --target wasm32
+    # linux-wasm user programs built here (no sysroot or upstream toolchain:
+    # the tools make system calls directly; see tools/build-guest.sh).
+    lw_info "wasm: guest tools for wasm32 (linux-wasm user programs)"
+    bash "$LW_ROOT/tools/build-guest.sh" --target wasm32
     for t in lwtcp lwpkg lwsync; do
-        cp "$LW_ROOT/guest/target/wasm32-musl/wasm32-unknown-unknown/release/$t.wasm" "$gbin/$t" ||
-            lw_die "wasm: $t.wasm was not built against the musl sysroot"
+        cp "$LW_ROOT/guest/target/wasm32-linux/wasm32-unknown-unknown/release/$t.wasm" "$gbin/$t" ||
+            lw_die "wasm: $t.wasm was not built"
     done
 fi
 chmod 755 "$gbin"/*

@@ -1,5 +1,5 @@
 //! Errors carrying errno + context, file descriptors, and the file system
-//! operations the tools need, over the libc calls of [`crate::sys`].
+//! operations the tools need, over the system calls of [`crate::sys`].
 
 use crate::sys;
 use alloc::format;
@@ -153,8 +153,8 @@ impl Fd {
     pub fn set_nonblocking(&self) -> core::result::Result<(), i32> {
         // SAFETY: plain C calls on an owned fd.
         unsafe {
-            let flags = sys::fcntl(self.0, sys::F_GETFL);
-            if flags < 0 || sys::fcntl(self.0, sys::F_SETFL, flags | sys::O_NONBLOCK) < 0 {
+            let flags = sys::fcntl(self.0, sys::F_GETFL, 0);
+            if flags < 0 || sys::fcntl(self.0, sys::F_SETFL, (flags | sys::O_NONBLOCK) as sys::c_long) < 0 {
                 return Err(sys::errno());
             }
         }

@@ -1,4 +1,4 @@
-//! lwguest: what the lwnet guest tools share. `no_std` + alloc over libc
+//! lwguest: what the lwnet guest tools share. `no_std` + alloc over system calls
 //! (see [`sys`]); std only for unit tests on the build machine.
 #![cfg_attr(not(test), no_std)]
 
@@ -13,6 +13,7 @@ pub mod progress;
 pub mod rt;
 pub mod store;
 pub mod sys;
+pub mod syscall;
 
 // The tools use these types directly; one version for the whole workspace.
 pub use ed25519_dalek;

@@ -133,7 +133,7 @@ impl Conn {
     /// Half-close: the peer sees the end of our data; reading continues.
     pub fn shutdown(&mut self) -> core::result::Result<(), i32> {
         // SAFETY: LWNET_SHUTDOWN takes no argument.
-        if unsafe { sys::ioctl(self.fd.0, lwabi::LWNET_SHUTDOWN as sys::c_ulong) } == 0 {
+        if unsafe { sys::ioctl(self.fd.0, lwabi::LWNET_SHUTDOWN as sys::c_ulong, 0usize) } == 0 {
             Ok(())
         } else {
             Err(sys::errno())

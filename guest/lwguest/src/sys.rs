@@ -1,8 +1,8 @@
-//! The few libc functions the tools use, declared by hand so one list serves
-//! musl on x86_64, musl on wasm32 (linux-wasm) and the wasmtime harness,
-//! whose "env" imports implement exactly these. Only types whose layout is
-//! the same on every one of those targets cross this boundary (statx,
-//! pollfd, the musl/glibc x86_64 dirent, timespec with 64-bit time_t).
+//! The system interface of the tools: libc-shaped functions (-1 and
+//! [`errno`] on failure) implemented directly on Linux system calls
+//! ([`crate::syscall`]), the same code on x86_64 (um) and wasm32
+//! (linux-wasm). Only types whose layout is the same on both cross this
+//! boundary (statx, pollfd, linux_dirent64, timespec with 64-bit time).
 
 #![allow(non_camel_case_types)]
 
@@ -15,7 +15,8 @@ pub type size_t = usize;
 pub type ssize_t = isize;
 pub type mode_t = u32;
 
-/// musl >= 1.2 uses a 64-bit time_t on every target; `long` pads on 32-bit.
+/// The kernel's `struct __kernel_timespec`: 64-bit seconds and nanoseconds
+/// on every target (on 32-bit the `long` plus padding, little-endian).
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug)]
 pub struct timespec {
@@ -79,7 +80,7 @@ pub struct statx {
     pub _spare2: [u64; 14],
 }
 
-/// musl's `struct dirent` (64-bit ino/off since 1.2); glibc x86_64 matches.
+/// The kernel's `struct linux_dirent64` head (getdents64), name NUL-terminated.
 #[repr(C)]
 pub struct dirent {
     pub d_ino: u64,
@@ -107,12 +108,6 @@ pub const O_NOFOLLOW: c_int = 0o400000;
 pub const O_CLOEXEC: c_int = 0o2000000;
 
 pub const F_GETFL: c_int = 3;
-// lseek whence and flock operations (asm-generic, fs.h / fcntl.h).
-pub const SEEK_CUR: c_int = 1;
-pub const LOCK_SH: c_int = 1;
-pub const LOCK_EX: c_int = 2;
-pub const LOCK_NB: c_int = 4;
-pub const LOCK_UN: c_int = 8;
 pub const F_SETFL: c_int = 4;
 
 pub const AT_FDCWD: c_int = -100;
@@ -140,75 +135,537 @@ pub use lwabi::errno::{
     ENOTCONN, ENOTDIR, ENOTEMPTY, ENOTTY, ENXIO, EPERM, EPIPE, EPROTO, EROFS, ETIMEDOUT, EXDEV,
 };
 
-// Native targets link the C library explicitly (no_std pulls in no libc);
-// on wasm32 the functions are imports (harness) or come from the sysroot.
-#[cfg_attr(not(target_arch = "wasm32"), link(name = "c"))]
-extern "C" {
-    pub fn open(path: *const c_char, flags: c_int, ...) -> c_int;
-    pub fn close(fd: c_int) -> c_int;
-    pub fn read(fd: c_int, buf: *mut u8, len: size_t) -> ssize_t;
-    pub fn write(fd: c_int, buf: *const u8, len: size_t) -> ssize_t;
-    pub fn ioctl(fd: c_int, req: c_ulong, ...) -> c_int;
-    pub fn fcntl(fd: c_int, cmd: c_int, ...) -> c_int;
-    pub fn poll(fds: *mut pollfd, nfds: c_ulong, timeout_ms: c_int) -> c_int;
-    pub fn fsync(fd: c_int) -> c_int;
-    pub fn fchmod(fd: c_int, mode: mode_t) -> c_int;
-    // Used by lwsync: holes in sparse files (lseek, ftruncate; off_t is
-    // 64-bit in musl >= 1.2 on every target) and the store lock (flock).
-    pub fn lseek(fd: c_int, offset: i64, whence: c_int) -> i64;
-    pub fn ftruncate(fd: c_int, len: i64) -> c_int;
-    pub fn flock(fd: c_int, op: c_int) -> c_int;
-    pub fn isatty(fd: c_int) -> c_int;
-    pub fn statx(dirfd: c_int, path: *const c_char, flags: c_int, mask: c_uint, buf: *mut statx) -> c_int;
-    pub fn mkdir(path: *const c_char, mode: mode_t) -> c_int;
-    pub fn rmdir(path: *const c_char) -> c_int;
-    pub fn unlink(path: *const c_char) -> c_int;
-    pub fn rename(from: *const c_char, to: *const c_char) -> c_int;
-    pub fn symlink(target: *const c_char, path: *const c_char) -> c_int;
-    pub fn readlink(path: *const c_char, buf: *mut c_char, len: size_t) -> ssize_t;
-    pub fn chmod(path: *const c_char, mode: mode_t) -> c_int;
-    pub fn utimensat(dirfd: c_int, path: *const c_char, times: *const timespec, flags: c_int) -> c_int;
-    pub fn opendir(path: *const c_char) -> *mut DIR;
-    pub fn readdir(dir: *mut DIR) -> *mut dirent;
-    pub fn closedir(dir: *mut DIR) -> c_int;
-    pub fn clock_gettime(clock: c_int, ts: *mut timespec) -> c_int;
-    pub fn nanosleep(req: *const timespec, rem: *mut timespec) -> c_int;
-    pub fn getpid() -> c_int;
-    pub fn getenv(name: *const c_char) -> *const c_char;
-    pub fn exit(code: c_int) -> !;
+// Added for the syscall layer (asm-generic values, the same on x86_64).
+pub const O_LARGEFILE_GENERIC: c_int = 0o100000;
+pub const AT_REMOVEDIR: c_int = 0x200;
+pub const AT_EMPTY_PATH: c_int = 0x1000;
+pub const SEEK_SET: c_int = 0;
+pub const SEEK_CUR: c_int = 1;
+pub const SEEK_END: c_int = 2;
+pub const SEEK_DATA: c_int = 3;
+pub const SEEK_HOLE: c_int = 4;
+pub const LOCK_SH: c_int = 1;
+pub const LOCK_EX: c_int = 2;
+pub const LOCK_NB: c_int = 4;
+pub const LOCK_UN: c_int = 8;
+pub const RENAME_NOREPLACE: c_uint = 1;
+pub const RENAME_EXCHANGE: c_uint = 2;
+pub const PROT_READ: c_int = 1;
+pub const PROT_WRITE: c_int = 2;
+pub const MAP_PRIVATE: c_int = 0x02;
+pub const MAP_ANONYMOUS: c_int = 0x20;
+/// `TCGETS` (asm-generic/ioctls.h; x86 has the same value).
+pub const TCGETS: c_ulong = 0x5401;
+
+// ---- the syscall layer ---------------------------------------------------
+// libc-shaped functions (same names and meaning as before: -1 and errno on
+// failure) implemented directly on the kernel's calls through
+// [`crate::syscall`], one code path for x86_64 and wasm32. Where linux-wasm
+// (asm-generic, 32-bit) lacks the old call, the *at / time64 / 64-bit-offset
+// call is used on both targets.
+
+use crate::syscall::{nr, syscall};
+use core::sync::atomic::{AtomicI32, Ordering};
+
+/// errno of this process (the tools are single-threaded).
+static ERRNO: AtomicI32 = AtomicI32::new(0);
+
+/// The kernel's result in libc form: the value, or -1 with errno set.
+fn ret(r: isize) -> isize {
+    match crate::syscall::check(r) {
+        Ok(_) => r,
+        Err(e) => {
+            ERRNO.store(e, Ordering::Relaxed);
+            -1
+        }
+    }
 }
 
-#[cfg(not(all(target_arch = "wasm32", not(feature = "wasm-musl"))))]
-extern "C" {
-    fn __errno_location() -> *mut c_int;
-}
-
-/// The harness build owns errno: the harness writes it through this export.
-#[cfg(all(target_arch = "wasm32", not(feature = "wasm-musl")))]
-mod harness_errno {
-    use super::c_int;
-    use core::sync::atomic::{AtomicI32, Ordering};
-    pub static ERRNO: AtomicI32 = AtomicI32::new(0);
-    #[no_mangle]
-    pub extern "C" fn __errno_location() -> *mut c_int {
-        ERRNO.as_ptr()
-    }
-    pub fn get() -> c_int {
-        ERRNO.load(Ordering::Relaxed)
-    }
+fn ret_int(r: isize) -> c_int {
+    ret(r) as c_int
 }
 
 /// The calling thread's errno after a failed call.
 pub fn errno() -> c_int {
-    #[cfg(all(target_arch = "wasm32", not(feature = "wasm-musl")))]
+    ERRNO.load(Ordering::Relaxed)
+}
+
+/// 32-bit linux-wasm needs O_LARGEFILE for files over 2 GiB (x86_64 implies it).
+#[cfg(target_pointer_width = "32")]
+const OPEN_EXTRA: c_int = O_LARGEFILE_GENERIC;
+#[cfg(not(target_pointer_width = "32"))]
+const OPEN_EXTRA: c_int = 0;
+
+/// openat(2) relative to `dirfd` (`AT_FDCWD` for the working directory).
+///
+/// # Safety
+/// `path` is NUL-terminated.
+pub unsafe fn openat(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
+    let a = [
+        dirfd as usize,
+        path as usize,
+        (flags | OPEN_EXTRA) as usize,
+        mode as usize,
+    ];
+    // SAFETY: the caller vouches for the path.
+    ret_int(unsafe { syscall(nr::openat, &a) })
+}
+
+/// open(2) as openat(AT_FDCWD, ...) (linux-wasm has no `open`).
+///
+/// # Safety
+/// `path` is NUL-terminated.
+pub unsafe fn open(path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
+    // SAFETY: forwarded.
+    unsafe { openat(AT_FDCWD, path, flags, mode) }
+}
+
+/// # Safety
+/// Closes whatever `fd` is; the caller owns it.
+pub unsafe fn close(fd: c_int) -> c_int {
+    // SAFETY: plain integer argument.
+    ret_int(unsafe { syscall(nr::close, &[fd as usize]) })
+}
+
+/// # Safety
+/// `buf` is valid for `len` bytes of writes.
+pub unsafe fn read(fd: c_int, buf: *mut u8, len: size_t) -> ssize_t {
+    // SAFETY: the caller vouches for the buffer.
+    ret(unsafe { syscall(nr::read, &[fd as usize, buf as usize, len]) })
+}
+
+/// # Safety
+/// `buf` is valid for `len` bytes of reads.
+pub unsafe fn write(fd: c_int, buf: *const u8, len: size_t) -> ssize_t {
+    // SAFETY: the caller vouches for the buffer.
+    ret(unsafe { syscall(nr::write, &[fd as usize, buf as usize, len]) })
+}
+
+/// What an ioctl argument can be: a pointer to the request's struct, or an
+/// integer (requests without an argument take 0).
+pub trait IoctlArg {
+    fn to_arg(self) -> usize;
+}
+impl<T> IoctlArg for *mut T {
+    fn to_arg(self) -> usize {
+        self as usize
+    }
+}
+impl<T> IoctlArg for *const T {
+    fn to_arg(self) -> usize {
+        self as usize
+    }
+}
+impl IoctlArg for usize {
+    fn to_arg(self) -> usize {
+        self
+    }
+}
+
+/// ioctl(2).
+///
+/// # Safety
+/// `arg` is what request `req` expects (a pointer to its struct, sized as the
+/// request number says).
+pub unsafe fn ioctl<A: IoctlArg>(fd: c_int, req: c_ulong, arg: A) -> c_int {
+    // SAFETY: the caller vouches for the argument.
+    ret_int(unsafe { syscall(nr::ioctl, &[fd as usize, req, arg.to_arg()]) })
+}
+
+/// fcntl(2) (`fcntl64` on 32-bit linux-wasm).
+///
+/// # Safety
+/// `arg` is what `cmd` expects (the tools use only integer commands).
+pub unsafe fn fcntl(fd: c_int, cmd: c_int, arg: c_long) -> c_int {
+    #[cfg(target_pointer_width = "32")]
+    let n = nr::fcntl64;
+    #[cfg(not(target_pointer_width = "32"))]
+    let n = nr::fcntl;
+    // SAFETY: the caller vouches for the argument.
+    ret_int(unsafe { syscall(n, &[fd as usize, cmd as usize, arg as usize]) })
+}
+
+/// poll(2) as ppoll (`ppoll_time64` on linux-wasm; no `poll` there).
+/// `timeout_ms` < 0 waits without limit.
+///
+/// # Safety
+/// `fds` is valid for `nfds` entries.
+pub unsafe fn poll(fds: *mut pollfd, nfds: c_ulong, timeout_ms: c_int) -> c_int {
+    let ts = timespec::new(
+        i64::from(timeout_ms.max(0) / 1000),
+        (timeout_ms.max(0) % 1000) as u32 * 1_000_000,
+    );
+    let tsp = if timeout_ms < 0 {
+        0
+    } else {
+        core::ptr::addr_of!(ts) as usize
+    };
+    #[cfg(target_pointer_width = "32")]
+    let n = nr::ppoll_time64;
+    #[cfg(not(target_pointer_width = "32"))]
+    let n = nr::ppoll;
+    // SAFETY: the caller vouches for fds; ts lives across the call; no sigmask.
+    ret_int(unsafe { syscall(n, &[fds as usize, nfds, tsp, 0, 8]) })
+}
+
+/// # Safety
+/// Plain integer argument.
+pub unsafe fn fsync(fd: c_int) -> c_int {
+    // SAFETY: integer argument.
+    ret_int(unsafe { syscall(nr::fsync, &[fd as usize]) })
+}
+
+/// # Safety
+/// Plain integer arguments.
+pub unsafe fn fchmod(fd: c_int, mode: mode_t) -> c_int {
+    // SAFETY: integer arguments.
+    ret_int(unsafe { syscall(nr::fchmod, &[fd as usize, mode as usize]) })
+}
+
+/// 1 when `fd` is a terminal (TCGETS succeeds), else 0 with errno.
+///
+/// # Safety
+/// Plain integer argument.
+pub unsafe fn isatty(fd: c_int) -> c_int {
+    // struct termios is 36 bytes on asm-generic and x86; room to spare.
+    let mut t = [0u32; 16];
+    // SAFETY: TCGETS writes a struct termios into t.
+    let r = unsafe { ioctl(fd, TCGETS, t.as_mut_ptr()) };
+    i32::from(r == 0)
+}
+
+/// statx(2); `buf` receives the kernel's `struct statx`.
+///
+/// # Safety
+/// `path` is NUL-terminated, `buf` valid for writes.
+pub unsafe fn statx(dirfd: c_int, path: *const c_char, flags: c_int, mask: c_uint, buf: *mut statx) -> c_int {
+    let a = [
+        dirfd as usize,
+        path as usize,
+        flags as usize,
+        mask as usize,
+        buf as usize,
+    ];
+    // SAFETY: the caller vouches for the pointers.
+    ret_int(unsafe { syscall(nr::statx, &a) })
+}
+
+/// fstat through statx(fd, "", AT_EMPTY_PATH): size, mode, times (ctime
+/// included) of an open file.
+///
+/// # Safety
+/// `buf` valid for writes.
+pub unsafe fn fstatx(fd: c_int, mask: c_uint, buf: *mut statx) -> c_int {
+    // SAFETY: an empty NUL-terminated path and the caller's buffer.
+    unsafe { statx(fd, c"".as_ptr() as *const c_char, AT_EMPTY_PATH, mask, buf) }
+}
+
+/// # Safety
+/// `path` is NUL-terminated.
+pub unsafe fn mkdir(path: *const c_char, mode: mode_t) -> c_int {
+    // SAFETY: the caller vouches for the path.
+    ret_int(unsafe { syscall(nr::mkdirat, &[AT_FDCWD as usize, path as usize, mode as usize]) })
+}
+
+/// # Safety
+/// `path` is NUL-terminated.
+pub unsafe fn rmdir(path: *const c_char) -> c_int {
+    let a = [AT_FDCWD as usize, path as usize, AT_REMOVEDIR as usize];
+    // SAFETY: the caller vouches for the path.
+    ret_int(unsafe { syscall(nr::unlinkat, &a) })
+}
+
+/// # Safety
+/// `path` is NUL-terminated.
+pub unsafe fn unlink(path: *const c_char) -> c_int {
+    // SAFETY: the caller vouches for the path.
+    ret_int(unsafe { syscall(nr::unlinkat, &[AT_FDCWD as usize, path as usize, 0]) })
+}
+
+/// renameat2(2) relative to the working directory; `flags` 0,
+/// `RENAME_NOREPLACE` or `RENAME_EXCHANGE`.
+///
+/// # Safety
+/// Both paths are NUL-terminated.
+pub unsafe fn renameat2(from: *const c_char, to: *const c_char, flags: c_uint) -> c_int {
+    let a = [
+        AT_FDCWD as usize,
+        from as usize,
+        AT_FDCWD as usize,
+        to as usize,
+        flags as usize,
+    ];
+    // SAFETY: the caller vouches for the paths.
+    ret_int(unsafe { syscall(nr::renameat2, &a) })
+}
+
+/// rename(2) as renameat2 with no flags (linux-wasm has no `rename`).
+///
+/// # Safety
+/// Both paths are NUL-terminated.
+pub unsafe fn rename(from: *const c_char, to: *const c_char) -> c_int {
+    // SAFETY: forwarded.
+    unsafe { renameat2(from, to, 0) }
+}
+
+/// # Safety
+/// Both paths are NUL-terminated.
+pub unsafe fn symlink(target: *const c_char, path: *const c_char) -> c_int {
+    let a = [target as usize, AT_FDCWD as usize, path as usize];
+    // SAFETY: the caller vouches for the paths.
+    ret_int(unsafe { syscall(nr::symlinkat, &a) })
+}
+
+/// # Safety
+/// `path` is NUL-terminated; `buf` valid for `len` bytes.
+pub unsafe fn readlink(path: *const c_char, buf: *mut c_char, len: size_t) -> ssize_t {
+    let a = [AT_FDCWD as usize, path as usize, buf as usize, len];
+    // SAFETY: the caller vouches for the pointers.
+    ret(unsafe { syscall(nr::readlinkat, &a) })
+}
+
+/// chmod(2) as fchmodat (follows links, as chmod does).
+///
+/// # Safety
+/// `path` is NUL-terminated.
+pub unsafe fn chmod(path: *const c_char, mode: mode_t) -> c_int {
+    // SAFETY: the caller vouches for the path.
+    ret_int(unsafe { syscall(nr::fchmodat, &[AT_FDCWD as usize, path as usize, mode as usize]) })
+}
+
+/// utimensat(2) with 64-bit times (`utimensat_time64` on linux-wasm).
+///
+/// # Safety
+/// `path` is NUL-terminated; `times` points to two timespecs (or is null).
+pub unsafe fn utimensat(dirfd: c_int, path: *const c_char, times: *const timespec, flags: c_int) -> c_int {
+    #[cfg(target_pointer_width = "32")]
+    let n = nr::utimensat_time64;
+    #[cfg(not(target_pointer_width = "32"))]
+    let n = nr::utimensat;
+    let a = [dirfd as usize, path as usize, times as usize, flags as usize];
+    // SAFETY: the caller vouches for the pointers.
+    ret_int(unsafe { syscall(n, &a) })
+}
+
+/// lseek(2) with a 64-bit offset (`llseek` on 32-bit linux-wasm); returns
+/// the new offset or -1 with errno. `SEEK_DATA`/`SEEK_HOLE` pass through.
+///
+/// # Safety
+/// Plain integer arguments.
+pub unsafe fn lseek(fd: c_int, offset: i64, whence: c_int) -> i64 {
+    #[cfg(target_pointer_width = "32")]
     {
-        harness_errno::get()
+        let mut result: i64 = 0;
+        let a = [
+            fd as usize,
+            ((offset as u64) >> 32) as usize,
+            offset as u32 as usize,
+            core::ptr::addr_of_mut!(result) as usize,
+            whence as usize,
+        ];
+        // SAFETY: result lives across the call.
+        if ret(unsafe { syscall(nr::llseek, &a) }) < 0 {
+            return -1;
+        }
+        result
     }
-    #[cfg(not(all(target_arch = "wasm32", not(feature = "wasm-musl"))))]
-    // SAFETY: libc returns a valid pointer to this thread's errno.
+    #[cfg(not(target_pointer_width = "32"))]
+    // SAFETY: integer arguments.
     unsafe {
-        *__errno_location()
+        ret(syscall(
+            nr::lseek,
+            &[fd as usize, offset as usize, whence as usize],
+        )) as i64
     }
+}
+
+/// ftruncate(2) with a 64-bit length. On 32-bit linux-wasm `ftruncate64`
+/// takes it as two 32-bit halves, low first (upstream's
+/// `sys_wasm32_ftruncate64`).
+///
+/// # Safety
+/// Plain integer arguments.
+pub unsafe fn ftruncate(fd: c_int, len: i64) -> c_int {
+    #[cfg(target_pointer_width = "32")]
+    let r = {
+        let a = [
+            fd as usize,
+            len as u64 as u32 as usize,
+            ((len as u64) >> 32) as usize,
+        ];
+        // SAFETY: integer arguments.
+        unsafe { syscall(nr::ftruncate64, &a) }
+    };
+    #[cfg(not(target_pointer_width = "32"))]
+    // SAFETY: integer arguments.
+    let r = unsafe { syscall(nr::ftruncate, &[fd as usize, len as usize]) };
+    ret_int(r)
+}
+
+/// flock(2): `LOCK_SH`/`LOCK_EX`/`LOCK_UN`, with `LOCK_NB` not to wait.
+///
+/// # Safety
+/// Plain integer arguments.
+pub unsafe fn flock(fd: c_int, op: c_int) -> c_int {
+    // SAFETY: integer arguments.
+    ret_int(unsafe { syscall(nr::flock, &[fd as usize, op as usize]) })
+}
+
+/// Anonymous private read-write memory of `len` bytes (`mmap2` on
+/// linux-wasm, `mmap` on x86_64); null on failure with errno. On NOMMU a
+/// mapping can only be unmapped whole.
+pub fn mmap_anon(len: size_t) -> *mut u8 {
+    #[cfg(target_pointer_width = "32")]
+    let n = nr::mmap2;
+    #[cfg(not(target_pointer_width = "32"))]
+    let n = nr::mmap;
+    let a = [
+        0,
+        len,
+        (PROT_READ | PROT_WRITE) as usize,
+        (MAP_PRIVATE | MAP_ANONYMOUS) as usize,
+        usize::MAX,
+        0,
+    ];
+    // SAFETY: a fresh anonymous mapping touches no existing memory.
+    let r = ret(unsafe { syscall(n, &a) });
+    if r == -1 {
+        core::ptr::null_mut()
+    } else {
+        r as *mut u8
+    }
+}
+
+/// Unmaps a whole mapping made by [`mmap_anon`].
+///
+/// # Safety
+/// `ptr`/`len` are exactly one earlier mapping, no longer used.
+pub unsafe fn munmap(ptr: *mut u8, len: size_t) -> c_int {
+    // SAFETY: the caller vouches for the mapping.
+    ret_int(unsafe { syscall(nr::munmap, &[ptr as usize, len]) })
+}
+
+/// clock_gettime(2) with 64-bit time (`clock_gettime64` on linux-wasm).
+///
+/// # Safety
+/// `ts` valid for writes.
+pub unsafe fn clock_gettime(clock: c_int, ts: *mut timespec) -> c_int {
+    #[cfg(target_pointer_width = "32")]
+    let n = nr::clock_gettime64;
+    #[cfg(not(target_pointer_width = "32"))]
+    let n = nr::clock_gettime;
+    // SAFETY: the caller vouches for ts.
+    ret_int(unsafe { syscall(n, &[clock as usize, ts as usize]) })
+}
+
+/// nanosleep(2) as clock_nanosleep on CLOCK_MONOTONIC (`_time64` on
+/// linux-wasm, which has no `nanosleep`); -1 with EINTR when a signal came.
+///
+/// # Safety
+/// `req` valid; `rem` null or valid for writes.
+pub unsafe fn nanosleep(req: *const timespec, rem: *mut timespec) -> c_int {
+    #[cfg(target_pointer_width = "32")]
+    let n = nr::clock_nanosleep_time64;
+    #[cfg(not(target_pointer_width = "32"))]
+    let n = nr::clock_nanosleep;
+    let a = [CLOCK_MONOTONIC as usize, 0, req as usize, rem as usize];
+    // SAFETY: the caller vouches for the pointers.
+    ret_int(unsafe { syscall(n, &a) })
+}
+
+/// # Safety
+/// No arguments; always succeeds.
+pub unsafe fn getpid() -> c_int {
+    // SAFETY: no arguments.
+    unsafe { syscall(nr::getpid, &[]) as c_int }
+}
+
+/// An environment variable of this process, or null.
+///
+/// # Safety
+/// `name` is NUL-terminated.
+pub unsafe fn getenv(name: *const c_char) -> *const c_char {
+    // SAFETY: forwarded.
+    unsafe { crate::rt::getenv_raw(name) }
+}
+
+/// Ends the process (exit_group): every thread, with `code & 0xff`.
+///
+/// # Safety
+/// Never returns; nothing after it runs.
+pub unsafe fn exit(code: c_int) -> ! {
+    loop {
+        // SAFETY: integer argument; exit_group does not return.
+        unsafe { syscall(nr::exit_group, &[code as usize]) };
+    }
+}
+
+/// A directory stream over getdents64. Entries are `linux_dirent64`, whose
+/// head (ino, off, reclen, type, name) is [`dirent`]'s layout.
+struct DirStream {
+    fd: c_int,
+    /// u64 for the 8-byte alignment of linux_dirent64; 256 bytes of slack
+    /// past what the kernel fills so a `dirent` view never leaves the buffer.
+    buf: alloc::vec::Vec<u64>,
+    pos: usize,
+    end: usize,
+}
+
+const DIR_FILL: usize = 4096;
+
+/// opendir(3) over openat(O_DIRECTORY); null with errno on failure.
+///
+/// # Safety
+/// `path` is NUL-terminated.
+pub unsafe fn opendir(path: *const c_char) -> *mut DIR {
+    // SAFETY: forwarded.
+    let fd = unsafe { open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0) };
+    if fd < 0 {
+        return core::ptr::null_mut();
+    }
+    let d = alloc::boxed::Box::new(DirStream {
+        fd,
+        buf: alloc::vec![0u64; (DIR_FILL + 256) / 8],
+        pos: 0,
+        end: 0,
+    });
+    alloc::boxed::Box::into_raw(d) as *mut DIR
+}
+
+/// The next entry, or null at the end (errno set on error). The entry is
+/// valid until the next call on this stream.
+///
+/// # Safety
+/// `dir` came from [`opendir`] and is not closed.
+pub unsafe fn readdir(dir: *mut DIR) -> *mut dirent {
+    // SAFETY: dir is a live DirStream by contract.
+    let d = unsafe { &mut *(dir as *mut DirStream) };
+    if d.pos >= d.end {
+        let a = [d.fd as usize, d.buf.as_mut_ptr() as usize, DIR_FILL];
+        // SAFETY: the kernel fills at most DIR_FILL bytes of buf.
+        let n = ret(unsafe { syscall(nr::getdents64, &a) });
+        if n <= 0 {
+            return core::ptr::null_mut();
+        }
+        d.pos = 0;
+        d.end = n as usize;
+    }
+    let base = d.buf.as_mut_ptr() as *mut u8;
+    // SAFETY: pos < end <= DIR_FILL; the record's reclen is at offset 16.
+    let reclen = unsafe { core::ptr::read_unaligned(base.add(d.pos + 16) as *const u16) } as usize;
+    // SAFETY: as above; 256 bytes of slack keep the whole dirent view inside buf.
+    let ent = unsafe { base.add(d.pos) } as *mut dirent;
+    d.pos += reclen.max(24);
+    ent
+}
+
+/// # Safety
+/// `dir` came from [`opendir`]; it is freed here.
+pub unsafe fn closedir(dir: *mut DIR) -> c_int {
+    // SAFETY: dir is a live DirStream by contract, owned from here on.
+    let d = unsafe { alloc::boxed::Box::from_raw(dir as *mut DirStream) };
+    // SAFETY: we own the fd.
+    unsafe { close(d.fd) }
 }
 
 /// A short description of an errno, for the messages the tools print.
