@@ -291,6 +291,13 @@ fn build(dir: &Path, out: &Path, expires: String, serial: Option<u64>) -> Result
             "{}: file name has spaces or control characters",
             ctx()
         );
+        if meta.arch == "wasm32" {
+            // A wasm32 package must be a program linux-wasm can execute.
+            let bytes = fs::read(&file).with_context(|| format!("{}: reading {}", ctx(), meta.file))?;
+            if let Err(e) = linux_wasm_abi::check(&bytes) {
+                bail!("{}: {} (arch wasm32) is {e}", ctx(), meta.file);
+            }
+        }
         let (size, sha256) = sha256_file(&file)?;
         let mut entry = json!({
             "version": meta.version,
@@ -411,11 +418,11 @@ mod tests {
     }
 
     fn meta(dir: &Path, name: &str, arch: &str, deps: &[&str]) {
-        fs::write(
-            dir.join(format!("{name}-{arch}.bin")),
-            format!("binary of {name}"),
-        )
-        .unwrap();
+        let body = match arch {
+            "wasm32" => linux_wasm_abi::sample::program(),
+            _ => format!("binary of {name}").into_bytes(),
+        };
+        fs::write(dir.join(format!("{name}-{arch}.bin")), body).unwrap();
         let m = json!({"name": name, "version": "1.0", "arch": arch, "file": format!("{name}-{arch}.bin"), "depends": deps});
         fs::write(dir.join(format!("{name}-{arch}.pkg.json")), m.to_string()).unwrap();
     }
@@ -443,6 +450,22 @@ mod tests {
             verify(&d.join("k.pub"), &index).is_err(),
             "tampered index verified"
         );
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn build_refuses_a_wasm32_package_linux_wasm_cannot_run() {
+        let d = scratch("abi");
+        meta(&d, "app", "wasm32", &[]);
+        build(&d, &d.join("index.json")).unwrap();
+        // A plain module: no dylink.0, its own memory.
+        fs::write(d.join("app-wasm32.bin"), b"\0asm\x01\0\0\0\x05\x03\x01\x00\x01").unwrap();
+        let e = build(&d, &d.join("index.json")).unwrap_err().to_string();
+        assert!(
+            e.contains("app-wasm32.bin (arch wasm32) is not a linux-wasm user program"),
+            "{e}"
+        );
+        assert!(e.contains("dylink.0"), "{e}");
         fs::remove_dir_all(&d).unwrap();
     }
 
