@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Tier wasm, part guest: the wasm32 builds of lwtcp, lwpkg and lwsync run
-# under wasmtime (tools/guest-harness), their /dev/lwnet and /dev/lwstore
-# served by the real host shim (lwhost worker + main side) and a real lwproxy,
-# against loopback servers started here. Each check is recorded.
+# Tier wasm, part guest: the shipped wasm32 binaries of lwtcp, lwpkg and
+# lwsync (linux-wasm user programs) pass the static ABI check
+# (tools/wasm-abi) and run under the loader (tools/guest-harness), which runs
+# them as upstream's kernel and runtime do; their /dev/lwnet and /dev/lwstore
+# are served by the real host shim (lwhost worker + main side) and a real
+# lwproxy, against loopback servers started here. Modules that break the ABI
+# are refused by both; a run that writes below its 8 KiB stack fails. Each
+# check is recorded; each tool's stack high-water mark is printed.
 # Check bodies are functions run through check(): shellcheck cannot see the calls.
 # shellcheck disable=SC2317
 set -euo pipefail
@@ -28,16 +32,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
-lw_info "building the wasm32 guest tools, guest-harness, lwproxy and lwpkg-index"
-if ! tools/build-guest.sh --target wasm32 || ! cargo build --release -q -p guest-harness -p lwproxy -p lwpkg-index; then
+lw_info "building the wasm32 guest tools, guest-harness, linux-wasm-abi, lwproxy and lwpkg-index"
+if ! tools/build-guest.sh --target wasm32 \
+    || ! cargo build --release -q -p guest-harness -p linux-wasm-abi -p lwproxy -p lwpkg-index; then
     lw_result fail "wasm-guest: build"
     exit 1
 fi
 lw_result pass "wasm-guest: build (sizes within limits)"
 
 H=$LW_ROOT/target/release/guest-harness
-W=$LW_ROOT/guest/target/wasm32-unknown-unknown/release
+W=$LW_ROOT/guest/target/wasm32-linux/wasm32-unknown-unknown/release
 INDEX=$LW_ROOT/target/release/lwpkg-index
+ABI=$LW_ROOT/target/release/linux-wasm-abi
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 HTTP=$(free_port) ECHO=$(free_port) CLOSED=$(free_port) DENIED=$(free_port) PROXY=$(free_port) DEAD=$(free_port)
@@ -129,8 +135,14 @@ run_tool() {
     while [ $# -gt 0 ] && [[ $1 == --* ]]; do opts+=("$1" "$2"); shift 2; done
     local tool=$1
     shift
-    timeout 120 "$H" --root "$root" --store "$store" --proxy "ws://127.0.0.1:$PROXY/" "${opts[@]}" \
-        "$W/$tool.wasm" "$@" >"$work/out" 2>"$work/err"
+    local rc=0
+    timeout 120 "$H" --root "$root" --store "$store" --proxy "ws://127.0.0.1:$PROXY/" --report "${opts[@]}" \
+        "$W/$tool.wasm" "$@" >"$work/out" 2>"$work/err" || rc=$?
+    # The loader's report: stack high-water mark and the syscalls used.
+    sed -n "s/^guest-harness: stack high-water mark \([0-9]*\) bytes.*/$tool \1/p" "$work/err" >>"$work/stack.log"
+    sed -n "s/^guest-harness: syscall \(.*\): [0-9]*$/$tool \1/p" "$work/err" >>"$work/syscalls.log"
+    sed -i '/^guest-harness: \(stack high-water\|syscall \)/d' "$work/err"
+    return "$rc"
 }
 
 # expect_fail CODE TEXT: the last run exited CODE and said TEXT on stderr.
@@ -154,6 +166,79 @@ check() {
         rc=1
     fi
 }
+
+# ---- the ABI -------------------------------------------------------------------
+for t in lwtcp lwpkg lwsync; do
+    check "$t.wasm passes the static linux-wasm ABI check" "$ABI" "$W/$t.wasm"
+done
+# A module that breaks the ABI: no dylink.0, its own memory, memory.grow (as a
+# plain wasm32-unknown-unknown build has).
+python3 - "$work/plain.wasm" <<'PY'
+import sys
+def sec(i, b): return bytes([i, len(b)]) + b
+m = b"\0asm\x01\0\0\0" + sec(1, b"\x01\x60\x00\x00") + sec(3, b"\x01\x00") + sec(5, b"\x01\x00\x01") \
+    + sec(7, b"\x01\x06_start\x00\x00") + sec(10, b"\x01\x07\x00\x41\x01\x40\x00\x1a\x0b")
+open(sys.argv[1], "wb").write(m)
+PY
+abi_refuses_plain() {
+    local got=0
+    "$ABI" "$work/plain.wasm" >"$work/out" 2>"$work/err" || got=$?
+    [ "$got" -eq 1 ] && grep -q "first section is not the custom section dylink.0" "$work/err" \
+        && grep -q "defines its own memory" "$work/err" && grep -q "memory.grow" "$work/err"
+}
+check "the ABI check refuses a plain module, naming each problem" abi_refuses_plain
+loader_refuses_plain() {
+    local got=0
+    timeout 60 "$H" --root "$work/nowhere" --store "$work/nostore" "$work/plain.wasm" >"$work/out" 2>"$work/err" || got=$?
+    [ "$got" -eq 126 ] && grep -q "not a linux-wasm user program: .*dylink.0" "$work/err"
+}
+check "the loader refuses a plain module (exit 126, the reason named)" loader_refuses_plain
+# A conforming program that writes 16 KiB below its initial stack pointer,
+# then exits: the canary region below the 8 KiB stack must catch it.
+python3 - "$work/smash.wasm" <<'PY'
+import sys
+def leb(v):
+    out = b""
+    while True:
+        b = v & 0x7f; v >>= 7
+        if v == 0: return out + bytes([b])
+        out += bytes([b | 0x80])
+def sleb(v):
+    out = b""
+    while True:
+        b = v & 0x7f; v >>= 7
+        if (v == 0 and not b & 0x40) or (v == -1 and b & 0x40): return out + bytes([b])
+        out += bytes([b | 0x80])
+def name(s): return leb(len(s)) + s.encode()
+def sec(i, b): return bytes([i]) + leb(len(b)) + b
+meminfo = leb(16) + leb(2) + leb(0) + leb(0)
+dylink = name("dylink.0") + b"\x01" + leb(len(meminfo)) + meminfo
+types = b"\x02\x60\x00\x00\x60\x04\x7f\x7f\x7f\x7f\x01\x7f"
+imports = leb(3) + name("env") + name("memory") + b"\x02\x03" + leb(1) + leb(65536) \
+    + name("env") + name("__stack_pointer") + b"\x03\x7f\x01" \
+    + name("env") + name("__wasm_syscall_1") + b"\x00\x01"
+exports = leb(2) + name("_start") + b"\x00\x01" + name("__wasm_apply_data_relocs") + b"\x00\x02"
+# _start: store 1 at __stack_pointer - 16384, then exit_group(0) (asm-generic 94).
+start = b"\x00\x23\x00\x41" + sleb(16384) + b"\x6b\x41\x01\x36\x02\x00" \
+    + b"\x41\x00\x41\x00\x41" + sleb(94) + b"\x41\x00\x10\x00\x1a\x0b"
+code = leb(2) + leb(len(start)) + start + b"\x02\x00\x0b"
+m = b"\0asm\x01\0\0\0" + sec(0, dylink) + sec(1, types) + sec(2, imports) + sec(3, b"\x02\x00\x00") \
+    + sec(7, exports) + sec(10, code)
+open(sys.argv[1], "wb").write(m)
+PY
+loader_catches_stack_overflow() {
+    local got=0
+    "$ABI" "$work/smash.wasm" >/dev/null || return 1
+    timeout 60 "$H" --root "$work/nowhere" --store "$work/nostore" "$work/smash.wasm" >"$work/out" 2>"$work/err" || got=$?
+    [ "$got" -ne 0 ] && grep -q "wrote below its stack" "$work/err"
+}
+check "the loader fails a run that writes below its 8 KiB stack" loader_catches_stack_overflow
+
+demo_hello_runs() {
+    "$ABI" "$W/hello.wasm" >/dev/null && run_tool "$work/nowhere" "$work/nostore" hello you \
+        && grep -qx "Hello from an lwpkg package, running on Linux .* (wasm32), for you" "$work/out"
+}
+check "hello.wasm (the demo registry's wasm32 package) passes the check and runs" demo_hello_runs
 
 # ---- lwtcp -------------------------------------------------------------------
 printf '<h1>hello from loopback</h1>\n' >"$work/www/hello.html"
@@ -198,8 +283,10 @@ check "lwtcp: proxy down exits 2 with a reason" tcp_proxy_down
 R=$work/www/repo
 P=$work/pkg
 mkdir -p "$R" "$P/root/etc/lwpkg/keys" "$P/store"
-printf 'hello binary v1\n' >"$R/hello-1.0.wasm"
-printf 'greeting library\n' >"$R/libgreet-2.0.wasm"
+# wasm32 packages must be linux-wasm programs (lwpkg-index checks): the
+# shipped binaries stand in for them.
+cp "$W/lwtcp.wasm" "$R/hello-1.0.wasm"
+cp "$W/lwsync.wasm" "$R/libgreet-2.0.wasm"
 printf 'x86 only\n' >"$R/native-1.0.bin"
 cat >"$R/hello.pkg.json" <<'JSON'
 {"name": "hello", "version": "1.0", "arch": "wasm32", "file": "hello-1.0.wasm", "description": "says hello", "depends": ["libgreet"]}
@@ -210,6 +297,15 @@ JSON
 cat >"$R/native.pkg.json" <<'JSON'
 {"name": "native", "version": "1.0", "arch": "x86_64", "file": "native-1.0.bin"}
 JSON
+index_refuses_plain_wasm32() {
+    local d=$work/badrepo got=0
+    mkdir -p "$d" && cp "$work/plain.wasm" "$d/app.wasm"
+    printf '{"name": "app", "version": "1", "arch": "wasm32", "file": "app.wasm"}\n' >"$d/app.pkg.json"
+    "$INDEX" build "$d" >"$work/out" 2>"$work/err" || got=$?
+    [ "$got" -ne 0 ] && grep -q "app.wasm (arch wasm32) is not a linux-wasm user program" "$work/err" \
+        && [ ! -e "$d/index.json" ]
+}
+check "lwpkg-index build refuses a wasm32 package that fails the ABI check" index_refuses_plain_wasm32
 "$INDEX" keygen --out "$work/repo-key" >/dev/null
 "$INDEX" build "$R" --sign "$work/repo-key.key" >/dev/null
 cp "$work/repo-key.pub" "$P/root/etc/lwpkg/keys/test.pub"
@@ -259,7 +355,8 @@ pkg_tampered_index() {
 check "lwpkg refuses a tampered index" pkg_tampered_index
 pkg_bad_checksum() {
     cp "$R/hello-1.0.wasm" "$work/hello.good"
-    printf 'hello binary v2\n' >"$R/hello-1.0.wasm" # same size, other bytes
+    python3 -c 'import sys; b = bytearray(open(sys.argv[1], "rb").read()); b[-1] ^= 1; open(sys.argv[1], "wb").write(b)' \
+        "$R/hello-1.0.wasm" # same size, other bytes
     local ok=0
     expect_fail 1 "checksum mismatch" run_tool "$P/root" "$P/store" lwpkg install hello || ok=1
     cp "$work/hello.good" "$R/hello-1.0.wasm"
@@ -338,5 +435,49 @@ sync_quota() {
     run_tool "$S/qb" "$q" --quota 200000 lwsync restore && [ "$(cat "$S/qb/home/u/small")" = small ] && [ ! -e "$S/qb/home/u/big" ]
 }
 check "lwsync: a save over quota fails clearly and the previous snapshot stays" sync_quota
+
+# ---- stack: worst-case inputs, then each tool's high-water mark ----------------
+stack_deep_json() {
+    # The deepest JSON the parser accepts (32 levels) inside a signed index.
+    cp "$R/index.json" "$work/index.good" && cp "$R/index.json.sig" "$work/index.sig.good" || return 1
+    python3 - "$R/index.json" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+deep = 0
+for _ in range(31):
+    deep = [deep]
+doc["deep"] = deep
+open(sys.argv[1], "w").write(json.dumps(doc))
+PY
+    "$INDEX" sign --key "$work/repo-key.key" "$R/index.json" >/dev/null || return 1
+    local got=0
+    run_tool "$P/root" "$P/store" lwpkg update || got=$?
+    cp "$work/index.good" "$R/index.json" && cp "$work/index.sig.good" "$R/index.json.sig"
+    # Parsed (accepted or refused with a message), never a crashed run.
+    [ "$got" -lt 100 ]
+}
+check "lwpkg parses a signed index nested as deep as the parser allows" stack_deep_json
+stack_long_paths() {
+    # A deep tree with long names (a path of about 2 KiB) saved and restored.
+    local a=$S/deep-a b=$S/deep-b st=$S/deep-store d i
+    d=$a/home/u
+    for ((i = 0; i < 30; i++)); do d+=/$(printf 'dir%02d-%055d' "$i" 0); done
+    mkdir -p "$d" "$b" "$st" && printf 'deep\n' >"$d/file"
+    run_tool "$a" "$st" lwsync save && run_tool "$b" "$st" lwsync restore \
+        && [ "$(cat "${d/$a/$b}/file")" = deep ]
+}
+check "lwsync saves and restores a 30-level tree with ~2 KiB paths" stack_long_paths
+stack_report() {
+    local t max
+    for t in lwtcp lwpkg lwsync; do
+        max=$(awk -v t="$t" '$1 == t && $2 > m { m = $2 } END { print m + 0 }' "$work/stack.log")
+        printf '  %-7s stack high-water mark %5d bytes of 8192 (over %d runs)\n' "$t" "$max" \
+            "$(awk -v t="$t" '$1 == t' "$work/stack.log" | wc -l)"
+        [ "$max" -gt 0 ] && [ "$max" -le 8192 ] || return 1
+    done
+    echo "  syscalls used (name, number):"
+    awk '{ $1 = ""; print }' "$work/syscalls.log" | sort -u | sed 's/^ */    /'
+}
+check "each tool's stack high-water mark is within its 8 KiB stack" stack_report
 
 exit $rc

@@ -457,10 +457,12 @@ mod tests {
     fn build_refuses_a_wasm32_package_linux_wasm_cannot_run() {
         let d = scratch("abi");
         meta(&d, "app", "wasm32", &[]);
-        build(&d, &d.join("index.json")).unwrap();
+        build(&d, &d.join("index.json"), EXP.into(), None).unwrap();
         // A plain module: no dylink.0, its own memory.
         fs::write(d.join("app-wasm32.bin"), b"\0asm\x01\0\0\0\x05\x03\x01\x00\x01").unwrap();
-        let e = build(&d, &d.join("index.json")).unwrap_err().to_string();
+        let e = build(&d, &d.join("index.json"), EXP.into(), None)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("app-wasm32.bin (arch wasm32) is not a linux-wasm user program"),
             "{e}"
