@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The demo content `./linux-wasm.sh run` serves on loopback: a web page and a
-# signed x86_64 package registry (hello, and hello-fancy which depends on it),
-# built with lwpkg-index and signed with a key kept in the workspace. The key's
+# signed package registry, built with lwpkg-index and signed with a key kept
+# in the workspace: for x86_64 hello (tools/demo/hello.c) and hello-fancy
+# which depends on it; for wasm32 hello (guest/hello), a linux-wasm user
+# program built like the wasm32 tools (tools/build-guest.sh). The key's
 # public half goes into the initramfs as /etc/lwpkg/keys/demo.pub.
 #
 #   tools/demo-registry.sh build          -> $LW_INSTALL/um/demo/{index.html,registry/}
 #   tools/demo-registry.sh package DIR NAME VERSION FILE [DEPENDS...]
 #                                         add one package build to a registry directory
+#                                         (LW_PKG_ARCH=wasm32 for a wasm32 build; x86_64 default)
 set -euo pipefail
 # shellcheck source=tools/lib.sh
 source "$(dirname "$(readlink -f "$0")")/lib.sh"
@@ -15,6 +18,7 @@ DEMO_SRC=$LW_ROOT/tools/demo
 DEMO_OUT=$LW_INSTALL/um/demo
 KEYS=$LW_WORKSPACE/keys
 INDEXER=$LW_ROOT/target/release/lwpkg-index
+WASM_BIN=$LW_ROOT/guest/target/wasm32-linux/wasm32-unknown-unknown/release
 
 # package DIR NAME VERSION FILE [DEPENDS...]: copies FILE into DIR/NAME-VERSION
 # and writes its metadata for lwpkg-index.
@@ -23,9 +27,11 @@ package() {
     shift 4
     local deps='' d
     for d in "$@"; do deps+="${deps:+,}\"$d\""; done
-    install -m 0755 "$file" "$dir/$name-$version"
-    printf '{"name":"%s","version":"%s","arch":"x86_64","file":"%s","description":"%s","depends":[%s]}\n' \
-        "$name" "$version" "$name-$version" "${LW_PKG_DESCRIPTION:-$name demo package}" "$deps" >"$dir/$name-$version.pkg.json"
+    local arch=${LW_PKG_ARCH:-x86_64} base=$name-$version
+    [ "$arch" = x86_64 ] || base=$name-$version-$arch
+    install -m 0755 "$file" "$dir/$base"
+    printf '{"name":"%s","version":"%s","arch":"%s","file":"%s","description":"%s","depends":[%s]}\n' \
+        "$name" "$version" "$arch" "$base" "${LW_PKG_DESCRIPTION:-$name demo package}" "$deps" >"$dir/$base.pkg.json"
 }
 
 build() {
@@ -35,8 +41,11 @@ build() {
         "$INDEXER" keygen --out "$KEYS/demo" >/dev/null
         lw_info "demo: new registry signing key $KEYS/demo.key"
     fi
+    # The wasm32 packages are built exactly as the wasm32 tools are.
+    bash "$LW_ROOT/tools/build-guest.sh" --target wasm32 >&2
     local want
-    want=$({ sha256sum "$DEMO_SRC"/* "$KEYS/demo.pub" "$INDEXER"; gcc --version | head -n1; } | sha256sum | cut -d' ' -f1)
+    want=$({ sha256sum "$DEMO_SRC"/* "$KEYS/demo.pub" "$INDEXER" "$WASM_BIN/hello.wasm"; gcc --version | head -n1; } \
+        | sha256sum | cut -d' ' -f1)
     if [ -f "$DEMO_OUT/.stamp" ] && [ "$(cat "$DEMO_OUT/.stamp")" = "$want" ]; then
         lw_info "demo: up to date ($DEMO_OUT)"
         return 0
@@ -48,6 +57,8 @@ build() {
     gcc -static -Os -s -Wall -Werror -o "$tmp/hello.bin" "$DEMO_SRC/hello.c"
     LW_PKG_DESCRIPTION="prints a greeting (static x86_64)" package "$tmp/registry" hello 1.0 "$tmp/hello.bin"
     LW_PKG_DESCRIPTION="the greeting, framed (needs hello)" package "$tmp/registry" hello-fancy 1.0 "$DEMO_SRC/hello-fancy" hello
+    LW_PKG_ARCH=wasm32 LW_PKG_DESCRIPTION="prints a greeting (wasm32 linux-wasm program)" \
+        package "$tmp/registry" hello 1.0 "$WASM_BIN/hello.wasm"
     rm -f "$tmp/hello.bin"
     # Rebuilt only when its inputs change: a long expiry keeps an old build usable.
     "$INDEXER" build "$tmp/registry" --sign "$KEYS/demo.key" --expires 3650d >/dev/null
@@ -63,6 +74,6 @@ case "${1:-}" in
     build) build ;;
     package) shift; [ $# -ge 4 ] || { echo "usage: tools/demo-registry.sh package DIR NAME VERSION FILE [DEPENDS...]" >&2; exit 2; }
         package "$@" ;;
-    -h | --help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' ;;
+    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' ;;
     *) echo "usage: tools/demo-registry.sh build | package DIR NAME VERSION FILE [DEPENDS...]" >&2; exit 2 ;;
 esac
