@@ -421,6 +421,7 @@ pub mod sample {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::sample::*;
     use super::*;
