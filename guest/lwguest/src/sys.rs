@@ -714,3 +714,89 @@ pub fn uapi_str(raw: &'static [u8], fallback: &'static str) -> &'static str {
     let bytes = raw.strip_suffix(&[0]).unwrap_or(raw);
     core::str::from_utf8(bytes).unwrap_or(fallback)
 }
+
+/// The layer against the build machine's real kernel (x86_64): the same
+/// wrappers the um system runs, through `fs`.
+#[cfg(all(test, target_arch = "x86_64"))]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::fs;
+
+    fn scratch(name: &str) -> String {
+        let d = std::env::temp_dir().join(format!("lwguest-sys-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d.to_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn files_directories_links_times_through_raw_syscalls() {
+        let d = scratch("fs");
+        fs::mkdir_p(&fs::join(&d, "a/b"), 0o755).unwrap();
+        let f = fs::join(&d, "a/b/file");
+        fs::write_file_atomic(&f, b"hello", 0o640).unwrap();
+        assert_eq!(fs::read_file(&f, 100).unwrap(), b"hello");
+        let m = fs::lstat(&f).unwrap().unwrap();
+        assert_eq!((m.kind, m.mode, m.size), (fs::Kind::File, 0o640, 5));
+        fs::set_mtime(&f, 1_000_000_000, 5).unwrap();
+        assert_eq!(fs::lstat(&f).unwrap().unwrap().mtime_sec, 1_000_000_000);
+        fs::symlink("b/file", &fs::join(&d, "a/link")).unwrap();
+        assert_eq!(fs::readlink(&fs::join(&d, "a/link")).unwrap(), "b/file");
+        assert_eq!(fs::read_dir(&fs::join(&d, "a")).unwrap(), ["b", "link"]);
+        fs::rename(&f, &fs::join(&d, "a/moved")).unwrap();
+        assert!(fs::lstat(&f).unwrap().is_none());
+        fs::chmod(&fs::join(&d, "a/moved"), 0o600).unwrap();
+        let fd = fs::Fd::open(&fs::join(&d, "a/moved"), O_RDWR, 0).unwrap();
+        // SAFETY: an owned fd and a valid statx buffer.
+        let mut st: statx = unsafe { core::mem::zeroed() };
+        assert_eq!(unsafe { fstatx(fd.0, STATX_BASIC_STATS, &mut st) }, 0);
+        assert_eq!((st.stx_size, st.stx_mode & 0o777), (5, 0o600));
+        // SAFETY: integer arguments on an owned fd.
+        unsafe {
+            assert_eq!(lseek(fd.0, 0, SEEK_END), 5);
+            assert_eq!(ftruncate(fd.0, 2), 0);
+            assert_eq!(lseek(fd.0, 0, SEEK_END), 2);
+            assert_eq!(flock(fd.0, LOCK_EX | LOCK_NB), 0);
+            assert_eq!(flock(fd.0, LOCK_UN), 0);
+        }
+        let missing = fs::Fd::open(&fs::join(&d, "nope"), O_RDONLY, 0);
+        assert!(matches!(missing, Err(ref e) if e.errno == ENOENT));
+        fs::remove_tree(&d).unwrap();
+        assert!(fs::lstat(&d).unwrap().is_none());
+    }
+
+    #[test]
+    fn memory_time_and_polling() {
+        let p = mmap_anon(3 * 4096);
+        assert!(!p.is_null());
+        // SAFETY: a fresh mapping of that size, zeroed by the kernel.
+        unsafe {
+            assert_eq!(*p.add(3 * 4096 - 1), 0);
+            *p = 1;
+            assert_eq!(munmap(p, 3 * 4096), 0);
+        }
+        let t0 = fs::now_ms();
+        assert!(fs::sleep_ms(20));
+        assert!(fs::now_ms() >= t0 + 20);
+        assert!(fs::now_unix_s() > 1_600_000_000);
+        // A pipe's read end polls readable once written to.
+        let mut fds = [0i32; 2];
+        // SAFETY: pipe2 writes two fds.
+        assert_eq!(unsafe { syscall(nr::pipe2, &[fds.as_mut_ptr() as usize, 0]) }, 0);
+        let mut pfd = [pollfd {
+            fd: fds[0],
+            events: POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: valid pollfd array; owned fds.
+        unsafe {
+            assert_eq!(poll(pfd.as_mut_ptr(), 1, 0), 0);
+            assert_eq!(write(fds[1], b"x".as_ptr(), 1), 1);
+            assert_eq!(poll(pfd.as_mut_ptr(), 1, 1000), 1);
+            assert_eq!(pfd[0].revents & POLLIN, POLLIN);
+            assert_eq!(isatty(fds[0]), 0);
+            close(fds[0]);
+            close(fds[1]);
+        }
+    }
+}
