@@ -73,6 +73,10 @@ struct Cli {
     /// Guest environment variables (NAME=VALUE), repeatable.
     #[arg(long = "env")]
     env: Vec<String>,
+    /// Stack bytes below the argument block: binfmt_wasm gives 8192 (two
+    /// pages); a larger value only measures a program that needs more.
+    #[arg(long, default_value_t = STACK_SIZE)]
+    stack_size: u32,
     /// After the run, print the stack high-water mark and each syscall used
     /// (name, number, count) to stderr.
     #[arg(long)]
@@ -310,7 +314,7 @@ struct StackLayout {
 
 /// Builds the stack mapping with the argument block, a canary region below
 /// it, and the pattern for the high-water mark.
-fn setup_stack(st: &mut State, argv: &[String], envp: &[String]) -> Result<StackLayout> {
+fn setup_stack(st: &mut State, argv: &[String], envp: &[String], stack_size: u32) -> Result<StackLayout> {
     let strings: Vec<u8> = argv
         .iter()
         .chain(envp)
@@ -319,7 +323,7 @@ fn setup_stack(st: &mut State, argv: &[String], envp: &[String]) -> Result<Stack
     // binfmt_wasm: extra = strings + argv/envp pointer arrays, page-aligned.
     let extra = page_align(strings.len() as u32 + 4 * (argv.len() as u32 + 1 + envp.len() as u32 + 1))
         .context("argument block too large")?;
-    let size = STACK_SIZE + extra;
+    let size = page_align(stack_size.clamp(PAGE, 1 << 24)).context("stack size")? + extra;
     let memory = st.memory.clone();
     let region = st
         .mm
@@ -455,7 +459,7 @@ fn run(cli: Cli) -> Result<i32> {
             bail!("--env {kv:?}: expected NAME=VALUE");
         }
     }
-    let stack = setup_stack(&mut state, &argv, &envp)?;
+    let stack = setup_stack(&mut state, &argv, &envp, cli.stack_size)?;
     let table_base: u32 = 1;
     if mi.table_size.saturating_add(table_base) > TABLE_ENTRIES {
         bail!(
