@@ -405,6 +405,7 @@ fn run(cli: Cli) -> Result<i32> {
         token: cli.token.clone(),
         store_dir: cli.store.clone(),
         store_quota: cli.quota,
+        extra_ca: Vec::new(),
     };
     let main_side = {
         let _guard = runtime.enter();
