@@ -718,7 +718,7 @@ pub fn uapi_str(raw: &'static [u8], fallback: &'static str) -> &'static str {
 /// The layer against the build machine's real kernel (x86_64): the same
 /// wrappers the um system runs, through `fs`.
 #[cfg(all(test, target_arch = "x86_64"))]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::needless_borrows_for_generic_args)]
 mod tests {
     use super::*;
     use crate::fs;
@@ -740,7 +740,7 @@ mod tests {
         assert_eq!((m.kind, m.mode, m.size), (fs::Kind::File, 0o640, 5));
         fs::set_mtime(&f, 1_000_000_000, 5).unwrap();
         assert_eq!(fs::lstat(&f).unwrap().unwrap().mtime_sec, 1_000_000_000);
-        fs::symlink("b/file", &fs::join(&d, "a/link")).unwrap();
+        fs::symlink("b/file", fs::join(&d, "a/link")).unwrap();
         assert_eq!(fs::readlink(&fs::join(&d, "a/link")).unwrap(), "b/file");
         assert_eq!(fs::read_dir(&fs::join(&d, "a")).unwrap(), ["b", "link"]);
         fs::rename(&f, &fs::join(&d, "a/moved")).unwrap();
