@@ -312,7 +312,7 @@ pub fn read_dir_raw(path: impl AsRef<[u8]>) -> Result<Vec<Vec<u8>>> {
     }
     // SAFETY: dir is open.
     unsafe { sys::closedir(dir) };
-    names.sort();
+    crate::sort::sort(&mut names);
     Ok(names)
 }
 

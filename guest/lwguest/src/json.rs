@@ -55,12 +55,19 @@ impl Value {
 pub fn parse(text: &[u8]) -> Result<Value> {
     let mut p = Parser { s: text, i: 0 };
     p.ws();
-    let v = p.value(0)?;
+    let v = p.value()?;
     p.ws();
     if p.i != p.s.len() {
         return Err(p.err("trailing data after the JSON value"));
     }
     Ok(v)
+}
+
+/// A container being parsed: its items so far; an object also the key of
+/// the member whose value comes next.
+enum Open {
+    Arr(Vec<Value>),
+    Obj(Vec<(String, Value)>, String),
 }
 
 struct Parser<'a> {
@@ -88,77 +95,108 @@ impl Parser<'_> {
             Err(self.err("unexpected token"))
         }
     }
-    fn value(&mut self, depth: usize) -> Result<Value> {
-        if depth > MAX_DEPTH {
-            return Err(self.err("nested too deeply"));
-        }
-        match self.peek() {
-            None => Err(self.err("unexpected end")),
-            Some(b'n') => self.lit(b"null", Value::Null),
-            Some(b't') => self.lit(b"true", Value::Bool(true)),
-            Some(b'f') => self.lit(b"false", Value::Bool(false)),
-            Some(b'"') => Ok(Value::Str(self.string()?)),
-            Some(b'[') => {
-                self.i += 1;
-                let mut items = Vec::new();
-                self.ws();
-                if self.peek() == Some(b']') {
-                    self.i += 1;
-                    return Ok(Value::Arr(items));
-                }
-                loop {
-                    self.ws();
-                    items.push(self.value(depth + 1)?);
-                    self.ws();
-                    match self.peek() {
-                        Some(b',') => self.i += 1,
-                        Some(b']') => {
-                            self.i += 1;
-                            return Ok(Value::Arr(items));
-                        }
-                        _ => return Err(self.err("expected ',' or ']'")),
-                    }
-                }
+    /// One value. Containers are kept on an explicit stack on the heap, not
+    /// by recursion, so the deepest document accepted does not grow the
+    /// (8 KiB, binfmt_wasm) stack; the depth of a value is the number of
+    /// containers open around it.
+    fn value(&mut self) -> Result<Value> {
+        let mut open: Vec<Open> = Vec::new();
+        'value: loop {
+            if open.len() > MAX_DEPTH {
+                return Err(self.err("nested too deeply"));
             }
-            Some(b'{') => {
-                self.i += 1;
-                let mut members: Vec<(String, Value)> = Vec::new();
-                self.ws();
-                if self.peek() == Some(b'}') {
+            let mut v = match self.peek() {
+                None => return Err(self.err("unexpected end")),
+                Some(b'n') => self.lit(b"null", Value::Null)?,
+                Some(b't') => self.lit(b"true", Value::Bool(true))?,
+                Some(b'f') => self.lit(b"false", Value::Bool(false))?,
+                Some(b'"') => Value::Str(self.string()?),
+                Some(b'[') => {
                     self.i += 1;
-                    return Ok(Value::Obj(members));
+                    self.ws();
+                    if self.peek() == Some(b']') {
+                        self.i += 1;
+                        Value::Arr(Vec::new())
+                    } else {
+                        open.push(Open::Arr(Vec::new()));
+                        continue 'value;
+                    }
                 }
-                loop {
-                    self.ws();
-                    if self.peek() != Some(b'"') {
-                        return Err(self.err("expected a key"));
-                    }
-                    let k = self.string()?;
-                    if members.iter().any(|(m, _)| *m == k) {
-                        return Err(self.err(&format!("duplicate key {k:?}")));
-                    }
-                    self.ws();
-                    if self.peek() != Some(b':') {
-                        return Err(self.err("expected ':'"));
-                    }
+                Some(b'{') => {
                     self.i += 1;
                     self.ws();
-                    let v = self.value(depth + 1)?;
-                    members.push((k, v));
-                    self.ws();
-                    match self.peek() {
-                        Some(b',') => self.i += 1,
-                        Some(b'}') => {
-                            self.i += 1;
-                            return Ok(Value::Obj(members));
+                    if self.peek() == Some(b'}') {
+                        self.i += 1;
+                        Value::Obj(Vec::new())
+                    } else {
+                        let k = self.key(&[])?;
+                        open.push(Open::Obj(Vec::new(), k));
+                        continue 'value;
+                    }
+                }
+                Some(b'-' | b'0'..=b'9') => self.number()?,
+                Some(_) => return Err(self.err("unexpected character")),
+            };
+            // `v` is complete: add it to the innermost open container,
+            // closing every container that ends here.
+            loop {
+                match open.last_mut() {
+                    None => return Ok(v),
+                    Some(Open::Arr(items)) => {
+                        items.push(v);
+                        self.ws();
+                        match self.peek() {
+                            Some(b',') => {
+                                self.i += 1;
+                                self.ws();
+                                continue 'value;
+                            }
+                            Some(b']') => {
+                                self.i += 1;
+                                v = Value::Arr(core::mem::take(items));
+                            }
+                            _ => return Err(self.err("expected ',' or ']'")),
                         }
-                        _ => return Err(self.err("expected ',' or '}'")),
+                    }
+                    Some(Open::Obj(members, key)) => {
+                        members.push((core::mem::take(key), v));
+                        self.ws();
+                        match self.peek() {
+                            Some(b',') => {
+                                self.i += 1;
+                                *key = self.key(members)?;
+                                continue 'value;
+                            }
+                            Some(b'}') => {
+                                self.i += 1;
+                                v = Value::Obj(core::mem::take(members));
+                            }
+                            _ => return Err(self.err("expected ',' or '}'")),
+                        }
                     }
                 }
+                open.pop();
             }
-            Some(b'-' | b'0'..=b'9') => self.number(),
-            Some(_) => Err(self.err("unexpected character")),
         }
+    }
+    /// A member's key and the `:` after it (whitespace around both
+    /// skipped); refused if `members` already has it.
+    fn key(&mut self, members: &[(String, Value)]) -> Result<String> {
+        self.ws();
+        if self.peek() != Some(b'"') {
+            return Err(self.err("expected a key"));
+        }
+        let k = self.string()?;
+        if members.iter().any(|(m, _)| *m == k) {
+            return Err(self.err(&format!("duplicate key {k:?}")));
+        }
+        self.ws();
+        if self.peek() != Some(b':') {
+            return Err(self.err("expected ':'"));
+        }
+        self.i += 1;
+        self.ws();
+        Ok(k)
     }
     fn digits(&mut self) -> usize {
         let start = self.i;
@@ -275,6 +313,40 @@ mod tests {
         assert_eq!(a[1].as_u64(), None);
         assert_eq!(a[4].as_str(), Some("x\u{e9}\u{1f600}\n"));
         assert_eq!(v.get("b"), Some(&Value::Obj(Vec::new())));
+    }
+
+    #[test]
+    fn depth_limit_and_error_positions() {
+        // 32 levels around a value are accepted, 33 are not (the value inside counts).
+        let ok = "[".repeat(32) + "0" + &"]".repeat(32);
+        assert!(parse(ok.as_bytes()).is_ok());
+        let deep = "[".repeat(33) + "0" + &"]".repeat(33);
+        assert_eq!(
+            parse(deep.as_bytes()).unwrap_err().to_string(),
+            "JSON: nested too deeply at byte 33"
+        );
+        let v = parse(br#"[[1, {"a": [[]], "b": {}}], {"c": {"d": null}}]"#).unwrap();
+        let Value::Arr(top) = &v else { panic!("{v:?}") };
+        assert_eq!(top.len(), 2);
+        assert_eq!(top[1].get("c").and_then(|c| c.get("d")), Some(&Value::Null));
+        for (bad, msg) in [
+            (&b"[1 2]"[..], "JSON: expected ',' or ']' at byte 3"),
+            (b"{\"a\" 1}", "JSON: expected ':' at byte 5"),
+            (b"{\"a\":1 \"b\":2}", "JSON: expected ',' or '}' at byte 7"),
+            (b"{\"a\":1, 2}", "JSON: expected a key at byte 8"),
+            (
+                b"{\"a\":{\"b\":1,\"b\":2}}",
+                "JSON: duplicate key \"b\" at byte 15",
+            ),
+            (b"[[", "JSON: unexpected end at byte 2"),
+        ] {
+            assert_eq!(
+                parse(bad).unwrap_err().to_string(),
+                msg,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod json;
 pub mod net;
 pub mod progress;
 pub mod rt;
+pub mod sort;
 pub mod store;
 pub mod sys;
 pub mod syscall;

@@ -234,7 +234,7 @@ impl Manifest {
             });
         }
         // Byte order puts every directory before what it holds.
-        m.entries.sort_by(|a, b| a.path.cmp(&b.path));
+        lwguest::sort::sort_by(&mut m.entries, |a, b| a.path.cmp(&b.path));
         Ok(m)
     }
 
@@ -275,8 +275,16 @@ pub enum Change {
 /// inode, size, mtime and ctime as last saved or restored). Sorted by path.
 pub fn diff(saved: &[Entry], now: &[Entry], same_file: &dyn Fn(&Entry) -> bool) -> Vec<Change> {
     use alloc::collections::BTreeMap;
-    let old: BTreeMap<&[u8], &Entry> = saved.iter().map(|e| (e.path.as_slice(), e)).collect();
-    let new: BTreeMap<&[u8], &Entry> = now.iter().map(|e| (e.path.as_slice(), e)).collect();
+    // Inserted one by one (the last entry of a path wins, as with collect):
+    // collecting into a BTreeMap sorts with a 4 KiB stack buffer (lwguest::sort).
+    let mut old: BTreeMap<&[u8], &Entry> = BTreeMap::new();
+    for e in saved {
+        old.insert(e.path.as_slice(), e);
+    }
+    let mut new: BTreeMap<&[u8], &Entry> = BTreeMap::new();
+    for e in now {
+        new.insert(e.path.as_slice(), e);
+    }
     let mut out = Vec::new();
     for (p, n) in &new {
         match old.get(p) {
@@ -304,7 +312,7 @@ pub fn diff(saved: &[Entry], now: &[Entry], same_file: &dyn Fn(&Entry) -> bool) 
             out.push(Change::Deleted(p.to_vec()));
         }
     }
-    out.sort_by(|a, b| change_path(a).cmp(change_path(b)));
+    lwguest::sort::sort_by(&mut out, |a, b| change_path(a).cmp(change_path(b)));
     out
 }
 

@@ -28,6 +28,7 @@ use alloc::vec::Vec;
 use lwguest::fs::{self, show, Error, Fd, Kind, Meta, Result};
 use lwguest::index::hex_encode;
 use lwguest::sha2::{Digest, Sha256};
+use lwguest::sort;
 use lwguest::store::Blobs;
 use lwguest::{errln, outln, sys};
 
@@ -143,42 +144,51 @@ impl Ctx<'_> {
     }
 
     /// Walks `path` (not following links) into entries without chunk lists,
-    /// and the metadata of every file.
+    /// and the metadata of every file. Depth-first, each directory's names
+    /// in the order read: an explicit stack on the heap, not recursion, so
+    /// a deep tree does not grow the (8 KiB, binfmt_wasm) stack.
     fn scan(&self, path: &[u8], out: &mut Vec<Entry>, metas: &mut Metas) -> Result<()> {
-        let local = self.local(path);
-        let Some(meta) = fs::lstat(&local)? else {
-            return Ok(());
-        };
-        let body = match meta.kind {
-            Kind::Dir => Body::Dir,
-            Kind::File => Body::File {
-                size: meta.size,
-                chunks: Vec::new(),
-            },
-            Kind::Link => Body::Link {
-                target: fs::readlink_raw(&local)?,
-            },
-            Kind::Other => {
-                errln!("lwsync: skipping {}: not a file, directory or link", show(path));
-                return Ok(());
-            }
-        };
-        if meta.kind == Kind::File {
-            metas.insert(path.to_vec(), meta);
-        }
-        out.push(Entry {
-            path: path.to_vec(),
-            mode: meta.mode,
-            mtime_sec: meta.mtime_sec,
-            mtime_nsec: meta.mtime_nsec,
-            body,
-        });
-        if meta.kind == Kind::Dir {
-            for name in fs::read_dir_raw(&local)? {
-                if !name.contains(&b'/') {
-                    self.scan(&join(path, &name), out, metas)?;
+        let mut todo: Vec<Vec<u8>> = alloc::vec![path.to_vec()];
+        while let Some(path) = todo.pop() {
+            let local = self.local(&path);
+            let Some(meta) = fs::lstat(&local)? else {
+                continue;
+            };
+            let body = match meta.kind {
+                Kind::Dir => Body::Dir,
+                Kind::File => Body::File {
+                    size: meta.size,
+                    chunks: Vec::new(),
+                },
+                Kind::Link => Body::Link {
+                    target: fs::readlink_raw(&local)?,
+                },
+                Kind::Other => {
+                    errln!("lwsync: skipping {}: not a file, directory or link", show(&path));
+                    continue;
                 }
+            };
+            if meta.kind == Kind::File {
+                metas.insert(path.clone(), meta);
             }
+            if meta.kind == Kind::Dir {
+                let names = fs::read_dir_raw(&local)?;
+                // Reversed: the first name is popped (walked) first.
+                todo.extend(
+                    names
+                        .iter()
+                        .rev()
+                        .filter(|n| !n.contains(&b'/'))
+                        .map(|n| join(&path, n)),
+                );
+            }
+            out.push(Entry {
+                path,
+                mode: meta.mode,
+                mtime_sec: meta.mtime_sec,
+                mtime_nsec: meta.mtime_nsec,
+                body,
+            });
         }
         Ok(())
     }
@@ -189,7 +199,7 @@ impl Ctx<'_> {
         for r in roots {
             self.scan(r, &mut out, &mut metas)?;
         }
-        out.sort_by(|a, b| a.path.cmp(&b.path));
+        sort::sort_by(&mut out, |a, b| a.path.cmp(&b.path));
         out.dedup_by(|a, b| a.path == b.path);
         Ok((out, metas))
     }
@@ -205,7 +215,11 @@ impl Ctx<'_> {
         };
         let prev = self.load()?.unwrap_or_default();
         let record = State::load(&self.state_path());
-        let mut known: BTreeSet<String> = prev.chunks().into_iter().map(String::from).collect();
+        // Inserted one by one: collecting into a BTreeSet sorts on the stack (lwguest::sort).
+        let mut known: BTreeSet<String> = BTreeSet::new();
+        for c in prev.chunks() {
+            known.insert(String::from(c));
+        }
         let mut entries: Vec<Entry> = prev
             .entries
             .iter()
@@ -251,7 +265,7 @@ impl Ctx<'_> {
             }
             entries.push(e);
         }
-        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        sort::sort_by(&mut entries, |a, b| a.path.cmp(&b.path));
         for e in &entries {
             match e.body {
                 Body::Dir => stats.dirs += 1,
@@ -675,7 +689,7 @@ fn clamp_roots(saved: &[Vec<u8>], configured: &[Vec<u8>]) -> Vec<Vec<u8>> {
 
 /// Drops duplicates and paths inside another path of the list.
 fn minimal_roots(mut roots: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
-    roots.sort();
+    sort::sort(&mut roots);
     roots.dedup();
     let all = roots.clone();
     roots.retain(|r| !all.iter().any(|o| o != r && manifest::under(r, o)));
