@@ -520,42 +520,52 @@ pub fn resolve<'a>(index: &'a Index, wanted: &[String], arch: &str) -> Result<Ve
         Visiting,
         Done,
     }
-    fn visit<'a>(
-        index: &'a Index,
-        name: &str,
-        arch: &str,
-        marks: &mut BTreeMap<String, Mark>,
-        stack: &mut Vec<String>,
-        out: &mut Vec<&'a Entry>,
-    ) -> Result<()> {
-        match marks.get(name) {
-            Some(Mark::Done) => return Ok(()),
-            Some(Mark::Visiting) => {
-                let start = stack.iter().position(|s| s == name).unwrap_or(0);
-                let mut cycle = stack[start..].to_vec();
-                cycle.push(name.to_string());
-                return Err(Error::msg(format!("dependency cycle: {}", cycle.join(" -> "))));
-            }
-            None => {}
-        }
-        let entry = index.lookup(name, arch).map_err(|e| match stack.last() {
-            Some(parent) => e.context(format!("{parent} depends on {name}")),
-            None => e,
-        })?;
-        marks.insert(name.to_string(), Mark::Visiting);
-        stack.push(name.to_string());
-        for d in &entry.depends {
-            visit(index, d, arch, marks, stack, out)?;
-        }
-        stack.pop();
-        marks.insert(name.to_string(), Mark::Done);
-        out.push(entry);
-        Ok(())
-    }
-    let mut marks = BTreeMap::new();
+    // A depth-first walk with its path on the heap, not recursion: a long
+    // dependency chain in an index does not grow the (8 KiB) stack.
+    let mut marks: BTreeMap<String, Mark> = BTreeMap::new();
     let mut out = Vec::new();
     for w in wanted {
-        visit(index, w, arch, &mut marks, &mut Vec::new(), &mut out)?;
+        // The names from the wanted package down, and for each its entry and
+        // how many of its dependencies have been visited.
+        let mut stack: Vec<String> = Vec::new();
+        let mut open: Vec<(&'a Entry, usize)> = Vec::new();
+        let mut next: Option<&str> = Some(w);
+        loop {
+            if let Some(name) = next.take() {
+                match marks.get(name) {
+                    Some(Mark::Done) => {}
+                    Some(Mark::Visiting) => {
+                        let start = stack.iter().position(|s| s == name).unwrap_or(0);
+                        let mut cycle = stack[start..].to_vec();
+                        cycle.push(name.to_string());
+                        return Err(Error::msg(format!("dependency cycle: {}", cycle.join(" -> "))));
+                    }
+                    None => {
+                        let entry = index.lookup(name, arch).map_err(|e| match stack.last() {
+                            Some(parent) => e.context(format!("{parent} depends on {name}")),
+                            None => e,
+                        })?;
+                        marks.insert(name.to_string(), Mark::Visiting);
+                        stack.push(name.to_string());
+                        open.push((entry, 0));
+                    }
+                }
+            }
+            let Some((entry, done)) = open.last_mut() else {
+                break;
+            };
+            let entry: &'a Entry = entry;
+            if let Some(d) = entry.depends.get(*done) {
+                *done += 1;
+                next = Some(d);
+                continue;
+            }
+            open.pop();
+            if let Some(name) = stack.pop() {
+                marks.insert(name, Mark::Done);
+            }
+            out.push(entry);
+        }
     }
     Ok(out)
 }
@@ -732,6 +742,25 @@ mod tests {
         assert_eq!(
             names(&resolve(&idx, &["util".into(), "app".into()], "x86_64").unwrap()),
             ["util", "lib", "app"]
+        );
+    }
+
+    #[test]
+    fn long_dependency_chains_resolve_deepest_first() {
+        let n: Vec<String> = (0..300).map(|i| format!("p{i}")).collect();
+        let deps: Vec<[&str; 1]> = (0..300).map(|i| [n[(i + 1) % 300].as_str()]).collect();
+        let mut pkgs: Vec<(&str, &str, &[&str])> = (0..299)
+            .map(|i| (n[i].as_str(), "x86_64", &deps[i][..]))
+            .collect();
+        pkgs.push((n[299].as_str(), "x86_64", &[]));
+        let got = names(&resolve(&index(&pkgs), &["p0".into()], "x86_64").unwrap());
+        assert_eq!(got, n.iter().rev().cloned().collect::<Vec<_>>());
+        // Closed into a cycle, it is named from the start.
+        pkgs[299].2 = &deps[299][..];
+        let e = resolve(&index(&pkgs), &["p0".into()], "x86_64").unwrap_err();
+        assert!(
+            e.msg.contains("cycle: p0 -> p1 -> ") && e.msg.ends_with("p299 -> p0"),
+            "{e}"
         );
     }
 
