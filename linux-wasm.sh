@@ -86,7 +86,7 @@ cmd_bench() {
 cmd_proxy() {
     lw_need_apt "${LW_APT_BASE[@]}"
     lw_info "building lwproxy"
-    cargo build --release -q -p lwproxy --manifest-path "$LW_ROOT/Cargo.toml"
+    lw_build_host
     exec "$LW_ROOT/target/release/lwproxy" "$@"
 }
 

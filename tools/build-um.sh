@@ -142,7 +142,7 @@ step_host() {
     lw_need_apt "${LW_APT_BASE[@]}"
     lw_need_rust
     lw_info "host: building lwhost, lwproxy, lwpkg-index (release)"
-    cargo build --release -q --manifest-path "$LW_ROOT/Cargo.toml" -p lwhost -p lwproxy -p lwpkg-index
+    lw_build_host
 }
 
 step_initramfs() {

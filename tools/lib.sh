@@ -63,6 +63,14 @@ lw_need_rust() {
     done
 }
 
+# lw_build_host: the release host binaries (lwhost, lwproxy, lwpkg-index) in one
+# cargo call. Always the same package set: cargo unifies features across the
+# packages of one call, so building lwproxy alone would rebuild its dependencies
+# with other features (minutes on two cores) and throw away the shared build.
+lw_build_host() {
+    cargo build --release -q --manifest-path "$LW_ROOT/Cargo.toml" -p lwhost -p lwproxy -p lwpkg-index
+}
+
 # --- test tally -----------------------------------------------------------
 # Every check records one line "pass NAME" or "fail NAME" in $LW_RESULTS;
 # linux-wasm.sh test prints the sum as "N passed, N failed".

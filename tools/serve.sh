@@ -51,7 +51,7 @@ if [ "$auth" = 1 ] && [ -z "${JWT_SECRET:-}" ]; then
 fi
 
 lw_info "building lwproxy"
-cargo build --release -q -p lwproxy --manifest-path "$LW_ROOT/Cargo.toml"
+lw_build_host
 
 pids=()
 # shellcheck disable=SC2317 # reached through the traps below
