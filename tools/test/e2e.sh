@@ -11,7 +11,7 @@
 #   6 failures: policy denial, proxy stopped mid-transfer, Ctrl-C in a blocking
 #     read, kill -9 of lwhost during lwsync save then restore of the previous snapshot
 #   pkgfresh index rollback after a reboot, conflicts, renames, stalled servers
-#   sync_cases (defined, not yet in E2E_SCENARIOS: run it by name)
+#   sync_cases lwsync on the um target: byte names, ctime, sparse, conflicts, locks, damage, hostile manifests
 #
 #   bash tools/test/e2e.sh [SCENARIO...]   default: every scenario of E2E_SCENARIOS, in order
 set -euo pipefail
@@ -27,7 +27,7 @@ run_scenarios=("${E2E_SCENARIOS[@]}")
 if [ $# -gt 0 ]; then
     case "$1" in -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
     for s in "$@"; do
-        declare -F "scenario_$s" >/dev/null || lw_die "e2e: no scenario '$s' (the tier's: ${E2E_SCENARIOS[*]}; also: sync_cases)"
+        declare -F "scenario_$s" >/dev/null || lw_die "e2e: no scenario '$s' (the tier's: ${E2E_SCENARIOS[*]})"
     done
     run_scenarios=("$@")
 fi
