@@ -21,6 +21,7 @@ source "$(dirname "$(readlink -f "$0")")/../lib.sh"
 E2E=$LW_ROOT/tests/e2e
 # shellcheck source=tests/e2e/lib.sh
 source "$E2E/lib.sh"
+e2e_source_scenarios
 
 # Arguments pick scenarios (checked before anything is built); none: all of them.
 run_scenarios=("${E2E_SCENARIOS[@]}")

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# e2e scenario "pkgfresh", sourced by tests/e2e/lib.sh: index
+# e2e scenario "pkgfresh" (tools/test/e2e.sh pkgfresh): index
 # rollback refused also after a reboot, a command conflict across two signed
 # repositories, an upgrade that renames a command, lwpkg-index refusing two
 # packages with one command, and stalled/trickling servers ending

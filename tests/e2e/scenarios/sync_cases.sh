@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # The lwsync cases of issue 13 on the um target, each as a user meets it:
-# save, power off, boot (init restores), compare. Sourced by lib.sh; uses its
-# guest_script/pass/fail helpers and a store of its own.
+# save, power off, boot (init restores), compare. Sourced by tools/test/e2e.sh;
+# uses the guest_script/pass/fail helpers of tests/e2e/lib.sh and a store of its own.
 
 # store_object DIR KEY FILE: puts FILE's bytes under KEY in the native store
 # at DIR as lwhost lays values out (host/src/store.rs: objects/SHA256(KEY),
