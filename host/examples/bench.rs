@@ -33,7 +33,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use lwabi::{LWHOST_CONN_OPEN, LWHOST_POLL_OUT};
 use lwhost::errno::EAGAIN;
-use lwhost::main_side::{self, MainConfig};
+use lwhost::region_service::{self, MainConfig};
 use lwhost::shm::Region;
 use lwhost::worker::Worker;
 use lwproxy::protocol::{client, ServerMsg, BINARY_HEADER, SUBPROTOCOL_V2};
@@ -351,7 +351,7 @@ async fn end_to_end(total: usize) -> anyhow::Result<(f64, f64)> {
 async fn e2e_lwhost(url: &str, source: SocketAddr, total: usize) -> anyhow::Result<f64> {
     let store = std::env::temp_dir().join(format!("lwhost-bench-store-{}", std::process::id()));
     let region = Arc::new(Region::new_memfd()?);
-    let main = main_side::spawn(
+    let main = region_service::spawn(
         region.clone(),
         MainConfig {
             proxy_url: url.into(),

@@ -8,7 +8,7 @@
 //! - [`worker`]: the host ABI (`wasm_net_*`, `wasm_store_*`) over it; what
 //!   the kernel's calls land in. Built for wasm32 too (browser).
 //! - [`futex`]: wait/notify on its words (futex natively, wasm atomics).
-//! - `main_side` (feature `native`): the tokio service that serves a region
+//! - `region_service` (feature `native`): the tokio service that serves a region
 //!   against lwproxy and the store; `store`: the durable store directory.
 //!
 //! The layout and constants come from the kernel patch through `lwabi`.
@@ -22,7 +22,7 @@ pub mod worker;
 pub mod store;
 
 #[cfg(feature = "native")]
-pub mod main_side;
+pub mod region_service;
 
 #[cfg(feature = "native")]
 pub mod uml;

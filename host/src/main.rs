@@ -18,7 +18,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
-use lwhost::main_side::{self, MainConfig};
+use lwhost::region_service::{self, MainConfig};
 use lwhost::shm::Region;
 use lwhost::store::Store;
 use lwhost::uml;
@@ -101,7 +101,7 @@ fn token(args: &Args) -> anyhow::Result<Option<String>> {
 async fn run(args: Args) -> anyhow::Result<()> {
     // Fail now, not at the first client, on a bad store or URL.
     drop(Store::open(&args.store, args.quota)?);
-    main_side::check_proxy_url(&args.proxy)?;
+    region_service::check_proxy_url(&args.proxy)?;
     let cfg = MainConfig {
         proxy_url: args.proxy.clone(),
         token: token(&args)?,
@@ -110,7 +110,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         extra_ca: args.extra_ca.clone(),
     };
     // Fail now, not at the first client, on a bad CA file.
-    main_side::tls_config(&cfg.extra_ca)?;
+    region_service::tls_config(&cfg.extra_ca)?;
     let listener = bind(&args.socket)?;
     println!("lwhost: listening on {}", args.socket.display());
     tracing::info!(socket = %args.socket.display(), proxy = %args.proxy, "ready");
@@ -184,7 +184,7 @@ async fn session(
     let memfd = region.fd().context("region has no memfd")?;
     uml::send_region(stream.as_fd(), memfd, efd.as_fd()).context("sending the region")?;
     tracing::info!("client connected");
-    let main = main_side::spawn_with_eventfd(region, cfg, Some(efd))?;
+    let main = region_service::spawn_with_eventfd(region, cfg, Some(efd))?;
     let mut buf = [0u8; 256];
     loop {
         tokio::select! {

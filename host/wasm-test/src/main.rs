@@ -4,7 +4,7 @@
 //! `lwhost::worker::Worker` compiled to wasm32 with shared memory) runs in
 //! several wasmtime threads, one instance each, over ONE shared memory. The
 //! region inside that memory is served by the REAL native main side
-//! (`lwhost::main_side::spawn` over `Region::from_raw`) against a real
+//! (`lwhost::region_service::spawn` over `Region::from_raw`) against a real
 //! `lwproxy` and loopback TCP and TLS servers this program starts. The
 //! module's `lwhost.atomic_wait32/notify` imports are real futexes on the
 //! shared words, so native and wasm sides wake each other as in production.
@@ -80,9 +80,9 @@ fn main() -> Result<()> {
     let store_dir = servers.dir.path().join("store");
     let main = {
         let _enter = rt.enter();
-        lwhost::main_side::spawn(
+        lwhost::region_service::spawn(
             shim.region().context("the region inside the shared memory")?,
-            lwhost::main_side::MainConfig {
+            lwhost::region_service::MainConfig {
                 proxy_url: format!("ws://127.0.0.1:{}/", proxy.port),
                 token: None,
                 store_dir,

@@ -24,7 +24,7 @@
 //!   from the kernel headers: files and directories under a scratch root
 //!   (the guest's "/", never left, symlinks included), anonymous mmap2,
 //!   and `/dev/lwnet` + `/dev/lwstore` ([`devices`]) served by the real host
-//!   shim (`lwhost::worker::Worker` over a shared region, `lwhost::main_side`
+//!   shim (`lwhost::worker::Worker` over a shared region, `lwhost::region_service`
 //!   talking to a real lwproxy and store). stdin/stdout/stderr are the
 //!   harness's own.
 
@@ -400,16 +400,16 @@ fn run(cli: Cli) -> Result<i32> {
         .enable_all()
         .build()?;
     let region = Arc::new(lwhost::shm::Region::new_memfd().context("creating the shared region")?);
-    let cfg = lwhost::main_side::MainConfig {
+    let cfg = lwhost::region_service::MainConfig {
         proxy_url: cli.proxy.clone(),
         token: cli.token.clone(),
         store_dir: cli.store.clone(),
         store_quota: cli.quota,
         extra_ca: Vec::new(),
     };
-    let main_side = {
+    let service = {
         let _guard = runtime.enter();
-        lwhost::main_side::spawn(region.clone(), cfg)
+        lwhost::region_service::spawn(region.clone(), cfg)
             .map_err(|e| wasmtime::Error::msg(format!("starting the lwhost main side: {e:#}")))?
     };
     let worker = Worker::new(region);
@@ -541,7 +541,7 @@ fn run(cli: Cli) -> Result<i32> {
         }
     }
     runtime.block_on(async {
-        let _ = tokio::time::timeout(Duration::from_secs(5), main_side.shutdown()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), service.shutdown()).await;
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
     if smashed {

@@ -1,0 +1,188 @@
+//! Tests of the region service against a fake proxy.
+
+use super::*;
+
+use crate::worker::Worker;
+use futures_util::{SinkExt as _, StreamExt as _};
+use lwabi::{LWHOST_POLL_ERR, LWHOST_POLL_ERRNO_SHIFT, LWHOST_POLL_HUP, LWHOST_POLL_IN};
+use lwproxy::protocol::{ErrorCode, SUBPROTOCOL_V2 as SUBPROTOCOL};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+/// A fake proxy (the real one cannot misbehave): accepts one session,
+/// echoing `lwproxy.v2` if `v2`, and hands it to `script`.
+async fn fake_proxy<F, Fut>(v2: bool, script: F) -> String
+where
+    F: FnOnce(tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("ws://{}/", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let Ok((tcp, _)) = listener.accept().await else {
+            return;
+        };
+        // The callback's error type is tungstenite's; not ours to shrink.
+        #[allow(clippy::result_large_err)]
+        let echo = |_: &Request, mut resp: Response| {
+            if v2 {
+                resp.headers_mut()
+                    .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(SUBPROTOCOL));
+            }
+            Ok(resp)
+        };
+        if let Ok(ws) = tokio_tungstenite::accept_hdr_async(tcp, echo).await {
+            script(ws).await;
+        }
+    });
+    url
+}
+
+fn start(url: String, name: &str) -> (Arc<Region>, Worker, MainHandle) {
+    let region = Arc::new(Region::new_memfd().expect("region"));
+    let store_dir = std::env::temp_dir().join(format!("lwhost-ms-{name}-{}", std::process::id()));
+    let cfg = MainConfig {
+        proxy_url: url,
+        token: None,
+        store_dir,
+        store_quota: 1 << 20,
+        extra_ca: Vec::new(),
+    };
+    let main = spawn(region.clone(), cfg).expect("spawn");
+    (region.clone(), Worker::new(region), main)
+}
+
+/// Polls `id` until `done(bits)` or 10 s pass; returns the last bits.
+fn poll_until(w: &Worker, id: i32, done: impl Fn(i32) -> bool) -> i32 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut seen = w.guest_doorbell();
+    loop {
+        let p = w.net_poll(id);
+        if done(p) || std::time::Instant::now() > deadline {
+            return p;
+        }
+        seen = w.wait_guest_doorbell(seen, Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_proxy_frames_fail_only_their_connection() {
+    let url = fake_proxy(true, |mut ws| async move {
+        let mut ids = HashMap::new();
+        while ids.len() < 2 {
+            let Some(Ok(Message::Text(t))) = ws.next().await else {
+                return;
+            };
+            let v: serde_json::Value = serde_json::from_str(&t).expect("json from lwhost");
+            if v["t"] == "open" {
+                let id = v["id"].as_u64().expect("id") as u32;
+                ids.insert(v["host"].as_str().expect("host").to_string(), id);
+                let _ = ws
+                    .send(Message::Text(format!(r#"{{"t":"opened","id":{id}}}"#).into()))
+                    .await;
+            }
+        }
+        let (a, b) = (ids["flood"], ids["good"]);
+        // Garbage that must be ignored.
+        for m in [
+            Message::Binary(vec![1, 2].into()),
+            Message::Binary([&999u32.to_be_bytes()[..], b"stray"].concat().into()),
+            Message::Text("not json".into()),
+            Message::Text(r#"{"t":"ack","id":1,"bytes":18446744073709551615}"#.into()),
+            Message::Text(r#"{"t":"opened"}"#.into()),
+            Message::Text(r#"{"t":"error","msg":"session-level complaint"}"#.into()),
+        ] {
+            let _ = ws.send(m).await;
+        }
+        // Far past the window on one connection, never waiting for acks.
+        let frame = [&a.to_be_bytes()[..], &[7u8; 65536][..]].concat();
+        for _ in 0..14 {
+            let _ = ws.send(Message::Binary(frame.clone().into())).await;
+        }
+        let _ = ws
+            .send(Message::Binary([&b.to_be_bytes()[..], b"hello"].concat().into()))
+            .await;
+        let _ = ws
+            .send(Message::Text(format!(r#"{{"t":"eof","id":{b}}}"#).into()))
+            .await;
+        // Keep the session up while the test reads.
+        while ws.next().await.is_some() {}
+    })
+    .await;
+    let (_region, w, main) = start(url, "hostile");
+    let checked = tokio::task::spawn_blocking(move || {
+        let flood = w.net_open(b"flood", 80, 0, 0);
+        let good = w.net_open(b"good", 80, 0, 0);
+        let p = poll_until(&w, flood, |p| p as u32 & LWHOST_POLL_ERR != 0);
+        assert_eq!(
+            p >> LWHOST_POLL_ERRNO_SHIFT,
+            EIO,
+            "the flooded connection fails with EIO"
+        );
+        let p = poll_until(&w, good, |p| p as u32 & LWHOST_POLL_IN != 0);
+        assert_eq!(p as u32 & LWHOST_POLL_ERR, 0, "the other connection is unharmed");
+        let mut buf = [0u8; 16];
+        assert_eq!(w.net_read(good, &mut buf), 5);
+        assert_eq!(&buf[..5], b"hello");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut seen = w.guest_doorbell();
+        let end = loop {
+            match w.net_read(good, &mut buf) {
+                r if r == -EAGAIN && std::time::Instant::now() < deadline => {
+                    seen = w.wait_guest_doorbell(seen, Duration::from_millis(50));
+                }
+                r => break r,
+            }
+        };
+        // (the eof may trail the data by a moment, hence the loop)
+        assert_eq!(end, 0, "end of stream after the data");
+        assert_ne!(w.net_poll(good) as u32 & LWHOST_POLL_HUP, 0);
+    })
+    .await;
+    main.shutdown().await;
+    checked.expect("checks");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_without_v2_is_refused() {
+    let url = fake_proxy(false, |mut ws| async move { while ws.next().await.is_some() {} }).await;
+    let (_region, w, main) = start(url, "nov2");
+    let checked = tokio::task::spawn_blocking(move || {
+        // Once the handshake fails, opens are refused rather than hung.
+        std::thread::sleep(Duration::from_millis(200));
+        let id = w.net_open(b"h", 80, 0, 0);
+        let p = poll_until(&w, id, |p| p as u32 & LWHOST_POLL_ERR != 0);
+        assert_eq!(p >> LWHOST_POLL_ERRNO_SHIFT, ECONNREFUSED);
+    })
+    .await;
+    main.shutdown().await;
+    checked.expect("checks");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_clears_main_alive() {
+    let url = fake_proxy(true, |mut ws| async move { while ws.next().await.is_some() {} }).await;
+    let (region, w, main) = start(url, "shutdown");
+    assert_eq!(region.main_alive().load(Ordering::Acquire), 1);
+    main.shutdown().await;
+    assert_eq!(region.main_alive().load(Ordering::Acquire), 0);
+    assert_eq!(w.net_open(b"h", 80, 0, 0), -ECONNRESET);
+}
+
+#[test]
+fn proxy_error_codes_map_to_errno() {
+    for (code, want) in [
+        (Some(ErrorCode::Policy), EACCES),
+        (Some(ErrorCode::Refused), ECONNREFUSED),
+        (Some(ErrorCode::Timeout), ETIMEDOUT),
+        (Some(ErrorCode::Unreachable), EHOSTUNREACH),
+        (Some(ErrorCode::Reset), ECONNRESET),
+        (Some(ErrorCode::Tls), ECONNREFUSED),
+        (Some(ErrorCode::Limit), EIO),
+        (Some(ErrorCode::Other), EIO),
+        (None, EIO),
+    ] {
+        assert_eq!(errno_for_proxy_error(code), want, "{code:?}");
+    }
+}
