@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # ./linux-wasm.sh bench system: the whole native system, in one run, beside
-# its ceiling. Figures:
+# its ceilings. Figures:
 #   - lwtcp downloading 64 MiB from loopback (driver -> lwhost -> lwproxy)
-#     vs curl on the host fetching the same file directly; target >= 25%
+#     vs two ceilings measured in the same run: curl on the host fetching the
+#     same file directly (context: a user-mode Linux guest pays for every
+#     system call, so curl is not reachable), and the guest's own ceiling, a
+#     guest process moving the same 64 MiB from a tmpfs file through a pipe
+#     with lwtcp's buffer size, no network; goal >= 60% of the latter
 #   - lwpkg install of a 5 MiB package
-#   - lwsync save of 1,000 files / 50 MiB, then an incremental save after one
-#     file changed: time and bytes sent; target < 2x the changed file
+#   - lwsync save of 1,000 files / 50 MiB (goal <= 1.0 s), then an
+#     incremental save after one file changed: time and bytes sent; goal
+#     < 2x the changed file
 #   - boot to shell
+# The machine's load is printed at the start and the end: ratios hold only
+# when both sides are measured in one run, absolute figures only when quiet.
 set -euo pipefail
 # shellcheck source=tools/lib.sh
 source "$(dirname "$(readlink -f "$0")")/../lib.sh"
@@ -27,37 +34,64 @@ e2e_setup
 head -c 67108864 /dev/urandom >"$WWW/blob64"
 
 rows=()
-row() { rows+=("$(printf '| %s | %s | %s |' "$1" "$2" "$3")"); }
+# row FIGURE LWNET CEILING RATIO GOAL
+row() { rows+=("$(printf '| %s | %s | %s | %s | %s |' "$@")"); }
+mibs() { awk -v a="$1" 'BEGIN { printf "%.1f MiB/s", a / 1048576 }'; }
+# goal VALUE OP LIMIT UNIT: "≥ 60%: met" or "...: **missed**" (OP: >= or <=).
+goal() {
+    awk -v v="$1" -v op="$2" -v l="$3" -v u="$4" 'BEGIN {
+        ok = (op == ">=") ? (v >= l) : (v <= l)
+        printf "%s %s%s: %s", (op == ">=") ? "≥" : "≤", l, u, ok ? "met" : "**missed**" }'
+}
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 
-# --- 64 MiB download -------------------------------------------------------------
-# curl first: the ceiling, same server, same file, no guest in the path.
+# --- 64 MiB download beside its two ceilings --------------------------------------
+# curl first: the host's ceiling, same server, same file, no guest in the path.
 curl_bps=$(curl -sS -o /dev/null -w '%{speed_download}' "http://127.0.0.1:$HTTP_PORT/blob64")
-guest_script dl 300 <<'EOF' || true
-# Timed runs write to /dev/null (as curl does); one untimed run checks the size.
-got=$(printf 'GET /blob64 HTTP/1.0\r\n\r\n' | lwtcp 127.0.0.1 "$HTTP_PORT" | wc -c)
-echo "check bytes=$got"
+# In the guest, lwtcp and the guest's own ceiling alternate, three rounds: a
+# process reading the same 64 MiB from a tmpfs file in lwtcp's 64 KiB
+# buffers (guest/lwtcp/src/main.rs) into a pipe, and one draining the pipe
+# to /dev/null: the kernel moving the bytes with no network involved.
+guest_script dl 300 --mem 512M <<'EOF' || true
+# Timed runs write to /dev/null (as curl does); one untimed run checks the
+# size and leaves the bytes in tmpfs for the ceiling.
+printf 'GET /blob64 HTTP/1.0\r\n\r\n' | lwtcp 127.0.0.1 "$HTTP_PORT" >/tmp/blob64
+echo "check bytes=$(wc -c </tmp/blob64)"
+elapsed() { awk -v s="$1" -v e="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { print e - s }'; }
 for i in 1 2 3; do
     start=$(cut -d' ' -f1 /proc/uptime)
     printf 'GET /blob64 HTTP/1.0\r\n\r\n' | lwtcp 127.0.0.1 "$HTTP_PORT" >/dev/null
     status=$?
-    end=$(cut -d' ' -f1 /proc/uptime)
-    echo "run=$i status=$status seconds=$(awk -v s="$start" -v e="$end" 'BEGIN { print e - s }')"
+    echo "run=$i status=$status seconds=$(elapsed "$start")"
+    start=$(cut -d' ' -f1 /proc/uptime)
+    dd if=/tmp/blob64 bs=65536 2>/dev/null | dd of=/dev/null bs=65536 2>/dev/null
+    status=$?
+    echo "ceil=$i status=$status seconds=$(elapsed "$start")"
 done
 EOF
-# The best of three, as for curl's single warm run: both read from the page cache.
-best=0
-if awk '/^check bytes=/ { split($2, b, "="); ok = (b[2] > 67108864) } END { exit !ok }' "$E2E_TMP/dl.out"; then
-    best=$(awk '/^run=/ { split($2, s, "="); split($3, t, "="); if (s[2] == 0 && t[2] > 0) { r = 67108864 / t[2]; if (r > m) m = r } }
-        END { printf "%.0f", m + 0 }' "$E2E_TMP/dl.out")
+dl_bytes=$(sed -n 's/^check bytes=//p' "$E2E_TMP/dl.out" | tr -d '\r')
+# best KEY: the best of three rounds in B/s (both sides read from page cache).
+best() {
+    awk -v k="$1" -v n="$dl_bytes" '$1 ~ "^" k "=" { split($2, s, "="); split($3, t, "=");
+        if (s[2] == 0 && t[2] > 0) { r = n / t[2]; if (r > m) m = r } }
+        END { printf "%.0f", m + 0 }' "$E2E_TMP/dl.out"
+}
+lwtcp_bps=0 ceil_bps=0
+if [ "${dl_bytes:-0}" -gt 67108864 ]; then
+    lwtcp_bps=$(best run)
+    ceil_bps=$(best ceil)
 fi
-if [ "${best:-0}" -gt 0 ]; then
-    pct=$(awk -v a="$best" -v b="$curl_bps" 'BEGIN { printf "%.0f%%", 100 * a / b }')
-    row "64 MiB download: lwtcp (driver → lwhost → lwproxy) vs curl direct" \
-        "$(awk -v a="$best" 'BEGIN { printf "%.1f MiB/s", a / 1048576 }') ($pct of curl)" \
-        "curl: $(awk -v a="$curl_bps" 'BEGIN { printf "%.1f MiB/s", a / 1048576 }'); target ≥ 25%"
+if [ "$lwtcp_bps" -gt 0 ] && [ "$ceil_bps" -gt 0 ]; then
+    pct_ceil=$(awk -v a="$lwtcp_bps" -v b="$ceil_bps" 'BEGIN { printf "%.0f", 100 * a / b }')
+    pct_curl=$(awk -v a="$lwtcp_bps" -v b="$curl_bps" 'BEGIN { printf "%.0f", 100 * a / b }')
+    row "64 MiB download: lwtcp (driver → lwhost → lwproxy) vs the guest's ceiling (tmpfs file → pipe → /dev/null, 64 KiB buffers)" \
+        "$(mibs "$lwtcp_bps")" "$(mibs "$ceil_bps")" "$pct_ceil%" "$(goal "$pct_ceil" ">=" 60 %)"
+    row "the same lwtcp figure vs curl on the host (context: a um guest pays for every system call)" \
+        "$(mibs "$lwtcp_bps")" "$(mibs "$curl_bps")" "$pct_curl%" "–"
 else
     show dl
-    row "64 MiB download: lwtcp vs curl direct" "failed (see above)" "curl: $curl_bps B/s"
+    row "64 MiB download: lwtcp vs the guest's ceiling and curl" "failed (see above)" \
+        "curl: $(mibs "$curl_bps")" "–" "≥ 60%: **missed**"
 fi
 
 # --- boot to shell ---------------------------------------------------------------
@@ -68,7 +102,7 @@ start=$(date +%s%N)
 guest boot 60 -- 'cut -d" " -f1 /proc/uptime' || true
 wall_ms=$((($(date +%s%N) - start) / 1000000))
 uptime_s=$(tr -d '\r' <"$E2E_TMP/boot.out" | tail -n1)
-row "boot to shell" "${uptime_s:-?} s guest uptime at the shell" "whole \`run -- true\` cycle: $wall_ms ms"
+row "boot to shell (guest uptime at the shell)" "${uptime_s:-?} s" "–" "–" "whole \`run -- true\` cycle: $wall_ms ms"
 
 # --- lwpkg install of a 5 MiB package ----------------------------------------------
 e2e_registries
@@ -88,11 +122,11 @@ big5
 EOF
 if grep -q '^install=0' "$E2E_TMP/pkgbench.out" && grep -q 'big5 ok' "$E2E_TMP/pkgbench.out"; then
     secs=$(sed -n 's/^seconds=//p' "$E2E_TMP/pkgbench.out")
-    row "\`lwpkg install\` of a 5 MiB package (download, sha256, install)" "$secs s" \
-        "$(awk -v t="$secs" 'BEGIN { if (t > 0) printf "%.1f MiB/s", 5 / t }')"
+    row "\`lwpkg install\` of a 5 MiB package (download, sha256, install)" \
+        "$secs s ($(awk -v t="$secs" 'BEGIN { if (t > 0) printf "%.1f MiB/s", 5 / t }'))" "–" "–" "–"
 else
     show pkgbench
-    row "\`lwpkg install\` of a 5 MiB package" "failed (see above)" ""
+    row "\`lwpkg install\` of a 5 MiB package" "failed (see above)" "–" "–" "–"
 fi
 
 # --- lwsync save: 1,000 files / 50 MiB, then one file changed ------------------------
@@ -120,17 +154,20 @@ if [ "$(grep -c '^save=0' "$E2E_TMP/syncbench.out")" = 2 ]; then
     incr_s=$(sed -n 's/^incr-seconds=//p' "$E2E_TMP/syncbench.out")
     full_kib=$(grep -o '[0-9]* KiB sent' "$E2E_TMP/syncbench.out" | sed -n '1s/ KiB sent//p')
     incr_kib=$(grep -o '[0-9]* KiB sent' "$E2E_TMP/syncbench.out" | sed -n '2s/ KiB sent//p')
-    row "\`lwsync save\` of 1,000 files / 50 MiB (first save)" "$full_s s, $full_kib KiB sent" \
-        "$(awk -v t="$full_s" 'BEGIN { if (t > 0) printf "%.1f MiB/s", 50 / t }')"
+    row "\`lwsync save\` of 1,000 files / 50 MiB (first save)" \
+        "$full_s s ($(awk -v t="$full_s" 'BEGIN { if (t > 0) printf "%.1f MiB/s", 50 / t }')), $full_kib KiB sent" \
+        "–" "–" "$(goal "$full_s" "<=" 1.0 " s")"
     row "incremental \`lwsync save\` after one 51 KiB file changed" "$incr_s s, $incr_kib KiB sent" \
-        "target < 2× the file = 102 KiB: $(awk -v k="${incr_kib:-0}" 'BEGIN { print (k < 102.4) ? "met" : "NOT met" }')"
+        "–" "$(awk -v k="${incr_kib:-0}" 'BEGIN { printf "%.2f× the file", k / 51.2 }')" \
+        "< 2× the file (102 KiB): $(awk -v k="${incr_kib:-0}" 'BEGIN { print (k < 102.4) ? "met" : "**missed**" }')"
 else
     show syncbench
-    row "\`lwsync save\` of 1,000 files / 50 MiB" "failed (see above)" ""
+    row "\`lwsync save\` of 1,000 files / 50 MiB" "failed (see above)" "–" "–" "≤ 1.0 s: **missed**"
 fi
 
 echo
-echo "lwnet system benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "| figure | lwnet | ceiling / target |"
-echo "|---|---|---|"
+echo "lwnet system benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores," \
+    "load average (1/5/15 min) $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+echo "| figure | lwnet | ceiling (same run) | ratio | goal |"
+echo "|---|---:|---:|---:|---|"
 printf '%s\n' "${rows[@]}"
