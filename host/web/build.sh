@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the browser half of lwhost: host/web's wasm32 modules (the shim and
-# the test stand-in) with shared memory, into $LW_BUILD/web/wasm/.
+# the fake kernel of tests/fake-kernel) with shared memory, into $LW_BUILD/web/wasm/.
 # Prints the output directory on stdout.
 set -euo pipefail
 # shellcheck source=tools/lib.sh
@@ -30,7 +30,7 @@ build)
     lw_info "building host/web (wasm32, shared memory)"
     nice cargo build "${build_args[@]}" >&2
     mkdir -p "$out"
-    for m in lwhost_web lwnet_standin; do
+    for m in lwhost_web lwnet_fake_kernel; do
         cp "$target_dir/wasm32-unknown-unknown/release/$m.wasm" "$out/$m.wasm"
     done
     echo "$out"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tier 5: headless Chromium runs the browser half of lwhost (host/web: the
 # wasm32 worker side, worker.js, main.js, IndexedDB) against the real
-# lwproxy and a loopback HTTP server; a stand-in kernel module in Web Workers
+# lwproxy and a loopback HTTP server; a fake kernel module in Web Workers
 # calls the host ABI. The page reports each check; each is one result here.
 set -euo pipefail
 # shellcheck source=tools/lib.sh

@@ -2,7 +2,7 @@
 # Wasm tier, host shim part: lwhost's worker side compiled to wasm32 (the
 # browser build, host/web) runs in several wasmtime threads over one shared
 # memory, served by the native main side against the real lwproxy and
-# loopback TCP/TLS servers (host/wasm-test). One result per check.
+# loopback TCP/TLS servers (tests/wasm-test). One result per check.
 set -euo pipefail
 # shellcheck source=tools/lib.sh
 source "$(dirname "$(readlink -f "$0")")/../lib.sh"

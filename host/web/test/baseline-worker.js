@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-// The seed-000 baseline for `bench host`: the same stand-in kernel module,
+// The seed-000 baseline for `bench host`: the same fake kernel module,
 // but every host call is one postMessage to the main thread plus one
 // Atomics.wait for its answer (as seed 000's plan sketches linux-worker.js).
 const flag = new Int32Array(new SharedArrayBuffer(8)); // [done, value]
@@ -14,7 +14,7 @@ function call(op, fields) {
 }
 
 self.onmessage = async (ev) => {
-  const { standin, limits, task } = ev.data;
+  const { fakeKernel, limits, task } = ev.data;
   const memory = new WebAssembly.Memory({ initial: limits.initial, maximum: limits.maximum, shared: true });
   const u8 = () => new Uint8Array(memory.buffer);
   const nap = new Int32Array(new SharedArrayBuffer(4));
@@ -36,30 +36,30 @@ self.onmessage = async (ev) => {
     lw_test_doorbell: () => 0,
     lw_test_now_ms: () => performance.now(),
   };
-  const instance = await WebAssembly.instantiate(standin, { env });
+  const instance = await WebAssembly.instantiate(fakeKernel, { env });
   const ex = instance.exports;
-  const base = ex.standin_buf() >>> 0;
+  const base = ex.fake_kernel_buf() >>> 0;
   const put = (s, at) => { const b = new TextEncoder().encode(s); u8().set(b, base + at); return [base + at, b.length]; };
   let result;
   const [h, hl] = put(task.host, 0);
-  const id = ex.standin_connect(h, hl, task.port, 0, 30000);
+  const id = ex.fake_kernel_connect(h, hl, task.port, 0, 30000);
   if (task.kind === "bench_poll") {
     const samples = [];
     for (let round = 0; round < 21; round++) {
       const t0 = performance.now();
-      ex.standin_poll_loop(id, task.calls);
+      ex.fake_kernel_poll_loop(id, task.calls);
       samples.push(((performance.now() - t0) * 1e6) / task.calls);
     }
     samples.sort((x, y) => x - y);
     result = { ns_p50: samples[10], ns_min: samples[0], calls: task.calls * 21 };
   } else {
     const [r, rl] = put(`GET /bulk/${task.bytes} HTTP/1.0\r\nHost: ${task.host}\r\n\r\n`, 1024);
-    ex.standin_write_all(id, r, rl, 30000);
+    ex.fake_kernel_write_all(id, r, rl, 30000);
     const t1 = performance.now();
-    const n = ex.standin_read_all(id, base + 65536, 65536, 4096, 120000);
+    const n = ex.fake_kernel_read_all(id, base + 65536, 65536, 4096, 120000);
     const t2 = performance.now();
     result = { bytes: n, ms: t2 - t1, mib_s: n / 1048576 / ((t2 - t1) / 1000) };
   }
-  ex.standin_close(id);
+  ex.fake_kernel_close(id);
   postMessage({ done: true, result });
 };

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-// `./linux-wasm.sh bench host`, browser half: the same stand-in kernel runs
+// `./linux-wasm.sh bench host`, browser half: the same fake kernel runs
 // the same loops (non-waiting wasm_net_poll; 64 MiB in 4 KiB reads) over
 //   - lwhost-web: worker.js + lwhost::worker in wasm + main.js (this project), and
 //   - the seed-000 baseline: one postMessage to the main thread plus one
@@ -18,8 +18,8 @@ const POLL_CALLS = Number(params.get("calls") || 20000);
 const results = {};
 
 async function loadStandin() {
-  const bytes = await (await fetch("/lwnet/wasm/lwnet_standin.wasm")).arrayBuffer();
-  return { standin: await WebAssembly.compile(bytes), limits: importedMemoryLimits(bytes) };
+  const bytes = await (await fetch("/lwnet/wasm/lwnet_fake_kernel.wasm")).arrayBuffer();
+  return { fakeKernel: await WebAssembly.compile(bytes), limits: importedMemoryLimits(bytes) };
 }
 
 function runIn(url, message, onMessage) {
@@ -183,9 +183,9 @@ async function benchLwhost(mod, socketFactory, tag) {
   for (let i = 0; i < 100 && host.stats().socket !== "open"; i++) await new Promise((r) => setTimeout(r, 100));
   const init = host.workerInit();
   if (tag === "") {
-    results.lwhost_poll = await runIn("/test/standin-worker.js", { init, ...mod, task: { kind: "bench_poll", ...target, calls: POLL_CALLS } });
+    results.lwhost_poll = await runIn("/test/fake-kernel-worker.js", { init, ...mod, task: { kind: "bench_poll", ...target, calls: POLL_CALLS } });
   }
-  results["lwhost_read" + tag] = await runIn("/test/standin-worker.js", { init, ...mod, task: { kind: "bench_read", ...target, bytes: BYTES } });
+  results["lwhost_read" + tag] = await runIn("/test/fake-kernel-worker.js", { init, ...mod, task: { kind: "bench_read", ...target, bytes: BYTES } });
   host.close();
 }
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 // The browser test of lwhost's browser half. Phase 1 attaches the main side
-// (main.js) to the real lwproxy, runs stand-in kernel tasks in workers
+// (main.js) to the real lwproxy, runs fake kernel tasks in workers
 // through the real glue (worker.js), then reloads the page; phase 2 reads
 // the store back. Results go to window.lwResults (read by chromium.py).
 import { attachLwnet, persistenceText } from "/lwnet/js/main.js";
@@ -19,14 +19,14 @@ const phase = params.get("phase") || "1";
 const DB = "lwnet-browser-test";
 
 async function loadStandin() {
-  const bytes = await (await fetch("/lwnet/wasm/lwnet_standin.wasm")).arrayBuffer();
-  return { standin: await WebAssembly.compile(bytes), limits: importedMemoryLimits(bytes) };
+  const bytes = await (await fetch("/lwnet/wasm/lwnet_fake_kernel.wasm")).arrayBuffer();
+  return { fakeKernel: await WebAssembly.compile(bytes), limits: importedMemoryLimits(bytes) };
 }
 
 /** Runs one task in a fresh worker; resolves with its result. */
 function runTask(host, mod, task, onMessage) {
   return new Promise((resolve) => {
-    const w = new Worker("/test/standin-worker.js", { type: "module" });
+    const w = new Worker("/test/fake-kernel-worker.js", { type: "module" });
     const timer = setTimeout(() => { w.terminate(); resolve({ error: "task timed out" }); }, 60000);
     w.onmessage = (ev) => {
       if (ev.data.done) { clearTimeout(timer); w.terminate(); resolve(ev.data.result); }

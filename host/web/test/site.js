@@ -39,15 +39,15 @@ async function loadSite(src) {
   return w;
 }
 
-/** One HTTP GET through the glue, from a stand-in task in its own worker. */
+/** One HTTP GET through the glue, from a fake kernel task in its own worker. */
 async function httpTask(host, task) {
-  const bytes = await (await fetch("/lwnet/wasm/lwnet_standin.wasm")).arrayBuffer();
-  const standin = await WebAssembly.compile(bytes);
+  const bytes = await (await fetch("/lwnet/wasm/lwnet_fake_kernel.wasm")).arrayBuffer();
+  const fakeKernel = await WebAssembly.compile(bytes);
   return new Promise((resolve) => {
-    const w = new Worker("/test/standin-worker.js", { type: "module" });
+    const w = new Worker("/test/fake-kernel-worker.js", { type: "module" });
     const timer = setTimeout(() => { w.terminate(); resolve({ error: "task timed out" }); }, 30000);
     w.onmessage = (ev) => { if (ev.data.done) { clearTimeout(timer); w.terminate(); resolve(ev.data.result); } };
-    w.postMessage({ init: host.workerInit(), standin, limits: importedMemoryLimits(bytes), task });
+    w.postMessage({ init: host.workerInit(), fakeKernel, limits: importedMemoryLimits(bytes), task });
   });
 }
 
@@ -112,7 +112,7 @@ async function isolated() {
   check("irq_worker_running", running, host.irqStats());
   if (!running) return;
 
-  // Data arriving through the real proxy raises the stand-in kernel's
+  // Data arriving through the real proxy raises the fake kernel's
   // interrupt: the fake vmlinux counts raise_interrupt(cpu, irq) calls at
   // byte 1024 + 4 * irq and stores the cpu at byte 1020.
   const kernel = new Int32Array(page.os.memory.buffer);

@@ -1,4 +1,4 @@
-//! A stand-in for the wasm kernel in the browser tests and benchmark: a
+//! A fake wasm kernel for in the browser tests and benchmark: a
 //! small module that imports the host ABI from module "env" exactly as the
 //! lwnet driver does (same names, same signatures, pointers into its own
 //! shared memory) and drives it like a driver would: open, poll, wait for a
@@ -54,12 +54,12 @@ unsafe impl Sync for Buf {}
 static BUF: Buf = Buf(UnsafeCell::new([0; BUF_BYTES]));
 
 #[no_mangle]
-pub extern "C" fn standin_buf() -> *mut u8 {
+pub extern "C" fn fake_kernel_buf() -> *mut u8 {
     BUF.0.get().cast()
 }
 
 #[no_mangle]
-pub extern "C" fn standin_buf_len() -> u32 {
+pub extern "C" fn fake_kernel_buf_len() -> u32 {
     BUF_BYTES as u32
 }
 
@@ -87,7 +87,7 @@ fn until_ready(again: i32, timeout_ms: u32, mut step: impl FnMut() -> i32) -> i3
 /// # Safety
 /// Pointer arguments must be ranges of this module's memory (the harness's buffers).
 #[no_mangle]
-pub unsafe extern "C" fn standin_connect(
+pub unsafe extern "C" fn fake_kernel_connect(
     host: *const u8,
     host_len: u32,
     port: u32,
@@ -126,7 +126,7 @@ pub unsafe extern "C" fn standin_connect(
 /// # Safety
 /// Pointer arguments must be ranges of this module's memory (the harness's buffers).
 #[no_mangle]
-pub unsafe extern "C" fn standin_write_all(id: i32, buf: *const u8, len: u32, timeout_ms: u32) -> i32 {
+pub unsafe extern "C" fn fake_kernel_write_all(id: i32, buf: *const u8, len: u32, timeout_ms: u32) -> i32 {
     let mut done = 0u32;
     while done < len {
         let r = until_ready(EAGAIN, timeout_ms, || {
@@ -148,7 +148,7 @@ pub unsafe extern "C" fn standin_write_all(id: i32, buf: *const u8, len: u32, ti
 /// # Safety
 /// Pointer arguments must be ranges of this module's memory (the harness's buffers).
 #[no_mangle]
-pub unsafe extern "C" fn standin_read_all(
+pub unsafe extern "C" fn fake_kernel_read_all(
     id: i32,
     out: *mut u8,
     cap: u32,
@@ -180,7 +180,7 @@ pub unsafe extern "C" fn standin_read_all(
 /// Pointer arguments must be ranges of this module's memory (the harness's buffers).
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn standin_http(
+pub unsafe extern "C" fn fake_kernel_http(
     host: *const u8,
     host_len: u32,
     port: u32,
@@ -191,19 +191,19 @@ pub unsafe extern "C" fn standin_http(
     timeout_ms: u32,
 ) -> i32 {
     // SAFETY: forwarded from our caller.
-    let id = unsafe { standin_connect(host, host_len, port, 0, timeout_ms) };
+    let id = unsafe { fake_kernel_connect(host, host_len, port, 0, timeout_ms) };
     if id < 0 {
         return id;
     }
     // SAFETY: forwarded from our caller.
-    let mut r = unsafe { standin_write_all(id, req, req_len, timeout_ms) };
+    let mut r = unsafe { fake_kernel_write_all(id, req, req_len, timeout_ms) };
     if r == 0 {
         // SAFETY: plain numbers.
         r = unsafe { wasm_net_shutdown(id) };
     }
     let n = if r == 0 {
         // SAFETY: forwarded from our caller.
-        (unsafe { standin_read_all(id, out, cap, 4096, timeout_ms) }) as i32
+        (unsafe { fake_kernel_read_all(id, out, cap, 4096, timeout_ms) }) as i32
     } else {
         r
     };
@@ -214,7 +214,7 @@ pub unsafe extern "C" fn standin_http(
 
 /// Calls `wasm_net_poll(id)` `n` times (the latency benchmark); the last result.
 #[no_mangle]
-pub extern "C" fn standin_poll_loop(id: i32, n: u32) -> i32 {
+pub extern "C" fn fake_kernel_poll_loop(id: i32, n: u32) -> i32 {
     let mut last = 0;
     for _ in 0..n {
         // SAFETY: plain numbers.
@@ -224,7 +224,7 @@ pub extern "C" fn standin_poll_loop(id: i32, n: u32) -> i32 {
 }
 
 #[no_mangle]
-pub extern "C" fn standin_close(id: i32) {
+pub extern "C" fn fake_kernel_close(id: i32) {
     // SAFETY: plain numbers.
     unsafe { wasm_net_close(id) }
 }
@@ -256,7 +256,7 @@ fn req(op: u32, key: *const u8, key_len: u32) -> lwhost_store_req {
 /// # Safety
 /// Pointer arguments must be ranges of this module's memory (the harness's buffers).
 #[no_mangle]
-pub unsafe extern "C" fn standin_store_put(
+pub unsafe extern "C" fn fake_kernel_store_put(
     key: *const u8,
     key_len: u32,
     data: *const u8,
@@ -295,7 +295,7 @@ pub unsafe extern "C" fn standin_store_put(
 /// # Safety
 /// Pointer arguments must be ranges of this module's memory (the harness's buffers).
 #[no_mangle]
-pub unsafe extern "C" fn standin_store_get(
+pub unsafe extern "C" fn fake_kernel_store_get(
     key: *const u8,
     key_len: u32,
     out: *mut u8,
@@ -325,7 +325,7 @@ pub unsafe extern "C" fn standin_store_get(
 /// # Safety
 /// Pointer arguments must be ranges of this module's memory (the harness's buffers).
 #[no_mangle]
-pub unsafe extern "C" fn standin_store_list(
+pub unsafe extern "C" fn fake_kernel_store_list(
     prefix: *const u8,
     prefix_len: u32,
     out: *mut u8,
@@ -341,7 +341,7 @@ pub unsafe extern "C" fn standin_store_list(
 /// # Safety
 /// Pointer arguments must be ranges of this module's memory (the harness's buffers).
 #[no_mangle]
-pub unsafe extern "C" fn standin_store_delete(key: *const u8, key_len: u32, timeout_ms: u32) -> i32 {
+pub unsafe extern "C" fn fake_kernel_store_delete(key: *const u8, key_len: u32, timeout_ms: u32) -> i32 {
     store_call(
         &req(LWHOST_STORE_DELETE, key, key_len),
         core::ptr::null_mut(),

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 // A Web Worker playing one kernel task: installs the host ABI with the real
-// glue (worker.js -> lwhost-web), instantiates the stand-in kernel module
+// glue (worker.js -> lwhost-web), instantiates the fake kernel module
 // over its own shared memory, and runs one task the page asks for.
 import { LWHOST_ID_GEN_MASK, LWHOST_ID_SLOT_BITS, LWHOST_ID_SLOT_MASK } from "/lwnet/js/lwabi.js";
 import { installLwnet } from "/lwnet/js/worker.js";
@@ -16,7 +16,7 @@ function persistValue() {
 }
 
 self.onmessage = async (ev) => {
-  const { init, standin, limits, task } = ev.data;
+  const { init, fakeKernel, limits, task } = ev.data;
   try {
     const env = {};
     const kernelMemory = new WebAssembly.Memory({ initial: limits.initial, maximum: limits.maximum, shared: true });
@@ -33,7 +33,7 @@ self.onmessage = async (ev) => {
     env.lw_test_waits = waits;
     env.lw_test_doorbell = () => lw.guestDoorbell();
     env.lw_test_now_ms = () => performance.now();
-    const instance = await WebAssembly.instantiate(standin, { env });
+    const instance = await WebAssembly.instantiate(fakeKernel, { env });
     const result = await TASKS[task.kind](instance.exports, kernelMemory, env, task);
     postMessage({ done: true, result, slot: lw.threadSlot() });
   } catch (e) {
@@ -41,23 +41,23 @@ self.onmessage = async (ev) => {
   }
 };
 
-/** A bump allocator over the stand-in's buffer. */
+/** A bump allocator over the fake kernel's buffer. */
 function arena(ex, memory) {
-  const base = ex.standin_buf() >>> 0, size = ex.standin_buf_len();
+  const base = ex.fake_kernel_buf() >>> 0, size = ex.fake_kernel_buf_len();
   let used = 0;
   return {
     put(bytes) {
       if (typeof bytes === "string") bytes = enc.encode(bytes);
       const at = base + used;
       used += (bytes.length + 15) & ~15;
-      if (used > size) throw new Error("stand-in buffer exhausted");
+      if (used > size) throw new Error("fake kernel buffer exhausted");
       new Uint8Array(memory.buffer).set(bytes, at);
       return [at, bytes.length];
     },
     alloc(n) {
       const at = base + used;
       used += (n + 15) & ~15;
-      if (used > size) throw new Error("stand-in buffer exhausted");
+      if (used > size) throw new Error("fake kernel buffer exhausted");
       return at;
     },
     bytes: (at, n) => new Uint8Array(memory.buffer).slice(at, at + n),
@@ -71,7 +71,7 @@ function http(ex, memory, host, port, path) {
   const [h, hl] = a.put(host);
   const [r, rl] = a.put(`GET ${path} HTTP/1.0\r\nHost: ${host}\r\n\r\n`);
   const cap = 65536, out = a.alloc(cap);
-  const n = ex.standin_http(h, hl, port, r, rl, out, cap, TIMEOUT_MS);
+  const n = ex.fake_kernel_http(h, hl, port, r, rl, out, cap, TIMEOUT_MS);
   return { n, text: n > 0 ? dec.decode(a.bytes(out, Math.min(n, 4096))) : "" };
 }
 
@@ -89,22 +89,22 @@ const TASKS = {
     const [pre, prel] = a.put("lwtest/");
     const [v, vl] = a.put(value);
     const [s, sl] = a.put("hello store");
-    out.put_blob = ex.standin_store_put(k1, k1l, v, vl, TIMEOUT_MS);
-    out.put_small = ex.standin_store_put(k2, k2l, s, sl, TIMEOUT_MS);
+    out.put_blob = ex.fake_kernel_store_put(k1, k1l, v, vl, TIMEOUT_MS);
+    out.put_small = ex.fake_kernel_store_put(k2, k2l, s, sl, TIMEOUT_MS);
     const got = a.alloc(vl + 16);
-    out.get_blob = ex.standin_store_get(k1, k1l, got, vl + 16, TIMEOUT_MS);
+    out.get_blob = ex.fake_kernel_store_get(k1, k1l, got, vl + 16, TIMEOUT_MS);
     out.get_blob_equal = out.get_blob === vl && a.bytes(got, vl).every((b, i) => b === value[i]);
     const list = a.alloc(4096);
-    const ln = ex.standin_store_list(pre, prel, list, 4096, TIMEOUT_MS);
+    const ln = ex.fake_kernel_store_list(pre, prel, list, 4096, TIMEOUT_MS);
     out.list = ln >= 0 ? dec.decode(a.bytes(list, ln)).split("\0").filter(Boolean) : ln;
-    out.delete_small = ex.standin_store_delete(k2, k2l, TIMEOUT_MS);
-    out.get_deleted = ex.standin_store_get(k2, k2l, got, 64, TIMEOUT_MS);
-    out.delete_missing = ex.standin_store_delete(k2, k2l, TIMEOUT_MS);
-    const ln2 = ex.standin_store_list(pre, prel, list, 4096, TIMEOUT_MS);
+    out.delete_small = ex.fake_kernel_store_delete(k2, k2l, TIMEOUT_MS);
+    out.get_deleted = ex.fake_kernel_store_get(k2, k2l, got, 64, TIMEOUT_MS);
+    out.delete_missing = ex.fake_kernel_store_delete(k2, k2l, TIMEOUT_MS);
+    const ln2 = ex.fake_kernel_store_list(pre, prel, list, 4096, TIMEOUT_MS);
     out.list_after_delete = ln2 >= 0 ? dec.decode(a.bytes(list, ln2)).split("\0").filter(Boolean) : ln2;
     const [bad, badl] = a.put("lwtest/../escape");
-    out.put_bad_key = ex.standin_store_put(bad, badl, s, sl, TIMEOUT_MS);
-    out.put_persist = ex.standin_store_put(k3, k3l, v, vl, TIMEOUT_MS);
+    out.put_bad_key = ex.fake_kernel_store_put(bad, badl, s, sl, TIMEOUT_MS);
+    out.put_persist = ex.fake_kernel_store_put(k3, k3l, v, vl, TIMEOUT_MS);
     return out;
   },
 
@@ -115,9 +115,9 @@ const TASKS = {
     const [k3, k3l] = a.put("lwtest/persist");
     const [pre, prel] = a.put("lwtest/");
     const got = a.alloc(value.length + 16);
-    const n = ex.standin_store_get(k3, k3l, got, value.length + 16, TIMEOUT_MS);
+    const n = ex.fake_kernel_store_get(k3, k3l, got, value.length + 16, TIMEOUT_MS);
     const list = a.alloc(4096);
-    const ln = ex.standin_store_list(pre, prel, list, 4096, TIMEOUT_MS);
+    const ln = ex.fake_kernel_store_list(pre, prel, list, 4096, TIMEOUT_MS);
     return {
       get: n,
       equal: n === value.length && a.bytes(got, n).every((b, i) => b === value[i]),
@@ -132,7 +132,7 @@ const TASKS = {
     const [h, hl] = a.put(t.host);
     const buf = a.alloc(64);
     const out = {};
-    const id = ex.standin_connect(h, hl, t.port, 0, TIMEOUT_MS);
+    const id = ex.fake_kernel_connect(h, hl, t.port, 0, TIMEOUT_MS);
     out.connect = id;
     out.read_past_end = env.wasm_net_read(id, end - 8, 64);
     out.read_wrapping = env.wasm_net_read(id, 0xfffffff0 | 0, 64);
@@ -176,10 +176,10 @@ const TASKS = {
   reset: async (ex, memory, env, t) => {
     const a = arena(ex, memory);
     const [h, hl] = a.put(t.host);
-    const id = ex.standin_connect(h, hl, t.port, 0, TIMEOUT_MS);
+    const id = ex.fake_kernel_connect(h, hl, t.port, 0, TIMEOUT_MS);
     if (id < 0) return { connect: id };
     const [r, rl] = a.put(`GET /hold HTTP/1.0\r\nHost: ${t.host}\r\n\r\n`);
-    const w = ex.standin_write_all(id, r, rl, TIMEOUT_MS);
+    const w = ex.fake_kernel_write_all(id, r, rl, TIMEOUT_MS);
     const out = a.alloc(4096);
     // First bytes arrive: the connection is established end to end.
     let n = -11;
@@ -190,9 +190,9 @@ const TASKS = {
       if (n === -11) env.lw_test_wait(bell, 100);
     }
     postMessage({ holding: true });
-    const end = ex.standin_read_all(id, out, 4096, 4096, TIMEOUT_MS);
+    const end = ex.fake_kernel_read_all(id, out, 4096, 4096, TIMEOUT_MS);
     const poll = env.wasm_net_poll(id);
-    ex.standin_close(id);
+    ex.fake_kernel_close(id);
     return { write: w, first: n, after_reset: end, poll };
   },
 
@@ -200,15 +200,15 @@ const TASKS = {
   bench_poll: (ex, memory, env, t) => {
     const a = arena(ex, memory);
     const [h, hl] = a.put(t.host);
-    const id = ex.standin_connect(h, hl, t.port, 0, TIMEOUT_MS);
+    const id = ex.fake_kernel_connect(h, hl, t.port, 0, TIMEOUT_MS);
     if (id < 0) return { error: "connect " + id };
     const samples = [];
     for (let round = 0; round < 21; round++) {
       const t0 = performance.now();
-      ex.standin_poll_loop(id, t.calls);
+      ex.fake_kernel_poll_loop(id, t.calls);
       samples.push(((performance.now() - t0) * 1e6) / t.calls);
     }
-    ex.standin_close(id);
+    ex.fake_kernel_close(id);
     samples.sort((x, y) => x - y);
     return { ns_p50: samples[10], ns_min: samples[0], calls: t.calls * 21 };
   },
@@ -218,15 +218,15 @@ const TASKS = {
     const a = arena(ex, memory);
     const [h, hl] = a.put(t.host);
     const t0 = performance.now();
-    const id = ex.standin_connect(h, hl, t.port, 0, 30000);
+    const id = ex.fake_kernel_connect(h, hl, t.port, 0, 30000);
     if (id < 0) return { error: "connect " + id };
     const [r, rl] = a.put(`GET /bulk/${t.bytes} HTTP/1.0\r\nHost: ${t.host}\r\n\r\n`);
-    ex.standin_write_all(id, r, rl, 30000);
+    ex.fake_kernel_write_all(id, r, rl, 30000);
     const out = a.alloc(65536);
     const t1 = performance.now();
-    const n = ex.standin_read_all(id, out, 65536, 4096, 60000);
+    const n = ex.fake_kernel_read_all(id, out, 65536, 4096, 60000);
     const t2 = performance.now();
-    ex.standin_close(id);
+    ex.fake_kernel_close(id);
     return {
       bytes: n, ms: t2 - t1, connect_ms: t1 - t0, mib_s: n / 1048576 / ((t2 - t1) / 1000),
       waits: env.lw_test_waits.n, wait_ms: env.lw_test_waits.ms,
