@@ -260,11 +260,14 @@ fn limit(msg: String) -> Failure {
     Failure::new(ErrorCode::Limit, msg)
 }
 
-/// The code and text of an I/O error on the target connection.
-fn io_failure(e: &std::io::Error) -> Failure {
+/// The code and text of an I/O error on a target socket (every protocol classifies them here).
+pub(crate) fn io_failure(e: &std::io::Error) -> Failure {
     use std::io::ErrorKind::*;
     match e.kind() {
         ConnectionRefused => Failure::new(ErrorCode::Refused, "connection refused"),
+        HostUnreachable | NetworkUnreachable => {
+            Failure::new(ErrorCode::Unreachable, format!("unreachable: {e}"))
+        }
         ConnectionReset | ConnectionAborted | BrokenPipe => {
             Failure::new(ErrorCode::Reset, "connection reset by the target")
         }

@@ -408,9 +408,9 @@ async fn handle_client(
         _slots: (global_slot, identity_slot),
     };
     if wisp.is_some() {
-        crate::wisp_session::run(ws, ctx).await;
+        session::drive::<crate::wisp_session::WispSession, _>(ws, ctx).await;
     } else {
-        session::run(ws, ctx).await;
+        session::drive::<session::LwSession, _>(ws, ctx).await;
     }
     Ok(())
 }

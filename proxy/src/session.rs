@@ -75,6 +75,10 @@ impl Out {
     pub async fn failure(&self, id: u32, f: &Failure) -> bool {
         self.error(Some(id), f.code, &f.msg).await
     }
+    /// An `error` with [`ErrorCode::Protocol`] about connection `id`.
+    pub async fn protocol_error(&self, id: u32, msg: &str) -> bool {
+        self.error(Some(id), ErrorCode::Protocol, msg).await
+    }
 }
 
 /// Spawns the task that writes a session's queued messages to the client, batching whatever is
@@ -199,34 +203,75 @@ pub fn going_away() -> Message {
     }))
 }
 
-pub async fn run<S>(ws: WebSocketStream<S>, ctx: SessionCtx)
+/// One protocol's half of a session: its table of streams and what its frames mean. The
+/// driver ([`drive`]) owns everything the protocols share: the writer task, liveness, the
+/// drain on shutdown, the message-size limit and the end of the session.
+pub trait Protocol: Send + Sized {
+    /// What a stream task reports to the session when it ends.
+    type Event: Send + 'static;
+    /// Messages queued towards the client (bounds a session's outgoing buffer with a slow
+    /// reader).
+    const OUT_QUEUE: usize;
+
+    /// The protocol's state for a new session; `out` reaches the client, `events` the driver.
+    fn new(ctx: Arc<SessionCtx>, out: Out, events: mpsc::UnboundedSender<Self::Event>) -> Self;
+
+    /// What the server sends first (Wisp: the CONTINUE on stream 0); false once the client
+    /// is gone.
+    fn start(&mut self) -> impl std::future::Future<Output = bool> + Send {
+        async { true }
+    }
+
+    /// A stream task ended.
+    fn finished(&mut self, ev: Self::Event);
+
+    /// Whether any stream is open (an open stream keeps a quiet session alive, and a
+    /// draining server waits for them).
+    fn has_streams(&self) -> bool;
+
+    /// A text or binary message longer than `--max-message`: its data cannot be delivered,
+    /// so the stream it names ends with `why` rather than going on with a gap. False once the
+    /// client is gone.
+    fn oversized(&mut self, msg: &Message, why: Failure) -> impl std::future::Future<Output = bool> + Send;
+
+    /// A text or binary message within the size limit. False once the client is gone.
+    fn message(&mut self, msg: Message, draining: bool) -> impl std::future::Future<Output = bool> + Send;
+
+    /// The session ends: every stream task is stopped.
+    fn abort_all(&mut self);
+}
+
+/// Runs a session of protocol `P` until the client leaves, stops reading, fails liveness,
+/// or the server drains and no stream is left.
+pub async fn drive<P: Protocol, S>(ws: WebSocketStream<S>, ctx: SessionCtx)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (sink, mut stream) = ws.split();
-    let (out_tx, out_rx) = mpsc::channel::<Message>(OUT_QUEUE);
+    let (out_tx, out_rx) = mpsc::channel::<Message>(P::OUT_QUEUE);
     let out = Out(out_tx);
-
     let mut writer = spawn_writer(sink, out_rx, ctx.cfg.limits.idle_timeout, ctx.peer);
-
-    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<ConnEvent>();
-    let mut conns: HashMap<u32, ConnEntry> = HashMap::new();
+    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<P::Event>();
+    let ctx = Arc::new(ctx);
+    let mut proto = P::new(ctx.clone(), out.clone(), ev_tx);
     let mut shutdown = ctx.shutdown.clone();
     let mut draining = *shutdown.borrow();
     let max_message = ctx.cfg.limits.max_message;
     let mut live = Liveness::new(&ctx.cfg);
 
-    loop {
-        if draining && conns.is_empty() {
+    let mut alive = proto.start().await;
+    while alive {
+        let had_streams = proto.has_streams();
+        if draining && !had_streams {
             let _ = out.0.send(going_away()).await;
             break;
         }
-        let timer = live.deadline(!conns.is_empty());
+        let timer = live.deadline(had_streams);
         let msg = tokio::select! {
             biased;
-            Some(ConnEvent::Finished(id)) = ev_rx.recv() => {
-                conns.remove(&id);
-                if conns.is_empty() {
+            Some(ev) = ev_rx.recv() => {
+                proto.finished(ev);
+                if had_streams && !proto.has_streams() {
                     live.conns_gone();
                 }
                 continue;
@@ -241,9 +286,7 @@ where
         };
         // The timer's work is done outside `select!`, whose state may not live across awaits.
         let Some(msg) = msg else {
-            if !live.fire(!conns.is_empty(), &out.0, ctx.peer).await {
-                break;
-            }
+            alive = live.fire(had_streams, &out.0, ctx.peer).await;
             continue;
         };
         let msg = match msg {
@@ -255,50 +298,95 @@ where
             Some(Ok(m)) => m,
         };
         live.heard(&msg);
-        let oversized = match &msg {
-            Message::Text(t) if t.len() > max_message => Some(text_id(t.as_str())),
-            Message::Binary(b) if b.len() > max_message => Some(protocol::split_binary(b).map(|(id, _)| id)),
-            _ => None,
-        };
-        if let Some(id) = oversized {
-            // Its data cannot be delivered, so its connection ends (error with the id, then
-            // `closed`) rather than going on with a gap in the stream.
-            let why = format!("limit: message size ({max_message} bytes)");
-            match id.and_then(|id| conns.get_mut(&id)) {
-                Some(c) if !c.closing => {
-                    c.closing = true;
-                    let _ = c.kill.send(Some(Failure::new(ErrorCode::Limit, why)));
-                }
-                _ => {
-                    if !out.error(id, ErrorCode::Limit, &why).await {
-                        break;
-                    }
-                }
-            }
-            continue;
-        }
-        let parsed = match msg {
-            Message::Text(t) => protocol::parse_text(t.as_str(), ctx.dialect),
-            Message::Binary(b) => protocol::parse_binary(b, ctx.dialect),
-            Message::Close(_) => break,
+        alive = match msg {
+            Message::Close(_) => false,
             // Pings are answered by tungstenite itself.
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => true,
+            m if m.len() > max_message => {
+                let why = Failure::new(
+                    ErrorCode::Limit,
+                    format!("limit: message size ({max_message} bytes)"),
+                );
+                proto.oversized(&m, why).await
+            }
+            m => proto.message(m, draining).await,
         };
-        let alive = match parsed {
-            Err(e) => out.error(e.id, e.code, &e.msg).await,
-            Ok(m) => handle(m, &ctx, &out, &ev_tx, &mut conns, draining).await,
-        };
-        if !alive {
-            break;
+        if had_streams && !proto.has_streams() {
+            live.conns_gone();
         }
     }
-    for (_, c) in conns.drain() {
-        c.abort.abort();
-    }
+    proto.abort_all();
+    drop(proto);
     drop(out);
     // Let the writer flush the close frame, but do not wait on a client that stopped reading.
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
     tracing::debug!(peer = %ctx.peer, "session end");
+}
+
+/// The lwproxy protocols (v1 and `lwproxy.v2`): the connection table of one session.
+pub struct LwSession {
+    ctx: Arc<SessionCtx>,
+    out: Out,
+    events: mpsc::UnboundedSender<ConnEvent>,
+    conns: HashMap<u32, ConnEntry>,
+}
+
+impl Protocol for LwSession {
+    type Event = ConnEvent;
+    const OUT_QUEUE: usize = OUT_QUEUE;
+
+    fn new(ctx: Arc<SessionCtx>, out: Out, events: mpsc::UnboundedSender<ConnEvent>) -> Self {
+        let conns = HashMap::new();
+        LwSession {
+            ctx,
+            out,
+            events,
+            conns,
+        }
+    }
+
+    fn finished(&mut self, ConnEvent::Finished(id): ConnEvent) {
+        self.conns.remove(&id);
+    }
+
+    fn has_streams(&self) -> bool {
+        !self.conns.is_empty()
+    }
+
+    async fn oversized(&mut self, msg: &Message, why: Failure) -> bool {
+        let id = match msg {
+            Message::Text(t) => text_id(t.as_str()),
+            Message::Binary(b) => protocol::split_binary(b).map(|(id, _)| id),
+            _ => None,
+        };
+        // The connection ends with `error` (the id), then `closed`.
+        match id.and_then(|id| self.conns.get_mut(&id)) {
+            Some(c) if !c.closing => {
+                c.closing = true;
+                let _ = c.kill.send(Some(why));
+                true
+            }
+            _ => self.out.error(id, why.code, &why.msg).await,
+        }
+    }
+
+    async fn message(&mut self, msg: Message, draining: bool) -> bool {
+        let parsed = match msg {
+            Message::Text(t) => protocol::parse_text(t.as_str(), self.ctx.dialect),
+            Message::Binary(b) => protocol::parse_binary(b, self.ctx.dialect),
+            _ => return true,
+        };
+        match parsed {
+            Err(e) => self.out.error(e.id, e.code, &e.msg).await,
+            Ok(m) => self.handle(m, draining).await,
+        }
+    }
+
+    fn abort_all(&mut self) {
+        for (_, c) in self.conns.drain() {
+            c.abort.abort();
+        }
+    }
 }
 
 /// The `id` of a JSON message, read without building the rest (for an oversized `write`).
@@ -310,203 +398,195 @@ fn text_id(text: &str) -> Option<u32> {
     serde_json::from_str::<IdOnly>(text).ok().and_then(|m| m.id)
 }
 
-/// Handles one valid message; returns false when the client is gone.
-async fn handle(
-    msg: ClientMsg,
-    ctx: &SessionCtx,
-    out: &Out,
-    ev_tx: &mpsc::UnboundedSender<ConnEvent>,
-    conns: &mut HashMap<u32, ConnEntry>,
-    draining: bool,
-) -> bool {
-    match msg {
-        ClientMsg::Open {
-            id,
-            host,
-            port,
-            tls,
-            timeout_ms,
-        } => {
-            if draining {
-                return out
-                    .error(
-                        Some(id),
-                        ErrorCode::Unavailable,
-                        "server shutting down: no new connections",
-                    )
-                    .await;
-            }
-            if conns.contains_key(&id) {
-                return out
-                    .error(
-                        Some(id),
-                        ErrorCode::Protocol,
-                        &format!("duplicate id {id}: that connection is still open"),
-                    )
-                    .await;
-            }
-            let host_parsed = match policy::parse_host(&host) {
-                Ok(h) => h,
-                Err(e) => return out.error(Some(id), ErrorCode::InvalidHost, &e).await,
-            };
-            // Policy before limits (see the policy module's notes on the order).
-            if let Err(e) = policy::precheck(&ctx.cfg.policy, &host_parsed, port) {
-                tracing::info!(identity = %ctx.identity.name, target = %host, "{e}");
-                let audit = crate::audit::Audit::new(
-                    ctx.identity.name.clone(),
-                    ctx.peer,
-                    id,
-                    format!("{host}:{port}"),
-                    tls,
-                );
-                audit.set_outcome(format!("error: {e}"));
-                drop(audit);
-                // As for a denial found after the lookup: `error`, then `closed`.
-                return out.error(Some(id), ErrorCode::Policy, &e).await
-                    && out.text(protocol::closed(id)).await;
-            }
-            let slot = match ctx.identity.try_open(&ctx.cfg.limits) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::info!(identity = %ctx.identity.name, "{e}");
-                    return out.error(Some(id), ErrorCode::Limit, &e).await;
-                }
-            };
-            let (tx, rx) = mpsc::unbounded_channel();
-            let queued = Arc::new(AtomicU64::new(0));
-            let drained = Arc::new(Notify::new());
-            let window = Arc::new(Window::new(ctx.dialect));
-            let (kill, kill_rx) = watch::channel(None);
-            let params = ConnParams {
+impl LwSession {
+    /// Handles one valid message; returns false when the client is gone.
+    async fn handle(&mut self, msg: ClientMsg, draining: bool) -> bool {
+        let LwSession {
+            ctx,
+            out,
+            events: ev_tx,
+            conns,
+        } = self;
+        let SessionCtx {
+            cfg,
+            identity,
+            peer,
+            dialect,
+            ..
+        } = &**ctx;
+        let (peer, dialect) = (*peer, *dialect);
+        match msg {
+            ClientMsg::Open {
                 id,
-                host: host_parsed,
-                host_text: host,
+                host,
                 port,
                 tls,
                 timeout_ms,
-                cfg: ctx.cfg.clone(),
-                identity: ctx.identity.clone(),
-                client: ctx.peer,
-                dialect: ctx.dialect,
-                out: out.clone(),
-                events: ev_tx.clone(),
-                upstream: rx,
-                queued: queued.clone(),
-                drained: drained.clone(),
-                window: window.clone(),
-                kill: kill_rx,
-                slot,
-            };
-            let task = tokio::spawn(relay::run(params));
-            conns.insert(
-                id,
-                ConnEntry {
-                    tx,
-                    queued,
-                    drained,
-                    window,
-                    kill,
-                    closing: false,
-                    shut: false,
-                    abort: task.abort_handle(),
-                },
-            );
-            true
-        }
-        ClientMsg::Write { id, data } => {
-            let Some(c) = conns.get_mut(&id) else {
-                return out
-                    .error(
-                        Some(id),
-                        ErrorCode::Protocol,
-                        &format!("write to unknown connection id {id}"),
-                    )
-                    .await;
-            };
-            if c.closing || c.shut {
-                return out
-                    .error(
-                        Some(id),
-                        ErrorCode::Protocol,
-                        &format!("write to connection {id}, which is closed for writing"),
-                    )
-                    .await;
-            }
-            if data.is_empty() {
-                return true;
-            }
-            let len = data.len() as u64;
-            let queued = c.queued.load(Ordering::Acquire);
-            if ctx.dialect == Dialect::V2 && queued + len > WINDOW {
-                // The client broke flow control: end this connection only.
-                c.closing = true;
-                let _ = c.kill.send(Some(Failure::new(
-                    ErrorCode::Limit,
-                    format!("limit: flow-control window ({WINDOW} bytes) exceeded by the client"),
-                )));
-                return true;
-            }
-            c.queued.fetch_add(len, Ordering::AcqRel);
-            if c.tx.send(Upstream::Data(data)).is_err() {
-                return true; // the connection is ending; its task reports why
-            }
-            if ctx.dialect == Dialect::V1 {
-                // v1 has no acks: hold the whole session (back-pressure on the
-                // WebSocket) until this connection's buffer drains below one window.
-                let (queued, drained) = (c.queued.clone(), c.drained.clone());
-                loop {
-                    let notified = drained.notified();
-                    tokio::pin!(notified);
-                    notified.as_mut().enable();
-                    if queued.load(Ordering::Acquire) <= WINDOW || c.tx.is_closed() {
-                        break;
+            } => {
+                if draining {
+                    return out
+                        .error(
+                            Some(id),
+                            ErrorCode::Unavailable,
+                            "server shutting down: no new connections",
+                        )
+                        .await;
+                }
+                if conns.contains_key(&id) {
+                    return out
+                        .protocol_error(id, &format!("duplicate id {id}: that connection is still open"))
+                        .await;
+                }
+                let host_parsed = match policy::parse_host(&host) {
+                    Ok(h) => h,
+                    Err(e) => return out.error(Some(id), ErrorCode::InvalidHost, &e).await,
+                };
+                // Policy before limits (see the policy module's notes on the order).
+                if let Err(e) = policy::precheck(&cfg.policy, &host_parsed, port) {
+                    tracing::info!(identity = %identity.name, target = %host, "{e}");
+                    let audit = crate::audit::Audit::new(
+                        identity.name.clone(),
+                        peer,
+                        id,
+                        format!("{host}:{port}"),
+                        tls,
+                    );
+                    audit.set_outcome(format!("error: {e}"));
+                    drop(audit);
+                    // As for a denial found after the lookup: `error`, then `closed`.
+                    return out.error(Some(id), ErrorCode::Policy, &e).await
+                        && out.text(protocol::closed(id)).await;
+                }
+                let slot = match identity.try_open(&cfg.limits) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::info!(identity = %identity.name, "{e}");
+                        return out.error(Some(id), ErrorCode::Limit, &e).await;
                     }
-                    notified.await;
-                }
-            }
-            true
-        }
-        ClientMsg::Close { id } => {
-            match conns.get_mut(&id) {
-                Some(c) if !c.closing => {
-                    c.closing = true;
-                    let _ = c.tx.send(Upstream::Close);
-                    true
-                }
-                Some(_) => true, // already closing: `closed` is on its way
-                None => {
-                    out.error(
-                        Some(id),
-                        ErrorCode::Protocol,
-                        &format!("close of unknown connection id {id}"),
-                    )
-                    .await
-                }
-            }
-        }
-        ClientMsg::Shutdown { id } => match conns.get_mut(&id) {
-            Some(c) if !c.closing && !c.shut => {
-                c.shut = true;
-                let _ = c.tx.send(Upstream::Shutdown);
+                };
+                let (tx, rx) = mpsc::unbounded_channel();
+                let queued = Arc::new(AtomicU64::new(0));
+                let drained = Arc::new(Notify::new());
+                let window = Arc::new(Window::new(dialect));
+                let (kill, kill_rx) = watch::channel(None);
+                let params = ConnParams {
+                    id,
+                    host: host_parsed,
+                    host_text: host,
+                    port,
+                    tls,
+                    timeout_ms,
+                    cfg: cfg.clone(),
+                    identity: identity.clone(),
+                    client: peer,
+                    dialect,
+                    out: out.clone(),
+                    events: ev_tx.clone(),
+                    upstream: rx,
+                    queued: queued.clone(),
+                    drained: drained.clone(),
+                    window: window.clone(),
+                    kill: kill_rx,
+                    slot,
+                };
+                let task = tokio::spawn(relay::run(params));
+                conns.insert(
+                    id,
+                    ConnEntry {
+                        tx,
+                        queued,
+                        drained,
+                        window,
+                        kill,
+                        closing: false,
+                        shut: false,
+                        abort: task.abort_handle(),
+                    },
+                );
                 true
             }
-            Some(_) => true,
-            None => {
-                out.error(
-                    Some(id),
-                    ErrorCode::Protocol,
-                    &format!("shutdown of unknown connection id {id}"),
-                )
-                .await
+            ClientMsg::Write { id, data } => {
+                let Some(c) = conns.get_mut(&id) else {
+                    return out
+                        .protocol_error(id, &format!("write to unknown connection id {id}"))
+                        .await;
+                };
+                if c.closing || c.shut {
+                    return out
+                        .protocol_error(
+                            id,
+                            &format!("write to connection {id}, which is closed for writing"),
+                        )
+                        .await;
+                }
+                if data.is_empty() {
+                    return true;
+                }
+                let len = data.len() as u64;
+                let queued = c.queued.load(Ordering::Acquire);
+                if dialect == Dialect::V2 && queued + len > WINDOW {
+                    // The client broke flow control: end this connection only.
+                    c.closing = true;
+                    let _ = c.kill.send(Some(Failure::new(
+                        ErrorCode::Limit,
+                        format!("limit: flow-control window ({WINDOW} bytes) exceeded by the client"),
+                    )));
+                    return true;
+                }
+                c.queued.fetch_add(len, Ordering::AcqRel);
+                if c.tx.send(Upstream::Data(data)).is_err() {
+                    return true; // the connection is ending; its task reports why
+                }
+                if dialect == Dialect::V1 {
+                    // v1 has no acks: hold the whole session (back-pressure on the
+                    // WebSocket) until this connection's buffer drains below one window.
+                    let (queued, drained) = (c.queued.clone(), c.drained.clone());
+                    loop {
+                        let notified = drained.notified();
+                        tokio::pin!(notified);
+                        notified.as_mut().enable();
+                        if queued.load(Ordering::Acquire) <= WINDOW || c.tx.is_closed() {
+                            break;
+                        }
+                        notified.await;
+                    }
+                }
+                true
             }
-        },
-        ClientMsg::Ack { id, bytes } => match conns.get(&id) {
-            Some(c) => match c.window.ack(bytes) {
-                Ok(()) => true,
-                Err(e) => out.error(Some(id), ErrorCode::Protocol, &e).await,
+            ClientMsg::Close { id } => {
+                match conns.get_mut(&id) {
+                    Some(c) if !c.closing => {
+                        c.closing = true;
+                        let _ = c.tx.send(Upstream::Close);
+                        true
+                    }
+                    Some(_) => true, // already closing: `closed` is on its way
+                    None => {
+                        out.protocol_error(id, &format!("close of unknown connection id {id}"))
+                            .await
+                    }
+                }
+            }
+            ClientMsg::Shutdown { id } => match conns.get_mut(&id) {
+                Some(c) if !c.closing && !c.shut => {
+                    c.shut = true;
+                    let _ = c.tx.send(Upstream::Shutdown);
+                    true
+                }
+                Some(_) => true,
+                None => {
+                    out.protocol_error(id, &format!("shutdown of unknown connection id {id}"))
+                        .await
+                }
             },
-            // Acks may cross a `closed` in flight: not an error worth a message.
-            None => true,
-        },
+            ClientMsg::Ack { id, bytes } => match conns.get(&id) {
+                Some(c) => match c.window.ack(bytes) {
+                    Ok(()) => true,
+                    Err(e) => out.error(Some(id), ErrorCode::Protocol, &e).await,
+                },
+                // Acks may cross a `closed` in flight: not an error worth a message.
+                None => true,
+            },
+        }
     }
 }

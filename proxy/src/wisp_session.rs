@@ -12,7 +12,9 @@
 //! `allowed`, so the bound holds whatever the timing. Memory per TCP stream is therefore at
 //! most `BUFFER` × the largest accepted message (`--max-message`) plus one 64 KiB read
 //! buffer. A client that sends beyond its credit loses that stream (`CLOSE 0x41`), never the
-//! session, and one stream whose target stops reading holds only its own credit.
+//! session, and one stream whose target stops reading holds only its own credit. A packet
+//! larger than `--max-message` ends its stream with `CLOSE 0x49` ("throttled", the reason of
+//! every limit; the other protocols' `limit: message size`), also without ending the session.
 //!
 //! UDP streams (mandatory in v1.2) carry one datagram per DATA packet, without credit: the
 //! queue to the socket holds at most [`BUFFER`] datagrams and drops beyond that, as UDP may.
@@ -22,21 +24,19 @@ use crate::config::Config;
 use crate::limits::Identity;
 use crate::policy::{self, Host, Policy};
 use crate::protocol::{ErrorCode, Failure};
-use crate::session::{self, SessionCtx};
+use crate::relay;
+use crate::session::{Out, Protocol, SessionCtx};
 use crate::wisp::{self, reason, Packet, ParseError};
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 
 /// Packets every stream may have buffered at the server (the first CONTINUE, on stream 0).
 pub const BUFFER: u32 = 16;
@@ -91,11 +91,13 @@ struct StreamEntry {
     tx: mpsc::Sender<Bytes>,
     /// `None` for UDP streams (no credit).
     credit: Option<Arc<Mutex<Credit>>>,
+    /// Ends the task from the session's side (with the reason it sends in its CLOSE).
+    kill: Option<oneshot::Sender<End>>,
     abort: AbortHandle,
 }
 
 /// A stream task tells the session it ended (`gen` tells a reused id apart).
-struct Finished {
+pub struct Finished {
     id: u32,
     gen: u64,
 }
@@ -144,25 +146,9 @@ fn throttled(msg: String) -> End {
     End::new(reason::THROTTLED, msg)
 }
 
+/// An I/O error on a target socket, classified as for the other protocols.
 fn io_end(e: &std::io::Error) -> End {
-    use std::io::ErrorKind::*;
-    let reason = match e.kind() {
-        ConnectionRefused => reason::REFUSED,
-        TimedOut => reason::CONNECT_TIMEOUT,
-        HostUnreachable | NetworkUnreachable => reason::UNREACHABLE,
-        _ => reason::NETWORK_ERROR,
-    };
-    End::new(reason, format!("i/o error: {e}"))
-}
-
-/// Sends to the client through the writer task; `false` once the client is gone.
-#[derive(Clone)]
-struct Out(mpsc::Sender<Message>);
-
-impl Out {
-    async fn send(&self, b: Bytes) -> bool {
-        self.0.send(Message::Binary(b)).await.is_ok()
-    }
+    End::from(relay::io_failure(e))
 }
 
 /// What a stream task needs.
@@ -196,70 +182,72 @@ pub fn endpoint(path: &str) -> Option<Result<Option<String>, &'static str>> {
     None
 }
 
-/// Runs a Wisp session until the client leaves (or the server drains).
-pub async fn run<S>(ws: WebSocketStream<S>, ctx: SessionCtx)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (sink, mut stream) = ws.split();
-    let (out_tx, out_rx) = mpsc::channel::<Message>(OUT_QUEUE);
-    let out = Out(out_tx);
-    let peer = ctx.peer;
-    let mut writer = session::spawn_writer(sink, out_rx, ctx.cfg.limits.idle_timeout, peer);
+/// The Wisp protocol's half of a session ([`session::drive`] runs it): its stream table.
+pub struct WispSession {
+    ctx: Arc<SessionCtx>,
+    out: Out,
+    events: mpsc::UnboundedSender<Finished>,
+    streams: HashMap<u32, StreamEntry>,
+    next_gen: u64,
+}
 
-    // Spec "Establishing a Websocket Connection": the first packet is CONTINUE on stream 0
-    // with the buffer size every stream starts with.
-    if !out.send(wisp::encode_continue(0, BUFFER)).await {
-        return;
+impl Protocol for WispSession {
+    type Event = Finished;
+    const OUT_QUEUE: usize = OUT_QUEUE;
+
+    fn new(ctx: Arc<SessionCtx>, out: Out, events: mpsc::UnboundedSender<Finished>) -> Self {
+        let streams = HashMap::new();
+        WispSession {
+            ctx,
+            out,
+            events,
+            streams,
+            next_gen: 0,
+        }
     }
-    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Finished>();
-    let mut streams: HashMap<u32, StreamEntry> = HashMap::new();
-    let mut shutdown = ctx.shutdown.clone();
-    let mut draining = *shutdown.borrow();
-    let mut next_gen: u64 = 0;
-    let max_payload = ctx.cfg.limits.max_message;
-    let mut live = session::Liveness::new(&ctx.cfg);
-    loop {
-        if draining && streams.is_empty() {
-            let _ = out.0.send(session::going_away()).await;
-            break;
+
+    /// Spec "Establishing a Websocket Connection": the first packet is CONTINUE on stream 0
+    /// with the buffer size every stream starts with.
+    async fn start(&mut self) -> bool {
+        self.out.binary(wisp::encode_continue(0, BUFFER)).await
+    }
+
+    fn finished(&mut self, f: Finished) {
+        if self.streams.get(&f.id).is_some_and(|s| s.gen == f.gen) {
+            self.streams.remove(&f.id);
         }
-        let timer = live.deadline(!streams.is_empty());
-        let msg = tokio::select! {
-            biased;
-            Some(f) = ev_rx.recv() => {
-                if streams.get(&f.id).is_some_and(|s| s.gen == f.gen) {
-                    streams.remove(&f.id);
-                    if streams.is_empty() {
-                        live.conns_gone();
-                    }
-                }
-                continue;
-            }
-            _ = tokio::time::sleep_until(timer) => None,
-            _ = shutdown.wait_for(|s| *s), if !draining => {
-                draining = true;
-                continue;
-            }
-            _ = &mut writer => break,
-            m = stream.next() => Some(m),
+    }
+
+    fn has_streams(&self) -> bool {
+        !self.streams.is_empty()
+    }
+
+    /// An oversized DATA ends its stream with `CLOSE 0x49` (the reason of a limit); an
+    /// oversized CONNECT is refused with it. Anything else oversized (text, stream 0, unknown
+    /// streams) is dropped, as the spec defines no answer to it.
+    async fn oversized(&mut self, msg: &Message, why: Failure) -> bool {
+        let Message::Binary(b) = msg else { return true };
+        let Some(&[kind, a, b2, c, d]) = b.get(..wisp::HEADER) else {
+            return true;
         };
-        // Timer work outside `select!`, whose state may not live across awaits.
-        let Some(msg) = msg else {
-            if !live.fire(!streams.is_empty(), &out.0, peer).await {
-                break;
-            }
-            continue;
-        };
-        if let Some(Ok(m)) = &msg {
-            live.heard(m);
+        let id = u32::from_le_bytes([a, b2, c, d]);
+        tracing::info!(peer = %self.ctx.peer, stream = id, "wisp: {}", why.msg);
+        if id == 0 {
+            true
+        } else if self.streams.contains_key(&id) {
+            self.end_stream(id, End::from(why));
+            true
+        } else if kind == wisp::CONNECT {
+            self.out.binary(wisp::encode_close(id, reason_of(why.code))).await
+        } else {
+            true
         }
-        let frame = match msg {
-            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
-            Some(Ok(Message::Binary(b))) => b,
-            // Wisp is binary only; pings are answered by tungstenite.
-            Some(Ok(_)) => continue,
-        };
+    }
+
+    async fn message(&mut self, msg: Message, draining: bool) -> bool {
+        // Wisp is binary only.
+        let Message::Binary(frame) = msg else { return true };
+        let peer = self.ctx.peer;
         let packet = match wisp::parse(frame) {
             Ok(p) => p,
             Err(e) => {
@@ -273,119 +261,117 @@ where
                     ..
                 } = e
                 {
-                    if id != 0
-                        && !streams.contains_key(&id)
-                        && !out.send(wisp::encode_close(id, reason::INVALID)).await
-                    {
-                        break;
+                    if id != 0 && !self.streams.contains_key(&id) {
+                        return self.out.binary(wisp::encode_close(id, reason::INVALID)).await;
                     }
                 }
-                continue;
+                return true;
             }
         };
-        let alive = match packet {
+        match packet {
             Packet::Connect {
                 id,
                 stream_type,
                 port,
                 host,
-            } => {
-                if id == 0 {
-                    // Stream 0 is the session itself.
-                    tracing::debug!(%peer, "wisp: dropped CONNECT on stream 0");
-                    continue;
-                }
-                if let Some(old) = streams.remove(&id) {
-                    // The client reused a live id: both ends drop that stream.
-                    old.abort.abort();
-                    out.send(wisp::encode_close(id, reason::INVALID)).await;
-                    continue;
-                }
-                let refusal = if draining {
-                    Some(End::new(reason::UNKNOWN, "server shutting down"))
-                } else if streams.len() >= MAX_STREAMS {
-                    Some(End::new(
-                        reason::THROTTLED,
-                        format!("limit: streams per session ({MAX_STREAMS})"),
-                    ))
-                } else {
-                    None
-                };
-                next_gen += 1;
-                let p = StreamParams {
-                    id,
-                    gen: next_gen,
-                    udp: stream_type == wisp::STREAM_UDP,
-                    host: Host::Name(String::new()),
-                    target: format!("{host}:{port}"),
-                    port,
-                    cfg: ctx.cfg.clone(),
-                    identity: ctx.identity.clone(),
-                    client: peer,
-                    out: out.clone(),
-                    events: ev_tx.clone(),
-                    credit: None,
-                };
-                match open(p, stream_type, &host, refusal) {
-                    Ok(entry) => {
-                        streams.insert(id, entry);
-                        true
-                    }
-                    Err((p, end)) => {
-                        tracing::info!(identity = %p.identity.name, target = %p.target, "wisp: CONNECT refused: {}", end.msg);
-                        refuse_audit(&p, &end);
-                        out.send(wisp::encode_close(id, end.reason)).await
-                    }
-                }
-            }
+            } => self.connect(id, stream_type, port, &host, draining).await,
             Packet::Data { id, payload } => {
-                let Some(s) = streams.get(&id) else {
+                let Some(s) = self.streams.get(&id) else {
                     // Unknown stream (never opened, or already closed while this was in
                     // flight): the spec defines no answer; dropped.
-                    continue;
+                    return true;
                 };
-                let over_credit = s.credit.as_ref().is_some_and(|c| !Credit::lock(c).receive());
-                if over_credit || payload.len() > max_payload {
-                    let why = if over_credit {
-                        "sent beyond its credit"
-                    } else {
-                        "sent an oversized packet"
-                    };
-                    tracing::info!(%peer, stream = id, "wisp: client {why}: stream closed");
-                    if let Some(s) = streams.remove(&id) {
-                        s.abort.abort();
-                    }
-                    out.send(wisp::encode_close(id, reason::INVALID)).await
+                if s.credit.as_ref().is_some_and(|c| !Credit::lock(c).receive()) {
+                    let why = "client sent beyond its credit";
+                    tracing::info!(%peer, stream = id, "wisp: {why}: stream closed");
+                    self.end_stream(id, End::new(reason::INVALID, why));
                 } else {
                     // TCP: cannot be full while the credit invariant holds. UDP: a full queue
                     // drops the datagram.
                     let _ = s.tx.try_send(payload);
-                    true
                 }
+                true
             }
             Packet::Close { id, .. } => {
                 // The client ends the stream; it expects no CLOSE back.
-                if let Some(s) = streams.remove(&id) {
+                if let Some(s) = self.streams.remove(&id) {
                     drop(s.tx); // the task sees the end of its queue and ends quietly
-                    if streams.is_empty() {
-                        live.conns_gone();
-                    }
                 }
                 true
             }
             // CONTINUE is server-to-client only: dropped.
             Packet::Continue { .. } => true,
-        };
-        if !alive {
-            break;
         }
     }
-    for (_, s) in streams.drain() {
-        s.abort.abort();
+
+    fn abort_all(&mut self) {
+        for (_, s) in self.streams.drain() {
+            s.abort.abort();
+        }
     }
-    drop(out);
-    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
-    tracing::debug!(%peer, "wisp session end");
+}
+
+impl WispSession {
+    /// A CONNECT: admitted (its task started) or refused with a CLOSE. False once the client
+    /// is gone.
+    async fn connect(&mut self, id: u32, stream_type: u8, port: u16, host: &str, draining: bool) -> bool {
+        if id == 0 {
+            // Stream 0 is the session itself.
+            tracing::debug!(peer = %self.ctx.peer, "wisp: dropped CONNECT on stream 0");
+            return true;
+        }
+        if let Some(old) = self.streams.remove(&id) {
+            // The client reused a live id: both ends drop that stream.
+            old.abort.abort();
+            return self.out.binary(wisp::encode_close(id, reason::INVALID)).await;
+        }
+        let refusal = if draining {
+            Some(End::new(reason::UNKNOWN, "server shutting down"))
+        } else if self.streams.len() >= MAX_STREAMS {
+            Some(End::new(
+                reason::THROTTLED,
+                format!("limit: streams per session ({MAX_STREAMS})"),
+            ))
+        } else {
+            None
+        };
+        self.next_gen += 1;
+        let p = StreamParams {
+            id,
+            gen: self.next_gen,
+            udp: stream_type == wisp::STREAM_UDP,
+            host: Host::Name(String::new()),
+            target: format!("{host}:{port}"),
+            port,
+            cfg: self.ctx.cfg.clone(),
+            identity: self.ctx.identity.clone(),
+            client: self.ctx.peer,
+            out: self.out.clone(),
+            events: self.events.clone(),
+            credit: None,
+        };
+        match open(p, stream_type, host, refusal) {
+            Ok(entry) => {
+                self.streams.insert(id, entry);
+                true
+            }
+            Err((p, end)) => {
+                tracing::info!(identity = %p.identity.name, target = %p.target, "wisp: CONNECT refused: {}", end.msg);
+                refuse_audit(&p, &end);
+                self.out.binary(wisp::encode_close(id, end.reason)).await
+            }
+        }
+    }
+
+    /// Ends a live stream from the session's side: it leaves the table now, and its task
+    /// stops, records `end` in the audit line and sends the CLOSE.
+    fn end_stream(&mut self, id: u32, end: End) {
+        if let Some(mut s) = self.streams.remove(&id) {
+            if let Some(kill) = s.kill.take() {
+                let _ = kill.send(end);
+            }
+        }
+    }
 }
 
 /// Admits a CONNECT (type, host, limits) and starts its task, or says why not.
@@ -442,14 +428,16 @@ fn open(
     });
     p.credit = credit.clone();
     let gen = p.gen;
+    let (kill, killed) = oneshot::channel();
     let task = tokio::spawn(async move {
         let _slot = slot;
-        stream_task(p, rx).await;
+        stream_task(p, rx, killed).await;
     });
     Ok(StreamEntry {
         gen,
         tx,
         credit,
+        kill: Some(kill),
         abort: task.abort_handle(),
     })
 }
@@ -476,12 +464,21 @@ fn audit_target(p: &StreamParams) -> String {
     }
 }
 
-async fn stream_task(p: StreamParams, rx: mpsc::Receiver<Bytes>) {
+/// Runs one stream until it ends, or until the session ends it through `killed` (a dropped
+/// sender is no such order: the client closed the stream, and `rx` ends).
+async fn stream_task(p: StreamParams, rx: mpsc::Receiver<Bytes>, killed: oneshot::Receiver<End>) {
     let audit = Audit::new(p.identity.name.clone(), p.client, p.id, audit_target(&p), false);
-    let result = if p.udp {
-        udp_stream(&p, &audit, rx).await
-    } else {
-        tcp_stream(&p, &audit, rx).await
+    let work = async {
+        if p.udp {
+            udp_stream(&p, &audit, rx).await
+        } else {
+            tcp_stream(&p, &audit, rx).await
+        }
+    };
+    let result = tokio::select! {
+        biased;
+        Ok(end) = killed => Err(end),
+        r = work => r,
     };
     let end = match result {
         Ok(()) => End::new(reason::VOLUNTARY, "closed"),
@@ -495,7 +492,7 @@ async fn stream_task(p: StreamParams, rx: mpsc::Receiver<Bytes>) {
     // Leave the table before CLOSE reaches the client, so the id can be reused at once.
     let _ = p.events.send(Finished { id: p.id, gen: p.gen });
     if !end.silent {
-        p.out.send(wisp::encode_close(p.id, end.reason)).await;
+        p.out.binary(wisp::encode_close(p.id, end.reason)).await;
     }
 }
 
@@ -581,7 +578,7 @@ async fn tcp_stream(p: &StreamParams, audit: &Audit, mut rx: mpsc::Receiver<Byte
             }
             let grant = credit.as_ref().and_then(|c| Credit::lock(c).written());
             if let Some(v) = grant {
-                if !p.out.send(wisp::encode_continue(p.id, v)).await {
+                if !p.out.binary(wisp::encode_continue(p.id, v)).await {
                     return Err(client_gone());
                 }
             }
@@ -594,7 +591,7 @@ async fn tcp_stream(p: &StreamParams, audit: &Audit, mut rx: mpsc::Receiver<Byte
 /// Sends the `n` bytes read into `buf` after its [`wisp::HEADER`] bytes of room as DATA.
 async fn deliver(p: &StreamParams, audit: &Audit, mut buf: BytesMut, n: usize) -> Result<(), End> {
     wisp::fill_data_header(p.id, &mut buf);
-    if !p.out.send(buf.freeze()).await {
+    if !p.out.binary(buf.freeze()).await {
         return Err(client_gone());
     }
     audit.add_down(n);

@@ -293,3 +293,37 @@ async fn idle_session_without_streams_is_closed() {
     assert!(closed, "the idle session was not closed");
     assert!(started.elapsed() >= Duration::from_millis(900));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_packets_end_their_stream_only() {
+    let echo = echo_server().await;
+    let proxy = Proxy::start(&["--allow", &allow(echo), "--max-message", "4096"]);
+    let mut w = Wisp::open(&proxy, &tok("alice")).await;
+    for id in [1, 2] {
+        w.send(connect_packet(id, 1, echo.port(), "127.0.0.1")).await;
+        w.echo(id, b"open").await;
+    }
+    // A DATA packet above --max-message (header included): its stream ends with 0x49 (a
+    // limit), and nothing of it reaches the target.
+    w.send(packet(2, 1, &pattern(4096))).await;
+    assert_eq!(w.close_reason(1).await, 0x49);
+    // The other stream and the session carry on; the closed stream's later data is dropped.
+    w.send(packet(2, 1, b"late")).await;
+    w.echo(2, b"still open").await;
+    // An oversized CONNECT is refused on its stream with the same reason.
+    let long_host = "a".repeat(5000);
+    w.send(connect_packet(3, 1, echo.port(), &long_host)).await;
+    assert_eq!(w.close_reason(3).await, 0x49);
+    // Oversized junk that names no stream, or stream 0, gets no answer.
+    w.send(packet(2, 999, &pattern(5000))).await;
+    w.send(packet(2, 0, &pattern(5000))).await;
+    w.echo(2, b"after junk").await;
+    assert!(
+        w.try_recv(Duration::from_millis(200)).await.is_none(),
+        "nothing unasked-for came back"
+    );
+    // The audit line of stream 1 says which limit ended it.
+    drop(w);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(proxy.log_text().contains("limit: message size (4096 bytes)"));
+}
