@@ -24,8 +24,8 @@ lw_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
         xz-utils cpio git python3 shellcheck)
     LW_APT_KERNEL=(linux-source-6.12 linux-source-6.1 bc flex bison libelf-dev libssl-dev perl)
     LW_APT_SYSTEM=(busybox-static socat)
-    # lwproxy's tests: network namespaces with loopback aliases (unshare, ip).
-    LW_APT_PROXY=(iproute2 util-linux)
+    # lwproxy's tests: network namespaces with loopback aliases (unshare, ip); --shared-limits (redis-server).
+    LW_APT_PROXY=(iproute2 util-linux redis-server)
     LW_APT_BROWSER=(chromium chromium-driver)
     LW_RUST_TARGETS=(wasm32-unknown-unknown wasm32-wasip1-threads x86_64-unknown-linux-musl)
     LW_RUST_COMPONENTS=(rust-src rustfmt clippy)

@@ -131,6 +131,15 @@ pub struct ServeArgs {
     /// taken from a PROXY protocol header (v1/v2) or else X-Forwarded-For. Repeatable.
     #[arg(long, value_name = "CIDR")]
     pub trusted_proxy: Vec<Cidr>,
+    /// Share the per-identity limits (bytes/min, connections/min, concurrent connections,
+    /// sessions) with the other replicas using this Redis. If Redis is unreachable each
+    /// replica enforces its own limits alone (logged; GET /health says local-fallback).
+    #[arg(long, value_name = "redis://HOST:PORT[/DB]")]
+    pub shared_limits: Option<String>,
+    /// Lease of this replica's slots in Redis (heartbeat every third of it): the slots of a
+    /// replica that dies are free again within this.
+    #[arg(long, value_name = "DURATION", default_value = "15s")]
+    pub shared_limits_ttl: String,
     /// On SIGTERM, how long open connections may finish before they are closed.
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     pub drain_timeout: String,
@@ -204,6 +213,9 @@ pub struct Config {
     pub ipv6_prefix: u8,
     /// `--trusted-proxy` ranges.
     pub trusted_proxies: Vec<Cidr>,
+    /// `--shared-limits` Redis URL (validated) and the replica lease.
+    pub shared_limits: Option<String>,
+    pub shared_limits_ttl: Duration,
     pub tls_client: Arc<rustls::ClientConfig>,
     pub tls_server: Option<Arc<rustls::ServerConfig>>,
 }
@@ -318,6 +330,14 @@ impl Config {
             handshake_timeout: duration(&a.handshake_timeout, "--handshake-timeout")?,
             ipv6_prefix: a.ipv6_prefix,
             trusted_proxies: a.trusted_proxy.clone(),
+            shared_limits: match &a.shared_limits {
+                Some(url) => {
+                    crate::shared_limits::parse_url(url).map_err(anyhow::Error::msg)?;
+                    Some(url.clone())
+                }
+                None => None,
+            },
+            shared_limits_ttl: duration(&a.shared_limits_ttl, "--shared-limits-ttl")?,
             tls_client: crate::tls::client_config(&a.extra_ca)?,
             tls_server,
         })

@@ -16,6 +16,7 @@ pub mod protocol;
 pub mod relay;
 pub mod server;
 pub mod session;
+pub mod shared_limits;
 pub mod tls;
 pub mod wisp;
 pub mod wisp_session;

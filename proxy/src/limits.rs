@@ -1,11 +1,17 @@
 //! Per-identity limits (proxy/README.md, "Command line"): bytes per minute, connections per minute, concurrent
 //! connections. Identity = token subject, else the client address. Hitting one ends only the
 //! offending connection or open, with an error naming the limit.
+//!
+//! With `--shared-limits` (module [`crate::shared_limits`]) every admission is also checked
+//! against the counts of the other replicas in Redis, and byte counts are flushed there in
+//! batches; the local limits below still apply on their own, and alone when Redis is away.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::shared_limits::{Admission, Kind, SharedLimits, Verdict};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -45,6 +51,10 @@ struct Rates {
     /// Token bucket of UDP datagrams, refilled at `udp_packets_per_min`.
     packets: f64,
     packets_at: Instant,
+    /// The shared byte bucket's level as Redis last reported it, and when.
+    shared_left: Option<(f64, Instant)>,
+    /// Bytes moved here since the last flush to Redis.
+    unflushed: u64,
 }
 
 /// The shared state of one identity, across all its sessions.
@@ -55,6 +65,8 @@ pub struct Identity {
     /// WebSocket sessions of this identity now.
     sessions: AtomicU32,
     rates: Mutex<Rates>,
+    /// Redis shared by the replicas (`--shared-limits`), if any.
+    shared: Option<Arc<SharedLimits>>,
 }
 
 /// Releases a session place of an identity when the session ends.
@@ -64,6 +76,9 @@ pub struct SessionSlot(Arc<Identity>);
 impl Drop for SessionSlot {
     fn drop(&mut self) {
         self.0.sessions.fetch_sub(1, Ordering::AcqRel);
+        if let Some(sh) = &self.0.shared {
+            sh.release(Kind::Session, &self.0);
+        }
     }
 }
 
@@ -74,13 +89,16 @@ pub struct ConnSlot(Arc<Identity>);
 impl Drop for ConnSlot {
     fn drop(&mut self) {
         self.0.concurrent.fetch_sub(1, Ordering::AcqRel);
+        if let Some(sh) = &self.0.shared {
+            sh.release(Kind::Conn, &self.0);
+        }
     }
 }
 
 const MINUTE: Duration = Duration::from_secs(60);
 
 impl Identity {
-    fn new(name: String, limits: &Limits) -> Self {
+    fn new(name: String, limits: &Limits, shared: Option<Arc<SharedLimits>>) -> Self {
         Identity {
             name,
             concurrent: AtomicU32::new(0),
@@ -91,7 +109,10 @@ impl Identity {
                 refilled_at: Instant::now(),
                 packets: f64::from(limits.udp_packets_per_min),
                 packets_at: Instant::now(),
+                shared_left: None,
+                unflushed: 0,
             }),
+            shared,
         }
     }
 
@@ -100,8 +121,39 @@ impl Identity {
         self.rates.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Admits a new connection or says which limit it hits.
-    pub fn try_open(self: &Arc<Self>, limits: &Limits) -> Result<ConnSlot, String> {
+    /// Admits a new connection or says which limit it hits: the local limits, then (with
+    /// `--shared-limits` and Redis reachable) the same limits across all replicas.
+    pub async fn try_open(self: &Arc<Self>, limits: &Limits) -> Result<ConnSlot, String> {
+        let (slot, count, at) = self.try_open_local(limits)?;
+        let per_min = || format!("limit: connections per minute ({})", limits.conns_per_min);
+        let concurrent = || format!("limit: concurrent connections ({})", limits.max_concurrent);
+        let a = Admission {
+            kind: Kind::Conn,
+            local_count: count,
+            max: limits.max_concurrent,
+            per_min: limits.conns_per_min,
+            bytes_per_min: limits.bytes_per_min,
+        };
+        match self.admit_shared(a).await {
+            None | Some(Verdict::Admitted) => Ok(slot),
+            Some(v) => {
+                // Refused elsewhere: this open does not count in the local per-minute log.
+                let mut r = self.rates();
+                if let Some(i) = r.opens.iter().rposition(|t| *t == at) {
+                    r.opens.remove(i);
+                }
+                Err(if v == Verdict::PerMinute {
+                    per_min()
+                } else {
+                    concurrent()
+                })
+            }
+        }
+    }
+
+    /// The local half of [`Self::try_open`]: the slot, this replica's count with it, and the
+    /// instant recorded in the per-minute log.
+    fn try_open_local(self: &Arc<Self>, limits: &Limits) -> Result<(ConnSlot, u32, Instant), String> {
         let now = Instant::now();
         let mut r = self.rates();
         while r.opens.front().is_some_and(|t| now.duration_since(*t) >= MINUTE) {
@@ -122,17 +174,59 @@ impl Identity {
             ));
         }
         r.opens.push_back(now);
-        Ok(slot)
+        Ok((slot, prev + 1, now))
     }
 
-    /// Takes one of the identity's `max` session places (0 = unlimited), atomically.
-    pub fn try_session(self: &Arc<Self>, max: u32) -> Result<SessionSlot, String> {
+    /// Asks Redis (if configured and reachable); `None` means local limits only.
+    async fn admit_shared(&self, a: Admission) -> Option<Verdict> {
+        let (verdict, left) = self.shared.as_ref()?.admit(&self.name, a).await?;
+        if let Some(left) = left {
+            self.set_shared_bytes(left);
+        }
+        Some(verdict)
+    }
+
+    /// Takes one of the identity's `max` session places (0 = unlimited), atomically, here
+    /// and (with `--shared-limits`) across all replicas.
+    pub async fn try_session(self: &Arc<Self>, max: u32) -> Result<SessionSlot, String> {
         let prev = self.sessions.fetch_add(1, Ordering::AcqRel);
         let slot = SessionSlot(self.clone());
+        let refused = || format!("limit: sessions per identity ({max})");
         if max > 0 && prev >= max {
-            return Err(format!("limit: sessions per identity ({max})"));
+            return Err(refused());
         }
-        Ok(slot)
+        let a = Admission {
+            kind: Kind::Session,
+            local_count: prev + 1,
+            max,
+            per_min: 0,
+            bytes_per_min: 0,
+        };
+        match self.admit_shared(a).await {
+            None | Some(Verdict::Admitted) => Ok(slot),
+            Some(_) => Err(refused()),
+        }
+    }
+
+    /// This replica's open connections or sessions of the identity.
+    pub fn count(&self, kind: Kind) -> u32 {
+        match kind {
+            Kind::Conn => self.concurrent.load(Ordering::Acquire),
+            Kind::Session => self.sessions.load(Ordering::Acquire),
+        }
+    }
+
+    /// Bytes to flush to the shared bucket (resetting the count), or `None` when there is
+    /// nothing to send: no bytes, and no level seen in the last minute that needs refreshing.
+    pub fn take_unflushed(&self) -> Option<u64> {
+        let mut r = self.rates();
+        let used = std::mem::take(&mut r.unflushed);
+        (used > 0 || r.shared_left.is_some_and(|(_, at)| at.elapsed() < MINUTE)).then_some(used)
+    }
+
+    /// Records the shared bucket's level (bytes, may be negative: debt) as of now.
+    pub fn set_shared_bytes(&self, left: i64) {
+        self.rates().shared_left = Some((left as f64, Instant::now()));
     }
 
     /// Charges `n` transferred bytes against the per-minute budget (a token bucket that
@@ -144,6 +238,15 @@ impl Identity {
         let cap = limits.bytes_per_min as f64;
         let now = Instant::now();
         let mut r = self.rates();
+        let shared_up = self.shared.as_ref().is_some_and(|s| s.is_up());
+        // The shared bucket as last seen, refilled since, less what this replica moved since.
+        if let (true, Some((left, at))) = (shared_up, r.shared_left) {
+            let avail =
+                (left + now.duration_since(at).as_secs_f64() * cap / 60.0).min(cap) - r.unflushed as f64;
+            if avail < n as f64 {
+                return Err(format!("limit: bytes per minute ({})", limits.bytes_per_min));
+            }
+        }
         let elapsed = now.duration_since(r.refilled_at).as_secs_f64();
         r.tokens = (r.tokens + elapsed * cap / 60.0).min(cap);
         r.refilled_at = now;
@@ -151,6 +254,9 @@ impl Identity {
             return Err(format!("limit: bytes per minute ({})", limits.bytes_per_min));
         }
         r.tokens -= n as f64;
+        if shared_up {
+            r.unflushed = r.unflushed.saturating_add(n as u64);
+        }
         Ok(())
     }
 
@@ -191,9 +297,24 @@ impl Identity {
 #[derive(Debug, Default)]
 pub struct Registry {
     map: Mutex<HashMap<String, Arc<Identity>>>,
+    shared: Option<Arc<SharedLimits>>,
 }
 
 impl Registry {
+    /// A registry whose identities also check `shared` (`--shared-limits`).
+    pub fn new(shared: Option<Arc<SharedLimits>>) -> Self {
+        Registry {
+            map: Mutex::default(),
+            shared,
+        }
+    }
+
+    /// Every identity known now.
+    pub fn all(&self) -> Vec<Arc<Identity>> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.values().cloned().collect()
+    }
+
     pub fn get(&self, name: &str, limits: &Limits) -> Arc<Identity> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(id) = map.get(name) {
@@ -202,7 +323,7 @@ impl Registry {
         if map.len() >= 4096 {
             map.retain(|_, id| Arc::strong_count(id) > 1 || !id.is_idle(limits));
         }
-        let id = Arc::new(Identity::new(name.to_owned(), limits));
+        let id = Arc::new(Identity::new(name.to_owned(), limits, self.shared.clone()));
         map.insert(name.to_owned(), id.clone());
         id
     }
@@ -213,28 +334,28 @@ impl Registry {
 mod tests {
     use super::*;
 
-    #[test]
-    fn concurrent_limit_and_release() {
+    #[tokio::test]
+    async fn concurrent_limit_and_release() {
         let limits = Limits {
             max_concurrent: 2,
             ..Limits::default()
         };
         let reg = Registry::default();
         let id = reg.get("a", &limits);
-        let s1 = id.try_open(&limits).unwrap();
-        let _s2 = id.try_open(&limits).unwrap();
+        let s1 = id.try_open(&limits).await.unwrap();
+        let _s2 = id.try_open(&limits).await.unwrap();
         assert_eq!(
-            id.try_open(&limits).unwrap_err(),
+            id.try_open(&limits).await.unwrap_err(),
             "limit: concurrent connections (2)"
         );
         drop(s1);
-        assert!(id.try_open(&limits).is_ok());
+        assert!(id.try_open(&limits).await.is_ok());
         // Another identity is unaffected.
-        assert!(reg.get("b", &limits).try_open(&limits).is_ok());
+        assert!(reg.get("b", &limits).try_open(&limits).await.is_ok());
     }
 
-    #[test]
-    fn connections_per_minute() {
+    #[tokio::test]
+    async fn connections_per_minute() {
         let limits = Limits {
             conns_per_min: 3,
             max_concurrent: 0,
@@ -242,10 +363,11 @@ mod tests {
         };
         let id = Registry::default().get("a", &limits);
         for _ in 0..3 {
-            drop(id.try_open(&limits).unwrap());
+            drop(id.try_open(&limits).await.unwrap());
         }
         assert!(id
             .try_open(&limits)
+            .await
             .unwrap_err()
             .contains("connections per minute (3)"));
     }

@@ -7,6 +7,7 @@ use crate::limits::Registry;
 use crate::preauth::{client_group, group_name, Preauth, PreauthSlot};
 use crate::protocol::{Dialect, BEARER_PREFIX, SUBPROTOCOL_V1, SUBPROTOCOL_V2};
 use crate::session::{self, SessionCtx};
+use crate::shared_limits::SharedLimits;
 use anyhow::{Context, Result};
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -69,7 +70,9 @@ impl AsyncWrite for ClientStream {
 /// Shared by every connection handler.
 pub struct Shared {
     pub cfg: Arc<Config>,
-    pub registry: Registry,
+    pub registry: Arc<Registry>,
+    /// `--shared-limits`: the Redis the replicas share, if any.
+    pub shared_limits: Option<Arc<SharedLimits>>,
     pub shutdown: watch::Receiver<bool>,
     /// One clone per live session; the count is how many are live.
     pub sessions: Arc<()>,
@@ -82,9 +85,22 @@ pub struct Shared {
 /// Runs until `shutdown` turns true, then drains sessions (up to the drain timeout).
 pub async fn serve(listener: TcpListener, cfg: Arc<Config>, shutdown: watch::Receiver<bool>) -> Result<()> {
     let acceptor = cfg.tls_server.clone().map(tokio_rustls::TlsAcceptor::from);
+    let shared_limits = match &cfg.shared_limits {
+        Some(url) => {
+            let client = crate::shared_limits::parse_url(url).map_err(anyhow::Error::msg)?;
+            Some(SharedLimits::new(client, cfg.shared_limits_ttl))
+        }
+        None => None,
+    };
+    let registry = Arc::new(Registry::new(shared_limits.clone()));
+    if let Some(sh) = &shared_limits {
+        let reg = registry.clone();
+        tokio::spawn(sh.clone().run(move || reg.all(), cfg.limits.bytes_per_min));
+    }
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
-        registry: Registry::default(),
+        registry,
+        shared_limits,
         shutdown: shutdown.clone(),
         sessions: Arc::new(()),
         session_slots: Arc::new(tokio::sync::Semaphore::new(cfg.max_sessions)),
@@ -300,7 +316,12 @@ async fn handle_client(
     }
     if !req.upgrade {
         return if req.path == "/health" {
-            respond(&mut stream, "200 OK", "ok").await
+            // Still 200 in fallback: the replica serves, with its local limits only.
+            let body = match &shared.shared_limits {
+                None => "ok".to_owned(),
+                Some(sh) => format!("ok {}", sh.health()),
+            };
+            respond(&mut stream, "200 OK", &body).await
         } else {
             respond(
                 &mut stream,
@@ -357,7 +378,7 @@ async fn handle_client(
         return respond(&mut stream, "503 Service Unavailable", "limit: sessions").await;
     };
     let identity = shared.registry.get(&identity, &cfg.limits);
-    let identity_slot = match identity.try_session(cfg.max_sessions_per_identity) {
+    let identity_slot = match identity.try_session(cfg.max_sessions_per_identity).await {
         Ok(s) => s,
         Err(e) => {
             tracing::info!(%peer, identity = %identity.name, "{e}");

@@ -457,7 +457,7 @@ impl LwSession {
                     return out.error(Some(id), ErrorCode::Policy, &e).await
                         && out.text(protocol::closed(id)).await;
                 }
-                let slot = match identity.try_open(&cfg.limits) {
+                let slot = match identity.try_open(&cfg.limits).await {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::info!(identity = %identity.name, "{e}");

@@ -350,7 +350,7 @@ impl WispSession {
             events: self.events.clone(),
             credit: None,
         };
-        match open(p, stream_type, host, refusal) {
+        match open(p, stream_type, host, refusal).await {
             Ok(entry) => {
                 self.streams.insert(id, entry);
                 true
@@ -376,7 +376,7 @@ impl WispSession {
 
 /// Admits a CONNECT (type, host, limits) and starts its task, or says why not.
 #[allow(clippy::result_large_err)]
-fn open(
+async fn open(
     mut p: StreamParams,
     stream_type: u8,
     host: &str,
@@ -415,7 +415,7 @@ fn open(
     if let Err(e) = policy::precheck(policy, &p.host, p.port) {
         return Err((p, End::new(reason::BLOCKED, e)));
     }
-    let slot = match p.identity.try_open(&p.cfg.limits) {
+    let slot = match p.identity.try_open(&p.cfg.limits).await {
         Ok(s) => s,
         Err(e) => return Err((p, throttled(e))),
     };

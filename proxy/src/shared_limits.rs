@@ -1,0 +1,547 @@
+//! Per-identity limits shared by replicas behind a load balancer (`--shared-limits
+//! redis://HOST:PORT[/DB]`): bytes per minute, connections per minute, concurrent connections
+//! and sessions per identity hold across every replica that points at the same Redis.
+//!
+//! # Data model (all keys under `lwproxy:`)
+//!
+//! | key | type | what | expiry |
+//! |---|---|---|---|
+//! | `replicas` | sorted set | member = replica id, score = the ms deadline of its last heartbeat + TTL | members past their score are pruned by every admission |
+//! | `r:<replica>` | hash | field `c:<identity>` = that replica's open connections of the identity, `s:<identity>` = its sessions | `--shared-limits-ttl`, refreshed by the heartbeat |
+//! | `opens:<identity>` | sorted set | one member per admitted connection, score = ms time | 60 s |
+//! | `bytes:<identity>` | hash | `tok`, `ts`: a token bucket of `bytes_per_min` refilled continuously | 60 s (a bucket unused that long is full anyway) |
+//!
+//! A replica's own process is the truth for its slots: each admission sends its local count
+//! after the increment, a release sends the new count, and the heartbeat (every TTL / 3)
+//! rewrites its whole hash from the local counts. So a replica that dies (`kill -9`) stops
+//! refreshing and its hash expires: its slots are free within the TTL. A replica cut off from
+//! Redis longer than the TTL republishes its counts at its first heartbeat after reconnecting.
+//!
+//! # Atomicity
+//!
+//! Admission is one Lua script (Redis runs scripts atomically, and with effects replication
+//! `TIME` is allowed in them): prune the per-minute log and dead replicas, sum the other live
+//! replicas' counts for the identity, refuse or record. Two replicas admitting the last slot
+//! at once are serialised by Redis; exactly one wins. The script reads the other replicas'
+//! hashes by name (keys not passed in `KEYS`), so it needs a single Redis, not Redis Cluster.
+//!
+//! # Bytes are batched
+//!
+//! Charging a byte count never waits for Redis. Each replica adds the bytes it moves to a
+//! local counter; every [`BATCH`] (1 s) a background task sends each active identity's
+//! counter to the shared bucket and gets back what remains. Between two flushes a replica
+//! allows what remained at its last flush minus what it moved itself since. Overshoot: the
+//! other replicas' traffic of one batch interval is not yet seen, so across N replicas the
+//! bucket can be overdrawn by at most what N - 1 replicas move in one second (and never by
+//! more than N - 1 times what remained); the debt is then repaid before anyone moves more.
+//!
+//! # Fallback
+//!
+//! If Redis cannot be reached (at start, or a command fails or takes longer than
+//! [`COMMAND_TIMEOUT`]), the replica logs it, answers `GET /health` with
+//! `shared-limits=local-fallback`, and enforces its local limits alone: across N replicas an
+//! identity can then get up to N times each limit. The background task reconnects every
+//! second; once connected it republishes its counts and enforcement is shared again.
+
+use crate::limits::Identity;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Script};
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Interval at which byte counts are flushed to Redis.
+pub const BATCH: Duration = Duration::from_secs(1);
+/// Longest a Redis command may take before the replica falls back to local limits.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
+const PREFIX: &str = "lwproxy:";
+
+/// Admission of a connection or session. KEYS: replicas, own hash, opens log, bytes bucket.
+/// ARGV: replica id, field, local count after the increment, max concurrent (0 = none),
+/// TTL ms, opens per minute (0 = none), opens member, bytes per minute (0 = none), prefix.
+/// Returns {code, bytes remaining}: code 0 admitted, 1 per-minute limit, 2 concurrent limit.
+const ADMIT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[5])
+local rate = tonumber(ARGV[6])
+local cap = tonumber(ARGV[8])
+local tok = -1
+if cap > 0 then
+  local b = redis.call('HMGET', KEYS[4], 'tok', 'ts')
+  tok = cap
+  if b[1] then
+    tok = math.min(cap, tonumber(b[1]) + math.floor((now - tonumber(b[2])) * cap / 60000))
+  end
+end
+if rate > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - 60000)
+  if redis.call('ZCARD', KEYS[3]) >= rate then return {1, tok} end
+end
+local max = tonumber(ARGV[4])
+if max > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  local others = 0
+  for _, r in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    if r ~= ARGV[1] then
+      others = others + (tonumber(redis.call('HGET', ARGV[9] .. 'r:' .. r, ARGV[2])) or 0)
+    end
+  end
+  if others + tonumber(ARGV[3]) > max then return {2, tok} end
+end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+if rate > 0 then
+  redis.call('ZADD', KEYS[3], now, ARGV[7])
+  redis.call('PEXPIRE', KEYS[3], 60000)
+end
+return {0, tok}
+";
+
+/// A release: the replica's new count of one field. KEYS: own hash. ARGV: field, count, TTL ms.
+const SET: &str = r"
+if tonumber(ARGV[2]) > 0 then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+else
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 0
+";
+
+/// The heartbeat: rewrites the replica's hash from its local counts and renews its lease.
+/// KEYS: replicas, own hash. ARGV: replica id, TTL ms, then field, count pairs.
+const HEARTBEAT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('DEL', KEYS[2])
+for i = 3, #ARGV, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return 0
+";
+
+/// A batch of bytes moved: refills the bucket, takes them out (it may go into debt, at most
+/// one minute's worth) and returns what remains. KEYS: bucket. ARGV: bytes, bytes per minute.
+const BYTES: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local cap = tonumber(ARGV[2])
+local b = redis.call('HMGET', KEYS[1], 'tok', 'ts')
+local tok = cap
+if b[1] then
+  tok = math.min(cap, tonumber(b[1]) + math.floor((now - tonumber(b[2])) * cap / 60000))
+end
+tok = math.max(-cap, tok - tonumber(ARGV[1]))
+redis.call('HSET', KEYS[1], 'tok', tok, 'ts', now)
+redis.call('PEXPIRE', KEYS[1], 60000)
+return tok
+";
+
+/// Which per-identity count a field holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Open connections (`--max-concurrent`).
+    Conn,
+    /// WebSocket sessions (`--max-sessions-per-identity`).
+    Session,
+}
+
+impl Kind {
+    fn field(self, identity: &str) -> String {
+        match self {
+            Kind::Conn => format!("c:{identity}"),
+            Kind::Session => format!("s:{identity}"),
+        }
+    }
+}
+
+/// What Redis said about an admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Admitted,
+    PerMinute,
+    Concurrent,
+}
+
+/// The admission request of one connection or session.
+#[derive(Debug, Clone, Copy)]
+pub struct Admission {
+    pub kind: Kind,
+    /// This replica's count of `kind` for the identity, this admission included.
+    pub local_count: u32,
+    /// Concurrent cap across replicas (0 = none).
+    pub max: u32,
+    /// Opens per minute across replicas (0 = none; sessions pass 0).
+    pub per_min: u32,
+    /// Bytes per minute (0 = none): the answer carries the shared bucket's level.
+    pub bytes_per_min: u64,
+}
+
+/// A freed slot: which count, of which identity (its new count is read when sent).
+type Release = (Kind, Weak<Identity>);
+
+/// Whether shared enforcement is on, for `GET /health` and the logs.
+#[derive(Debug, Clone)]
+enum State {
+    Up,
+    Down { since: Instant, why: String },
+}
+
+/// The connection to Redis and this replica's identity in it.
+pub struct SharedLimits {
+    client: redis::Client,
+    /// Display form of the URL (no password).
+    target: String,
+    replica: String,
+    ttl: Duration,
+    conn: Mutex<Option<MultiplexedConnection>>,
+    up: AtomicBool,
+    /// The fallback was logged (once per outage, including one at start).
+    warned: AtomicBool,
+    state: Mutex<State>,
+    releases: mpsc::UnboundedSender<Release>,
+    /// Taken by [`SharedLimits::run`].
+    release_rx: Mutex<Option<mpsc::UnboundedReceiver<Release>>>,
+    admit: Script,
+    set: Script,
+    heartbeat: Script,
+    bytes: Script,
+    seq: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for SharedLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedLimits")
+            .field("target", &self.target)
+            .field("replica", &self.replica)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses `redis://HOST:PORT[/DB]` (also `redis://:PASSWORD@HOST...` and `rediss://` are left
+/// to the client crate, which validates the URL).
+pub fn parse_url(url: &str) -> Result<redis::Client, String> {
+    if !url.starts_with("redis://") {
+        return Err(format!(
+            "--shared-limits: '{url}' must look like redis://HOST:PORT[/DB]"
+        ));
+    }
+    redis::Client::open(url).map_err(|e| format!("--shared-limits: '{url}': {e}"))
+}
+
+fn random_id() -> String {
+    let r = RandomState::new().hash_one(std::process::id());
+    format!("{}-{r:016x}", std::process::id())
+}
+
+/// Runs a prepared script with the command deadline; the error is the reason to log.
+async fn call<T: redis::FromRedisValue>(
+    inv: &redis::ScriptInvocation<'_>,
+    conn: &mut MultiplexedConnection,
+    what: &str,
+) -> Result<T, String> {
+    match tokio::time::timeout(COMMAND_TIMEOUT, inv.invoke_async(conn)).await {
+        Ok(r) => r.map_err(|e| format!("{what}: {e}")),
+        Err(_) => Err(format!("{what}: no answer within {COMMAND_TIMEOUT:?}")),
+    }
+}
+
+impl SharedLimits {
+    /// A handle for Redis at `client`; `ttl` is the replica lease (heartbeat every ttl/3).
+    /// Nothing is contacted until [`SharedLimits::run`].
+    pub fn new(client: redis::Client, ttl: Duration) -> Arc<Self> {
+        let info = client.get_connection_info();
+        let target = format!("redis://{}/{}", info.addr(), info.redis_settings().db());
+        let (tx, rx) = mpsc::unbounded_channel();
+        Arc::new(SharedLimits {
+            client,
+            target,
+            replica: random_id(),
+            ttl,
+            conn: Mutex::new(None),
+            up: AtomicBool::new(false),
+            warned: AtomicBool::new(false),
+            state: Mutex::new(State::Down {
+                since: Instant::now(),
+                why: "not connected yet".into(),
+            }),
+            releases: tx,
+            release_rx: Mutex::new(Some(rx)),
+            admit: Script::new(ADMIT),
+            set: Script::new(SET),
+            heartbeat: Script::new(HEARTBEAT),
+            bytes: Script::new(BYTES),
+            seq: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// True while limits are enforced through Redis.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// One line for `GET /health`: `shared-limits=redis` or
+    /// `shared-limits=local-fallback (...)`.
+    pub fn health(&self) -> String {
+        match &*self.state.lock().unwrap_or_else(|p| p.into_inner()) {
+            State::Up => format!("shared-limits=redis ({})", self.target),
+            State::Down { since, why } => format!(
+                "shared-limits=local-fallback ({} unreachable for {} s: {why}; each replica enforces its own limits)",
+                self.target,
+                since.elapsed().as_secs()
+            ),
+        }
+    }
+
+    fn own_key(&self) -> String {
+        format!("{PREFIX}r:{}", self.replica)
+    }
+
+    fn connection(&self) -> Option<MultiplexedConnection> {
+        if !self.is_up() {
+            return None;
+        }
+        self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn mark_down(&self, why: String) {
+        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.up.store(false, Ordering::Release);
+        if !self.warned.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                redis = %self.target,
+                "shared limits: Redis unreachable ({why}); falling back to this replica's local limits"
+            );
+        }
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = State::Down {
+            since: Instant::now(),
+            why,
+        };
+    }
+
+    fn mark_up(&self, conn: MultiplexedConnection) {
+        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn);
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = State::Up;
+        self.up.store(true, Ordering::Release);
+        self.warned.store(false, Ordering::Release);
+        tracing::info!(redis = %self.target, replica = %self.replica, "shared limits: connected to Redis");
+    }
+
+    /// Asks Redis to admit a connection or session of `identity`. `None`: Redis is not
+    /// available (the caller applies its local limits only); the failure is logged once.
+    pub async fn admit(&self, identity: &str, a: Admission) -> Option<(Verdict, Option<i64>)> {
+        let mut conn = self.connection()?;
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let mut inv = self.admit.prepare_invoke();
+        inv.key(format!("{PREFIX}replicas"))
+            .key(self.own_key())
+            .key(format!("{PREFIX}opens:{identity}"))
+            .key(format!("{PREFIX}bytes:{identity}"))
+            .arg(&self.replica)
+            .arg(a.kind.field(identity))
+            .arg(a.local_count)
+            .arg(a.max)
+            .arg(self.ttl_ms())
+            .arg(a.per_min)
+            .arg(format!("{}:{seq}", self.replica))
+            .arg(a.bytes_per_min)
+            .arg(PREFIX);
+        match call::<(i64, i64)>(&inv, &mut conn, "admission").await {
+            Ok((code, tok)) => {
+                let verdict = match code {
+                    0 => Verdict::Admitted,
+                    1 => Verdict::PerMinute,
+                    _ => Verdict::Concurrent,
+                };
+                Some((verdict, (a.bytes_per_min > 0).then_some(tok)))
+            }
+            Err(why) => {
+                self.mark_down(why);
+                None
+            }
+        }
+    }
+
+    /// A slot of `identity` was freed: its new local count is sent by the background task.
+    pub fn release(&self, kind: Kind, identity: &Arc<Identity>) {
+        if self.is_up() {
+            let _ = self.releases.send((kind, Arc::downgrade(identity)));
+        }
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX).max(1000)
+    }
+
+    async fn connect(&self) -> Result<MultiplexedConnection, String> {
+        let cfg = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(COMMAND_TIMEOUT))
+            .set_response_timeout(Some(COMMAND_TIMEOUT));
+        self.client
+            .get_multiplexed_async_connection_with_config(&cfg)
+            .await
+            .map_err(|e| format!("connecting: {e}"))
+    }
+
+    async fn send_heartbeat(
+        &self,
+        conn: &mut MultiplexedConnection,
+        counts: &[(String, u32)],
+    ) -> Result<(), String> {
+        let mut inv = self.heartbeat.prepare_invoke();
+        inv.key(format!("{PREFIX}replicas"))
+            .key(self.own_key())
+            .arg(&self.replica)
+            .arg(self.ttl_ms());
+        for (field, n) in counts {
+            inv.arg(field).arg(*n);
+        }
+        call::<i64>(&inv, conn, "heartbeat").await.map(drop)
+    }
+
+    async fn send_count(
+        &self,
+        conn: &mut MultiplexedConnection,
+        field: String,
+        n: u32,
+    ) -> Result<(), String> {
+        let mut inv = self.set.prepare_invoke();
+        inv.key(self.own_key()).arg(field).arg(n).arg(self.ttl_ms());
+        call::<i64>(&inv, conn, "release").await.map(drop)
+    }
+
+    async fn send_bytes(
+        &self,
+        conn: &mut MultiplexedConnection,
+        identity: &str,
+        used: u64,
+        per_min: u64,
+    ) -> Result<i64, String> {
+        let mut inv = self.bytes.prepare_invoke();
+        inv.key(format!("{PREFIX}bytes:{identity}"))
+            .arg(used)
+            .arg(per_min);
+        call(&inv, conn, "byte flush").await
+    }
+
+    /// The background task: connects (and reconnects every second while Redis is away),
+    /// renews the lease every TTL / 3 with the full local counts, sends releases as they
+    /// happen and flushes byte counts every [`BATCH`]. `identities` lists the live identities
+    /// of this replica; `bytes_per_min` is the configured byte limit (0 = none).
+    pub async fn run<F>(self: Arc<Self>, identities: F, bytes_per_min: u64)
+    where
+        F: Fn() -> Vec<Arc<Identity>> + Send + 'static,
+    {
+        let Some(mut releases) = self.release_rx.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        let beat_every = (self.ttl / 3).max(Duration::from_millis(300));
+        let mut tick = tokio::time::interval(BATCH.min(beat_every));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_beat: Option<Instant> = None;
+        let mut last_flush = Instant::now();
+        loop {
+            let released = tokio::select! {
+                _ = tick.tick() => None,
+                r = releases.recv() => match r {
+                    Some(r) => Some(r),
+                    None => return,
+                },
+            };
+            let Some(mut conn) = self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
+                if released.is_some() {
+                    continue; // republished by the heartbeat after reconnecting
+                }
+                match self.connect().await {
+                    Ok(mut conn) => match self.send_heartbeat(&mut conn, &counts(&identities())).await {
+                        Ok(()) => {
+                            last_beat = Some(Instant::now());
+                            self.mark_up(conn);
+                        }
+                        Err(why) => self.mark_down(why),
+                    },
+                    Err(why) => self.mark_down(why),
+                }
+                continue;
+            };
+            let result = async {
+                if let Some((kind, id)) = released {
+                    if let Some(id) = id.upgrade() {
+                        self.send_count(&mut conn, kind.field(&id.name), id.count(kind))
+                            .await?;
+                    }
+                    return Ok(());
+                }
+                if last_beat.is_none_or(|t| t.elapsed() >= beat_every) {
+                    self.send_heartbeat(&mut conn, &counts(&identities())).await?;
+                    last_beat = Some(Instant::now());
+                }
+                if bytes_per_min > 0
+                    && last_flush.elapsed() >= BATCH.saturating_sub(Duration::from_millis(50))
+                {
+                    last_flush = Instant::now();
+                    for id in identities() {
+                        let Some(used) = id.take_unflushed() else { continue };
+                        let left = self.send_bytes(&mut conn, &id.name, used, bytes_per_min).await?;
+                        id.set_shared_bytes(left);
+                    }
+                }
+                Ok::<(), String>(())
+            }
+            .await;
+            if let Err(why) = result {
+                self.mark_down(why);
+            }
+        }
+    }
+}
+
+/// Every nonzero count of this replica, as hash fields.
+fn counts(identities: &[Arc<Identity>]) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    for id in identities {
+        for kind in [Kind::Conn, Kind::Session] {
+            let n = id.count(kind);
+            if n > 0 {
+                out.push((kind.field(&id.name), n));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert!(parse_url("redis://127.0.0.1:6379/2").is_ok());
+        assert!(parse_url("redis://127.0.0.1:6379").is_ok());
+        assert!(parse_url("http://127.0.0.1:6379")
+            .unwrap_err()
+            .contains("redis://HOST:PORT"));
+        assert!(parse_url("127.0.0.1:6379").is_err());
+        let s = SharedLimits::new(
+            parse_url("redis://127.0.0.1:6390/3").unwrap(),
+            Duration::from_secs(15),
+        );
+        assert!(!s.is_up());
+        assert!(
+            s.health()
+                .starts_with("shared-limits=local-fallback (redis://127.0.0.1:6390/3"),
+            "{}",
+            s.health()
+        );
+        assert_ne!(random_id(), random_id());
+    }
+}

@@ -1,0 +1,285 @@
+//! `--shared-limits`: two real lwproxy replicas and a real `redis-server` on loopback, one
+//! identity. The limits hold across both replicas; a slot freed on one is usable on the other;
+//! a replica killed with SIGKILL frees its slots within the lease; Redis going away degrades
+//! to local limits without dropping open connections, and `GET /health` says so.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use common::*;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A `redis-server` on a free loopback port, without persistence; killed on drop.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::start_on(port)
+    }
+
+    fn start_on(port: u16) -> Redis {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run redis-server ({e}): these tests need the Debian package redis-server \
+                     (tools/test/unit.sh installs it; or apt-get install redis-server)"
+                )
+            });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not listen on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn health(addr: SocketAddr) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out
+}
+
+/// Waits until `/health` of `p` contains `what` (or fails after `within`).
+async fn wait_health(p: &Proxy, what: &str, within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let h = health(p.addr).await;
+        if h.contains(what) {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < within, "health never said {what:?}: {h}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A Redis, an echo server, and two replicas with `limits` on that Redis, both connected.
+async fn replicas(limits: &[&str]) -> (Redis, SocketAddr, Proxy, Proxy) {
+    let redis = Redis::start();
+    let echo = echo_server().await;
+    let (url, allowed) = (redis.url(), allow(echo));
+    let mut all = vec![
+        "--shared-limits",
+        &url,
+        "--shared-limits-ttl",
+        "3s",
+        "--allow",
+        &allowed,
+    ];
+    all.extend_from_slice(limits);
+    let (a, b) = (Proxy::start(&all), Proxy::start(&all));
+    wait_health(&a, "shared-limits=redis", Duration::from_secs(5)).await;
+    wait_health(&b, "shared-limits=redis", Duration::from_secs(5)).await;
+    (redis, echo, a, b)
+}
+
+fn msg(v: &serde_json::Value) -> &str {
+    v["msg"].as_str().unwrap_or("")
+}
+
+/// Opens `id` until it is admitted, for up to `within` (a release travels to Redis
+/// asynchronously); returns how long it took.
+async fn open_within(ws: &mut Ws, id: u32, port: u16, within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let v = ws.open(id, "127.0.0.1", port).await;
+        if v["t"] == "opened" {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < within, "never admitted: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_and_sessions_across_replicas_and_a_freed_slot_moves() {
+    let (_redis, echo, a, b) = replicas(&["--max-concurrent", "2", "--max-sessions-per-identity", "2"]).await;
+    let mut on_a = Ws::v1(&a, "alice").await;
+    let mut on_b = Ws::v1(&b, "alice").await;
+    // Sessions: two across both replicas; a third on either is refused.
+    let third = connect_raw(a.addr, &format!("?token={}", token("alice")), &[], None).await;
+    match third {
+        Err(e) => assert!(e.to_string().contains("429"), "{e}"),
+        Ok(_) => panic!("a third session of alice was admitted"),
+    }
+    assert_eq!(on_a.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
+    assert_eq!(on_b.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
+    // Two connections held, one on each replica: the third is refused on both.
+    let v = on_a.open(2, "127.0.0.1", echo.port()).await;
+    assert_eq!(msg(&v), "limit: concurrent connections (2)");
+    let v = on_b.open(2, "127.0.0.1", echo.port()).await;
+    assert_eq!(msg(&v), "limit: concurrent connections (2)");
+    // Another identity is not affected.
+    let mut bob = Ws::v1(&b, "bob").await;
+    assert_eq!(bob.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
+    // A slot freed on A is usable on B.
+    on_a.send_json(json!({"t": "close", "id": 1})).await;
+    on_a.expect("closed", 1).await;
+    let took = open_within(&mut on_b, 3, echo.port(), Duration::from_secs(2)).await;
+    eprintln!("slot freed on A admitted on B after {took:?}");
+    on_b.echo(3, b"moved").await;
+    on_b.echo(1, b"still here").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_minute_limits_across_replicas() {
+    let (_redis, echo, a, b) = replicas(&["--conns-per-min", "3", "--bytes-per-min", "100000"]).await;
+    let mut on_a = Ws::v2(&a, "alice").await;
+    let mut on_b = Ws::v2(&b, "alice").await;
+    for id in 1..=2 {
+        assert_eq!(on_a.open(id, "127.0.0.1", echo.port()).await["t"], "opened");
+    }
+    assert_eq!(on_b.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
+    let v = on_b.open(2, "127.0.0.1", echo.port()).await;
+    assert_eq!(msg(&v), "limit: connections per minute (3)");
+    let v = on_a.open(3, "127.0.0.1", echo.port()).await;
+    assert_eq!(msg(&v), "limit: connections per minute (3)");
+    // Bytes: 2 x 20000 echoed on A (80000 counted: both directions), flushed within a batch;
+    // B alone would allow 100000, but the shared bucket has about 20000 left.
+    let chunk = pattern(20_000);
+    on_a.echo(1, &chunk).await;
+    on_a.echo(2, &chunk).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    on_b.write(1, &chunk).await;
+    let (_, control) = on_b.read_data(1, chunk.len()).await;
+    let refused = control
+        .iter()
+        .any(|v| msg(v).contains("limit: bytes per minute (100000)"));
+    assert!(refused, "B moved 40000 bytes more: {control:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_replica_frees_its_slots_within_the_lease() {
+    let (_redis, echo, a, b) = replicas(&["--max-concurrent", "2"]).await;
+    let mut on_a = Ws::v1(&a, "alice").await;
+    for id in 1..=2 {
+        assert_eq!(on_a.open(id, "127.0.0.1", echo.port()).await["t"], "opened");
+    }
+    let mut on_b = Ws::v1(&b, "alice").await;
+    let v = on_b.open(1, "127.0.0.1", echo.port()).await;
+    assert_eq!(msg(&v), "limit: concurrent connections (2)");
+    // SIGKILL: no release is ever sent; the lease (3 s) runs out.
+    let killed = Command::new("kill")
+        .args(["-KILL", &a.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let took = open_within(&mut on_b, 2, echo.port(), Duration::from_secs(5)).await;
+    eprintln!("slots of the killed replica free after {took:?} (lease 3 s)");
+    assert_eq!(on_b.open(3, "127.0.0.1", echo.port()).await["t"], "opened");
+    let v = on_b.open(4, "127.0.0.1", echo.port()).await;
+    assert_eq!(msg(&v), "limit: concurrent connections (2)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_gone_degrades_to_local_limits_and_comes_back() {
+    let (mut redis, echo, a, b) = replicas(&["--max-concurrent", "1"]).await;
+    let mut on_a = Ws::v1(&a, "alice").await;
+    let mut on_b = Ws::v1(&b, "alice").await;
+    assert_eq!(on_a.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
+    let v = on_b.open(1, "127.0.0.1", echo.port()).await;
+    assert_eq!(msg(&v), "limit: concurrent connections (1)");
+    redis.kill();
+    // The open connection carries on; both replicas report the fallback.
+    on_a.echo(1, b"still open").await;
+    wait_health(&a, "shared-limits=local-fallback", Duration::from_secs(3)).await;
+    wait_health(&b, "shared-limits=local-fallback", Duration::from_secs(3)).await;
+    // Local limits only: B admits its own one (up to N x the limit across N replicas) ...
+    assert_eq!(on_b.open(2, "127.0.0.1", echo.port()).await["t"], "opened");
+    // ... and each replica still holds its local limit.
+    let v = on_a.open(2, "127.0.0.1", echo.port()).await;
+    assert_eq!(msg(&v), "limit: concurrent connections (1)");
+    on_a.echo(1, b"after the fallback").await;
+    assert!(a
+        .log_text()
+        .contains("falling back to this replica's local limits"));
+    // Redis back on the same port: both reconnect and republish their counts (2 > 1 now).
+    let _redis = Redis::start_on(redis.port);
+    wait_health(&a, "shared-limits=redis", Duration::from_secs(4)).await;
+    wait_health(&b, "shared-limits=redis", Duration::from_secs(4)).await;
+    on_b.send_json(json!({"t": "close", "id": 2})).await;
+    on_b.expect("closed", 2).await;
+    let v = on_b.open(3, "127.0.0.1", echo.port()).await;
+    assert_eq!(
+        msg(&v),
+        "limit: concurrent connections (1)",
+        "A's connection counts again"
+    );
+    on_a.echo(1, b"through it all").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_unreachable_at_start_means_local_limits() {
+    let closed = refused_port().await;
+    let echo = echo_server().await;
+    let url = format!("redis://127.0.0.1:{}", closed.port());
+    let p = Proxy::start(&[
+        "--shared-limits",
+        &url,
+        "--allow",
+        &allow(echo),
+        "--max-concurrent",
+        "1",
+    ]);
+    wait_health(&p, "shared-limits=local-fallback", Duration::from_secs(3)).await;
+    let mut ws = Ws::v1(&p, "alice").await;
+    assert_eq!(ws.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
+    let v = ws.open(2, "127.0.0.1", echo.port()).await;
+    assert_eq!(msg(&v), "limit: concurrent connections (1)");
+    ws.echo(1, b"local").await;
+    assert!(p
+        .log_text()
+        .contains("falling back to this replica's local limits"));
+    let bad = Proxy::try_start(&["--shared-limits", "http://127.0.0.1:1"], true)
+        .err()
+        .unwrap();
+    assert!(bad.contains("must look like redis://HOST:PORT[/DB]"), "{bad}");
+}
