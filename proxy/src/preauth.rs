@@ -85,10 +85,42 @@ impl Preauth {
         })
     }
 
+    /// Unauthenticated sockets now in the group of `ip`.
+    #[cfg(test)]
+    pub fn in_group(&self, ip: IpAddr) -> usize {
+        let group = client_group(ip, self.v6_prefix);
+        self.counts().per_group.get(&group).copied().unwrap_or(0)
+    }
+
     /// Unauthenticated sockets now (total).
     #[cfg(test)]
     pub fn total(&self) -> usize {
         self.counts().total
+    }
+}
+
+impl PreauthSlot {
+    /// Moves this place to the group of `ip`, the real client a trusted balancer named
+    /// (PROXY header or `X-Forwarded-For`), checking that group's `--max-preauth-per-ip`
+    /// cap; the socket was admitted under the balancer's address, which is not capped.
+    pub fn rebind(&mut self, ip: IpAddr) -> Result<(), &'static str> {
+        let group = client_group(ip, self.owner.v6_prefix);
+        if group == self.group {
+            return Ok(());
+        }
+        let mut c = self.owner.counts();
+        if c.per_group.get(&group).copied().unwrap_or(0) >= self.owner.max_per_group {
+            return Err("pre-authentication cap per client address (--max-preauth-per-ip) reached");
+        }
+        *c.per_group.entry(group).or_insert(0) += 1;
+        if let Some(n) = c.per_group.get_mut(&self.group) {
+            *n -= 1;
+            if *n == 0 {
+                c.per_group.remove(&self.group);
+            }
+        }
+        self.group = group;
+        Ok(())
     }
 }
 
@@ -144,5 +176,26 @@ mod tests {
             .try_enter("10.0.0.1".parse().unwrap(), false)
             .unwrap_err()
             .contains("--max-preauth)"));
+    }
+
+    #[test]
+    fn rebind_to_the_real_client_applies_its_cap() {
+        let p = Preauth::new(100, 2, 64);
+        let lb: IpAddr = "10.9.9.9".parse().unwrap();
+        let client: IpAddr = "192.0.2.7".parse().unwrap();
+        let mut slots: Vec<_> = (0..4).map(|_| p.try_enter(lb, false).unwrap()).collect();
+        slots[0].rebind(client).unwrap();
+        slots[1].rebind(client).unwrap();
+        assert!(slots[2]
+            .rebind(client)
+            .unwrap_err()
+            .contains("--max-preauth-per-ip"));
+        assert_eq!((p.in_group(client), p.in_group(lb)), (2, 2));
+        // Another client behind the same balancer is not affected; freeing one frees its place.
+        slots[3].rebind("192.0.2.8".parse().unwrap()).unwrap();
+        drop(slots.remove(0));
+        assert_eq!(p.in_group(client), 1);
+        slots[1].rebind(client).unwrap();
+        assert_eq!((p.in_group(client), p.in_group(lb), p.total()), (2, 0, 3));
     }
 }

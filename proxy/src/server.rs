@@ -274,7 +274,7 @@ async fn handle_client(
     from_balancer: bool,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     shared: Arc<Shared>,
-    preauth: PreauthSlot,
+    mut preauth: PreauthSlot,
 ) -> Result<()> {
     tcp.set_nodelay(true).ok();
     crate::relay::set_keepalive(&tcp);
@@ -285,6 +285,10 @@ async fn handle_client(
             true => crate::forwarded::read_proxy_header(&mut tcp).await?,
             false => None,
         };
+        // The real client is known now: its own pre-auth cap applies before the TLS work.
+        if let Some(client) = proxied {
+            preauth.rebind(client.ip()).map_err(anyhow::Error::msg)?;
+        }
         let mut stream = match &acceptor {
             None => ClientStream::Plain(tcp),
             Some(a) => ClientStream::Tls(Box::new(a.accept(tcp).await.context("TLS handshake")?)),
@@ -313,6 +317,11 @@ async fn handle_client(
             },
         }
         tracing::debug!(%balancer, client = %peer, "client address from a trusted proxy");
+        // X-Forwarded-For names the client only now; its pre-auth cap applies from here on.
+        if let Err(why) = preauth.rebind(peer.ip()) {
+            tracing::debug!(%balancer, client = %peer, "closed: {why}");
+            return respond(&mut stream, "429 Too Many Requests", why).await;
+        }
     }
     if !req.upgrade {
         return if req.path == "/health" {

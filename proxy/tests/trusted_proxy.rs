@@ -96,3 +96,54 @@ async fn client_address_from_a_trusted_balancer_only() {
     assert_eq!(a["identity"], "127.0.0.1", "{a}");
     assert!(audit_via(&wary, v1.as_bytes(), None, 7).await.is_err());
 }
+
+/// Behind a trusted balancer, `--max-preauth-per-ip` counts the client the balancer names
+/// (PROXY header: before TLS; X-Forwarded-For: once the request head is read), not the
+/// balancer itself, so one client's silent sockets cannot lock out the others behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_address_preauth_cap_applies_to_the_real_client() {
+    use tokio::io::AsyncReadExt;
+    let p = Proxy::start_with(
+        &[
+            "--no-auth",
+            "--trusted-proxy",
+            "127.0.0.0/8",
+            "--max-preauth-per-ip",
+            "2",
+        ],
+        false,
+    );
+    let silent = |port: u16| async move {
+        let mut s = TcpStream::connect(p.addr).await.unwrap();
+        let header = format!("PROXY TCP4 198.51.100.7 127.0.0.1 {port} 80\r\n");
+        s.write_all(header.as_bytes()).await.unwrap();
+        s
+    };
+    // Two silent sockets of one client hold its two places ...
+    let held = vec![silent(1001).await, silent(1002).await];
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ... so its third is closed at once, before any TLS or request ...
+    let mut third = silent(1003).await;
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(2), third.read(&mut buf)).await;
+    assert!(
+        matches!(n, Ok(Ok(0)) | Ok(Err(_))),
+        "third socket of one client not closed: {n:?}"
+    );
+    let xff = audit_via(&p, b"", Some("198.51.100.7"), 1).await;
+    assert!(
+        xff.unwrap_err().contains("429"),
+        "X-Forwarded-For client over its cap"
+    );
+    // ... while another client behind the same balancer gets through, both ways.
+    let other = b"PROXY TCP4 198.51.100.8 127.0.0.1 2001 80\r\n";
+    assert_eq!(
+        audit_via(&p, other, None, 2).await.unwrap()["client"],
+        "198.51.100.8:2001"
+    );
+    audit_via(&p, b"", Some("198.51.100.9"), 3).await.unwrap();
+    // Its places come back when its sockets go.
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    audit_via(&p, b"", Some("198.51.100.7"), 4).await.unwrap();
+}
