@@ -170,13 +170,14 @@ pub async fn run(mut p: ConnParams) {
     // Unblock a session waiting for this connection's buffer (v1 back-pressure).
     drop(upstream);
     p.drained.notify_waiters();
-    // Leave the table before `closed` reaches the client, so the id can be reused at once.
+    // Free the slot and leave the table before `closed` reaches the client, so a client that
+    // opens again on `closed` finds both the slot and the id free.
+    drop(p.slot);
     let _ = p.events.send(ConnEvent::Finished(p.id));
     if let Err(e) = &result {
         p.out.failure(p.id, e).await;
     }
     p.out.text(protocol::closed(p.id)).await;
-    drop(p.slot);
 }
 
 async fn connect_and_relay(

@@ -21,7 +21,7 @@
 
 use crate::audit::Audit;
 use crate::config::Config;
-use crate::limits::Identity;
+use crate::limits::{ConnSlot, Identity};
 use crate::policy::{self, Host, Policy};
 use crate::protocol::{ErrorCode, Failure};
 use crate::relay;
@@ -429,10 +429,7 @@ async fn open(
     p.credit = credit.clone();
     let gen = p.gen;
     let (kill, killed) = oneshot::channel();
-    let task = tokio::spawn(async move {
-        let _slot = slot;
-        stream_task(p, rx, killed).await;
-    });
+    let task = tokio::spawn(stream_task(p, rx, killed, slot));
     Ok(StreamEntry {
         gen,
         tx,
@@ -466,7 +463,12 @@ fn audit_target(p: &StreamParams) -> String {
 
 /// Runs one stream until it ends, or until the session ends it through `killed` (a dropped
 /// sender is no such order: the client closed the stream, and `rx` ends).
-async fn stream_task(p: StreamParams, rx: mpsc::Receiver<Bytes>, killed: oneshot::Receiver<End>) {
+async fn stream_task(
+    p: StreamParams,
+    rx: mpsc::Receiver<Bytes>,
+    killed: oneshot::Receiver<End>,
+    slot: ConnSlot,
+) {
     let audit = Audit::new(p.identity.name.clone(), p.client, p.id, audit_target(&p), false);
     let work = async {
         if p.udp {
@@ -489,7 +491,9 @@ async fn stream_task(p: StreamParams, rx: mpsc::Receiver<Bytes>, killed: oneshot
     } else {
         format!("error: {}", end.msg)
     });
-    // Leave the table before CLOSE reaches the client, so the id can be reused at once.
+    // Free the connection slot and leave the table before CLOSE reaches the client, so a
+    // client that opens again on CLOSE finds both the slot and the id free.
+    drop(slot);
     let _ = p.events.send(Finished { id: p.id, gen: p.gen });
     if !end.silent {
         p.out.binary(wisp::encode_close(p.id, end.reason)).await;
