@@ -29,7 +29,8 @@
 //!
 //! Charging a byte count never waits for Redis. Each replica adds the bytes it moves to a
 //! local counter; every [`BATCH`] (1 s) a background task sends each active identity's
-//! counter to the shared bucket and gets back what remains. Between two flushes a replica
+//! counter to the shared bucket (one pipelined script call per identity that moved bytes or
+//! was seen in the last minute) and gets back what remains. Between two flushes a replica
 //! allows what remained at its last flush minus what it moved itself since. Overshoot: the
 //! other replicas' traffic of one batch interval is not yet seen, so across N replicas the
 //! bucket can be overdrawn by at most what N - 1 replicas move in one second (and never by
@@ -488,10 +489,19 @@ impl SharedLimits {
                     && last_flush.elapsed() >= BATCH.saturating_sub(Duration::from_millis(50))
                 {
                     last_flush = Instant::now();
-                    for id in identities() {
-                        let Some(used) = id.take_unflushed() else { continue };
-                        let left = self.send_bytes(&mut conn, &id.name, used, bytes_per_min).await?;
-                        id.set_shared_bytes(left);
+                    // All identities at once: the multiplexed connection pipelines them.
+                    let this = &*self;
+                    let flushes = identities().into_iter().filter_map(|id| {
+                        let used = id.take_unflushed()?;
+                        let mut conn = conn.clone();
+                        Some(async move {
+                            let left = this.send_bytes(&mut conn, &id.name, used, bytes_per_min).await?;
+                            id.set_shared_bytes(left);
+                            Ok::<(), String>(())
+                        })
+                    });
+                    for r in futures_util::future::join_all(flushes).await {
+                        r?;
                     }
                 }
                 Ok::<(), String>(())
