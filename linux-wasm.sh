@@ -33,17 +33,28 @@ Environment:
 USAGE
 }
 
+# choose DIR WHAT KIND LIST NAME...: sets CHOSEN to the NAMEs, or to every
+# name of the array LIST when none is given, after checking that each has
+# its script tools/DIR/NAME.sh; else exits 2 with "unknown WHAT" and the KIND.
+choose() {
+    local dir=$1 what=$2 kind=$3 n
+    local -n names=$4
+    shift 4
+    CHOSEN=("$@")
+    [ ${#CHOSEN[@]} -gt 0 ] || CHOSEN=("${names[@]}")
+    for n in "${CHOSEN[@]}"; do
+        [ -f "$LW_ROOT/tools/$dir/$n.sh" ] || { echo "error: unknown $what '$n' ($kind: ${names[*]})" >&2; exit 2; }
+    done
+}
+
 cmd_test() {
     case "${1:-}" in -h | --help)
         echo "Usage: ./linux-wasm.sh test [TIER...]"
         echo "Tiers: ${TIERS[*]}. Installs what it needs, runs each tier and prints 'N passed, N failed'."
         return 0 ;;
     esac
-    local tiers=("$@") t
-    [ ${#tiers[@]} -gt 0 ] || tiers=("${TIERS[@]}")
-    for t in "${tiers[@]}"; do
-        [ -f "$LW_ROOT/tools/test/$t.sh" ] || { echo "error: unknown test tier '$t' (tiers: ${TIERS[*]})" >&2; exit 2; }
-    done
+    choose test "test tier" tiers TIERS "$@"
+    local tiers=("${CHOSEN[@]}") t
     mkdir -p "$LW_WORKSPACE"
     LW_RESULTS=$(mktemp "$LW_WORKSPACE/results.XXXXXX")
     export LW_RESULTS
@@ -75,12 +86,9 @@ cmd_bench() {
         echo "Prints each part's figures beside its baseline in one run."
         return 0 ;;
     esac
-    local parts=("$@") p
-    [ ${#parts[@]} -gt 0 ] || parts=("${BENCHES[@]}")
-    for p in "${parts[@]}"; do
-        [ -f "$LW_ROOT/tools/bench/$p.sh" ] || { echo "error: unknown benchmark '$p' (parts: ${BENCHES[*]})" >&2; exit 2; }
-    done
-    for p in "${parts[@]}"; do bash "$LW_ROOT/tools/bench/$p.sh"; done
+    choose bench benchmark parts BENCHES "$@"
+    local p
+    for p in "${CHOSEN[@]}"; do bash "$LW_ROOT/tools/bench/$p.sh"; done
 }
 
 cmd_proxy() {
