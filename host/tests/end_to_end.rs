@@ -6,7 +6,6 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -35,9 +34,9 @@ fn get(g: &Guest, port: u16, size: usize) -> Vec<u8> {
 #[test]
 fn fetches_http_through_lwhost_and_lwproxy() {
     let http = http_server(sized_body);
-    let proxy = Proxy::no_auth();
+    let proxy = proxy_no_auth();
     let dir = tmp_dir("fetch");
-    let host = Lwhost::start(&proxy.url(), &dir, 1 << 20, None);
+    let host = Lwhost::start(&proxy.url(""), &dir, 1 << 20, None);
     let g = host.connect();
     let body = get(&g, http.port(), 1_500_000);
     assert_eq!(body.len(), 1_500_000);
@@ -51,9 +50,9 @@ fn fetches_http_through_lwhost_and_lwproxy() {
 #[test]
 fn several_threads_fetch_at_once() {
     let http = http_server(sized_body);
-    let proxy = Proxy::no_auth();
+    let proxy = proxy_no_auth();
     let dir = tmp_dir("threads");
-    let host = Lwhost::start(&proxy.url(), &dir, 1 << 20, None);
+    let host = Lwhost::start(&proxy.url(""), &dir, 1 << 20, None);
     let g = host.connect();
     std::thread::scope(|s| {
         for t in 0..6usize {
@@ -75,9 +74,9 @@ fn several_threads_fetch_at_once() {
 #[test]
 fn a_slow_reader_stalls_only_its_own_connection() {
     let http = http_server(sized_body);
-    let proxy = Proxy::no_auth();
+    let proxy = proxy_no_auth();
     let dir = tmp_dir("slow");
-    let host = Lwhost::start(&proxy.url(), &dir, 1 << 20, None);
+    let host = Lwhost::start(&proxy.url(""), &dir, 1 << 20, None);
     let g = host.connect();
     let big = 2_000_000;
     let slow = g.open("127.0.0.1", http.port()).expect("open slow");
@@ -107,9 +106,9 @@ fn half_close_reaches_the_peer_and_eof_comes_back() {
         let _ = c.read_to_end(&mut all);
         let _ = c.write_all(&all);
     });
-    let proxy = Proxy::no_auth();
+    let proxy = proxy_no_auth();
     let dir = tmp_dir("halfclose");
-    let host = Lwhost::start(&proxy.url(), &dir, 1 << 20, None);
+    let host = Lwhost::start(&proxy.url(""), &dir, 1 << 20, None);
     let g = host.connect();
     let id = g.open("127.0.0.1", echo.port()).expect("open");
     let data = pattern(7, 400_000);
@@ -124,9 +123,9 @@ fn half_close_reaches_the_peer_and_eof_comes_back() {
 
 #[test]
 fn proxy_errors_become_errno() {
-    let proxy = Proxy::no_auth();
+    let proxy = proxy_no_auth();
     let dir = tmp_dir("errors");
-    let host = Lwhost::start(&proxy.url(), &dir, 1 << 20, None);
+    let host = Lwhost::start(&proxy.url(""), &dir, 1 << 20, None);
     let g = host.connect();
     let closed_port = {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -145,10 +144,10 @@ fn killing_the_proxy_resets_live_connections_and_lwhost_reconnects() {
         let chunk = vec![0x5au8; 65536];
         while c.write_all(&chunk).is_ok() {}
     });
-    let mut proxy = Proxy::no_auth();
+    let mut proxy = proxy_no_auth();
     let addr = proxy.addr;
     let dir = tmp_dir("proxykill");
-    let host = Lwhost::start(&proxy.url(), &dir, 1 << 20, None);
+    let host = Lwhost::start(&proxy.url(""), &dir, 1 << 20, None);
     let g = host.connect();
     let id = g.open("127.0.0.1", firehose.port()).expect("open");
     let mut buf = vec![0u8; 65536];
@@ -170,7 +169,7 @@ fn killing_the_proxy_resets_live_connections_and_lwhost_reconnects() {
     g.worker.net_close(id);
 
     // A proxy comes back on the same address: lwhost reconnects by itself.
-    let _proxy = Proxy::start(&addr.to_string(), &["--no-auth"], &[]);
+    let _proxy = start_proxy(&addr.to_string(), &["--no-auth"], &[]);
     let http = http_server(sized_body);
     let deadline = Instant::now() + DEADLINE;
     loop {
@@ -206,11 +205,11 @@ fn mint(sub: &str) -> String {
 fn token_goes_to_the_proxy_as_a_bearer_subprotocol() {
     let secret = SECRET;
     let token = mint("lwhost-test");
-    let proxy = Proxy::start("127.0.0.1:0", &[], &secret);
+    let proxy = start_proxy("127.0.0.1:0", &[], &secret);
     let http = http_server(sized_body);
 
     let dir = tmp_dir("token");
-    let host = Lwhost::start(&proxy.url(), &dir, 1 << 20, Some(&token));
+    let host = Lwhost::start(&proxy.url(""), &dir, 1 << 20, Some(&token));
     let g = host.connect();
     assert!(get(&g, http.port(), 5000) == pattern(5000, 5000));
     drop(g);
@@ -218,7 +217,7 @@ fn token_goes_to_the_proxy_as_a_bearer_subprotocol() {
 
     // Without the token the proxy turns lwhost away: opens are refused.
     let dir = tmp_dir("notoken");
-    let host = Lwhost::start(&proxy.url(), &dir, 1 << 20, None);
+    let host = Lwhost::start(&proxy.url(""), &dir, 1 << 20, None);
     let g = host.connect();
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(g.open("127.0.0.1", http.port()), Err(ECONNREFUSED));
@@ -226,9 +225,9 @@ fn token_goes_to_the_proxy_as_a_bearer_subprotocol() {
 
 #[test]
 fn one_client_at_a_time_and_a_fresh_region_for_the_next() {
-    let proxy = Proxy::no_auth();
+    let proxy = proxy_no_auth();
     let dir = tmp_dir("clients");
-    let host = Lwhost::start(&proxy.url(), &dir, 1 << 20, None);
+    let host = Lwhost::start(&proxy.url(""), &dir, 1 << 20, None);
     let first = host.connect();
     let err = lwhost::uml::connect(&host.socket)
         .err()
@@ -261,9 +260,9 @@ fn one_client_at_a_time_and_a_fresh_region_for_the_next() {
 
 #[test]
 fn store_put_get_stat_list_delete() {
-    let proxy = Proxy::no_auth();
+    let proxy = proxy_no_auth();
     let dir = tmp_dir("store");
-    let host = Lwhost::start(&proxy.url(), &dir, 10 << 20, None);
+    let host = Lwhost::start(&proxy.url(""), &dir, 10 << 20, None);
     let g = host.connect();
     let big = pattern(1, 300_000);
     assert_eq!(g.put(b"lwsync/home.tar", &big, 65536), 0);
@@ -315,9 +314,9 @@ fn store_put_get_stat_list_delete() {
 
 #[test]
 fn store_quota_is_enospc() {
-    let proxy = Proxy::no_auth();
+    let proxy = proxy_no_auth();
     let dir = tmp_dir("quota");
-    let host = Lwhost::start(&proxy.url(), &dir, 200_000, None);
+    let host = Lwhost::start(&proxy.url(""), &dir, 200_000, None);
     let g = host.connect();
     assert_eq!(g.put(b"a", &pattern(2, 150_000), 65536), 0);
     assert_eq!(g.put(b"b", &pattern(3, 100_000), 65536), -ENOSPC);
@@ -330,7 +329,7 @@ fn store_quota_is_enospc() {
 
 #[test]
 fn kill_9_during_a_save_leaves_the_last_committed_value() {
-    let proxy = Proxy::no_auth();
+    let proxy = proxy_no_auth();
     let dir = tmp_dir("kill9");
     let key = b"lwsync/snapshot";
     let size = 1 << 20; // 16 chunks of 64 KiB
@@ -350,7 +349,7 @@ fn kill_9_during_a_save_leaves_the_last_committed_value() {
     // Kill just before chunk k goes out: early, middle, late, and racing
     // the final chunk that carries COMMIT.
     for (round, kill_at) in [1usize, 6, 13, 15].into_iter().enumerate() {
-        let mut host = Lwhost::start(&proxy.url(), &dir, 1 << 30, None);
+        let mut host = Lwhost::start(&proxy.url(""), &dir, 1 << 30, None);
         let g = host.connect();
         check(&g, &committed, &interrupted, round);
         let value = pattern(round as u32, size);
@@ -379,7 +378,7 @@ fn kill_9_during_a_save_leaves_the_last_committed_value() {
         cut_short > 0,
         "no save was actually interrupted; the test proved nothing"
     );
-    let host = Lwhost::start(&proxy.url(), &dir, 1 << 30, None);
+    let host = Lwhost::start(&proxy.url(""), &dir, 1 << 30, None);
     let g = host.connect();
     assert!(check(&g, &committed, &interrupted, 4).is_some());
 }
@@ -427,35 +426,17 @@ fn lwhost_cli_has_help_and_clear_errors() {
     assert!(!out.status.success(), "a bad proxy URL is refused at start");
 }
 
-/// A CA and a `localhost` certificate it signed, as PEM files in `dir`: (ca, cert, key).
-fn test_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, KeyUsagePurpose};
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
-    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA");
-    let leaf_key = KeyPair::generate().expect("key");
-    let leaf = CertificateParams::new(vec!["localhost".to_string()])
-        .expect("leaf params")
-        .signed_by(&leaf_key, &ca)
-        .expect("leaf");
-    let paths = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&paths.0, ca.pem()).expect("ca.pem");
-    std::fs::write(&paths.1, leaf.pem()).expect("cert.pem");
-    std::fs::write(&paths.2, leaf_key.serialize_pem()).expect("key.pem");
-    paths
-}
-
 #[test]
 fn wss_proxy_verified_with_extra_ca_token_from_a_file() {
     let secret = SECRET;
     let token = mint("lwhost-wss");
     let dir = tmp_dir("wss");
-    let (ca, cert, key) = test_ca(&dir);
+    let tls = lwtest::ca::TestCa::new(&dir, "lwhost test CA").expect("test CA");
+    let (ca, cert, key) = (tls.ca_pem, tls.cert_pem, tls.key_pem);
     let token_file = dir.join("token");
     std::fs::write(&token_file, format!("{token}\n")).expect("token file");
     let (cert, key) = (cert.to_str().expect("path"), key.to_str().expect("path"));
-    let proxy = Proxy::start("127.0.0.1:0", &["--tls-cert", cert, "--tls-key", key], &secret);
+    let proxy = start_proxy("127.0.0.1:0", &["--tls-cert", cert, "--tls-key", key], &secret);
     let url = format!("wss://localhost:{}/", proxy.addr.port());
     let http = http_server(sized_body);
 

@@ -181,14 +181,14 @@ async fn wss_listening() {
     let echo = echo_server().await;
     let proxy = Proxy::start(&[
         "--tls-cert",
-        ca.cert_path.to_str().unwrap(),
+        ca.cert_pem.to_str().unwrap(),
         "--tls-key",
-        ca.key_path.to_str().unwrap(),
+        ca.key_pem.to_str().unwrap(),
         "--allow",
         &allow(echo),
     ]);
     let mut roots = rustls::RootCertStore::empty();
-    for c in rustls::pki_types::CertificateDer::pem_file_iter(&ca.ca_pem_path).unwrap() {
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(&ca.ca_pem).unwrap() {
         roots.add(c.unwrap()).unwrap();
     }
     use rustls::pki_types::pem::PemObject;

@@ -63,7 +63,7 @@ async fn tls_target_closing_without_close_notify_is_end_of_stream() {
         "--allow",
         &allow(target),
         "--extra-ca",
-        ca.ca_pem_path.to_str().unwrap(),
+        ca.ca_pem.to_str().unwrap(),
     ]);
     let mut ws = Ws::v2(&proxy, "alice").await;
     let open = json!({"t": "open", "id": 1, "host": "127.0.0.1", "port": target.port(), "tls": true});
@@ -84,7 +84,7 @@ async fn tls_to_target_verifies_against_extra_ca() {
         "--allow",
         &allow(tls_echo),
         "--extra-ca",
-        ca.ca_pem_path.to_str().unwrap(),
+        ca.ca_pem.to_str().unwrap(),
     ]);
     let mut ws = Ws::v2(&trusting, "alice").await;
     let open = json!({"t": "open", "id": 1, "host": "127.0.0.1", "port": tls_echo.port(), "tls": true});
@@ -96,7 +96,7 @@ async fn tls_to_target_verifies_against_extra_ca() {
         "--allow",
         &allow(tls_echo),
         "--extra-ca",
-        other_ca.ca_pem_path.to_str().unwrap(),
+        other_ca.ca_pem.to_str().unwrap(),
     ]);
     let mut ws = Ws::v2(&distrusting, "alice").await;
     let v = ws.open_with(open).await;

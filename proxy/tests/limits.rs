@@ -81,7 +81,7 @@ async fn connect_and_idle_timeouts() {
         "--idle-timeout",
         "2s",
         "--extra-ca",
-        test_ca("timeouts").ca_pem_path.to_str().unwrap(),
+        test_ca("timeouts").ca_pem.to_str().unwrap(),
     ]);
     let mut alice = Ws::v2(&proxy, "alice").await;
     let mut bob = Ws::v1(&proxy, "bob").await;

@@ -187,9 +187,9 @@ async fn handshake_deadline_covers_tls() {
     let ca = test_ca("deadline");
     let proxy = Proxy::start(&[
         "--tls-cert",
-        ca.cert_path.to_str().unwrap(),
+        ca.cert_pem.to_str().unwrap(),
         "--tls-key",
-        ca.key_path.to_str().unwrap(),
+        ca.key_pem.to_str().unwrap(),
         "--handshake-timeout",
         "1s",
     ]);

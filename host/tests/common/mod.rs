@@ -5,8 +5,8 @@
 
 #![allow(dead_code)] // not every test binary uses every helper
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -17,34 +17,10 @@ use lwhost::worker::{StoreRequest, Worker};
 
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
-/// target/<profile>, found from this test executable (target/<profile>/deps/x).
-fn target_profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .to_path_buf()
-}
-
 /// The lwproxy binary, built on first use with the same profile.
 pub fn lwproxy_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let dir = target_profile_dir();
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-q", "-p", "lwproxy"]);
-        if dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("running cargo build -p lwproxy");
-        assert!(status.success(), "cargo build -p lwproxy failed");
-        let bin = dir.join("lwproxy");
-        assert!(bin.exists(), "{} missing after build", bin.display());
-        bin
-    })
+    BIN.get_or_init(|| lwtest::cargo_bin("lwproxy", "lwproxy").expect("building lwproxy"))
 }
 
 pub fn tmp_dir(name: &str) -> PathBuf {
@@ -69,64 +45,32 @@ fn wait_line(child: &mut Child, marker: &str) -> String {
     panic!("child exited before printing {marker:?}");
 }
 
-/// A running lwproxy; killed on drop.
-pub struct Proxy {
-    pub child: Child,
-    pub addr: SocketAddr,
+/// A running lwproxy (lwtest's launcher); killed on drop.
+pub type Proxy = lwtest::proxy::Proxy;
+
+/// Starts lwproxy on `listen` with loopback allowed, no limits that would get in a test's
+/// way, text logs, plus `extra` and `env`.
+pub fn start_proxy(listen: &str, extra: &[&str], env: &[(&str, &str)]) -> Proxy {
+    let mut cmd = Command::new(lwproxy_bin());
+    cmd.args([
+        "--listen",
+        listen,
+        "--allow",
+        "127.0.0.1/32",
+        "--ports",
+        "1-65535",
+    ])
+    .args(lwtest::proxy::NO_LIMITS)
+    .args(["--log-format", "text"])
+    .args(extra)
+    .envs(env.iter().copied())
+    .stderr(Stdio::null());
+    Proxy::spawn(cmd).expect("starting lwproxy")
 }
 
-impl Proxy {
-    /// Loopback allowed, no limits that would get in a test's way.
-    pub fn start(listen: &str, extra: &[&str], env: &[(&str, &str)]) -> Proxy {
-        let mut cmd = Command::new(lwproxy_bin());
-        cmd.args([
-            "--listen",
-            listen,
-            "--allow",
-            "127.0.0.1/32",
-            "--ports",
-            "1-65535",
-        ])
-        .args([
-            "--max-concurrent",
-            "0",
-            "--conns-per-min",
-            "0",
-            "--bytes-per-min",
-            "0",
-        ])
-        .args(["--log-format", "text"])
-        .args(extra)
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-        let mut child = cmd.spawn().expect("starting lwproxy");
-        let line = wait_line(&mut child, "listening on");
-        let addr = line
-            .split_whitespace()
-            .find_map(|w| w.parse::<SocketAddr>().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        Proxy { child, addr }
-    }
-
-    pub fn no_auth() -> Proxy {
-        Proxy::start("127.0.0.1:0", &["--no-auth"], &[])
-    }
-
-    pub fn url(&self) -> String {
-        format!("ws://{}/", self.addr)
-    }
-
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// [`start_proxy`] on a free port, with `--no-auth`.
+pub fn proxy_no_auth() -> Proxy {
+    start_proxy("127.0.0.1:0", &["--no-auth"], &[])
 }
 
 /// A running lwhost; SIGKILLed on drop.
@@ -362,42 +306,12 @@ impl Guest {
 
 /// A loopback HTTP/1.0 server answering every request with `body(path)`.
 pub fn http_server(body: fn(&str) -> Vec<u8>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind http server");
-    let addr = listener.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            std::thread::spawn(move || {
-                let mut req = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => req.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let text = String::from_utf8_lossy(&req);
-                let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
-                let body = body(&path);
-                let head = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
-                let _ = conn.write_all(head.as_bytes());
-                let _ = conn.write_all(&body);
-            });
-        }
-    });
-    addr
+    lwtest::servers::http(body).expect("http server")
 }
 
 /// A loopback server that runs `serve` on each connection in a thread.
 pub fn tcp_server(serve: fn(TcpStream)) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind tcp server");
-    let addr = listener.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            std::thread::spawn(move || serve(conn));
-        }
-    });
-    addr
+    lwtest::servers::tcp(serve).expect("tcp server")
 }
 
 /// Deterministic test bytes.

@@ -7,16 +7,17 @@ use base64::Engine as _;
 use futures_util::{SinkExt, StreamExt};
 use hmac::{Hmac, Mac};
 use lwproxy::protocol::{self, client, BEARER_PREFIX, SUBPROTOCOL_V2};
+pub use lwtest::ca::TestCa;
+use lwtest::servers;
 use serde_json::{json, Value};
 use sha2::Sha256;
-use std::io::{BufRead, BufReader};
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -31,7 +32,7 @@ const WAIT: Duration = Duration::from_secs(15);
 // --- the proxy process --------------------------------------------------------
 
 pub struct Proxy {
-    child: Child,
+    proc: lwtest::proxy::Proxy,
     pub addr: SocketAddr,
     pub log: PathBuf,
 }
@@ -46,6 +47,8 @@ impl Proxy {
         Self::try_start(args, with_secret).unwrap_or_else(|e| panic!("lwproxy did not start: {e}"))
     }
 
+    /// Starts it (JSON logs at info level to a file, `log`); Err(what it logged) when it exits
+    /// before listening.
     pub fn try_start(args: &[&str], with_secret: bool) -> Result<Proxy, String> {
         static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -57,40 +60,31 @@ impl Proxy {
             .env_remove("JWT_SECRET")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
             .stderr(Stdio::from(log_file));
         if with_secret {
             cmd.env("JWT_SECRET", SECRET);
         }
-        let mut child = cmd.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let Some(rest) = line.split("listening on ").nth(1) else {
-            let _ = child.wait();
-            return Err(std::fs::read_to_string(&log).unwrap_or_default());
-        };
-        let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
-        Ok(Proxy { child, addr, log })
+        match lwtest::proxy::Proxy::spawn(cmd) {
+            Ok(proc) => Ok(Proxy {
+                addr: proc.addr,
+                proc,
+                log,
+            }),
+            Err(_) => Err(std::fs::read_to_string(&log).unwrap_or_default()),
+        }
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.proc.pid()
     }
 
     pub fn url(&self, query: &str) -> String {
-        format!("ws://{}/{query}", self.addr)
+        self.proc.url(query)
     }
 
     /// Resident set size of the proxy process, from /proc.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap()
+        self.proc.rss_kib().unwrap()
     }
 
     pub fn log_text(&self) -> String {
@@ -99,27 +93,13 @@ impl Proxy {
 
     /// Sends SIGTERM and waits for the exit status (with a deadline).
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status();
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "lwproxy did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.proc.terminate(Duration::from_secs(20)).unwrap()
     }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.proc.kill();
         let _ = std::fs::remove_file(&self.log);
     }
 }
@@ -342,189 +322,78 @@ pub fn code(v: &Value) -> &str {
     v["code"].as_str().unwrap_or("")
 }
 
-// --- loopback target servers ---------------------------------------------------
-
-async fn listener() -> (TcpListener, SocketAddr) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let a = l.local_addr().unwrap();
-    (l, a)
-}
-
-fn serve<F, Fut>(l: TcpListener, f: F)
-where
-    F: Fn(TcpStream) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            tokio::spawn(f(s));
-        }
-    });
-}
+// --- loopback target servers (lwtest's, async here so tests read the same either way) -----
 
 /// Echoes everything; on the client's FIN, finishes and closes.
 pub async fn echo_server() -> SocketAddr {
-    let (l, a) = listener().await;
-    serve(l, |s| async move {
-        let (mut r, mut w) = s.into_split();
-        let _ = tokio::io::copy(&mut r, &mut w).await;
-        let _ = w.shutdown().await;
-    });
-    a
+    servers::echo().unwrap()
 }
 
-/// Sends `n` bytes of a counting pattern, then closes.
+/// Sends `n` bytes of [`pattern`], then closes.
 pub async fn source_server(n: usize) -> SocketAddr {
-    let (l, a) = listener().await;
-    serve(l, move |mut s| async move {
-        let buf: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
-        let mut left = n;
-        while left > 0 {
-            let k = left.min(buf.len());
-            if s.write_all(&buf[..k]).await.is_err() {
-                return;
-            }
-            left -= k;
-        }
-        let _ = s.shutdown().await;
-    });
-    a
+    servers::source(n).unwrap()
 }
 
-pub fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| ((i % (64 * 1024)) % 251) as u8).collect()
-}
+#[allow(unused_imports)] // not every test binary uses it
+pub use lwtest::pattern;
 
 /// Reads everything and counts it; reports the count when the client half-closes,
 /// by writing it back as decimal text.
 pub async fn counting_server() -> SocketAddr {
-    let (l, a) = listener().await;
-    serve(l, |mut s| async move {
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut total = 0u64;
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => total += n as u64,
-            }
-        }
-        let _ = s.write_all(total.to_string().as_bytes()).await;
-        let _ = s.shutdown().await;
-    });
-    a
+    servers::tcp(|mut s| {
+        let total = std::io::copy(&mut s, &mut std::io::sink()).unwrap_or(0);
+        let _ = s.write_all(total.to_string().as_bytes());
+        let _ = s.shutdown(std::net::Shutdown::Write);
+    })
+    .unwrap()
 }
 
 /// Sends `n` bytes, then resets the connection (SO_LINGER 0).
 pub async fn reset_server(n: usize) -> SocketAddr {
-    let (l, a) = listener().await;
-    serve(l, move |mut s| async move {
-        let _ = s.write_all(&vec![7u8; n]).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let std = s.into_std().unwrap();
-        let sock = socket2::SockRef::from(&std);
-        sock.set_linger(Some(Duration::ZERO)).unwrap();
-        drop(std);
-    });
-    a
+    servers::tcp(move |mut s| {
+        let _ = s.write_all(&vec![7u8; n]);
+        std::thread::sleep(Duration::from_millis(100));
+        socket2::SockRef::from(&s)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    })
+    .unwrap()
 }
 
 /// Accepts and never reads or writes (holds the socket open).
 pub async fn silent_server() -> SocketAddr {
-    let (l, a) = listener().await;
-    serve(l, |s| async move {
-        tokio::time::sleep(Duration::from_secs(120)).await;
+    servers::tcp(|s| {
+        std::thread::sleep(Duration::from_secs(120));
         drop(s);
-    });
-    a
+    })
+    .unwrap()
 }
 
 /// A port with nothing listening.
 pub async fn refused_port() -> SocketAddr {
-    let (l, a) = listener().await;
-    drop(l);
-    a
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
 }
 
-pub struct TestCa {
-    pub ca_pem_path: PathBuf,
-    pub server_config: Arc<rustls::ServerConfig>,
-    pub cert_path: PathBuf,
-    pub key_path: PathBuf,
-}
-
-/// A test CA and a leaf for `localhost` and 127.0.0.1, written to temp files.
+/// A test CA and a leaf for `localhost` and 127.0.0.1, in files that live as long as it.
 pub fn test_ca(tag: &str) -> TestCa {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, KeyUsagePurpose};
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "lwproxy test CA");
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
-    let dir = std::env::temp_dir();
-    let stem = format!("lwproxy-test-{}-{tag}", std::process::id());
-    let ca_pem_path = dir.join(format!("{stem}-ca.pem"));
-    let cert_path = dir.join(format!("{stem}-cert.pem"));
-    let key_path = dir.join(format!("{stem}-key.pem"));
-    std::fs::write(&ca_pem_path, ca.pem()).unwrap();
-    std::fs::write(&cert_path, leaf.pem()).unwrap();
-    std::fs::write(&key_path, leaf_key.serialize_pem()).unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
-    let server_config =
-        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![leaf.der().clone()], key)
-            .unwrap();
-    TestCa {
-        ca_pem_path,
-        server_config: Arc::new(server_config),
-        cert_path,
-        key_path,
-    }
+    TestCa::temp(&format!("lwproxy test CA ({tag})")).unwrap()
 }
 
 /// A TLS echo server using the test CA's leaf certificate.
 pub async fn tls_echo_server(cfg: Arc<rustls::ServerConfig>) -> SocketAddr {
-    let (l, a) = listener().await;
-    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-    serve(l, move |s| {
-        let acceptor = acceptor.clone();
-        async move {
-            if let Ok(tls) = acceptor.accept(s).await {
-                let (mut r, mut w) = tokio::io::split(tls);
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-                let _ = w.shutdown().await;
-            }
-        }
-    });
-    a
+    servers::tls_echo(cfg).unwrap()
 }
 
 /// A TLS server that writes `reply` and then drops the TCP socket without close_notify, as
 /// many web servers do.
 pub async fn tls_abrupt_server(cfg: Arc<rustls::ServerConfig>, reply: &'static [u8]) -> SocketAddr {
-    let (l, a) = listener().await;
-    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-    serve(l, move |s| {
-        let acceptor = acceptor.clone();
-        async move {
-            if let Ok(mut tls) = acceptor.accept(s).await {
-                let _ = tls.write_all(reply).await;
-                let _ = tls.flush().await;
-                let (tcp, _) = tls.into_inner();
-                drop(tcp); // no close_notify
-            }
-        }
-    });
-    a
+    servers::tls(cfg, move |mut tls| {
+        let _ = tls.write_all(reply);
+        let _ = tls.flush();
+        // dropped here: no close_notify
+    })
+    .unwrap()
 }
 
 /// `--allow 127.0.0.1/32:PORT` for a test server.

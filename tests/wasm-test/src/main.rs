@@ -71,9 +71,7 @@ fn main() -> Result<()> {
         .init();
     let args = Args::parse();
     let rt = tokio::runtime::Runtime::new().context("starting tokio")?;
-    let servers = rt
-        .block_on(Servers::start())
-        .context("starting loopback servers")?;
+    let servers = Servers::start().context("starting loopback servers")?;
     let mut proxy = Proxy::start(&args.proxy, &servers, None).context("starting lwproxy")?;
     let shim = Arc::new(Shim::load(&args.shim).context("loading the shim module")?);
 

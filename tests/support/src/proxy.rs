@@ -1,0 +1,147 @@
+//! The real `lwproxy` binary on loopback: start it, wait for its ready line, read its address.
+//!
+//! lwproxy prints one line on stdout once its listener is bound:
+//! `lwproxy: listening on ADDR (ws|wss)` (proxy/src/main.rs); with `--listen 127.0.0.1:0` that
+//! is the only way to learn the port.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// What lwproxy's ready line says before the address.
+pub const READY: &str = "listening on ";
+
+/// The flags that switch off lwproxy's per-identity rate and concurrency limits (0 = none), so
+/// they never get in a test's or a benchmark's way.
+pub const NO_LIMITS: [&str; 6] = [
+    "--bytes-per-min",
+    "0",
+    "--conns-per-min",
+    "0",
+    "--max-concurrent",
+    "0",
+];
+
+/// The address in a ready line (`... listening on ADDR ...`), if it is one.
+pub fn ready_addr(line: &str) -> Option<SocketAddr> {
+    line.split(READY).nth(1)?.split_whitespace().next()?.parse().ok()
+}
+
+/// A running lwproxy; killed (SIGKILL) and reaped on drop.
+#[derive(Debug)]
+pub struct Proxy {
+    child: Child,
+    /// Where it listens (from its ready line).
+    pub addr: SocketAddr,
+}
+
+impl Proxy {
+    /// The lwproxy of this workspace ([`crate::cargo_bin`]).
+    pub fn command() -> Result<Command> {
+        Ok(Command::new(crate::cargo_bin("lwproxy", "lwproxy")?))
+    }
+
+    /// Runs `cmd` (an lwproxy command line, `--listen` included; stdin and stderr as the caller
+    /// set them, stdout is taken here) and waits until it prints its ready line. Fails, with the
+    /// process reaped, when it exits first. The rest of its stdout is drained by a thread so it
+    /// never blocks on a full pipe.
+    pub fn spawn(mut cmd: Command) -> Result<Proxy> {
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {program}"))?;
+        let stdout = child.stdout.take().context("lwproxy's stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            match lines.next() {
+                Some(Ok(line)) => match ready_addr(&line) {
+                    Some(addr) => break addr,
+                    None => continue,
+                },
+                _ => {
+                    let _ = child.kill();
+                    let status = child.wait();
+                    bail!("{program} exited before listening ({status:?})");
+                }
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        Ok(Proxy { child, addr })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `ws://ADDR/` followed by `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}/{path}", self.addr)
+    }
+
+    /// Kills (SIGKILL) and reaps it; later calls do nothing.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let pid = rustix::process::Pid::from_raw(self.pid() as i32).context("lwproxy's pid")?;
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).context("SIGTERM to lwproxy")?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                bail!("lwproxy did not exit within {timeout:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Its resident set size in KiB (`VmRSS` of /proc/PID/status).
+    pub fn rss_kib(&self) -> Result<u64> {
+        rss_kib(self.pid())
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The resident set size of process `pid` in KiB (`VmRSS` of /proc/PID/status).
+pub fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no VmRSS for {pid}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ready_addr;
+
+    #[test]
+    fn ready_line_address() {
+        let line = "lwproxy: listening on 127.0.0.1:40123 (ws)";
+        assert_eq!(ready_addr(line), Some("127.0.0.1:40123".parse().unwrap()));
+        assert_eq!(
+            ready_addr("lwproxy: listening on [::1]:443 (wss)"),
+            Some("[::1]:443".parse().unwrap())
+        );
+        assert_eq!(ready_addr("lwproxy: listening on nowhere"), None);
+        assert_eq!(ready_addr("starting"), None);
+    }
+}
