@@ -16,7 +16,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
-use lwproxy::protocol::{self, client, ServerMsg, BINARY_HEADER, SUBPROTOCOL_V2, WINDOW};
+use lwproxy::protocol::{self, client, ServerMsg, BINARY_HEADER, MAX_WINDOW, SUBPROTOCOL_V2, WINDOW};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -254,6 +254,8 @@ enum Client {
         ws: Box<WebSocketStream<TcpStream>>,
         mode: Mode,
         unacked: u64,
+        /// The proxy-to-client window `opened` granted (v2).
+        window: u64,
     },
 }
 
@@ -310,20 +312,24 @@ impl Client {
             ws: Box::new(ws),
             mode,
             unacked: 0,
+            window: WINDOW,
         };
         c.send_open(target).await?;
         Ok(c)
     }
 
     async fn send_open(&mut self, target: SocketAddr) -> Result<()> {
-        let Client::Ws { ws, mode, .. } = self else {
+        let Client::Ws { ws, mode, window, .. } = self else {
             bail!("not a WebSocket client")
         };
         let host = target.ip().to_string();
         let msg = match mode {
-            Mode::LwBinary | Mode::LwJson => {
-                Message::Text(client::open(ID, &host, target.port(), false, None).into())
+            // The binary client reads as fast as it can, so it offers the largest window.
+            Mode::LwBinary => {
+                let open = client::open_window(ID, &host, target.port(), false, None, Some(MAX_WINDOW));
+                Message::Text(open.into())
             }
+            Mode::LwJson => Message::Text(client::open(ID, &host, target.port(), false, None).into()),
             Mode::WnJson => Message::Text(
                 serde_json::json!({"op": "connect", "id": ID, "addr": host, "port": target.port()})
                     .to_string()
@@ -342,7 +348,11 @@ impl Client {
             match ws.next().await.context("closed while opening")?? {
                 Message::Text(t) => {
                     let t = t.as_str();
-                    if t.contains("\"opened\"") || t.contains("\"connected\"") {
+                    if let Ok(ServerMsg::Opened { window: w, .. }) = serde_json::from_str(t) {
+                        *window = w.unwrap_or(WINDOW);
+                        return Ok(());
+                    }
+                    if t.contains("\"connected\"") {
                         return Ok(());
                     }
                     if t.contains("error") || t.contains("denied") {
@@ -384,13 +394,18 @@ impl Client {
                 let n = s.read(buf).await?;
                 Ok((n > 0).then(|| Bytes::copy_from_slice(&buf[..n])))
             }
-            Client::Ws { ws, mode, unacked } => loop {
+            Client::Ws {
+                ws,
+                mode,
+                unacked,
+                window,
+            } => loop {
                 let Some(m) = ws.next().await else { return Ok(None) };
                 match (m?, *mode) {
                     (Message::Binary(b), Mode::LwBinary) => {
                         let payload = b.slice(BINARY_HEADER..);
                         *unacked += payload.len() as u64;
-                        if *unacked >= 64 * 1024 {
+                        if *unacked >= *window / 4 {
                             ws.send(Message::Text(client::ack(ID, *unacked).into())).await?;
                             *unacked = 0;
                         }
@@ -524,6 +539,7 @@ async fn idle_memory(mode: Mode, args: &Args, echo: SocketAddr, n: usize) -> Res
         ws: Box::new(session(&sys).await?),
         mode,
         unacked: 0,
+        window: WINDOW,
     };
     warm.send_open(echo).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -534,6 +550,7 @@ async fn idle_memory(mode: Mode, args: &Args, echo: SocketAddr, n: usize) -> Res
             ws: Box::new(session(&sys).await?),
             mode,
             unacked: 0,
+            window: WINDOW,
         });
     }
     tokio::time::sleep(Duration::from_millis(500)).await;

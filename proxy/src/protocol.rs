@@ -20,8 +20,20 @@ pub const SUBPROTOCOL_V2: &str = "lwproxy.v2";
 pub const SUBPROTOCOL_V1: &str = "lwproxy.v1";
 /// Prefix of the subprotocol that carries a token (never echoed).
 pub const BEARER_PREFIX: &str = "bearer.";
-/// Most un-acked bytes a sender may have in flight per connection and direction.
+/// Most un-acked bytes a sender may have in flight per connection and direction, unless a
+/// v2 client negotiates another proxy-to-client window in its `open` (see [`grant_window`]).
+/// The client-to-proxy window is always this: it is what the proxy buffers per connection.
 pub const WINDOW: u64 = 262_144;
+/// Largest proxy-to-client window the proxy grants (`"window"` in `open`/`opened`). The
+/// window does not grow the proxy's memory (data beyond the session's short outgoing queue
+/// waits in the target's socket), only what may be in flight towards the client.
+pub const MAX_WINDOW: u64 = 4 * 1024 * 1024;
+
+/// The proxy-to-client window granted for a client's offer (`"window"` of `open`): the offer
+/// capped at [`MAX_WINDOW`], or [`WINDOW`] when the client offers none (older clients).
+pub fn grant_window(offer: Option<u64>) -> u64 {
+    offer.map_or(WINDOW, |w| w.min(MAX_WINDOW))
+}
 /// Size of a binary data frame header: the connection id, big-endian.
 pub const BINARY_HEADER: usize = 4;
 
@@ -128,6 +140,8 @@ pub enum ClientMsg {
         port: u16,
         tls: bool,
         timeout_ms: Option<u64>,
+        /// v2: the proxy-to-client window the client offers, in bytes (at least 1).
+        window: Option<u64>,
     },
     Write {
         id: u32,
@@ -230,12 +244,21 @@ pub fn parse_text(text: &str, dialect: Dialect) -> Result<ClientMsg, ProtoError>
                         .ok_or_else(|| err("field 'timeout_ms' must be a positive integer".into()))?,
                 ),
             };
+            let window = match obj.get("window") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(
+                    v.as_u64()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| err("field 'window' must be a positive integer".into()))?,
+                ),
+            };
             Ok(ClientMsg::Open {
                 id,
                 host: host.to_owned(),
                 port,
                 tls,
                 timeout_ms,
+                window,
             })
         }
         "write" => {
@@ -302,9 +325,11 @@ fn truncate(s: &str, max: usize) -> &str {
 
 // --- server messages --------------------------------------------------------
 
-pub fn opened(id: u32, addr: Option<&str>) -> String {
-    match addr {
-        Some(a) => json!({"t": "opened", "id": id, "addr": a}).to_string(),
+/// `opened`; v2 (`Some((addr, window))`) adds the address reached and the granted
+/// proxy-to-client window.
+pub fn opened(id: u32, v2: Option<(&str, u64)>) -> String {
+    match v2 {
+        Some((a, w)) => json!({"t": "opened", "id": id, "addr": a, "window": w}).to_string(),
         None => json!({"t": "opened", "id": id}).to_string(),
     }
 }
@@ -371,6 +396,9 @@ pub enum ServerMsg {
         id: u32,
         #[serde(default)]
         addr: Option<String>,
+        /// v2: the proxy-to-client window granted (absent from older proxies: [`WINDOW`]).
+        #[serde(default)]
+        window: Option<u64>,
     },
     /// v1 data, base64 in `b64` (v2 sends binary frames instead).
     Data { id: u32, b64: String },
@@ -402,7 +430,23 @@ pub mod client {
     /// `open`: connect connection `id` to `host:port`, through TLS started at the proxy when
     /// `tls`, with a connect timeout of `timeout_ms` (the proxy's own is the upper bound).
     pub fn open(id: u32, host: &str, port: u16, tls: bool, timeout_ms: Option<u64>) -> String {
+        open_window(id, host, port, tls, timeout_ms, None)
+    }
+
+    /// [`open`] offering a proxy-to-client `window` in bytes (v2; the proxy answers with what
+    /// it grants in `opened`, see [`super::grant_window`]).
+    pub fn open_window(
+        id: u32,
+        host: &str,
+        port: u16,
+        tls: bool,
+        timeout_ms: Option<u64>,
+        window: Option<u64>,
+    ) -> String {
         let mut m = json!({"t": "open", "id": id, "host": host, "port": port});
+        if let Some(w) = window {
+            m["window"] = w.into();
+        }
         if tls {
             m["tls"] = true.into();
         }
@@ -451,7 +495,8 @@ mod tests {
                 host: "example.com".into(),
                 port: 80,
                 tls: false,
-                timeout_ms: None
+                timeout_ms: None,
+                window: None
             })
         );
         assert_eq!(
@@ -473,9 +518,32 @@ mod tests {
                 host: "h".into(),
                 port: 443,
                 tls: true,
-                timeout_ms: Some(500)
+                timeout_ms: Some(500),
+                window: None
             })
         );
+        let v2 = |s: &str| parse_text(s, Dialect::V2);
+        let open = v2(r#"{"t":"open","id":2,"host":"h","port":80,"window":1048576}"#);
+        assert!(matches!(
+            open,
+            Ok(ClientMsg::Open {
+                window: Some(1_048_576),
+                ..
+            })
+        ));
+        for bad in [r#""1""#, "0", "-1", "1.5"] {
+            let m = format!(r#"{{"t":"open","id":2,"host":"h","port":80,"window":{bad}}}"#);
+            let e = v2(&m).unwrap_err();
+            assert!(
+                e.msg.contains("'window' must be a positive integer"),
+                "{bad}: {e:?}"
+            );
+            assert_eq!(e.id, Some(2));
+        }
+        assert_eq!(grant_window(None), WINDOW);
+        assert_eq!(grant_window(Some(1)), 1);
+        assert_eq!(grant_window(Some(1 << 20)), 1 << 20);
+        assert_eq!(grant_window(Some(u64::MAX)), MAX_WINDOW);
     }
 
     #[test]
@@ -574,10 +642,19 @@ mod tests {
     fn clients_parse_what_the_server_builds() {
         let parse = |s: &str| serde_json::from_str::<ServerMsg>(s).unwrap();
         assert_eq!(
-            parse(&opened(3, Some("1.2.3.4:80"))),
+            parse(&opened(3, Some(("1.2.3.4:80", 65536)))),
             ServerMsg::Opened {
                 id: 3,
-                addr: Some("1.2.3.4:80".into())
+                addr: Some("1.2.3.4:80".into()),
+                window: Some(65536)
+            }
+        );
+        assert_eq!(
+            parse(&opened(3, None)),
+            ServerMsg::Opened {
+                id: 3,
+                addr: None,
+                window: None
             }
         );
         assert_eq!(parse(&closed(3)), ServerMsg::Closed { id: 3 });
@@ -628,9 +705,14 @@ mod tests {
                 host: "h".into(),
                 port: 443,
                 tls: true,
-                timeout_ms: Some(9)
+                timeout_ms: Some(9),
+                window: None
             }
         );
+        assert!(matches!(
+            v2(client::open_window(1, "h", 80, false, None, Some(5))),
+            ClientMsg::Open { window: Some(5), .. }
+        ));
         assert_eq!(
             v2(client::write_json(1, b"hi")),
             ClientMsg::Write {

@@ -34,21 +34,33 @@ pub enum Upstream {
     Close,
 }
 
-/// Target-to-client credit (v2): at most [`WINDOW`] bytes sent and not yet acked.
+/// Target-to-client credit (v2): at most `size` bytes sent and not yet acked.
 #[derive(Debug)]
 pub struct Window {
     credit: Semaphore,
     unacked: Mutex<u64>,
     enabled: bool,
+    size: u64,
 }
 
 impl Window {
-    pub fn new(dialect: Dialect) -> Self {
+    /// A window of `size` bytes (the one granted in `opened`); v1 has none.
+    pub fn new(dialect: Dialect, size: u64) -> Self {
         Window {
-            credit: Semaphore::new(WINDOW as usize),
+            credit: Semaphore::new(
+                usize::try_from(size)
+                    .unwrap_or(usize::MAX)
+                    .min(Semaphore::MAX_PERMITS),
+            ),
             unacked: Mutex::new(0),
             enabled: dialect == Dialect::V2,
+            size,
         }
+    }
+
+    /// The window's size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
     }
 
     /// Waits for credit and takes up to `max` bytes of it.
@@ -243,7 +255,7 @@ async fn connect_and_relay(
 
 async fn announce(p: &ConnParams, addr: SocketAddr) -> Result<(), Failure> {
     let addr = addr.to_string();
-    let extra = (p.dialect == Dialect::V2).then_some(addr.as_str());
+    let extra = (p.dialect == Dialect::V2).then_some((addr.as_str(), p.window.size()));
     if p.out.text(protocol::opened(p.id, extra)).await {
         Ok(())
     } else {

@@ -422,6 +422,7 @@ impl LwSession {
                 port,
                 tls,
                 timeout_ms,
+                window,
             } => {
                 if draining {
                     return out
@@ -467,7 +468,7 @@ impl LwSession {
                 let (tx, rx) = mpsc::unbounded_channel();
                 let queued = Arc::new(AtomicU64::new(0));
                 let drained = Arc::new(Notify::new());
-                let window = Arc::new(Window::new(dialect));
+                let window = Arc::new(Window::new(dialect, protocol::grant_window(window)));
                 let (kill, kill_rx) = watch::channel(None);
                 let params = ConnParams {
                     id,

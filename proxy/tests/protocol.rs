@@ -264,3 +264,46 @@ async fn a_flood_of_opens_is_answered_one_by_one() {
         ws.echo(id, b"alive").await;
     }
 }
+
+/// Reads `id`'s binary data without acking until nothing more comes for 300 ms; the bytes.
+async fn unacked_burst(ws: &mut Ws, id: u32) -> usize {
+    let mut got = 0;
+    while let Some(m) = ws.try_recv(std::time::Duration::from_millis(300)).await {
+        match m {
+            Msg::Bin(i, b) if i == id => got += b.len(),
+            other => panic!("{other:?}"),
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_window_is_negotiated_and_capped() {
+    use lwproxy::protocol::MAX_WINDOW;
+    let source = source_server(16 << 20).await;
+    let proxy = Proxy::start(&["--allow", &allow(source), "--bytes-per-min", "0"]);
+    let mut ws = Ws::v2(&proxy, "alice").await;
+    // No offer (older clients): the fixed window, announced in `opened`.
+    let v = ws.open(1, "127.0.0.1", source.port()).await;
+    assert_eq!(v["window"], WINDOW as u64);
+    assert_eq!(unacked_burst(&mut ws, 1).await, WINDOW);
+    ws.send_json(json!({"t": "close", "id": 1})).await;
+    ws.expect("closed", 1).await;
+    // An offer within the cap is granted as offered, and the proxy sends exactly that much
+    // before it waits for an ack; an ack lets the same amount through again.
+    let offer = 1u64 << 20;
+    let open = json!({"t": "open", "id": 2, "host": "127.0.0.1", "port": source.port(), "window": offer});
+    assert_eq!(ws.open_with(open).await["window"], offer);
+    assert_eq!(unacked_burst(&mut ws, 2).await as u64, offer);
+    ws.send_json(json!({"t": "ack", "id": 2, "bytes": 4096})).await;
+    assert_eq!(unacked_burst(&mut ws, 2).await, 4096);
+    ws.send_json(json!({"t": "close", "id": 2})).await;
+    ws.expect("closed", 2).await;
+    // A larger offer is capped; a bad one is refused with an error naming the field.
+    let open = json!({"t": "open", "id": 3, "host": "127.0.0.1", "port": source.port(), "window": u64::MAX});
+    assert_eq!(ws.open_with(open).await["window"], MAX_WINDOW);
+    assert_eq!(unacked_burst(&mut ws, 3).await as u64, MAX_WINDOW);
+    let open = json!({"t": "open", "id": 4, "host": "127.0.0.1", "port": source.port(), "window": 0});
+    let e = ws.open_with(open).await;
+    assert_eq!((e["t"].as_str(), code(&e)), (Some("error"), "protocol"));
+}
