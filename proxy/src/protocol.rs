@@ -634,8 +634,9 @@ mod tests {
         assert_eq!(e["id"], 0);
         assert_eq!(e["code"], "protocol");
         assert_eq!(e["msg"], "x \"quoted\"");
-        let o: Value = serde_json::from_str(&opened(1, Some("1.2.3.4:80"))).unwrap();
+        let o: Value = serde_json::from_str(&opened(1, Some(("1.2.3.4:80", WINDOW)))).unwrap();
         assert_eq!(o["addr"], "1.2.3.4:80");
+        assert_eq!(o["window"], WINDOW);
     }
 
     #[test]

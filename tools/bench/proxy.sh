@@ -43,7 +43,7 @@ fi
 if [ -x "$wisp_py/bin/python" ]; then
     wisp_args+=(--wisp-python "$wisp_py/bin/python")
 else
-    lw_warn "could not install wisp-python: it is left out of the Wisp table"
+    lw_warn "could not install wisp-server-python into $wisp_py (needs python3-venv and the Python package registry for the pins in tools/bench/wisp-python.txt; pip's message is above): it is left out of the Wisp table"
 fi
 
 lw_info "building lwproxy and the bench client (release)"
