@@ -188,6 +188,18 @@ fn field_u32(obj: &serde_json::Map<String, Value>, name: &str) -> Result<u32, St
     }
 }
 
+/// An optional positive integer field (absent or null: `None`).
+fn field_positive(obj: &serde_json::Map<String, Value>, name: &str) -> Result<Option<u64>, String> {
+    match obj.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .filter(|n| *n > 0)
+            .map(Some)
+            .ok_or_else(|| format!("field '{name}' must be a positive integer")),
+    }
+}
+
 fn field_str<'a>(obj: &'a serde_json::Map<String, Value>, name: &str) -> Result<&'a str, String> {
     match obj.get(name) {
         None => Err(format!("missing field '{name}'")),
@@ -236,22 +248,8 @@ pub fn parse_text(text: &str, dialect: Dialect) -> Result<ClientMsg, ProtoError>
                 Some(Value::Bool(b)) => *b,
                 Some(_) => return Err(err("field 'tls' must be a boolean".into())),
             };
-            let timeout_ms = match obj.get("timeout_ms") {
-                None | Some(Value::Null) => None,
-                Some(v) => Some(
-                    v.as_u64()
-                        .filter(|n| *n > 0)
-                        .ok_or_else(|| err("field 'timeout_ms' must be a positive integer".into()))?,
-                ),
-            };
-            let window = match obj.get("window") {
-                None | Some(Value::Null) => None,
-                Some(v) => Some(
-                    v.as_u64()
-                        .filter(|n| *n > 0)
-                        .ok_or_else(|| err("field 'window' must be a positive integer".into()))?,
-                ),
-            };
+            let timeout_ms = field_positive(obj, "timeout_ms").map_err(err)?;
+            let window = field_positive(obj, "window").map_err(err)?;
             Ok(ClientMsg::Open {
                 id,
                 host: host.to_owned(),
