@@ -71,6 +71,87 @@ lw_build_host() {
     cargo build --release -q --manifest-path "$LW_ROOT/Cargo.toml" -p lwhost -p lwproxy -p lwpkg-index
 }
 
+# --- processes a script starts: lwproxy, test servers ------------------------
+# Not to be run in $(...): the PID must stay in the calling shell, which stops
+# the process (kill "$LW_STARTED") when it is done.
+
+# lw_free_port: a TCP port on 127.0.0.1 that was free a moment ago (for a
+# server that cannot be given port 0, or a port nothing listens on).
+lw_free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# lw_test_ca DIR: a throwaway CA (DIR/ca.pem) and a server certificate it
+# signed for localhost and 127.0.0.1 (DIR/server.pem, DIR/server.key), valid
+# for two days, for loopback TLS servers a test tells its clients to trust.
+lw_test_ca() {
+    local d=$1
+    mkdir -p "$d"
+    (
+        cd "$d"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+            -subj /CN=lwnet-test-ca -keyout ca.key -out ca.pem
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+            -subj /CN=localhost -keyout server.key -out server.csr
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >ext
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext -out server.pem
+    ) >"$d/openssl.log" 2>&1 || { cat "$d/openssl.log" >&2; return 1; }
+}
+
+# lw_start LOG CMD...: starts CMD in the background, stdout and stderr to LOG;
+# its PID in LW_STARTED.
+lw_start() {
+    local log=$1
+    shift
+    "$@" >"$log" 2>&1 &
+    LW_STARTED=$!
+}
+
+# lw_await PID LOG PATTERN [SECONDS]: waits (30 s by default) until a line of
+# LOG matches the extended regex PATTERN and prints it. Fails, showing the
+# end of LOG, when the process PID exits first or the time runs out.
+lw_await() {
+    local pid=$1 log=$2 pattern=$3 limit=${4:-30} i
+    for ((i = 0; i < limit * 20; i++)); do
+        grep -m1 -E -- "$pattern" "$log" 2>/dev/null && return 0
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    grep -m1 -E -- "$pattern" "$log" 2>/dev/null && return 0
+    if kill -0 "$pid" 2>/dev/null; then
+        lw_warn "no line matching '$pattern' in $log within $limit s; its end:"
+    else
+        lw_warn "the process writing $log exited before a line matching '$pattern'; its end:"
+    fi
+    tail -n 20 "$log" >&2 || true
+    return 1
+}
+
+# lw_start_lwproxy LOG ARG...: starts the release lwproxy with ARG (give
+# --listen 127.0.0.1:0 for a free port) and waits for its "listening on
+# ADDR:PORT" line; sets LW_STARTED (its PID) and LW_PROXY_PORT.
+lw_start_lwproxy() {
+    local log=$1 line
+    shift
+    lw_start "$log" "$LW_ROOT/target/release/lwproxy" "$@"
+    line=$(lw_await "$LW_STARTED" "$log" 'listening on [^ ]+:[0-9]+') || return 1
+    # shellcheck disable=SC2034 # read by the caller
+    LW_PROXY_PORT=$(sed -E 's/.*listening on [^ ]+:([0-9]+).*/\1/' <<<"$line")
+}
+
+# lw_start_servers LOG MODE ARG...: starts tools/servers.py MODE ARG (the
+# loopback HTTP, TLS, site and echo servers of the tests; see its --help) and
+# waits for its "ready PORT..." line; sets LW_STARTED (its PID) and LW_PORTS
+# (an array: the ports it printed).
+lw_start_servers() {
+    local log=$1 line
+    shift
+    lw_start "$log" python3 -u "$LW_ROOT/tools/servers.py" "$@"
+    line=$(lw_await "$LW_STARTED" "$log" '^ready [0-9]') || return 1
+    # shellcheck disable=SC2034 # read by the caller
+    read -r -a LW_PORTS <<<"${line#ready }"
+}
+
 # --- test tally -----------------------------------------------------------
 # Every check records one line "pass NAME" or "fail NAME" in $LW_RESULTS;
 # linux-wasm.sh test prints the sum as "N passed, N failed".

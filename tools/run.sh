@@ -112,38 +112,22 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# wait_for_line PID LOG TEXT WHAT: until LOG has TEXT, or the process died (10 s).
-wait_for_line() {
-    local pid=$1 log=$2 text=$3 what=$4 i
-    for ((i = 0; i < 200; i++)); do
-        grep -qF "$text" "$log" 2>/dev/null && return 0
-        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$log" >&2; lw_die "run: $what exited at start (log above)"; }
-        sleep 0.05
-    done
-    tail -n 20 "$log" >&2
-    lw_die "run: $what did not report '$text' within 10 s"
-}
-
 # --- the loopback web server: demo page and demo registry --------------------
-web_port=$(free_port)
+web_port=$(lw_free_port)
 demo_root=$UM_INSTALL/demo
 if [ -d "$demo_root" ]; then
-    python3 -u -m http.server --bind 127.0.0.1 --directory "$demo_root" "$web_port" >"$session/web.log" 2>&1 &
-    pids+=($!)
-    echo "$!" >"$session/web.pid"
+    # Not waited for here: it comes up while lwproxy and lwhost start.
+    lw_start "$session/web.log" python3 -u "$LW_ROOT/tools/servers.py" files --root "$demo_root" --port "$web_port" --lifetime 0
+    pids+=("$LW_STARTED")
+    echo "$LW_STARTED" >"$session/web.pid"
 else
     lw_warn "run: no demo registry built ($demo_root); lwpkg has no default registry"
 fi
 
 # --- lwproxy -------------------------------------------------------------------
-proxy_port=$(free_port)
 # One local user: no per-minute byte or connection budget, and as many
 # concurrent connections as the shared region has slots (32).
-proxy_args=(--listen "127.0.0.1:$proxy_port" --allow "127.0.0.1/32:$web_port" --log-format text
+proxy_args=(--listen 127.0.0.1:0 --allow "127.0.0.1/32:$web_port" --log-format text
     --bytes-per-min 0 --conns-per-min 0 --max-concurrent 32)
 for a in "${allows[@]}"; do proxy_args+=(--allow "$a"); done
 [ -z "$extra_ca" ] || proxy_args+=(--extra-ca "$extra_ca")
@@ -156,22 +140,24 @@ if [ "$auth" = 1 ]; then
 else
     proxy_args+=(--no-auth)
     # Loud on purpose: an unauthenticated proxy is only acceptable on loopback.
-    lw_warn "lwproxy runs WITHOUT AUTH on 127.0.0.1:$proxy_port for this local demo; never expose it (see README: deploying lwproxy)"
+    lw_warn "lwproxy runs WITHOUT AUTH on 127.0.0.1 for this local demo; never expose it (see README: deploying lwproxy)"
 fi
-JWT_SECRET=${jwt_secret:-} "$BIN/lwproxy" "${proxy_args[@]}" >"$session/lwproxy.log" 2>&1 &
-pids+=($!)
-echo "$!" >"$session/lwproxy.pid"
-wait_for_line "$!" "$session/lwproxy.log" "listening on" "lwproxy"
+JWT_SECRET=${jwt_secret:-} lw_start_lwproxy "$session/lwproxy.log" "${proxy_args[@]}" || proxy_up=no
+pids+=("$LW_STARTED")
+echo "$LW_STARTED" >"$session/lwproxy.pid"
+[ -z "${proxy_up:-}" ] || lw_die "run: lwproxy did not start (its log above)"
+proxy_port=$LW_PROXY_PORT
 
 # --- lwhost --------------------------------------------------------------------
 host_args=(--proxy "ws://127.0.0.1:$proxy_port" --store "$store" --socket "$socket")
 # The token goes in lwhost's environment, not its command line (visible to every local user).
-LWHOST_TOKEN=$token "$BIN/lwhost" "${host_args[@]}" >"$session/lwhost.log" 2>&1 &
-pids+=($!)
-echo "$!" >"$session/lwhost.pid"
-wait_for_line "$!" "$session/lwhost.log" "listening on" "lwhost"
+LWHOST_TOKEN=$token lw_start "$session/lwhost.log" "$BIN/lwhost" "${host_args[@]}"
+pids+=("$LW_STARTED")
+echo "$LW_STARTED" >"$session/lwhost.pid"
+lw_await "$LW_STARTED" "$session/lwhost.log" "listening on" 10 >/dev/null || lw_die "run: lwhost did not start (its log above)"
 # The web server started first and came up meanwhile (Python is the slowest).
-[ ! -f "$session/web.pid" ] || wait_for_line "$(cat "$session/web.pid")" "$session/web.log" "Serving HTTP" "the demo web server"
+[ ! -f "$session/web.pid" ] || lw_await "$(cat "$session/web.pid")" "$session/web.log" "^ready" 10 >/dev/null ||
+    lw_die "run: the demo web server did not start (its log above)"
 
 # --- the guest -------------------------------------------------------------------
 cmdline=(mem="$mem" initrd="$UM_INSTALL/initramfs.cpio.gz" quiet loglevel=3

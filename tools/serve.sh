@@ -73,26 +73,9 @@ fi
 "$LW_ROOT/target/release/lwproxy" "${proxy_args[@]}" &
 pids+=($!)
 
-python3 -u - "$site" "$port" <<'PY' &
-import functools, http.server, sys
-root, port = sys.argv[1], int(sys.argv[2])
-
-class Handler(http.server.SimpleHTTPRequestHandler):
-    # SharedArrayBuffer (the kernel's memory, the host shim's region) needs a
-    # cross-origin isolated page.
-    def end_headers(self):
-        self.send_header("Cross-Origin-Opener-Policy", "same-origin")
-        self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
-        self.send_header("Cross-Origin-Resource-Policy", "same-origin")
-        self.send_header("Cache-Control", "no-cache")
-        super().end_headers()
-
-Handler.extensions_map[".wasm"] = "application/wasm"
-Handler.extensions_map[".js"] = "text/javascript"
-server = http.server.ThreadingHTTPServer(("127.0.0.1", port), functools.partial(Handler, directory=root))
-print(f"serving {root} on http://127.0.0.1:{port}/ (COOP/COEP)", flush=True)
-server.serve_forever()
-PY
+# The kernel's memory and the host shim's region are SharedArrayBuffers: the
+# page must be cross-origin isolated (COOP/COEP), which servers.py site sends.
+python3 -u "$LW_ROOT/tools/servers.py" site --route "/=$site" --port "$port" --lifetime 0 &
 pids+=($!)
 # The page takes its proxy from site/lwnet.json, else ws://<its host>:8080/;
 # ?proxy= overrides both.

@@ -39,37 +39,19 @@ e2e_cleanup() {
 }
 trap e2e_cleanup EXIT
 
-# e2e_ca: a throwaway CA and a server certificate for localhost/127.0.0.1.
-e2e_ca() {
-    local d=$E2E_TMP/pki
-    mkdir -p "$d"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-        -subj /CN=lwnet-e2e-test-ca -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-        -subj /CN=localhost -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
-    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$d/ext"
-    openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
-        -days 2 -extfile "$d/ext" -out "$d/server.pem" 2>/dev/null
-}
-
 # e2e_setup: test files, the CA, the seed's C lwtcp and the loopback servers.
 e2e_setup() {
     mkdir -p "$SHARE" "$OUT" "$WWW" "$STATE" "$STORE"
     printf '<html><body>hello from the lwnet e2e server</body></html>\n' >"$WWW/index.html"
     head -c 16777216 /dev/urandom >"$WWW/blob16"
-    e2e_ca
+    lw_test_ca "$E2E_TMP/pki" || lw_die "e2e: could not make the test certificates"
     cp "$E2E_TMP/pki/ca.pem" "$SHARE/ca.pem"
     gcc -static -O2 -Wall -Werror -o "$SHARE/lwtcp-c" "$E2E/lwtcp.c"
-    python3 -u "$E2E/servers.py" --root "$WWW" --state "$STATE" \
-        --cert "$E2E_TMP/pki/server.pem" --key "$E2E_TMP/pki/server.key" \
-        >"$E2E_TMP/servers.out" 2>"$E2E_TMP/servers.log" &
-    E2E_PIDS+=($!)
-    local i
-    for ((i = 0; i < 100; i++)); do
-        grep -q '^ready' "$E2E_TMP/servers.out" 2>/dev/null && break
-        sleep 0.1
-    done
-    read -r _ HTTP_PORT TLS_PORT <"$E2E_TMP/servers.out" || lw_die "e2e: the loopback servers did not start"
+    lw_start_servers "$E2E_TMP/servers.log" files --root "$WWW" --state "$STATE" \
+        --cert "$E2E_TMP/pki/server.pem" --key "$E2E_TMP/pki/server.key" ||
+        lw_die "e2e: the loopback servers did not start"
+    E2E_PIDS+=("$LW_STARTED")
+    HTTP_PORT=${LW_PORTS[0]} TLS_PORT=${LW_PORTS[1]}
     printf 'HTTP_PORT=%s\nTLS_PORT=%s\n' "$HTTP_PORT" "$TLS_PORT" >"$SHARE/env.sh"
     printf 'GET /index.html HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >"$SHARE/request.txt"
 }
@@ -109,6 +91,14 @@ pass() { lw_result pass "e2e: $1"; }
 fail() {
     lw_result fail "e2e: $1"
     show "$2"
+}
+# verdict STATUS LABEL NAME: records the check NAME as passed when STATUS
+# is 0, else as failed with the output of the run LABEL; returns STATUS.
+# (Scenarios run as `scenario_NAME || rc=1`, without errexit, so a failed
+# condition on the line before it reaches it.)
+verdict() {
+    if [ "$1" = 0 ]; then pass "$3"; else fail "$3" "$2"; fi
+    return "$1"
 }
 
 # body FILE: the bytes after the HTTP header of a saved response.

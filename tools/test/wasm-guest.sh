@@ -45,87 +45,27 @@ W=$LW_ROOT/guest/target/wasm32-linux/wasm32-unknown-unknown/release
 INDEX=$LW_ROOT/target/release/lwpkg-index
 ABI=$LW_ROOT/target/release/linux-wasm-abi
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-HTTP=$(free_port) ECHO=$(free_port) CLOSED=$(free_port) DENIED=$(free_port) PROXY=$(free_port) DEAD=$(free_port)
-TLS=$(free_port)
+# Ports nothing listens on: CLOSED (refused by the host), DENIED (refused by
+# the proxy's policy), DEAD (where no proxy is).
+CLOSED=$(lw_free_port) DENIED=$(lw_free_port) DEAD=$(lw_free_port)
 
-# wait_for FILE TEXT: waits up to 30 s for TEXT to appear in FILE.
-wait_for() {
-    local i
-    for ((i = 0; i < 300; i++)); do
-        grep -q "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    lw_warn "timed out waiting for '$2' in $1"
-    cat "$1" >&2 || true
-    return 1
-}
-
-# Loopback servers: static files (pages and the registry), and an echo
-# server that answers only after the client half-closes.
+# Loopback servers: static files (pages and the registry) over HTTP and over
+# HTTPS with a certificate from a throwaway CA the proxy is told to trust, and
+# an echo server that answers only after the client half-closes.
 mkdir -p "$work/www"
-python3 -u -m http.server --bind 127.0.0.1 --directory "$work/www" "$HTTP" >"$work/http.log" 2>&1 &
-pids+=($!)
-cat >"$work/echo.py" <<'PY'
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1])))
-s.listen(8)
-print("echo listening", flush=True)
-while True:
-    c, _ = s.accept()
-    data = b""
-    while True:
-        d = c.recv(65536)
-        if not d:
-            break
-        data += d
-    c.sendall(b"echo:" + data)
-    c.close()
-PY
-python3 -u "$work/echo.py" "$ECHO" >"$work/echo.log" 2>&1 &
-pids+=($!)
-# An HTTPS server with a certificate from a throwaway CA the proxy is told to trust.
-(
-    cd "$work"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem \
-        -days 2 -subj /CN=lwnet-test-ca
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout leaf.key -out leaf.csr -subj /CN=127.0.0.1
-    printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >leaf.ext
-    openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out leaf.pem -days 2 -extfile leaf.ext
-) >"$work/openssl.log" 2>&1 || { cat "$work/openssl.log" >&2; lw_result fail "wasm-guest: test certificates"; exit 1; }
-cat >"$work/https.py" <<'PY'
-import functools, http.server, ssl, sys
-port, root, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
-class Server(http.server.ThreadingHTTPServer):
-    # Python closes TLS without close_notify (a truncation to a strict client);
-    # send it, as well-behaved servers do.
-    def shutdown_request(self, request):
-        try:
-            request.settimeout(2)
-            request.unwrap()
-        except Exception:
-            pass
-        super().shutdown_request(request)
-srv = Server(("127.0.0.1", port), handler)
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(cert, key)
-srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-print("https listening", flush=True)
-srv.serve_forever()
-PY
-python3 -u "$work/https.py" "$TLS" "$work/www" "$work/leaf.pem" "$work/leaf.key" >"$work/https.log" 2>&1 &
-pids+=($!)
-"$LW_ROOT/target/release/lwproxy" --listen "127.0.0.1:$PROXY" --no-auth --extra-ca "$work/ca.pem" \
+lw_test_ca "$work/pki" || { lw_result fail "wasm-guest: test certificates"; exit 1; }
+lw_start_servers "$work/http.log" files --root "$work/www" --cert "$work/pki/server.pem" --key "$work/pki/server.key" ||
+    { lw_result fail "wasm-guest: http servers start"; exit 1; }
+pids+=("$LW_STARTED")
+HTTP=${LW_PORTS[0]} TLS=${LW_PORTS[1]}
+lw_start_servers "$work/echo.log" echo || { lw_result fail "wasm-guest: echo server starts"; exit 1; }
+pids+=("$LW_STARTED")
+ECHO=${LW_PORTS[0]}
+lw_start_lwproxy "$work/proxy.log" --listen 127.0.0.1:0 --no-auth --extra-ca "$work/pki/ca.pem" \
     --allow "127.0.0.1/32:$HTTP" --allow "127.0.0.1/32:$ECHO" --allow "127.0.0.1/32:$CLOSED" --allow "127.0.0.1/32:$TLS" \
-    --ports "$HTTP,$ECHO,$CLOSED,$TLS" >"$work/proxy.log" 2>&1 &
-pids+=($!)
-wait_for "$work/proxy.log" "listening on" || { lw_result fail "wasm-guest: lwproxy starts"; exit 1; }
-wait_for "$work/echo.log" "echo listening" || { lw_result fail "wasm-guest: echo server starts"; exit 1; }
-wait_for "$work/http.log" "Serving HTTP" || { lw_result fail "wasm-guest: http server starts"; exit 1; }
-wait_for "$work/https.log" "https listening" || { lw_result fail "wasm-guest: https server starts"; exit 1; }
+    --ports "$HTTP,$ECHO,$CLOSED,$TLS" || { lw_result fail "wasm-guest: lwproxy starts"; exit 1; }
+pids+=("$LW_STARTED")
+PROXY=$LW_PROXY_PORT
 
 # run_tool ROOT STORE [harness options] TOOL [ARGS...]: one guest run; output in $work/out, $work/err.
 run_tool() {

@@ -5,27 +5,9 @@
 
 LW_WEB_PIDS=()
 LW_WEB_TMP=""
-LW_WEB_OUT=""
 
-# lw_web_spawn NAME PATTERN CMD...: starts CMD with its output in files,
-# waits (30 s) for PATTERN on its stdout; sets LW_WEB_OUT to that file.
-# (Not run in $(...): the PID must be recorded in this shell.)
-lw_web_spawn() {
-    local name=$1 pattern=$2
-    shift 2
-    local out=$LW_WEB_TMP/$name.out err=$LW_WEB_TMP/$name.err
-    "$@" >"$out" 2>"$err" &
-    LW_WEB_PIDS+=($!)
-    local pid=$! i
-    for ((i = 0; i < 300; i++)); do
-        grep -q "$pattern" "$out" 2>/dev/null && { LW_WEB_OUT=$out; return 0; }
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    lw_warn "$name did not start; its output:"
-    cat "$out" "$err" >&2
-    return 1
-}
+# lw_web_keep: records the process tools/lib.sh's lw_start* just started.
+lw_web_keep() { LW_WEB_PIDS+=("$LW_STARTED"); }
 
 # lw_web_start: sets WEB_WASM, TARGET_PORT, PROXY_PORT, SITE_PORT, DENIED_PORT, MARKER.
 lw_web_start() {
@@ -35,22 +17,26 @@ lw_web_start() {
     # instead of waiting for cargo's lock while others build.
     if [ -z "${LW_WEB_REUSE_PROXY:-}" ] || [ ! -x "$LW_ROOT/target/release/lwproxy" ]; then
         lw_info "building lwproxy (release)"
-        cargo build --release -p lwproxy --manifest-path "$LW_ROOT/Cargo.toml" >&2 || return 1
+        lw_build_host >&2 || return 1
     fi
     MARKER="lwnet-$RANDOM$RANDOM"
-    local serve=$LW_ROOT/host/web/tools/serve.py
-    lw_web_spawn target "^serving on" python3 "$serve" target --port 0 --marker "$MARKER" || return 1
-    TARGET_PORT=$(sed -n 's/^serving on \([0-9]*\)$/\1/p' "$LW_WEB_OUT")
+    mkdir -p "$LW_WEB_TMP/empty"
+    lw_start_servers "$LW_WEB_TMP/target.log" files --marker "$MARKER" --root "$LW_WEB_TMP/empty" --lifetime 0 || return 1
+    lw_web_keep
+    TARGET_PORT=${LW_PORTS[0]}
     # LW_WEB_SITE=DIR: an assembled site/ to serve at /site/ as well.
-    lw_web_spawn site "^serving on" python3 "$serve" site --port 0 --wasm "$WEB_WASM" \
-        ${LW_WEB_SITE:+--site "$LW_WEB_SITE"} || return 1
-    SITE_PORT=$(sed -n 's/^serving on \([0-9]*\)$/\1/p' "$LW_WEB_OUT")
+    local web=$LW_ROOT/host/web
+    lw_start_servers "$LW_WEB_TMP/site.log" site --lifetime 0 --route "/lwnet/js/=$web/js" \
+        --route "/lwnet/wasm/=$WEB_WASM" --route "/test/=$web/test" ${LW_WEB_SITE:+--route "/site/=$LW_WEB_SITE"} || return 1
+    lw_web_keep
+    SITE_PORT=${LW_PORTS[0]}
     # The target is admitted explicitly (loopback is denied by default);
     # the site server's port is not, so opening it is a policy denial.
-    lw_web_spawn lwproxy "listening on" "$LW_ROOT/target/release/lwproxy" \
+    lw_start_lwproxy "$LW_WEB_TMP/lwproxy.log" \
         --listen 127.0.0.1:0 --no-auth --allow "127.0.0.1/32:$TARGET_PORT" --ports "$TARGET_PORT" \
         --bytes-per-min 0 --conns-per-min 0 --max-concurrent 0 || return 1
-    PROXY_PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$LW_WEB_OUT")
+    lw_web_keep
+    PROXY_PORT=$LW_PROXY_PORT
     # shellcheck disable=SC2034 # read by the scripts that call us
     DENIED_PORT=$SITE_PORT
     if [ -z "$TARGET_PORT" ] || [ -z "$SITE_PORT" ] || [ -z "$PROXY_PORT" ]; then
@@ -66,11 +52,12 @@ lw_web_start_auth_proxy() {
     local secret
     secret=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
     TOKEN=$(JWT_SECRET=$secret "$LW_ROOT/target/release/lwproxy" token --sub browser-test --ttl 30m) || return 1
-    JWT_SECRET=$secret lw_web_spawn lwproxy-auth "listening on" "$LW_ROOT/target/release/lwproxy" \
+    JWT_SECRET=$secret lw_start_lwproxy "$LW_WEB_TMP/lwproxy-auth.log" \
         --listen 127.0.0.1:0 --allow "127.0.0.1/32:$TARGET_PORT" --ports "$TARGET_PORT" \
         --bytes-per-min 0 --conns-per-min 0 --max-concurrent 0 || return 1
+    lw_web_keep
     # shellcheck disable=SC2034 # read by the scripts that call us
-    AUTH_PROXY_PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$LW_WEB_OUT")
+    AUTH_PROXY_PORT=$LW_PROXY_PORT
     [ -n "$AUTH_PROXY_PORT" ] && [ -n "$TOKEN" ]
 }
 

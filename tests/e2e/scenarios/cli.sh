@@ -30,8 +30,8 @@ scenario_cli() {
     # serve: a stand-in site/ is enough to check the headers and the proxy beside it.
     local site=$E2E_TMP/site web_port proxy_port serve_pid ok=0 i
     mkdir -p "$site" && echo '<html>stand-in</html>' >"$site/index.html"
-    web_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    proxy_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    web_port=$(lw_free_port)
+    proxy_port=$(lw_free_port)
     "$LW_ROOT/linux-wasm.sh" serve --site "$site" --port "$web_port" --proxy-port "$proxy_port" \
         >"$E2E_TMP/cli-serve.out" 2>&1 &
     serve_pid=$!

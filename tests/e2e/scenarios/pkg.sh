@@ -2,6 +2,16 @@
 # e2e scenario "pkg" (tools/test/e2e.sh pkg): lwpkg update/install (with a dependency)/list/remove; tampered package and index refused.
 # Sourced by tools/test/e2e.sh after tests/e2e/lib.sh, whose helpers it uses.
 
+# pkg_refused REPO STEP: in the run "pkg", lwpkg failed at STEP (update: the
+# index; install: a package) of repository REPO, and nothing of it is installed.
+pkg_refused() {
+    if [ "$2" = update ]; then
+        out_has pkg "update-$1=" && ! out_has pkg "update-$1=0"
+    else
+        out_has pkg "update-$1=0"
+    fi && out_has pkg "install-$1=" && ! out_has pkg "install-$1=0" && ! grep -q "^$1-" "$E2E_TMP/pkg.out"
+}
+
 scenario_pkg() {
     local rc=0
     e2e_registries
@@ -31,28 +41,14 @@ lwpkg remove greet; echo "remove=$?"
 greet x >/dev/null 2>&1 || echo "greet-not-runnable"
 hello >/dev/null && echo "hello-still-runs"
 EOF
-    if out_has pkg "update-badindex=" && ! out_has pkg "update-badindex=0" && ! out_has pkg "install-badindex=0" &&
-        ! grep -q '^badindex-' "$E2E_TMP/pkg.out"; then
-        pass "lwpkg: an index whose signature does not match is refused, nothing installed"
-    else
-        fail "lwpkg: an index whose signature does not match is refused, nothing installed" pkg
-        rc=1
-    fi
-    if out_has pkg "update-badleaf=0" && out_has pkg "install-badleaf=" && ! out_has pkg "install-badleaf=0" &&
-        ! grep -q '^badleaf-' "$E2E_TMP/pkg.out"; then
-        pass "lwpkg: a package whose sha256 does not match is refused, nothing installed"
-    else
-        fail "lwpkg: a package whose sha256 does not match is refused, nothing installed" pkg
-        rc=1
-    fi
-    # All or nothing: the verified dependency must not be installed either.
-    if out_has pkg "update-badpkg=0" && out_has pkg "install-badpkg=" && ! out_has pkg "install-badpkg=0" &&
-        ! grep -q '^badpkg-' "$E2E_TMP/pkg.out"; then
-        pass "lwpkg: a tampered package that has a dependency is refused; nothing (nor its dependency) is installed"
-    else
-        fail "lwpkg: a tampered package that has a dependency is refused; nothing (nor its dependency) is installed" pkg
-        rc=1
-    fi
+    # All or nothing: for a tampered package with a dependency, the verified
+    # dependency must not be installed either.
+    pkg_refused badindex update
+    verdict $? pkg "lwpkg: an index whose signature does not match is refused, nothing installed" || rc=1
+    pkg_refused badleaf install
+    verdict $? pkg "lwpkg: a package whose sha256 does not match is refused, nothing installed" || rc=1
+    pkg_refused badpkg install
+    verdict $? pkg "lwpkg: a tampered package that has a dependency is refused; nothing (nor its dependency) is installed" || rc=1
     if out_has pkg "update=0" && out_has pkg "install=0" && out_has pkg "run=0" &&
         out_has pkg "Hello from an lwpkg package" && out_has pkg "for e2e" && out_has pkg "greet: ok"; then
         pass "lwpkg: update + install of a package with a dependency from a signed loopback registry; it runs"

@@ -35,13 +35,6 @@ with open(p, "r+b") as f:
 EOF
 }
 
-# verdict STATUS LABEL NAME: records the check NAME as passed when STATUS
-# is 0, else as failed with the output of the run LABEL; returns STATUS.
-verdict() {
-    if [ "$1" = 0 ]; then pass "$3"; else fail "$3" "$2"; fi
-    return "$1"
-}
-
 scenario_sync_cases() {
     local rc=0 STORE=$E2E_TMP/store-cases
     rm -rf "$STORE" && mkdir -p "$STORE"
