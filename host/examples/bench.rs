@@ -16,10 +16,8 @@
 //! Output: a human table, then one line `BENCH_JSON {...}` for scripts.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -240,109 +238,25 @@ fn shim_baseline(total: usize) -> anyhow::Result<f64> {
 
 // ---- end to end through lwproxy -----------------------------------------
 
-struct Proxy(Child, SocketAddr);
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
+/// The lwproxy binary: `$LWPROXY`, or this workspace's (built with this example's profile).
 fn lwproxy_path() -> anyhow::Result<PathBuf> {
-    if let Some(p) = std::env::var_os("LWPROXY") {
-        return Ok(PathBuf::from(p));
+    match std::env::var_os("LWPROXY") {
+        Some(p) => Ok(PathBuf::from(p)),
+        None => lwtest::cargo_bin("lwproxy", "lwproxy"),
     }
-    let exe = std::env::current_exe()?;
-    // target/<profile>/examples/bench -> target/<profile>/lwproxy
-    let dir = exe.parent().and_then(Path::parent).context("target dir")?;
-    let bin = dir.join("lwproxy");
-    if !bin.exists() {
-        let release = dir.file_name().is_some_and(|n| n == "release");
-        let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-        cmd.args(["build", "-q", "-p", "lwproxy"]);
-        if release {
-            cmd.arg("--release");
-        }
-        let ok = cmd.status().context("running cargo build -p lwproxy")?.success();
-        if !ok || !bin.exists() {
-            bail!(
-                "lwproxy not found at {} (build it: cargo build --release -p lwproxy)",
-                bin.display()
-            );
-        }
-    }
-    Ok(bin)
 }
 
-fn start_proxy() -> anyhow::Result<Proxy> {
-    let mut child = Command::new(lwproxy_path()?)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--no-auth",
-            "--allow",
-            "127.0.0.1/32",
-            "--ports",
-            "1-65535",
-        ])
-        .args([
-            "--bytes-per-min",
-            "0",
-            "--conns-per-min",
-            "0",
-            "--max-concurrent",
-            "0",
-            "--log-format",
-            "text",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting lwproxy")?;
-    let out = child.stdout.take().context("lwproxy stdout")?;
-    let mut lines = BufReader::new(out).lines();
-    let line = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find(|l| l.contains("listening on"))
-        .context("lwproxy exited before listening")?;
-    std::thread::spawn(move || for _ in lines {});
-    let addr = line
-        .split_whitespace()
-        .find_map(|w| w.parse::<SocketAddr>().ok())
-        .context("no address in lwproxy's ready line")?;
-    Ok(Proxy(child, addr))
-}
-
-/// A loopback server that sends `total` bytes to each client, then closes.
-fn source_server(total: usize) -> anyhow::Result<SocketAddr> {
-    let l = TcpListener::bind("127.0.0.1:0")?;
-    let addr = l.local_addr()?;
-    std::thread::spawn(move || {
-        for mut c in l.incoming().flatten() {
-            std::thread::spawn(move || {
-                let chunk = vec![0x5au8; 1 << 20];
-                let mut left = total;
-                while left > 0 {
-                    let n = left.min(chunk.len());
-                    if c.write_all(&chunk[..n]).is_err() {
-                        return;
-                    }
-                    left -= n;
-                }
-                let mut sink = [0u8; 64];
-                let _ = c.read(&mut sink);
-            });
-        }
-    });
-    Ok(addr)
+/// lwproxy on a free loopback port, loopback admitted, no limits (lwtest's launcher).
+fn start_proxy() -> anyhow::Result<lwtest::proxy::Proxy> {
+    let mut cmd = lwtest::proxy::loopback_command(&lwproxy_path()?, "127.0.0.1:0");
+    cmd.arg("--no-auth");
+    lwtest::proxy::Proxy::spawn(cmd)
 }
 
 async fn end_to_end(total: usize) -> anyhow::Result<(f64, f64)> {
     let proxy = start_proxy()?;
-    let source = source_server(total)?;
-    let url = format!("ws://{}/", proxy.1);
+    let source = lwtest::servers::source(total)?;
+    let url = proxy.url("");
     let a = e2e_lwhost(&url, source, total).await?;
     let b = e2e_baseline(&url, source, total).await?;
     Ok((a, b))

@@ -10,7 +10,7 @@
 #[path = "bench/wisp.rs"]
 mod wisp;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use bytes::Bytes;
@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -92,67 +92,24 @@ impl Mode {
 
 // --- target servers ------------------------------------------------------------------
 
+/// The loopback servers and helpers are lwtest's (thread per connection, off the runtime).
 async fn source_server(n: usize) -> Result<SocketAddr> {
-    let l = TcpListener::bind("127.0.0.1:0").await?;
-    let a = l.local_addr()?;
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                s.set_nodelay(true).ok();
-                let buf = vec![0x5au8; 256 * 1024];
-                let mut left = n;
-                while left > 0 {
-                    let k = left.min(buf.len());
-                    if s.write_all(&buf[..k]).await.is_err() {
-                        return;
-                    }
-                    left -= k;
-                }
-                let _ = s.shutdown().await;
-            });
-        }
-    });
-    Ok(a)
+    lwtest::servers::source(n)
 }
 
 async fn echo_server() -> Result<SocketAddr> {
-    let l = TcpListener::bind("127.0.0.1:0").await?;
-    let a = l.local_addr()?;
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                s.set_nodelay(true).ok();
-                let (mut r, mut w) = s.into_split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    Ok(a)
+    lwtest::servers::echo()
 }
 
-async fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0").await?.local_addr()?.port())
+pub(crate) async fn free_port() -> Result<u16> {
+    lwtest::free_port()
 }
 
-async fn wait_port(port: u16) -> Result<()> {
-    for _ in 0..200 {
-        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    bail!("nothing listens on port {port}")
+pub(crate) async fn wait_port(port: u16) -> Result<()> {
+    tokio::task::spawn_blocking(move || lwtest::wait_port(port, Duration::from_secs(5))).await?
 }
 
-fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| anyhow!("no VmRSS for {pid}"))
-}
+use lwtest::proxy::rss_kib;
 
 // --- the systems under test -------------------------------------------------------------
 
@@ -163,6 +120,8 @@ struct Systems {
     socat_echo: Option<(Child, SocketAddr)>,
 }
 
+/// lwproxy on a free loopback port, loopback targets admitted, no limits; its address from
+/// its ready line (lwtest's parser; kept as a tokio child so every system is one kind).
 async fn start_lwproxy(path: &PathBuf, sessions: usize) -> Result<(Child, SocketAddr)> {
     let mut child = Command::new(path)
         .args([
@@ -174,22 +133,10 @@ async fn start_lwproxy(path: &PathBuf, sessions: usize) -> Result<(Child, Socket
             "--ports",
             "1-65535",
         ])
-        .args([
-            "--bytes-per-min",
-            "0",
-            "--conns-per-min",
-            "0",
-            "--max-concurrent",
-            "0",
-        ])
-        .args([
-            "--max-sessions-per-identity",
-            "0",
-            "--max-sessions",
-            &(sessions * 2 + 100).to_string(),
-            "--log-format",
-            "text",
-        ])
+        .args(lwtest::proxy::NO_LIMITS)
+        .args(["--max-sessions-per-identity", "0", "--max-sessions"])
+        .arg((sessions * 2 + 100).to_string())
+        .args(["--log-format", "text"])
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -198,12 +145,7 @@ async fn start_lwproxy(path: &PathBuf, sessions: usize) -> Result<(Child, Socket
         .with_context(|| format!("starting {}", path.display()))?;
     let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
     let line = lines.next_line().await?.context("lwproxy exited")?;
-    let addr = line
-        .split("listening on ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .context("no 'listening on' line")?
-        .parse()?;
+    let addr = lwtest::proxy::ready_addr(&line).with_context(|| format!("not a ready line: {line:?}"))?;
     Ok((child, addr))
 }
 
@@ -346,17 +288,23 @@ impl Client {
         // Wait for the open to complete.
         loop {
             match ws.next().await.context("closed while opening")?? {
+                // lwproxy's replies are the protocol crate's messages; wasmnet's have `ev`.
+                Message::Text(t) if matches!(mode, Mode::LwBinary | Mode::LwJson) => {
+                    match serde_json::from_str(t.as_str())? {
+                        ServerMsg::Opened { window: w, .. } => {
+                            *window = w.unwrap_or(WINDOW);
+                            return Ok(());
+                        }
+                        ServerMsg::Error { code, msg, .. } => bail!("open failed: {code:?} {msg}"),
+                        _ => {}
+                    }
+                }
                 Message::Text(t) => {
-                    let t = t.as_str();
-                    if let Ok(ServerMsg::Opened { window: w, .. }) = serde_json::from_str(t) {
-                        *window = w.unwrap_or(WINDOW);
-                        return Ok(());
-                    }
-                    if t.contains("\"connected\"") {
-                        return Ok(());
-                    }
-                    if t.contains("error") || t.contains("denied") {
-                        bail!("open failed: {t}");
+                    let m: WnMsg = serde_json::from_str(t.as_str())?;
+                    match m.ev {
+                        "connected" => return Ok(()),
+                        "error" | "denied" => bail!("open failed: {}", m.msg.unwrap_or("")),
+                        _ => {}
                     }
                 }
                 Message::Binary(b) if *mode == Mode::WnBinary => match b.first() {

@@ -51,20 +51,8 @@ pub type Proxy = lwtest::proxy::Proxy;
 /// Starts lwproxy on `listen` with loopback allowed, no limits that would get in a test's
 /// way, text logs, plus `extra` and `env`.
 pub fn start_proxy(listen: &str, extra: &[&str], env: &[(&str, &str)]) -> Proxy {
-    let mut cmd = Command::new(lwproxy_bin());
-    cmd.args([
-        "--listen",
-        listen,
-        "--allow",
-        "127.0.0.1/32",
-        "--ports",
-        "1-65535",
-    ])
-    .args(lwtest::proxy::NO_LIMITS)
-    .args(["--log-format", "text"])
-    .args(extra)
-    .envs(env.iter().copied())
-    .stderr(Stdio::null());
+    let mut cmd = lwtest::proxy::loopback_command(lwproxy_bin(), listen);
+    cmd.args(extra).envs(env.iter().copied());
     Proxy::spawn(cmd).expect("starting lwproxy")
 }
 

@@ -6,6 +6,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,25 @@ pub const NO_LIMITS: [&str; 6] = [
     "--max-concurrent",
     "0",
 ];
+
+/// An lwproxy command line for tests and benchmarks: `bin --listen LISTEN`, every loopback
+/// port admitted (`--allow 127.0.0.1/32 --ports 1-65535`), [`NO_LIMITS`], text logs, stderr
+/// discarded. Add `--no-auth` or a `JWT_SECRET`, then [`Proxy::spawn`] it.
+pub fn loopback_command(bin: &Path, listen: &str) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "--listen",
+        listen,
+        "--allow",
+        "127.0.0.1/32",
+        "--ports",
+        "1-65535",
+    ])
+    .args(NO_LIMITS)
+    .args(["--log-format", "text"])
+    .stderr(Stdio::null());
+    cmd
+}
 
 /// The address in a ready line (`... listening on ADDR ...`), if it is one.
 pub fn ready_addr(line: &str) -> Option<SocketAddr> {
