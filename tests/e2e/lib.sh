@@ -6,7 +6,7 @@
 E2E=${E2E:-$LW_ROOT/tests/e2e}
 # Scenarios run by the tier, in order.
 # shellcheck disable=SC2034 # read by tools/test/e2e.sh
-E2E_SCENARIOS=(cli boot http seed tls pkg pkgfresh sync failures sync_cases)
+E2E_SCENARIOS=(cli boot http usage tls pkg pkgfresh sync failures sync_cases)
 # tools/test/e2e.sh NAME... runs only the named ones.
 
 # e2e_source_scenarios: defines scenario_NAME for every file in scenarios/.
@@ -39,7 +39,7 @@ e2e_cleanup() {
 }
 trap e2e_cleanup EXIT
 
-# e2e_setup: test files, the CA, the seed's C lwtcp and the loopback servers.
+# e2e_setup: test files, the CA, the C lwtcp client and the loopback servers.
 e2e_setup() {
     mkdir -p "$SHARE" "$OUT" "$WWW" "$STATE" "$STORE"
     printf '<html><body>hello from the lwnet e2e server</body></html>\n' >"$WWW/index.html"

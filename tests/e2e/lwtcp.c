@@ -1,9 +1,10 @@
 /*
- * The C lwtcp of seed 000 (patches/initramfs/lwtcp.c there), completed the
- * obvious way: its own copies of the ioctl definitions exactly as the seed
- * wrote them, so that it compiling and working against the driver proves the
- * seed's interface is kept (DESIGN section 4). Only LWNET_OPEN, read, write
- * and close are used: no extension.
+ * A C lwtcp written against the first /dev/lwnet interface: its own copies of
+ * the LWNET_OPEN and LWNET_CLOSE definitions exactly as that interface first
+ * defined them, so that it compiling and working against the driver proves
+ * the interface is kept (the uapi header keeps their numbers and layout, and
+ * abi/src/lib.rs checks them). Only LWNET_OPEN, read, write and close are
+ * used: no extension.
  *
  * Usage: lwtcp <host> <port>   stdin goes to the connection, the connection
  * to stdout; ends when the peer closes.
@@ -17,7 +18,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-/* From seed 000, unchanged. */
+/* The first interface, unchanged. */
 #define LWNET_IOC_MAGIC 'N'
 #define LWNET_OPEN    _IOWR(LWNET_IOC_MAGIC, 1, struct lwnet_open_args)
 #define LWNET_CLOSE   _IOW(LWNET_IOC_MAGIC, 2, int)

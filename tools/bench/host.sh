@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ./linux-wasm.sh bench host: the host-call path, native and in Chromium,
-# beside a baseline built the way seed 000 sketches it (one postMessage plus
-# one Atomics.wait per host call), in one run:
+# beside a baseline built the plain way (one postMessage plus one
+# Atomics.wait per host call), in one run:
 #   - latency of a non-waiting wasm_net_poll
 #   - throughput of 64 MiB read in 4 KiB reads, proxy -> worker
 # Targets: >= 10x the baseline's throughput; native poll p50 <= 1 us.
@@ -12,7 +12,7 @@ source "$(dirname "$(readlink -f "$0")")/../lib.sh"
 source "$LW_ROOT/host/web/tools/harness.sh"
 
 case "${1:-}" in -h | --help)
-    echo "Usage: ./linux-wasm.sh bench host   (native lwhost figures and Chromium figures vs the seed-000 baseline)"
+    echo "Usage: ./linux-wasm.sh bench host   (native lwhost figures and Chromium figures vs the plain baseline)"
     exit 0 ;;
 esac
 
@@ -29,7 +29,7 @@ if ! cargo run --release -q -p lwhost --example bench -- --mib $((bytes >> 20)) 
     lw_warn "native bench failed: $(tail -n 3 "$LW_WEB_TMP/native.err")"
 fi
 
-lw_info "chromium: lwhost-web and the seed-000 baseline over the same lwproxy"
+lw_info "chromium: lwhost-web and the plain baseline over the same lwproxy"
 profile=$(mktemp -d "${TMPDIR:-/tmp}/lwnet-chromium.XXXXXX")
 url="http://127.0.0.1:$SITE_PORT/test/bench.html?proxy=$PROXY_PORT&target=$TARGET_PORT&bytes=$bytes&calls=200000"
 json=$(timeout 600 python3 "$LW_ROOT/host/web/tools/chromium.py" --url "$url" --timeout 540 --profile "$profile") ||
@@ -68,8 +68,8 @@ print("host-call benchmark: non-waiting wasm_net_poll (p50 of 21 rounds), 64 MiB
 print("| %-44s | %14s | %14s |" % ("path", "poll ns/call", "read MiB/s"))
 print("|" + "-" * 46 + "|" + "-" * 16 + "|" + "-" * 16 + "|")
 print("\n".join(rows))
-print("(baseline: one message to the main side + one blocking wait for its answer per host call, as")
-print(" seed 000 sketches it: postMessage + Atomics.wait in Chromium, a channel + wait natively;")
+print("(baseline: one message to the main side + one blocking wait for its answer per host call,")
+print(" the plain way: postMessage + Atomics.wait in Chromium, a channel + wait natively;")
 print(" v2 source in a worker: lwproxy.v2 frames from a Web Worker, without the network stack)")
 try:
     print("chromium speedup vs baseline: poll %.0fx; throughput %.1fx via lwproxy, %.1fx from the worker source (target >= 10x)"

@@ -2,15 +2,17 @@
 # Tier e2e: the whole native (um) system, driven the way a user drives it:
 # `./linux-wasm.sh run -- COMMAND` boots the real kernel with lwproxy and
 # lwhost beside it, against loopback servers this script starts (HTTP, TLS
-# with a test CA, a signed package registry). Scenarios:
-#   1 lwtcp: HTTP/1.0 page and a 16 MiB file, byte for byte
-#   2 seed 000's usage lines as written (loopback host), and the seed's C lwtcp
-#   3 lwtcp --tls through the proxy to a TLS server of a test CA
-#   4 lwpkg update/install (with a dependency)/list/remove; tampered package and index refused
-#   5 lwsync save, power off, new boot: /home /root /opt back byte for byte
-#   6 failures: policy denial, proxy stopped mid-transfer, Ctrl-C in a blocking
-#     read, kill -9 of lwhost during lwsync save then restore of the previous snapshot
-#   pkgfresh index rollback after a reboot, conflicts, renames, stalled servers
+# with a test CA, a signed package registry). Scenarios (tests/e2e/scenarios/NAME.sh):
+#   cli        usage errors, the offline wasm build, serve, a second um build in seconds
+#   boot       the guest's devices, run -- passing status and stdin, run --auth
+#   http       lwtcp: HTTP/1.0 page and a 16 MiB file, byte for byte
+#   usage      lwtcp used as the README shows it, and a C client of the first interface
+#   tls        lwtcp --tls through the proxy to a TLS server of a test CA
+#   pkg        lwpkg update/install (with a dependency)/list/remove; tampered package and index refused
+#   pkgfresh   index rollback after a reboot, conflicts, renames, stalled servers
+#   sync       lwsync save, power off, new boot: /home /root /opt back byte for byte;
+#              kill -9 of lwhost during a save then restore of the previous snapshot
+#   failures   policy denial, proxy stopped mid-transfer, Ctrl-C in a blocking read
 #   sync_cases lwsync on the um target: byte names, ctime, sparse, conflicts, locks, damage, hostile manifests
 #
 #   bash tools/test/e2e.sh [SCENARIO...]   default: every scenario of E2E_SCENARIOS, in order

@@ -221,7 +221,7 @@ export class ProxyLink {
     ws.onopen = () => {
       if (ws !== this.ws) return;
       this.socketState = "open";
-      this.binary = ws.protocol === "lwproxy.v2"; // else a seed-000 (v1) proxy: JSON + base64
+      this.binary = ws.protocol === "lwproxy.v2"; // else a v1 proxy: JSON + base64
       this.backoffMs = 0;
       this.log("lwnet: connected to proxy (" + (ws.protocol || "v1") + ")");
       for (const c of this.conns) if (c && !c.openSent) this.sendOpen(c);

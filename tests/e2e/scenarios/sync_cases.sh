@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# The lwsync cases of issue 13 on the um target, each as a user meets it:
+# e2e scenario "sync_cases": lwsync's hard cases on the um target, each as a user meets it:
 # save, power off, boot (init restores), compare. Sourced by tools/test/e2e.sh;
 # uses the guest_script/pass/fail helpers of tests/e2e/lib.sh and a store of its own.
 
