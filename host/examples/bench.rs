@@ -1,10 +1,10 @@
-//! Native benchmark of the host shim against the seed-000 design.
+//! Native benchmark of the host shim against the plain design.
 //!
 //! `cargo run --release -p lwhost --example bench [-- --mib N]`
 //!
 //! lwhost: worker calls are plain loads/stores on the shared region; the
-//! worker sleeps (futex) only when a read finds nothing. Baseline (seed 000,
-//! "post a message, then Atomics.wait for the answer"): each host call is a
+//! worker sleeps (futex) only when a read finds nothing. Baseline (the plain
+//! way: "post a message, then Atomics.wait for the answer"): each host call is a
 //! request on a channel to the main side plus a blocking wait for its reply.
 //!
 //! Measures (each for lwhost and baseline):
@@ -125,7 +125,7 @@ fn poll_lwhost() -> (f64, f64) {
     percentiles(ns)
 }
 
-/// Seed 000 style: each poll is a message to the main side and a blocking
+/// The plain baseline: each poll is a message to the main side and a blocking
 /// wait for the answer.
 fn poll_baseline() -> (f64, f64) {
     let (req_tx, req_rx) = std_mpsc::channel::<std_mpsc::SyncSender<i32>>();
@@ -308,7 +308,7 @@ async fn e2e_lwhost(url: &str, source: SocketAddr, total: usize) -> anyhow::Resu
     result
 }
 
-/// Seed 000's main side over the same proxy: bytes wait in a queue on the
+/// The plain baseline's main side over the same proxy: bytes wait in a queue on the
 /// main side; each 4 KiB read is a request plus a blocking wait.
 async fn e2e_baseline(url: &str, source: SocketAddr, total: usize) -> anyhow::Result<f64> {
     let mut req = url.into_client_request()?;

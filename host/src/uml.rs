@@ -1,4 +1,4 @@
-//! The channel between lwhost and user-mode Linux (spec C): over a unix
+//! The channel between lwhost and user-mode Linux: over a unix
 //! stream socket lwhost sends one message, the 4 bytes `LWH1` with
 //! SCM_RIGHTS `[memfd, eventfd]`; the client maps the memfd and keeps the
 //! socket open for as long as it uses the region (its EOF ends the session).

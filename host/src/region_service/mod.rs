@@ -5,7 +5,8 @@
 //! rings.
 //!
 //! One task owns all state (no locks on the data path); a plain thread
-//! sleeps on `host_doorbell` with FUTEX_WAIT (spec C) and pokes that task.
+//! sleeps on `host_doorbell` with FUTEX_WAIT and pokes that task (the
+//! region's protocol: kernel/Documentation/misc-devices/lwnet.rst).
 //! The guest is woken by bumping `guest_doorbell` and, under user-mode
 //! Linux, by writing the per-client eventfd.
 //!

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
-// The seed-000 baseline for `bench host`: the same fake kernel module,
+// The plain baseline for `bench host`: the same fake kernel module,
 // but every host call is one postMessage to the main thread plus one
-// Atomics.wait for its answer (as seed 000's plan sketches linux-worker.js).
+// Atomics.wait for its answer (the plain way to build linux-worker.js's host calls).
 const flag = new Int32Array(new SharedArrayBuffer(8)); // [done, value]
 const data = new Uint8Array(new SharedArrayBuffer(65536));
 const dec = new TextDecoder();
