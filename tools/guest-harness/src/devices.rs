@@ -30,7 +30,7 @@ pub(crate) fn lwnet_connect(
     let worker = st.worker.clone();
     let n = net_fd(st, fd).ok_or(EBADF)?;
     if n.id.is_some() {
-        return Err(libc_eisconn());
+        return Err(EISCONN);
     }
     let nonblock = n.nonblock;
     let id = worker.net_open(host, port, flags, timeout_ms);
@@ -62,10 +62,6 @@ pub(crate) fn lwnet_connect(
         }
         wait_bell(&worker, bell, Duration::from_millis(100));
     }
-}
-
-pub(crate) fn libc_eisconn() -> i32 {
-    106
 }
 
 pub(crate) fn host_bytes(raw: &[std::ffi::c_char]) -> Vec<u8> {
@@ -220,7 +216,13 @@ pub(crate) fn net_write(c: &mut Ctx<'_>, fd: i32, ptr: u32, len: u32) -> std::re
 
 // ---- /dev/lwstore -----------------------------------------------------------
 
-pub(crate) fn store_call(worker: &Worker, req: &StoreRequest<'_>, out: &mut [u8]) -> i32 {
+/// Runs a store request to completion (retrying while the host's slots are
+/// busy, then polling): the host's result (bytes or 0), or the errno.
+pub(crate) fn store_call(
+    worker: &Worker,
+    req: &StoreRequest<'_>,
+    out: &mut [u8],
+) -> std::result::Result<i32, i32> {
     let ticket = loop {
         let bell = worker.guest_doorbell();
         let t = worker.store_submit(req);
@@ -231,16 +233,30 @@ pub(crate) fn store_call(worker: &Worker, req: &StoreRequest<'_>, out: &mut [u8]
         break t;
     };
     if ticket < 0 {
-        return ticket;
+        return Err(-ticket);
     }
     loop {
         let bell = worker.guest_doorbell();
         let r = worker.store_poll(ticket, out);
         if r != -EINPROGRESS {
-            return r;
+            return if r < 0 { Err(-r) } else { Ok(r) };
         }
         wait_bell(worker, bell, Duration::from_millis(50));
     }
+}
+
+/// Runs a store request whose output (up to `req.capacity` bytes) goes to
+/// guest memory at `ptr`: the byte count, or the errno.
+fn store_call_to_guest(
+    c: &mut Ctx<'_>,
+    worker: &Worker,
+    ptr: u32,
+    req: &StoreRequest<'_>,
+) -> std::result::Result<i32, i32> {
+    let mut out = vec![0u8; req.capacity as usize];
+    let r = store_call(worker, req, &mut out)?;
+    write_bytes(c, ptr, &out[..r as usize])?;
+    Ok(r)
 }
 
 pub(crate) fn ioctl_lwstore(c: &mut Ctx<'_>, req: u32, arg: u32) -> std::result::Result<i32, i32> {
@@ -257,9 +273,10 @@ pub(crate) fn ioctl_lwstore(c: &mut Ctx<'_>, req: u32, arg: u32) -> std::result:
         }
         let prefix = read_bytes(c, l.prefix as u32, l.prefix_len as usize)?;
         let after = read_bytes(c, l.after as u32, l.after_len as usize)?;
-        let mut out = vec![0u8; l.len as usize];
-        let r = store_call(
+        return store_call_to_guest(
+            c,
             &worker,
+            l.buf as u32,
             &StoreRequest {
                 op: lwabi::LWHOST_STORE_LIST,
                 key: &prefix,
@@ -267,13 +284,7 @@ pub(crate) fn ioctl_lwstore(c: &mut Ctx<'_>, req: u32, arg: u32) -> std::result:
                 capacity: l.len,
                 ..Default::default()
             },
-            &mut out,
         );
-        if r < 0 {
-            return Err(-r);
-        }
-        write_bytes(c, l.buf as u32, &out[..r as usize])?;
-        return Ok(r);
     }
     let mut io: lwstore_io = read_struct(c, arg)?;
     if io.reserved != 0
@@ -290,7 +301,7 @@ pub(crate) fn ioctl_lwstore(c: &mut Ctx<'_>, req: u32, arg: u32) -> std::result:
                 return Err(EINVAL);
             }
             let data = read_bytes(c, io.buf as u32, io.len as usize)?;
-            let r = store_call(
+            store_call(
                 &worker,
                 &StoreRequest {
                     op: lwabi::LWHOST_STORE_WRITE,
@@ -301,35 +312,23 @@ pub(crate) fn ioctl_lwstore(c: &mut Ctx<'_>, req: u32, arg: u32) -> std::result:
                     ..Default::default()
                 },
                 &mut [],
-            );
-            if r < 0 {
-                Err(-r)
-            } else {
-                Ok(r)
-            }
+            )
         }
-        lwabi::LWSTORE_READ => {
-            let mut out = vec![0u8; io.len as usize];
-            let r = store_call(
-                &worker,
-                &StoreRequest {
-                    op: lwabi::LWHOST_STORE_READ,
-                    key: &key,
-                    offset: io.offset,
-                    capacity: io.len,
-                    ..Default::default()
-                },
-                &mut out,
-            );
-            if r < 0 {
-                return Err(-r);
-            }
-            write_bytes(c, io.buf as u32, &out[..r as usize])?;
-            Ok(r)
-        }
+        lwabi::LWSTORE_READ => store_call_to_guest(
+            c,
+            &worker,
+            io.buf as u32,
+            &StoreRequest {
+                op: lwabi::LWHOST_STORE_READ,
+                key: &key,
+                offset: io.offset,
+                capacity: io.len,
+                ..Default::default()
+            },
+        ),
         lwabi::LWSTORE_STAT => {
             let mut out = [0u8; 8];
-            let r = store_call(
+            store_call(
                 &worker,
                 &StoreRequest {
                     op: lwabi::LWHOST_STORE_STAT,
@@ -338,30 +337,20 @@ pub(crate) fn ioctl_lwstore(c: &mut Ctx<'_>, req: u32, arg: u32) -> std::result:
                     ..Default::default()
                 },
                 &mut out,
-            );
-            if r < 0 {
-                return Err(-r);
-            }
+            )?;
             io.size = u64::from_le_bytes(out);
             write_struct(c, arg, &io)?;
             Ok(0)
         }
-        lwabi::LWSTORE_DELETE => {
-            let r = store_call(
-                &worker,
-                &StoreRequest {
-                    op: lwabi::LWHOST_STORE_DELETE,
-                    key: &key,
-                    ..Default::default()
-                },
-                &mut [],
-            );
-            if r < 0 {
-                Err(-r)
-            } else {
-                Ok(r)
-            }
-        }
+        lwabi::LWSTORE_DELETE => store_call(
+            &worker,
+            &StoreRequest {
+                op: lwabi::LWHOST_STORE_DELETE,
+                key: &key,
+                ..Default::default()
+            },
+            &mut [],
+        ),
         _ => Err(ENOTTY),
     }
 }

@@ -98,22 +98,12 @@ impl std::fmt::Display for Exit {
 }
 impl std::error::Error for Exit {}
 
-// Linux errno values the guest expects (asm-generic).
-const EPERM: i32 = 1;
-const ENOENT: i32 = 2;
-const EBADF: i32 = 9;
-const EAGAIN: i32 = 11;
-const ENOMEM: i32 = 12;
-const EFAULT: i32 = 14;
-const EBUSY: i32 = 16;
-const ENOTDIR: i32 = 20;
-const EINVAL: i32 = 22;
-const ENOTTY: i32 = 25;
-const ESPIPE: i32 = 29;
-const ENAMETOOLONG: i32 = 36;
-const ENOSYS: i32 = 38;
-const ENOTCONN: i32 = 107;
-const EINPROGRESS: i32 = 115;
+// Linux errno values the guest expects: lwabi's, generated from the kernel's
+// <asm-generic/errno.h>.
+use lwabi::errno::{
+    EAGAIN, EBADF, EBUSY, EFAULT, EINPROGRESS, EINVAL, EISCONN, ENAMETOOLONG, ENOENT, ENOMEM, ENOSYS,
+    ENOTCONN, ENOTDIR, ENOTTY, EPERM, ESPIPE,
+};
 
 const POLLIN: i16 = 0x1;
 const POLLOUT: i16 = 0x4;
