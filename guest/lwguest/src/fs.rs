@@ -86,6 +86,21 @@ impl Drop for Fd {
 }
 
 impl Fd {
+    /// Opens one of lwnet's character devices read-write; a missing node or
+    /// driver (ENOENT, ENXIO, ENODEV) gets a message that says so, the errno kept.
+    pub fn open_device(dev: &str) -> Result<Fd> {
+        Fd::open(dev, sys::O_RDWR, 0).map_err(|e| {
+            if e.errno == sys::ENOENT || e.errno == sys::ENXIO || e.errno == sys::ENODEV {
+                Error::sys(
+                    format!("{dev} is missing (is the lwnet driver in this kernel?)"),
+                    e.errno,
+                )
+            } else {
+                e
+            }
+        })
+    }
+
     pub fn open(path: impl AsRef<[u8]>, flags: i32, mode: u32) -> Result<Fd> {
         let path = path.as_ref();
         let c = cpath(path)?;

@@ -1355,23 +1355,27 @@ mod tests {
             rate_window_ms: 600,
             ..Limits::default()
         };
+        // A server that sends the headers, then `trickle` bytes `gap_ms` apart:
+        // the fetch fails with both `words` in its message, within `ms`.
+        let check = |trickle, gap_ms, words: [&str; 2], ms: core::ops::Range<u128>| {
+            let addr = server(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n",
+                trickle,
+                gap_ms,
+            );
+            let (r, took) = real_get(addr, limits);
+            let e = r.unwrap_err();
+            assert!(words.iter().all(|w| e.msg.contains(w)), "{e}");
+            assert!(ms.contains(&took.as_millis()), "{took:?}");
+        };
         // Headers, then nothing.
-        let addr = server(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n", 0, 0);
-        let (r, took) = real_get(addr, limits);
-        let e = r.unwrap_err();
-        assert!(
-            e.msg.contains("/repo/index.json: nothing received") && e.msg.contains("idle_timeout = 0.300 s"),
-            "{e}"
+        check(
+            0,
+            0,
+            ["/repo/index.json: nothing received", "idle_timeout = 0.300 s"],
+            300..2000,
         );
-        assert!(took.as_millis() >= 300 && took.as_millis() < 2000, "{took:?}");
         // One byte every 50 ms: never idle, far too slow.
-        let addr = server(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n", 100, 50);
-        let (r, took) = real_get(addr, limits);
-        let e = r.unwrap_err();
-        assert!(
-            e.msg.contains("transfer too slow") && e.msg.contains("min_speed = 1024"),
-            "{e}"
-        );
-        assert!(took.as_millis() >= 600 && took.as_millis() < 2500, "{took:?}");
+        check(100, 50, ["transfer too slow", "min_speed = 1024"], 600..2500);
     }
 }

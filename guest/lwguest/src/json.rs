@@ -79,6 +79,18 @@ impl Parser<'_> {
     fn err(&self, what: &str) -> Error {
         Error::msg(format!("JSON: {what} at byte {}", self.i))
     }
+    /// Steps over an opening bracket and the white space after it; true (and
+    /// past `close` too) when the container is empty.
+    fn open_is_empty(&mut self, close: u8) -> bool {
+        self.i += 1;
+        self.ws();
+        let empty = self.peek() == Some(close);
+        if empty {
+            self.i += 1;
+        }
+        empty
+    }
+
     fn ws(&mut self) {
         while self.i < self.s.len() && matches!(self.s[self.i], b' ' | b'\t' | b'\n' | b'\r') {
             self.i += 1;
@@ -112,10 +124,7 @@ impl Parser<'_> {
                 Some(b'f') => self.lit(b"false", Value::Bool(false))?,
                 Some(b'"') => Value::Str(self.string()?),
                 Some(b'[') => {
-                    self.i += 1;
-                    self.ws();
-                    if self.peek() == Some(b']') {
-                        self.i += 1;
+                    if self.open_is_empty(b']') {
                         Value::Arr(Vec::new())
                     } else {
                         open.push(Open::Arr(Vec::new()));
@@ -123,10 +132,7 @@ impl Parser<'_> {
                     }
                 }
                 Some(b'{') => {
-                    self.i += 1;
-                    self.ws();
-                    if self.peek() == Some(b'}') {
-                        self.i += 1;
+                    if self.open_is_empty(b'}') {
                         Value::Obj(Vec::new())
                     } else {
                         let k = self.key(&[])?;

@@ -33,17 +33,7 @@ impl Conn {
     /// Opens `/dev/lwnet` and connects (blocking; the host applies `timeout_ms`,
     /// 0 = its default). The error's errno is the reason (see [`connect_reason`]).
     pub fn connect(host: &str, port: u16, tls: bool, timeout_ms: u32) -> Result<Conn> {
-        let dev = device_path();
-        let fd = Fd::open(dev, sys::O_RDWR, 0).map_err(|e| {
-            if e.errno == sys::ENOENT || e.errno == sys::ENXIO || e.errno == sys::ENODEV {
-                Error::sys(
-                    format!("{dev} is missing (is the lwnet driver in this kernel?)"),
-                    e.errno,
-                )
-            } else {
-                e
-            }
-        })?;
+        let fd = Fd::open_device(device_path())?;
         if host.is_empty() || host.len() >= lwabi::LWNET_HOST_MAX as usize || host.as_bytes().contains(&0) {
             return Err(Error::sys(format!("bad host name {host:?}"), sys::EINVAL));
         }

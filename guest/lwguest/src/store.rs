@@ -53,17 +53,7 @@ pub struct Store {
 
 impl Store {
     pub fn open() -> Result<Store> {
-        let dev = device_path();
-        let fd = Fd::open(dev, sys::O_RDWR, 0).map_err(|e| {
-            if e.errno == sys::ENOENT || e.errno == sys::ENXIO || e.errno == sys::ENODEV {
-                Error::sys(
-                    format!("{dev} is missing (is the lwnet driver in this kernel?)"),
-                    e.errno,
-                )
-            } else {
-                e
-            }
-        })?;
+        let fd = Fd::open_device(device_path())?;
         Ok(Store { fd })
     }
 

@@ -368,13 +368,16 @@ mod tests {
         }
     }
 
+    /// Two packages, `app` depending on `lib`.
+    const APP_NEEDS_LIB: &[Published<'static>] = &[
+        ("app", "1.0", "x86_64", &["lib"], b"app-binary"),
+        ("lib", "2.1", "x86_64", &[], b"lib-binary"),
+    ];
+
     #[test]
     fn install_with_dependencies_then_remove_leaves_nothing() {
         let mut w = World::new("deps");
-        w.publish(&[
-            ("app", "1.0", "x86_64", &["lib"], b"app-binary"),
-            ("lib", "2.1", "x86_64", &[], b"lib-binary"),
-        ]);
+        w.publish(APP_NEEDS_LIB);
         assert!(w
             .run(&["install", "app"])
             .unwrap_err()
@@ -459,10 +462,7 @@ mod tests {
     #[test]
     fn a_tampered_package_installs_none_of_its_dependencies() {
         let mut w = World::new("allornothing");
-        w.publish(&[
-            ("app", "1.0", "x86_64", &["lib"], b"app-binary"),
-            ("lib", "2.1", "x86_64", &[], b"lib-binary"),
-        ]);
+        w.publish(APP_NEEDS_LIB);
         // lib verifies, app does not: lib is fetched first but must not go live.
         w.files
             .insert(format!("{BASE}/app-1.0-x86_64.bin"), b"app-binarY".to_vec());
