@@ -129,36 +129,16 @@ impl Region {
 
     /// Connection slot `slot`, or None past the end.
     pub fn conn(&self, slot: usize) -> Option<Conn<'_>> {
-        if slot >= CONNS {
-            return None;
-        }
-        // SAFETY: slot is in bounds of the array.
-        let raw = unsafe {
-            addr_of_mut!((*self.shm.as_ptr()).conn)
-                .cast::<lwhost_conn>()
-                .add(slot)
-        };
-        Some(Conn {
-            raw,
-            _region: core::marker::PhantomData,
-        })
+        // SAFETY: in-bounds field of a live region.
+        let array = unsafe { addr_of_mut!((*self.shm.as_ptr()).conn) };
+        element(array.cast::<lwhost_conn>(), CONNS, slot).map(Conn::new)
     }
 
     /// Store request slot `slot`, or None past the end.
     pub fn store_slot(&self, slot: usize) -> Option<StoreSlot<'_>> {
-        if slot >= STORE_SLOTS {
-            return None;
-        }
-        // SAFETY: slot is in bounds of the array.
-        let raw = unsafe {
-            addr_of_mut!((*self.shm.as_ptr()).store)
-                .cast::<lwhost_store_slot>()
-                .add(slot)
-        };
-        Some(StoreSlot {
-            raw,
-            _region: core::marker::PhantomData,
-        })
+        // SAFETY: in-bounds field of a live region.
+        let array = unsafe { addr_of_mut!((*self.shm.as_ptr()).store) };
+        element(array.cast::<lwhost_store_slot>(), STORE_SLOTS, slot).map(StoreSlot::new)
     }
 
     /// Main side: bumps `guest_doorbell` and wakes every waiter on it.
@@ -185,6 +165,12 @@ unsafe fn word<'a>(p: *mut u32) -> &'a AtomicU32 {
     unsafe { AtomicU32::from_ptr(p) }
 }
 
+/// Element `slot` of the array of `len` elements at `first`, or None past its end
+/// (so the pointer stays inside the array).
+fn element<T>(first: *mut T, len: usize, slot: usize) -> Option<*mut T> {
+    (slot < len).then(|| first.wrapping_add(slot))
+}
+
 /// A view of one `struct lwhost_conn`.
 #[derive(Clone, Copy)]
 pub struct Conn<'r> {
@@ -203,6 +189,13 @@ macro_rules! conn_words {
 }
 
 impl<'r> Conn<'r> {
+    fn new(raw: *mut lwhost_conn) -> Self {
+        Conn {
+            raw,
+            _region: core::marker::PhantomData,
+        }
+    }
+
     conn_words!(
         /// `LWHOST_CONN_*`.
         state,
@@ -365,6 +358,13 @@ pub struct StoreSlot<'r> {
 }
 
 impl<'r> StoreSlot<'r> {
+    fn new(raw: *mut lwhost_store_slot) -> Self {
+        StoreSlot {
+            raw,
+            _region: core::marker::PhantomData,
+        }
+    }
+
     conn_words!(
         /// `LWHOST_SLOT_*`.
         state,

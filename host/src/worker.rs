@@ -4,7 +4,7 @@
 //! value it reads back from the region, answering `-errno` instead of
 //! trusting it.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +43,18 @@ fn next_generation(g: u32) -> u32 {
         0 => 1,
         n => n,
     }
+}
+
+/// Claims a free slot for this worker: moves `state` from `free` to `claimed`
+/// (one CAS, so two workers never claim the same slot) and gives the slot its
+/// next generation, returned. None if the slot was not free.
+fn claim(state: &AtomicU32, generation: &AtomicU32, free: u32, claimed: u32) -> Option<u32> {
+    state
+        .compare_exchange(free, claimed, Ordering::Acquire, Ordering::Relaxed)
+        .ok()?;
+    let g = next_generation(generation.load(Ordering::Relaxed));
+    generation.store(g, Ordering::Relaxed);
+    Some(g)
 }
 
 /// A store request with its buffers already resolved and bounds-checked by
@@ -163,19 +175,10 @@ impl Worker {
         }
         for slot in 0..CONNS {
             let Some(c) = self.region.conn(slot) else { break };
-            if c.state()
-                .compare_exchange(
-                    LWHOST_CONN_FREE,
-                    LWHOST_CONN_CLAIMED,
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                )
-                .is_err()
-            {
+            let Some(generation) = claim(c.state(), c.generation(), LWHOST_CONN_FREE, LWHOST_CONN_CLAIMED)
+            else {
                 continue;
-            }
-            let generation = next_generation(c.generation().load(Ordering::Relaxed));
-            c.generation().store(generation, Ordering::Relaxed);
+            };
             c.worker_flags().store(0, Ordering::Relaxed);
             // SAFETY: the slot is CLAIMED by us, so nobody else touches its
             // host buffer, and host.len() < LWHOST_HOST_MAX.
@@ -353,19 +356,10 @@ impl Worker {
             let Some(s) = self.region.store_slot(slot) else {
                 break;
             };
-            if s.state()
-                .compare_exchange(
-                    LWHOST_SLOT_FREE,
-                    LWHOST_SLOT_CLAIMED,
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                )
-                .is_err()
-            {
+            let Some(generation) = claim(s.state(), s.generation(), LWHOST_SLOT_FREE, LWHOST_SLOT_CLAIMED)
+            else {
                 continue;
-            }
-            let generation = next_generation(s.generation().load(Ordering::Relaxed));
-            s.generation().store(generation, Ordering::Relaxed);
+            };
             fill_store_slot(s, req);
             s.state().store(LWHOST_SLOT_SUBMITTED, Ordering::Release);
             self.region.ring_host();

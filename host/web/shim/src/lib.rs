@@ -291,6 +291,25 @@ unsafe fn slice_mut<'a>(ptr: u32, len: u32) -> Result<&'a mut [u8], i32> {
     Ok(unsafe { core::slice::from_raw_parts_mut(p, n) })
 }
 
+/// `f` applied to guest memory `[ptr, ptr + len)`, or `-EFAULT` if that is
+/// not inside linear memory.
+///
+/// # Safety
+/// As [`slice`].
+unsafe fn with_slice(ptr: u32, len: u32, f: impl FnOnce(&[u8]) -> i32) -> i32 {
+    // SAFETY: passed on from the caller.
+    unsafe { slice(ptr, len) }.map_or_else(|e| e, f)
+}
+
+/// As [`with_slice`], writable.
+///
+/// # Safety
+/// As [`slice`].
+unsafe fn with_slice_mut(ptr: u32, len: u32, f: impl FnOnce(&mut [u8]) -> i32) -> i32 {
+    // SAFETY: passed on from the caller.
+    unsafe { slice_mut(ptr, len) }.map_or_else(|e| e, f)
+}
+
 /// The layout (see [`Layout`]); its address in this memory.
 #[no_mangle]
 pub extern "C" fn lw_layout() -> u32 {
@@ -320,30 +339,28 @@ pub extern "C" fn lw_region_detach() {
 
 #[no_mangle]
 pub extern "C" fn lw_net_open(host: u32, host_len: u32, port: u32, flags: u32, timeout_ms: u32) -> i32 {
-    // SAFETY: host is in this thread's scratch (glue contract), checked here.
-    match unsafe { slice(host, host_len) } {
-        Ok(h) if !h.is_empty() => worker().net_open(h, port, flags, timeout_ms),
-        Ok(_) => -EINVAL,
-        Err(e) => e,
+    // SAFETY: host is in this thread's scratch (glue contract), checked there.
+    unsafe {
+        with_slice(host, host_len, |h| {
+            if h.is_empty() {
+                -EINVAL
+            } else {
+                worker().net_open(h, port, flags, timeout_ms)
+            }
+        })
     }
 }
 
 #[no_mangle]
 pub extern "C" fn lw_net_write(id: i32, buf: u32, len: u32) -> i32 {
     // SAFETY: as lw_net_open.
-    match unsafe { slice(buf, len) } {
-        Ok(b) => worker().net_write(id, b),
-        Err(e) => e,
-    }
+    unsafe { with_slice(buf, len, |b| worker().net_write(id, b)) }
 }
 
 #[no_mangle]
 pub extern "C" fn lw_net_read(id: i32, buf: u32, len: u32) -> i32 {
     // SAFETY: as lw_net_open.
-    match unsafe { slice_mut(buf, len) } {
-        Ok(b) => worker().net_read(id, b),
-        Err(e) => e,
-    }
+    unsafe { with_slice_mut(buf, len, |b| worker().net_read(id, b)) }
 }
 
 #[no_mangle]
@@ -391,10 +408,7 @@ pub extern "C" fn lw_store_submit(req: u32, area: u32, area_len: u32) -> i32 {
 #[no_mangle]
 pub extern "C" fn lw_store_poll(ticket: i32, buf: u32, len: u32) -> i32 {
     // SAFETY: as lw_net_open.
-    match unsafe { slice_mut(buf, len) } {
-        Ok(b) => worker().store_poll(ticket, b),
-        Err(e) => e,
-    }
+    unsafe { with_slice_mut(buf, len, |b| worker().store_poll(ticket, b)) }
 }
 
 /// Sleeps (workers only) until `guest_doorbell != last_seen` or the timeout.
