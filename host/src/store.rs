@@ -381,18 +381,46 @@ fn io_errno(what: &str, e: io::Error) -> i32 {
 mod tests {
     use super::*;
 
-    fn tmp(name: &str) -> PathBuf {
+    /// A fresh directory for a test's store, removed when dropped.
+    struct TmpDir(PathBuf);
+
+    impl std::ops::Deref for TmpDir {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl AsRef<Path> for TmpDir {
+        fn as_ref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TmpDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn tmp(name: &str) -> TmpDir {
         let d = std::env::temp_dir().join(format!("lwhost-store-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
-        d
+        TmpDir(d)
+    }
+
+    /// A store with `quota` in a fresh directory named after `name`.
+    fn open_tmp(name: &str, quota: u64) -> (TmpDir, Store) {
+        let dir = tmp(name);
+        let s = Store::open(&dir, quota).expect("open");
+        (dir, s)
     }
 
     const TC: u32 = LWHOST_STORE_TRUNC | LWHOST_STORE_COMMIT;
 
     #[test]
     fn put_get_stat_list_delete() {
-        let dir = tmp("basic");
-        let mut s = Store::open(&dir, 1 << 20).expect("open");
+        let (dir, mut s) = open_tmp("basic", 1 << 20);
         assert_eq!(s.write(b"lwsync/b", 0, TC, b"bee"), Ok(3));
         assert_eq!(s.write(b"lwsync/a", 0, LWHOST_STORE_TRUNC, b"al"), Ok(2));
         assert_eq!(s.stat(b"lwsync/a"), Err(ENOENT), "not committed yet");
@@ -420,13 +448,11 @@ mod tests {
         assert_eq!(s.stat(b"lwsync/b"), Ok(3));
         assert_eq!(s.stat(b"other"), Ok(0));
         assert_eq!(s.used(), 3);
-        let _ = fs::remove_dir_all(dir);
     }
 
     #[test]
     fn chunks_must_arrive_at_the_expected_offset() {
-        let dir = tmp("offsets");
-        let mut s = Store::open(&dir, 1 << 20).expect("open");
+        let (dir, mut s) = open_tmp("offsets", 1 << 20);
         assert_eq!(s.write(b"k", 5, 0, b"x"), Err(EINVAL), "no pending value yet");
         assert_eq!(s.write(b"k", 0, 0, b"abc"), Ok(3));
         assert_eq!(s.write(b"k", 2, 0, b"x"), Err(EINVAL), "overlap");
@@ -439,13 +465,11 @@ mod tests {
         assert_eq!(s.write(b"k", 3, LWHOST_STORE_COMMIT, b"d"), Ok(1));
         assert_eq!(s.write(b"k", 0, 8, b"x"), Err(EINVAL), "unknown flag");
         assert_eq!(s.stat(b"k"), Ok(4));
-        let _ = fs::remove_dir_all(dir);
     }
 
     #[test]
     fn hostile_keys_are_refused() {
-        let dir = tmp("keys");
-        let mut s = Store::open(&dir, 1 << 20).expect("open");
+        let (dir, mut s) = open_tmp("keys", 1 << 20);
         let long = vec![b'a'; 513];
         for (key, want) in [
             (&b""[..], EINVAL),
@@ -467,13 +491,11 @@ mod tests {
         assert_eq!(s.list(b"a\0", b"", &mut [0; 8]), Err(EINVAL));
         // Nothing escaped the store directory.
         assert!(!dir.join("../escape").exists());
-        let _ = fs::remove_dir_all(dir);
     }
 
     #[test]
     fn quota_is_enospc_and_nothing_half_done() {
-        let dir = tmp("quota");
-        let mut s = Store::open(&dir, 10).expect("open");
+        let (dir, mut s) = open_tmp("quota", 10);
         assert_eq!(s.write(b"a", 0, TC, b"123456"), Ok(6));
         assert_eq!(s.write(b"b", 0, 0, b"1234"), Ok(4));
         assert_eq!(s.write(b"b", 4, LWHOST_STORE_COMMIT, b"5"), Err(ENOSPC));
@@ -483,7 +505,6 @@ mod tests {
         assert_eq!(s.delete(b"a"), Ok(()));
         assert_eq!(s.write(b"c", 0, TC, b"123456"), Ok(6));
         assert_eq!(s.used(), 10);
-        let _ = fs::remove_dir_all(dir);
     }
 
     #[test]
@@ -501,13 +522,11 @@ mod tests {
         // The holder goes away (a dead process closes its descriptors): b may write.
         drop(a);
         assert_eq!(b.write(b"k", 0, TC, b"b"), Ok(1));
-        let _ = fs::remove_dir_all(dir);
     }
 
     #[test]
     fn uncommitted_writes_vanish_on_reopen_and_old_value_stays() {
-        let dir = tmp("crash");
-        let mut s = Store::open(&dir, 1 << 20).expect("open");
+        let (dir, mut s) = open_tmp("crash", 1 << 20);
         assert_eq!(s.write(b"snap", 0, TC, b"old"), Ok(3));
         assert_eq!(
             s.write(b"snap", 0, LWHOST_STORE_TRUNC, b"new-but-unfinished"),
@@ -523,6 +542,5 @@ mod tests {
         // Junk in objects/ is ignored, not fatal.
         fs::write(dir.join("objects/junk"), b"nonsense").expect("junk");
         assert!(Store::open(&dir, 1 << 20).is_ok());
-        let _ = fs::remove_dir_all(dir);
     }
 }

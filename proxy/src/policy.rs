@@ -455,6 +455,15 @@ pub async fn resolve_checked(policy: &Policy, host: &Host, port: u16) -> Result<
 mod tests {
     use super::*;
 
+    /// The default policy with these `--allow` and `--deny` rules.
+    fn with_rules(allow: &[&str], deny: &[&str]) -> Policy {
+        Policy {
+            allow: allow.iter().map(|r| r.parse().unwrap()).collect(),
+            deny: deny.iter().map(|r| r.parse().unwrap()).collect(),
+            ..Policy::default()
+        }
+    }
+
     fn ip_of(s: &str) -> IpAddr {
         match parse_host(s).unwrap() {
             Host::Ip(ip) => ip,
@@ -593,10 +602,7 @@ mod tests {
 
     #[test]
     fn allow_punches_exactly_one_hole() {
-        let p = Policy {
-            allow: vec!["127.0.0.1/32:8080".parse().unwrap()],
-            ..Policy::default()
-        };
+        let p = with_rules(&["127.0.0.1/32:8080"], &[]);
         assert!(p.check(ip_of("127.0.0.1"), 8080).is_ok());
         assert!(p.check(ip_of("::ffff:127.0.0.1"), 8080).is_ok());
         assert!(p.check(ip_of("127.0.0.1"), 8081).is_err());
@@ -604,28 +610,19 @@ mod tests {
         assert!(p.check(ip_of("127.0.0.2"), 8080).is_err());
         assert!(p.check(ip_of("::1"), 8080).is_err());
 
-        let range = Policy {
-            allow: vec!["10.0.0.0/8".parse().unwrap()],
-            ..Policy::default()
-        };
+        let range = with_rules(&["10.0.0.0/8"], &[]);
         assert!(range.check(ip_of("10.9.9.9"), 443).is_ok());
         assert!(range.check(ip_of("10.9.9.9"), 8080).is_err());
         assert!(range.check(ip_of("11.0.0.1"), 443).is_ok());
 
-        let v6 = Policy {
-            allow: vec!["[::1]:9000".parse().unwrap(), "fd00::/8".parse().unwrap()],
-            ..Policy::default()
-        };
+        let v6 = with_rules(&["[::1]:9000", "fd00::/8"], &[]);
         assert!(v6.check(ip_of("::1"), 9000).is_ok());
         assert!(v6.check(ip_of("fd00::5"), 80).is_ok());
     }
 
     #[test]
     fn deny_wins_over_public() {
-        let p = Policy {
-            deny: vec!["8.8.8.0/24".parse().unwrap()],
-            ..Policy::default()
-        };
+        let p = with_rules(&[], &["8.8.8.0/24"]);
         assert!(p
             .check(ip_of("8.8.8.8"), 443)
             .unwrap_err()

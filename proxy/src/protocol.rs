@@ -328,20 +328,29 @@ fn truncate(s: &str, max: usize) -> &str {
 pub fn opened(id: u32, v2: Option<(&str, u64)>) -> String {
     match v2 {
         Some((a, w)) => json!({"t": "opened", "id": id, "addr": a, "window": w}).to_string(),
-        None => json!({"t": "opened", "id": id}).to_string(),
+        None => id_message("opened", id),
     }
 }
 
+/// `closed`: connection `id` is gone; its id may be reused.
 pub fn closed(id: u32) -> String {
-    json!({"t": "closed", "id": id}).to_string()
+    id_message("closed", id)
 }
 
+/// v2 `eof`: the target of `id` finished sending (half-close).
 pub fn eof(id: u32) -> String {
-    json!({"t": "eof", "id": id}).to_string()
+    id_message("eof", id)
 }
 
+/// v2 `ack`: the receiver consumed `bytes` of `id`'s data (window credit); the proxy and
+/// clients send the same message.
 pub fn ack(id: u32, bytes: u64) -> String {
     json!({"t": "ack", "id": id, "bytes": bytes}).to_string()
+}
+
+/// A message of type `t` whose only field is the connection id.
+fn id_message(t: &str, id: u32) -> String {
+    json!({"t": t, "id": id}).to_string()
 }
 
 /// An error; `id` 0 is used for errors that concern no connection (e.g. invalid JSON).
@@ -461,18 +470,16 @@ pub mod client {
 
     /// `close`: end connection `id` in both directions.
     pub fn close(id: u32) -> String {
-        json!({"t": "close", "id": id}).to_string()
+        super::id_message("close", id)
     }
 
     /// v2 `shutdown`: half-close, no more data from the client on `id`.
     pub fn shutdown(id: u32) -> String {
-        json!({"t": "shutdown", "id": id}).to_string()
+        super::id_message("shutdown", id)
     }
 
     /// v2 `ack`: the client consumed `bytes` of `id`'s data.
-    pub fn ack(id: u32, bytes: u64) -> String {
-        json!({"t": "ack", "id": id, "bytes": bytes}).to_string()
-    }
+    pub use super::ack;
 }
 
 #[cfg(test)]

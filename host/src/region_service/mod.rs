@@ -383,14 +383,19 @@ impl Service {
         self.guest_dirty = true;
     }
 
+    /// The region (a handle that outlives `&mut self` calls) if connection
+    /// `i` is OPEN: the only state in which bytes move.
+    fn region_if_open(&self, i: usize) -> Option<Arc<Region>> {
+        (self.conn(i).state().load(Ordering::Acquire) == LWHOST_CONN_OPEN).then(|| self.region.clone())
+    }
+
     /// Moves guest bytes from tx to the proxy within the window; sends the
     /// half-close once tx is drained.
     fn pump_tx(&mut self, i: usize) {
-        let region = self.region.clone();
-        let c = conn_at(&region, i);
-        if c.state().load(Ordering::Acquire) != LWHOST_CONN_OPEN {
+        let Some(region) = self.region_if_open(i) else {
             return;
-        }
+        };
+        let c = conn_at(&region, i);
         let tx = c.tx();
         let Some(readable) = tx.readable() else {
             self.fail(i, EIO);
@@ -435,11 +440,10 @@ impl Service {
     /// Moves buffered proxy bytes into the rx ring as space allows, acks
     /// what went in, and publishes PEER_EOF once everything is in.
     fn pump_rx(&mut self, i: usize) {
-        let region = self.region.clone();
-        let c = conn_at(&region, i);
-        if c.state().load(Ordering::Acquire) != LWHOST_CONN_OPEN {
+        let Some(region) = self.region_if_open(i) else {
             return;
-        }
+        };
+        let c = conn_at(&region, i);
         let rx = c.rx();
         let mut moved = 0usize;
         let mut broken = false;

@@ -10,6 +10,11 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
+/// A fake proxy that reads and ignores everything (see [`fake_proxy`]).
+async fn silent_proxy(v2: bool) -> String {
+    fake_proxy(v2, |mut ws| async move { while ws.next().await.is_some() {} }).await
+}
+
 /// A fake proxy (the real one cannot misbehave): accepts one session,
 /// echoing `lwproxy.v2` if `v2`, and hands it to `script`.
 async fn fake_proxy<F, Fut>(v2: bool, script: F) -> String
@@ -51,6 +56,14 @@ fn start(url: String, name: &str) -> (Arc<Region>, Worker, MainHandle) {
     };
     let main = spawn(region.clone(), cfg).expect("spawn");
     (region.clone(), Worker::new(region), main)
+}
+
+/// Runs `checks` (worker calls, which block) on a blocking thread, then shuts
+/// `main` down; a failed check fails the test after the shutdown.
+async fn check_then_stop(main: MainHandle, checks: impl FnOnce() + Send + 'static) {
+    let checked = tokio::task::spawn_blocking(checks).await;
+    main.shutdown().await;
+    checked.expect("checks");
 }
 
 /// Polls `id` until `done(bits)` or 10 s pass; returns the last bits.
@@ -111,7 +124,7 @@ async fn hostile_proxy_frames_fail_only_their_connection() {
     })
     .await;
     let (_region, w, main) = start(url, "hostile");
-    let checked = tokio::task::spawn_blocking(move || {
+    check_then_stop(main, move || {
         let flood = w.net_open(b"flood", 80, 0, 0);
         let good = w.net_open(b"good", 80, 0, 0);
         let p = poll_until(&w, flood, |p| p as u32 & LWHOST_POLL_ERR != 0);
@@ -140,15 +153,13 @@ async fn hostile_proxy_frames_fail_only_their_connection() {
         assert_ne!(w.net_poll(good) as u32 & LWHOST_POLL_HUP, 0);
     })
     .await;
-    main.shutdown().await;
-    checked.expect("checks");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_without_v2_is_refused() {
-    let url = fake_proxy(false, |mut ws| async move { while ws.next().await.is_some() {} }).await;
+    let url = silent_proxy(false).await;
     let (_region, w, main) = start(url, "nov2");
-    let checked = tokio::task::spawn_blocking(move || {
+    check_then_stop(main, move || {
         // Once the handshake fails, opens are refused rather than hung.
         std::thread::sleep(Duration::from_millis(200));
         let id = w.net_open(b"h", 80, 0, 0);
@@ -156,13 +167,11 @@ async fn a_proxy_without_v2_is_refused() {
         assert_eq!(p >> LWHOST_POLL_ERRNO_SHIFT, ECONNREFUSED);
     })
     .await;
-    main.shutdown().await;
-    checked.expect("checks");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_clears_main_alive() {
-    let url = fake_proxy(true, |mut ws| async move { while ws.next().await.is_some() {} }).await;
+    let url = silent_proxy(true).await;
     let (region, w, main) = start(url, "shutdown");
     assert_eq!(region.main_alive().load(Ordering::Acquire), 1);
     main.shutdown().await;
