@@ -452,7 +452,7 @@ mod tests {
 
     #[test]
     fn chunks_must_arrive_at_the_expected_offset() {
-        let (dir, mut s) = open_tmp("offsets", 1 << 20);
+        let (_dir, mut s) = open_tmp("offsets", 1 << 20);
         assert_eq!(s.write(b"k", 5, 0, b"x"), Err(EINVAL), "no pending value yet");
         assert_eq!(s.write(b"k", 0, 0, b"abc"), Ok(3));
         assert_eq!(s.write(b"k", 2, 0, b"x"), Err(EINVAL), "overlap");
@@ -495,7 +495,7 @@ mod tests {
 
     #[test]
     fn quota_is_enospc_and_nothing_half_done() {
-        let (dir, mut s) = open_tmp("quota", 10);
+        let (_dir, mut s) = open_tmp("quota", 10);
         assert_eq!(s.write(b"a", 0, TC, b"123456"), Ok(6));
         assert_eq!(s.write(b"b", 0, 0, b"1234"), Ok(4));
         assert_eq!(s.write(b"b", 4, LWHOST_STORE_COMMIT, b"5"), Err(ENOSPC));
