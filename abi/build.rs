@@ -63,54 +63,84 @@ fn main() {
         .write_to_file(out.join("errno.rs"))
         .expect("writing errno bindings");
 
-    let js = js_module(&[
+    let bindings = [
         fs::read_to_string(out.join("bindings.rs")).expect("reading bindings"),
         fs::read_to_string(out.join("errno.rs")).expect("reading errno bindings"),
-    ]);
-    fs::write(out.join("lwabi.js"), js).expect("writing lwabi.js");
+    ];
+    fs::write(out.join("lwabi.js"), js_module(&bindings)).expect("writing lwabi.js");
+
+    let protocol = manifest.join("../proxy/src/protocol.rs");
+    println!("cargo:rerun-if-changed={}", protocol.display());
+    let protocol = fs::read_to_string(&protocol).expect("reading proxy/src/protocol.rs");
+    fs::write(out.join("protocol.js"), protocol_module(&protocol)).expect("writing protocol.js");
 }
 
-/// The constants of the generated bindings as an ES module: each
-/// `pub const NAME: TYPE = VALUE;` bindgen wrote becomes `export const NAME =
-/// VALUE;` (numbers, and byte strings as strings), but the errno values,
-/// which form the frozen object `E` (name -> number).
-fn js_module(sources: &[String]) -> String {
-    let mut consts = Vec::new();
-    let mut errnos = Vec::new();
-    for line in sources.iter().flat_map(|s| s.lines()) {
+/// The wire protocol's constants the page imports (host/web/js/protocol.js),
+/// from their one definition in proxy/src/protocol.rs.
+const PROTOCOL_CONSTS: &[&str] = &[
+    "SUBPROTOCOL_V2",
+    "SUBPROTOCOL_V1",
+    "BEARER_PREFIX",
+    "WINDOW",
+    "BINARY_HEADER",
+    "FRAME_MAX",
+];
+
+/// Every `pub const NAME: TYPE = VALUE;` line of Rust source `text` (bindgen's
+/// output, or proxy/src/protocol.rs) whose NAME is `wanted`, as (NAME, the value in JS): integers
+/// (without type suffix or `_`), byte strings (`b"..\0"`, bindgen's `char[]`
+/// macros) and strings as JS strings of plain ASCII. Panics on anything else,
+/// naming the constant, so a new kind of value cannot slip through unseen.
+fn rust_consts(text: &str, wanted: impl Fn(&str) -> bool) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for line in text.lines() {
         let Some(rest) = line.trim().strip_prefix("pub const ") else {
             continue;
         };
         let Some((name, rest)) = rest.split_once(':') else {
             continue;
         };
+        if !wanted(name) {
+            continue;
+        }
         let Some((_, value)) = rest.split_once(" = ") else {
             continue;
         };
         let value = value.trim_end_matches(';').trim();
-        // bindgen writes some literals with a type suffix (78u8).
-        let value = ["u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64"]
+        let text = value
+            .strip_prefix("b\"")
+            .and_then(|v| v.strip_suffix("\\0\""))
+            .or_else(|| value.strip_prefix('"').and_then(|v| v.strip_suffix('"')));
+        // Integers: digit separators (262_144) and bindgen's type suffix (78u8) dropped.
+        let digits = value.replace('_', "");
+        let number = ["u8", "u16", "u32", "u64", "usize", "i8", "i16", "i32", "i64", ""]
             .iter()
-            .find_map(|t| value.strip_suffix(t).filter(|v| v.parse::<i64>().is_ok()))
-            .unwrap_or(value);
-        let js = if let Some(text) = value.strip_prefix("b\"").and_then(|v| v.strip_suffix("\\0\"")) {
+            .find_map(|t| digits.strip_suffix(t).and_then(|v| v.parse::<i64>().ok()));
+        let js = if let Some(text) = text {
             assert!(
                 text.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b" /._-".contains(&b)),
                 "{name}: only plain ASCII strings are exported to JS"
             );
             format!("\"{text}\"")
-        } else if value.parse::<i64>().is_ok() {
-            value.to_string()
+        } else if let Some(number) = number {
+            number.to_string()
         } else {
-            panic!("{name}: a constant bindgen wrote as {value} has no JS form");
+            panic!("{name}: a constant written as {value} has no JS form");
         };
-        if name.starts_with('E') {
-            errnos.push((name.to_string(), js));
-        } else {
-            consts.push((name.to_string(), js));
-        }
+        out.push((name.to_string(), js));
     }
+    out
+}
+
+/// The constants of the generated bindings as an ES module: one `export
+/// const` of every uapi constant (numbers, and byte strings as strings), and
+/// the errno values as the frozen object `E` (name -> number).
+fn js_module(sources: &[String]) -> String {
+    let (mut errnos, mut consts): (Vec<_>, Vec<_>) = sources
+        .iter()
+        .flat_map(|s| rust_consts(s, |_| true))
+        .partition(|(name, _)| name.starts_with('E'));
     consts.sort();
     consts.dedup();
     errnos.sort_by_key(|(n, v)| (v.parse::<i64>().unwrap_or(0), n.clone()));
@@ -119,15 +149,61 @@ fn js_module(sources: &[String]) -> String {
         "// SPDX-License-Identifier: GPL-2.0-only\n\
          // GENERATED by abi/build.rs from kernel/include/uapi/linux/{lwnet,lwstore,lwhost}.h\n\
          // and <asm-generic/errno.h>; do not edit. `cargo test -p lwabi` fails when this\n\
-         // file is stale; LWABI_WRITE_JS=1 cargo test -p lwabi rewrites it.\n\n",
+         // file is stale; LWABI_WRITE_JS=1 cargo test -p lwabi rewrites it.\n\n\
+         /** The constants of the uapi headers, by their C names. */\n\
+         export const\n",
     );
-    for (name, value) in &consts {
-        js.push_str(&format!("export const {name} = {value};\n"));
-    }
-    js.push_str("\n/** Linux errno values (asm-generic numbering, the kernel's ABI), by name. */\nexport const E = Object.freeze({\n");
-    for (name, value) in &errnos {
-        js.push_str(&format!("  {name}: {value},\n"));
-    }
-    js.push_str("});\n");
+    let consts: Vec<String> = consts.iter().map(|(n, v)| format!("{n} = {v}")).collect();
+    js.push_str(&packed(&consts));
+    js.push_str(";\n\n/** Linux errno values (asm-generic numbering, the kernel's ABI), by name. */\nexport const E = Object.freeze({\n");
+    let errnos: Vec<String> = errnos.iter().map(|(n, v)| format!("{n}: {v}")).collect();
+    js.push_str(&packed(&errnos));
+    js.push_str(",\n});\n");
     js
+}
+
+/// The PROTOCOL_CONSTS of proxy/src/protocol.rs as an ES module.
+fn protocol_module(source: &str) -> String {
+    let all = rust_consts(source, |name| PROTOCOL_CONSTS.contains(&name));
+    let consts: Vec<String> = PROTOCOL_CONSTS
+        .iter()
+        .map(|want| {
+            let (name, value) = all
+                .iter()
+                .find(|(name, _)| name == want)
+                .unwrap_or_else(|| panic!("proxy/src/protocol.rs defines no `pub const {want}`"));
+            format!("{name} = {value}")
+        })
+        .collect();
+    format!(
+        "// SPDX-License-Identifier: GPL-2.0-only\n\
+         // GENERATED by abi/build.rs from proxy/src/protocol.rs, the one definition of the lwproxy\n\
+         // wire protocol (docs/protocol.md); do not edit. `cargo test -p lwabi` fails when this\n\
+         // file is stale; LWABI_WRITE_JS=1 cargo test -p lwabi rewrites it.\n\n\
+         /** Subprotocol names, the binary frame header's size, the flow-control window and the\n\
+         \x20* largest frame payload lwhost sends: their meaning is in proxy/src/protocol.rs. */\n\
+         export const\n{};\n",
+        packed(&consts)
+    )
+}
+
+/// `items` joined by ", " into lines of at most 100 characters, each indented
+/// by two spaces; no separator after the last item.
+fn packed(items: &[String]) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let piece = if i + 1 < items.len() {
+            format!("{item},")
+        } else {
+            item.clone()
+        };
+        match lines.last_mut() {
+            Some(line) if line.len() + 1 + piece.len() <= 100 => {
+                line.push(' ');
+                line.push_str(&piece);
+            }
+            _ => lines.push(format!("  {piece}")),
+        }
+    }
+    lines.join("\n")
 }

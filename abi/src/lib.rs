@@ -18,6 +18,11 @@ pub mod errno {
 /// browser glue: committed as host/web/js/lwabi.js, checked by a test here.
 pub const JS_MODULE: &str = include_str!(concat!(env!("OUT_DIR"), "/lwabi.js"));
 
+/// The wire protocol's constants from proxy/src/protocol.rs (subprotocol
+/// names, frame header, window, frame size) as an ES module for the browser
+/// glue: committed as host/web/js/protocol.js, checked by a test here.
+pub const JS_PROTOCOL_MODULE: &str = include_str!(concat!(env!("OUT_DIR"), "/protocol.js"));
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,21 +61,33 @@ mod tests {
         );
     }
 
-    /// host/web/js/lwabi.js is this crate's JS_MODULE; LWABI_WRITE_JS=1
-    /// rewrites it instead of failing.
+    /// host/web/js/lwabi.js and protocol.js are this crate's JS_MODULE and
+    /// JS_PROTOCOL_MODULE; LWABI_WRITE_JS=1 rewrites them instead of failing.
     #[test]
-    fn js_module_is_current() {
+    fn js_modules_are_current() {
         extern crate std;
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../host/web/js/lwabi.js");
-        if std::env::var_os("LWABI_WRITE_JS").is_some() {
-            std::fs::write(&path, JS_MODULE).expect("writing host/web/js/lwabi.js");
+        for (file, module) in [("lwabi.js", JS_MODULE), ("protocol.js", JS_PROTOCOL_MODULE)] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../host/web/js")
+                .join(file);
+            if std::env::var_os("LWABI_WRITE_JS").is_some() {
+                std::fs::write(&path, module).expect("writing a generated JS module");
+            }
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                committed == module,
+                "{} is stale: run LWABI_WRITE_JS=1 cargo test -p lwabi and commit it",
+                path.display()
+            );
         }
-        let committed = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            committed == JS_MODULE,
-            "{} is stale: run LWABI_WRITE_JS=1 cargo test -p lwabi and commit it",
-            path.display()
-        );
+    }
+
+    #[test]
+    fn protocol_module_has_the_wire_constants() {
+        assert!(JS_PROTOCOL_MODULE.contains(" SUBPROTOCOL_V2 = \"lwproxy.v2\","));
+        assert!(JS_PROTOCOL_MODULE.contains(" BEARER_PREFIX = \"bearer.\","));
+        assert!(JS_PROTOCOL_MODULE.contains(" WINDOW = 262144,"));
+        assert!(JS_PROTOCOL_MODULE.contains(" FRAME_MAX = 65536;"));
     }
 
     #[test]
@@ -80,8 +97,8 @@ mod tests {
         assert_eq!(errno::ECONNRESET, 104);
         assert_eq!(errno::ECONNREFUSED, 111);
         assert_eq!(errno::EINPROGRESS, 115);
-        assert!(JS_MODULE.contains("  ECONNREFUSED: 111,\n"));
-        assert!(JS_MODULE.contains("export const LWHOST_GREETING = \"LWH1\";\n"));
+        assert!(JS_MODULE.contains(" ECONNREFUSED: 111,"));
+        assert!(JS_MODULE.contains(" LWHOST_GREETING = \"LWH1\","));
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub fn grant_window(offer: Option<u64>) -> u64 {
 }
 /// Size of a binary data frame header: the connection id, big-endian.
 pub const BINARY_HEADER: usize = 4;
+/// Largest payload the clients in this repository (lwhost, native and in the browser) put in
+/// one binary data frame, in bytes: a quarter of [`WINDOW`], so acks keep the window moving.
+pub const FRAME_MAX: usize = 65_536;
 
 /// Machine-readable reason of an `error` message, sent as its `code` field beside the human
 /// text `msg` (an additive field: clients that read only `msg` keep working). Serialized in

@@ -38,7 +38,7 @@ use lwabi::{
     LWHOST_CONN_REQUESTED, LWHOST_HOST_MAX, LWHOST_MF_PEER_EOF, LWHOST_OPEN_TLS, LWHOST_WF_CLOSE,
     LWHOST_WF_SHUT_WR,
 };
-use lwproxy::protocol::{client, BINARY_HEADER, WINDOW};
+use lwproxy::protocol::{client, BINARY_HEADER, FRAME_MAX, WINDOW};
 
 mod doorbell;
 mod link;
@@ -51,8 +51,6 @@ pub use link::{check_proxy_url, errno_for_proxy_error, tls_config};
 use link::{Link, LinkEvent, BACKOFF_MIN};
 use store_jobs::StoreDone;
 
-/// Largest binary frame we send.
-const FRAME_MAX: usize = 65_536;
 /// How often connections stalled on a full rx ring are retried without a
 /// doorbell (the worker rings when it drains a ring below half).
 const STALL_RETRY: Duration = Duration::from_millis(50);

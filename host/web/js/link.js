@@ -6,11 +6,9 @@
 import { E } from "./shim.js";
 import { CONN, MF_PEER_EOF, OPEN_TLS, WF_CLOSE, WF_SHUT_WR } from "./region.js";
 import * as abi from "./lwabi.js";
+// WINDOW, FRAME_MAX, the subprotocols: docs/protocol.md, generated from lwproxy's protocol.rs.
+import { BEARER_PREFIX, BINARY_HEADER as HDR, FRAME_MAX, SUBPROTOCOL_V2, WINDOW } from "./protocol.js";
 
-/** Un-acked bytes a sender may have in flight per connection (docs/protocol.md). */
-const WINDOW = 262144;
-/** Largest binary frame we send. */
-const FRAME_MAX = 65536;
 /**
  * Ack bytes as soon as they entered the ring: when the queue has drained
  * into it, or every ACK_BATCH bytes while it drains. Throughput through the
@@ -127,15 +125,15 @@ export class ProxyLink {
         const data = this.connByte(slot, L.conn_tx_data);
         while (n > 0) {
           const len = Math.min(n, FRAME_MAX);
-          const frame = new Uint8Array(4 + len);
+          const frame = new Uint8Array(HDR + len);
           const at = tail % size, first = Math.min(len, size - at);
-          frame.set(this.u8.subarray(data + at, data + at + first), 4);
-          if (first < len) frame.set(this.u8.subarray(data, data + len - first), 4 + first);
+          frame.set(this.u8.subarray(data + at, data + at + first), HDR);
+          if (first < len) frame.set(this.u8.subarray(data, data + len - first), HDR + first);
           if (this.binary) {
             new DataView(frame.buffer).setUint32(0, c.id);
             this.ws.send(frame);
           } else {
-            this.ws.send(JSON.stringify({ t: "write", id: c.id, b64: toBase64(frame.subarray(4)) }));
+            this.ws.send(JSON.stringify({ t: "write", id: c.id, b64: toBase64(frame.subarray(HDR)) }));
           }
           tail = (tail + len) >>> 0;
           c.txUnacked += len;
@@ -205,8 +203,8 @@ export class ProxyLink {
 
   connect() {
     if (this.closed || this.socketState !== "down" || this.reconnectTimer) return;
-    const protocols = ["lwproxy.v2"];
-    if (this.token) protocols.push("bearer." + this.token);
+    const protocols = [SUBPROTOCOL_V2];
+    if (this.token) protocols.push(BEARER_PREFIX + this.token);
     let ws;
     try {
       ws = this.socketFactory(this.proxyUrl, protocols);
@@ -221,7 +219,7 @@ export class ProxyLink {
     ws.onopen = () => {
       if (ws !== this.ws) return;
       this.socketState = "open";
-      this.binary = ws.protocol === "lwproxy.v2"; // else a v1 proxy: JSON + base64
+      this.binary = ws.protocol === SUBPROTOCOL_V2; // else a v1 proxy: JSON + base64
       this.backoffMs = 0;
       this.log("lwnet: connected to proxy (" + (ws.protocol || "v1") + ")");
       for (const c of this.conns) if (c && !c.openSent) this.sendOpen(c);
@@ -255,11 +253,11 @@ export class ProxyLink {
 
   onMessage(data) {
     if (typeof data !== "string") {
-      if (data.byteLength < 4) return;
+      if (data.byteLength < HDR) return;
       const id = new DataView(data).getUint32(0);
       this.stats.framesIn++;
-      this.stats.bytesIn += data.byteLength - 4;
-      this.deliver(id, new Uint8Array(data, 4));
+      this.stats.bytesIn += data.byteLength - HDR;
+      this.deliver(id, new Uint8Array(data, HDR));
       return;
     }
     let msg;
