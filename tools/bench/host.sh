@@ -61,6 +61,8 @@ li, bi = web.get("lwhost_read_in_page", {}), web.get("baseline_read_in_page", {}
 row("chromium lwhost-web (via lwproxy)", lp.get("ns_p50"), lr.get("mib_s"))
 row("chromium baseline (via lwproxy)", bp.get("ns_p50"), br.get("mib_s"))
 row("chromium page's WebSocket alone", None, web.get("socket_only", {}).get("mib_s"))
+sw = web.get("socket_worker", {})
+row("chromium bare WebSocket, worker (ceiling)", None, sw.get("mib_s"))
 row("chromium lwhost-web (v2 source in a worker)", None, li.get("mib_s"))
 row("chromium baseline (v2 source in a worker)", None, bi.get("mib_s"))
 print()
@@ -78,6 +80,14 @@ try:
         print("warning: a transfer was short")
 except (KeyError, TypeError, ZeroDivisionError):
     print("chromium figures incomplete: %s" % json.dumps(web)[:400])
+try:
+    r = lr["mib_s"] / sw["mib_s"]
+    print("chromium lwhost-web via lwproxy / bare WebSocket in a worker (window %s): %.2f (goal >= 0.8: %s)"
+          % (sw.get("window"), r, "met" if r >= 0.8 else "MISSED"))
+except (KeyError, TypeError, ZeroDivisionError):
+    print("chromium ceiling missing: %s" % json.dumps(sw)[:300])
+with open("/proc/loadavg") as f:
+    print("load average (1, 5, 15 min) at the end: %s" % " ".join(f.read().split()[:3]))
 if native:
     print("native speedup vs baseline: poll %.0fx; throughput %.1fx via lwproxy, %.1fx from main-side memory"
           % (native["baseline_poll_p50_us"] / native["poll_p50_us"], native["proxy_mib_s"] / native["baseline_proxy_mib_s"],

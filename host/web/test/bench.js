@@ -205,6 +205,7 @@ async function benchBaseline(mod, socketFactory, tag) {
     const mod = await loadStandin();
     if (!params.get("only")) {
       results.socket_only = await benchSocketOnly();
+      results.socket_worker = await runIn("/test/socket-worker.js", { proxyUrl, target, bytes: BYTES });
       await benchLwhost(mod, realSocket, "");
       await benchBaseline(mod, realSocket, "");
     }
