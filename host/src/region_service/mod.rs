@@ -51,6 +51,9 @@ pub use link::{check_proxy_url, errno_for_proxy_error, tls_config};
 use link::{Link, LinkEvent, BACKOFF_MIN};
 use store_jobs::StoreDone;
 
+/// Link events handled per wake-up of the guest at most, so the doorbell
+/// and the store are still served between batches.
+const LINK_BATCH: usize = 32;
 /// How often connections stalled on a full rx ring are retried without a
 /// doorbell (the worker rings when it drains a ring below half).
 const STALL_RETRY: Duration = Duration::from_millis(50);
@@ -200,7 +203,15 @@ impl Service {
                     doorbell.taken();
                     self.scan();
                 }
-                Some(ev) = link_rx.recv() => self.on_link(ev),
+                Some(ev) = link_rx.recv() => {
+                    self.on_link(ev);
+                    // Frames that queued meanwhile go in before the guest
+                    // is woken: one wake-up (an IRQ on um) for the batch.
+                    for _ in 0..LINK_BATCH {
+                        let Ok(ev) = link_rx.try_recv() else { break };
+                        self.on_link(ev);
+                    }
+                }
                 Some(done) = store_rx.recv() => self.on_store_done(done),
                 _ = sleep_until(reconnect), if reconnect.is_some() => {
                     self.reconnect_at = None;
