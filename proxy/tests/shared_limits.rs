@@ -19,16 +19,16 @@ struct Redis {
 }
 
 impl Redis {
-    fn start() -> Redis {
+    async fn start() -> Redis {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        Self::start_on(port)
+        Self::start_on(port).await
     }
 
-    fn start_on(port: u16) -> Redis {
+    async fn start_on(port: u16) -> Redis {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -56,7 +56,7 @@ impl Redis {
                 Instant::now() < deadline,
                 "redis-server did not listen on port {port}"
             );
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Redis { child, port }
     }
@@ -101,16 +101,17 @@ async fn wait_health(p: &Proxy, what: &str, within: Duration) -> Duration {
     }
 }
 
-/// A Redis, an echo server, and two replicas with `limits` on that Redis, both connected.
-async fn replicas(limits: &[&str]) -> (Redis, SocketAddr, Proxy, Proxy) {
-    let redis = Redis::start();
+/// A Redis, an echo server, and two replicas with `limits` on that Redis and a lease of
+/// `ttl` (`--shared-limits-ttl`), both connected.
+async fn replicas(ttl: &str, limits: &[&str]) -> (Redis, SocketAddr, Proxy, Proxy) {
+    let redis = Redis::start().await;
     let echo = echo_server().await;
     let (url, allowed) = (redis.url(), allow(echo));
     let mut all = vec![
         "--shared-limits",
         &url,
         "--shared-limits-ttl",
-        "3s",
+        ttl,
         "--allow",
         &allowed,
     ];
@@ -141,14 +142,22 @@ async fn open_within(ws: &mut Ws, id: u32, port: u16, within: Duration) -> Durat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_and_sessions_across_replicas_and_a_freed_slot_moves() {
-    let (_redis, echo, a, b) = replicas(&["--max-concurrent", "2", "--max-sessions-per-identity", "2"]).await;
+    // A lease of 30 s: the heartbeat (every 10 s) cannot republish the counts within the
+    // test, so a freed slot moves only if the release itself reaches Redis.
+    let (_redis, echo, a, b) = replicas(
+        "30s",
+        &["--max-concurrent", "2", "--max-sessions-per-identity", "2"],
+    )
+    .await;
     let mut on_a = Ws::v1(&a, "alice").await;
     let mut on_b = Ws::v1(&b, "alice").await;
     // Sessions: two across both replicas; a third on either is refused.
-    let third = connect_raw(a.addr, &format!("?token={}", token("alice")), &[], None).await;
-    match third {
-        Err(e) => assert!(e.to_string().contains("429"), "{e}"),
-        Ok(_) => panic!("a third session of alice was admitted"),
+    for p in [&a, &b] {
+        let third = connect_raw(p.addr, &format!("?token={}", token("alice")), &[], None).await;
+        match third {
+            Err(e) => assert!(e.to_string().contains("429"), "{e}"),
+            Ok(_) => panic!("a third session of alice was admitted"),
+        }
     }
     assert_eq!(on_a.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
     assert_eq!(on_b.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
@@ -163,7 +172,7 @@ async fn concurrent_and_sessions_across_replicas_and_a_freed_slot_moves() {
     // A slot freed on A is usable on B.
     on_a.send_json(json!({"t": "close", "id": 1})).await;
     on_a.expect("closed", 1).await;
-    let took = open_within(&mut on_b, 3, echo.port(), Duration::from_secs(2)).await;
+    let took = open_within(&mut on_b, 3, echo.port(), Duration::from_millis(500)).await;
     eprintln!("slot freed on A admitted on B after {took:?}");
     on_b.echo(3, b"moved").await;
     on_b.echo(1, b"still here").await;
@@ -171,7 +180,7 @@ async fn concurrent_and_sessions_across_replicas_and_a_freed_slot_moves() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_minute_limits_across_replicas() {
-    let (_redis, echo, a, b) = replicas(&["--conns-per-min", "3", "--bytes-per-min", "100000"]).await;
+    let (_redis, echo, a, b) = replicas("3s", &["--conns-per-min", "3", "--bytes-per-min", "100000"]).await;
     let mut on_a = Ws::v2(&a, "alice").await;
     let mut on_b = Ws::v2(&b, "alice").await;
     for id in 1..=2 {
@@ -182,23 +191,44 @@ async fn per_minute_limits_across_replicas() {
     assert_eq!(msg(&v), "limit: connections per minute (3)");
     let v = on_a.open(3, "127.0.0.1", echo.port()).await;
     assert_eq!(msg(&v), "limit: connections per minute (3)");
-    // Bytes: 2 x 20000 echoed on A (80000 counted: both directions), flushed within a batch;
-    // B alone would allow 100000, but the shared bucket has about 20000 left.
+    // Bytes: 2 x 20000 echoed on A (80000 counted: both directions). B sees that within two
+    // batch intervals plus round trips (A's flush, then B's next flush answer). B probes with
+    // 2000-byte echoes (4000 counted) every 200 ms: within the 4 s deadline that is at most
+    // 80000 counted, which B's own bucket (100000) would allow, so only the shared bucket
+    // (about 20000 left after A) can refuse a probe.
     let chunk = pattern(20_000);
     on_a.echo(1, &chunk).await;
     on_a.echo(2, &chunk).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    on_b.write(1, &chunk).await;
-    let (_, control) = on_b.read_data(1, chunk.len()).await;
-    let refused = control
-        .iter()
-        .any(|v| msg(v).contains("limit: bytes per minute (100000)"));
-    assert!(refused, "B moved 40000 bytes more: {control:?}");
+    let start = Instant::now();
+    let probe = pattern(2000);
+    let mut moved = 0;
+    loop {
+        on_b.write(1, &probe).await;
+        let (got, control) = on_b.read_data(1, probe.len()).await;
+        if control
+            .iter()
+            .any(|v| msg(v).contains("limit: bytes per minute (100000)"))
+        {
+            break;
+        }
+        assert!(control.is_empty(), "{control:?}");
+        moved += 2 * got.len();
+        assert!(
+            start.elapsed() < Duration::from_secs(4),
+            "B moved {moved} bytes more in {:?} and was never refused",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "B refused after {:?}, having moved {moved} bytes",
+        start.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_replica_frees_its_slots_within_the_lease() {
-    let (_redis, echo, a, b) = replicas(&["--max-concurrent", "2"]).await;
+    let (_redis, echo, a, b) = replicas("3s", &["--max-concurrent", "2"]).await;
     let mut on_a = Ws::v1(&a, "alice").await;
     for id in 1..=2 {
         assert_eq!(on_a.open(id, "127.0.0.1", echo.port()).await["t"], "opened");
@@ -221,7 +251,7 @@ async fn a_killed_replica_frees_its_slots_within_the_lease() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_gone_degrades_to_local_limits_and_comes_back() {
-    let (mut redis, echo, a, b) = replicas(&["--max-concurrent", "1"]).await;
+    let (mut redis, echo, a, b) = replicas("3s", &["--max-concurrent", "1"]).await;
     let mut on_a = Ws::v1(&a, "alice").await;
     let mut on_b = Ws::v1(&b, "alice").await;
     assert_eq!(on_a.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
@@ -242,7 +272,7 @@ async fn redis_gone_degrades_to_local_limits_and_comes_back() {
         .log_text()
         .contains("falling back to this replica's local limits"));
     // Redis back on the same port: both reconnect and republish their counts (2 > 1 now).
-    let _redis = Redis::start_on(redis.port);
+    let _redis = Redis::start_on(redis.port).await;
     wait_health(&a, "shared-limits=redis", Duration::from_secs(4)).await;
     wait_health(&b, "shared-limits=redis", Duration::from_secs(4)).await;
     on_b.send_json(json!({"t": "close", "id": 2})).await;
