@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::shared_limits::{Admission, Kind, SharedLimits, Verdict};
+use crate::shared_limits::{next_version, Admission, Kind, SharedLimits, Stamp, Verdict};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -124,12 +124,12 @@ impl Identity {
     /// Admits a new connection or says which limit it hits: the local limits, then (with
     /// `--shared-limits` and Redis reachable) the same limits across all replicas.
     pub async fn try_open(self: &Arc<Self>, limits: &Limits) -> Result<ConnSlot, String> {
-        let (slot, count, at) = self.try_open_local(limits)?;
+        let (slot, at) = self.try_open_local(limits)?;
         let per_min = || format!("limit: connections per minute ({})", limits.conns_per_min);
         let concurrent = || format!("limit: concurrent connections ({})", limits.max_concurrent);
         let a = Admission {
             kind: Kind::Conn,
-            local_count: count,
+            local: self.stamp(Kind::Conn),
             max: limits.max_concurrent,
             per_min: limits.conns_per_min,
             bytes_per_min: limits.bytes_per_min,
@@ -151,9 +151,9 @@ impl Identity {
         }
     }
 
-    /// The local half of [`Self::try_open`]: the slot, this replica's count with it, and the
-    /// instant recorded in the per-minute log.
-    fn try_open_local(self: &Arc<Self>, limits: &Limits) -> Result<(ConnSlot, u32, Instant), String> {
+    /// The local half of [`Self::try_open`]: the slot and the instant recorded in the
+    /// per-minute log.
+    fn try_open_local(self: &Arc<Self>, limits: &Limits) -> Result<(ConnSlot, Instant), String> {
         let now = Instant::now();
         let mut r = self.rates();
         while r.opens.front().is_some_and(|t| now.duration_since(*t) >= MINUTE) {
@@ -174,7 +174,7 @@ impl Identity {
             ));
         }
         r.opens.push_back(now);
-        Ok((slot, prev + 1, now))
+        Ok((slot, now))
     }
 
     /// Asks Redis (if configured and reachable); `None` means local limits only.
@@ -197,7 +197,7 @@ impl Identity {
         }
         let a = Admission {
             kind: Kind::Session,
-            local_count: prev + 1,
+            local: self.stamp(Kind::Session),
             max,
             per_min: 0,
             bytes_per_min: 0,
@@ -213,6 +213,16 @@ impl Identity {
         match kind {
             Kind::Conn => self.concurrent.load(Ordering::Acquire),
             Kind::Session => self.sessions.load(Ordering::Acquire),
+        }
+    }
+
+    /// This replica's count of `kind` with a fresh version, read under the identity's lock so
+    /// that the larger of two versions goes with the later read ([`Stamp`]).
+    pub fn stamp(&self, kind: Kind) -> Stamp {
+        let _order = self.rates();
+        Stamp {
+            count: self.count(kind),
+            version: next_version(),
         }
     }
 

@@ -7,7 +7,7 @@
 //! | key | type | what | expiry |
 //! |---|---|---|---|
 //! | `replicas` | sorted set | member = replica id, score = the ms deadline of its last heartbeat + TTL | members past their score are pruned by every admission |
-//! | `r:<replica>` | hash | field `c:<identity>` = that replica's open connections of the identity, `s:<identity>` = its sessions | `--shared-limits-ttl`, refreshed by the heartbeat |
+//! | `r:<replica>` | hash | field `c:<identity>` = that replica's open connections of the identity, `s:<identity>` = its sessions; `v:<field>` = the version of that count | `--shared-limits-ttl`, refreshed by the heartbeat |
 //! | `opens:<identity>` | sorted set | one member per admitted connection, score = ms time | 60 s |
 //! | `bytes:<identity>` | hash | `tok`, `ts`: a token bucket of `bytes_per_min` refilled continuously | 60 s (a bucket unused that long is full anyway) |
 //!
@@ -16,6 +16,15 @@
 //! rewrites its whole hash from the local counts. So a replica that dies (`kill -9`) stops
 //! refreshing and its hash expires: its slots are free within the TTL. A replica cut off from
 //! Redis longer than the TTL republishes its counts at its first heartbeat after reconnecting.
+//!
+//! Counts are absolute, so messages of one replica may reach Redis in any order: each count
+//! is read together with a version ([`next_version`], increasing in the replica's process)
+//! under the identity's lock, and the scripts store a count only if its version is newer than
+//! the stored one (`v:<field>`). An admission read before another one, but run after it, so
+//! never overwrites the newer count with an older, lower one. The heartbeat takes a version
+//! `H` before reading its counts; it removes the fields it does not carry (this replica holds
+//! none of them) only where the stored version is older than `H`, so a change that reached
+//! Redis before it is never undone.
 //!
 //! # Atomicity
 //!
@@ -49,7 +58,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Script};
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -60,11 +69,41 @@ pub const BATCH: Duration = Duration::from_secs(1);
 pub const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
 const PREFIX: &str = "lwproxy:";
 
+static VERSION: AtomicU64 = AtomicU64::new(1);
+
+/// The next version of this replica's counts: each call returns a larger number than every
+/// earlier call in this process (the replica id changes with the process).
+pub fn next_version() -> u64 {
+    VERSION.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Lua: `put(key, field, count, version)` stores `count` (deletes the field at 0) and its
+/// version in the hash `key`, unless the stored version is the same or newer.
+macro_rules! put_lua {
+    () => {
+        r"
+local function put(key, field, count, version)
+  local vf = 'v:' .. field
+  if tonumber(version) <= tonumber(redis.call('HGET', key, vf) or '0') then return end
+  if tonumber(count) > 0 then
+    redis.call('HSET', key, field, count, vf, version)
+  else
+    redis.call('HDEL', key, field)
+    redis.call('HSET', key, vf, version)
+  end
+end
+"
+    };
+}
+
 /// Admission of a connection or session. KEYS: replicas, own hash, opens log, bytes bucket.
 /// ARGV: replica id, field, local count after the increment, max concurrent (0 = none),
-/// TTL ms, opens per minute (0 = none), opens member, bytes per minute (0 = none), prefix.
-/// Returns {code, bytes remaining}: code 0 admitted, 1 per-minute limit, 2 concurrent limit.
-const ADMIT: &str = r"
+/// TTL ms, opens per minute (0 = none), opens member, bytes per minute (0 = none), prefix,
+/// version of the count. Returns {code, bytes remaining}: code 0 admitted, 1 per-minute
+/// limit, 2 concurrent limit.
+const ADMIT: &str = concat!(
+    put_lua!(),
+    r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[5])
@@ -93,7 +132,7 @@ if max > 0 then
   end
   if others + tonumber(ARGV[3]) > max then return {2, tok} end
 end
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+put(KEYS[2], ARGV[2], ARGV[3], ARGV[10])
 redis.call('PEXPIRE', KEYS[2], ttl)
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
 if rate > 0 then
@@ -101,33 +140,48 @@ if rate > 0 then
   redis.call('PEXPIRE', KEYS[3], 60000)
 end
 return {0, tok}
-";
+"
+);
 
-/// A release: the replica's new count of one field. KEYS: own hash. ARGV: field, count, TTL ms.
-const SET: &str = r"
-if tonumber(ARGV[2]) > 0 then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-else
-  redis.call('HDEL', KEYS[1], ARGV[1])
-end
+/// A release: the replica's new count of one field. KEYS: own hash. ARGV: field, count,
+/// TTL ms, version.
+const SET: &str = concat!(
+    put_lua!(),
+    r"
+put(KEYS[1], ARGV[1], ARGV[2], ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 0
-";
+"
+);
 
 /// The heartbeat: rewrites the replica's hash from its local counts and renews its lease.
-/// KEYS: replicas, own hash. ARGV: replica id, TTL ms, then field, count pairs.
-const HEARTBEAT: &str = r"
+/// KEYS: replicas, own hash. ARGV: replica id, TTL ms, the version `H` taken before the
+/// counts were read, then field, count, version triples (the nonzero counts). Fields not
+/// carried are removed where their stored version is older than `H`.
+const HEARTBEAT: &str = concat!(
+    put_lua!(),
+    r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('DEL', KEYS[2])
-for i = 3, #ARGV, 2 do
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+local seen = {}
+for i = 4, #ARGV, 3 do
+  put(KEYS[2], ARGV[i], ARGV[i + 1], ARGV[i + 2])
+  seen[ARGV[i]] = true
+end
+local h = tonumber(ARGV[3])
+for i, f in ipairs(redis.call('HKEYS', KEYS[2])) do
+  local field = f
+  if string.sub(f, 1, 2) == 'v:' then field = string.sub(f, 3) end
+  if not seen[field] and tonumber(redis.call('HGET', KEYS[2], 'v:' .. field) or '0') < h then
+    redis.call('HDEL', KEYS[2], field, 'v:' .. field)
+  end
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 return 0
-";
+"
+);
 
 /// A batch of bytes moved: refills the bucket, takes them out (it may go into debt, at most
 /// one minute's worth) and returns what remains. KEYS: bucket. ARGV: bytes, bytes per minute.
@@ -172,12 +226,21 @@ pub enum Verdict {
     Concurrent,
 }
 
+/// One of this replica's counts of an identity and its version ([`next_version`]), read
+/// together under the identity's lock: of two stamps of one count, the one with the larger
+/// version was read later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub count: u32,
+    pub version: u64,
+}
+
 /// The admission request of one connection or session.
 #[derive(Debug, Clone, Copy)]
 pub struct Admission {
     pub kind: Kind,
     /// This replica's count of `kind` for the identity, this admission included.
-    pub local_count: u32,
+    pub local: Stamp,
     /// Concurrent cap across replicas (0 = none).
     pub max: u32,
     /// Opens per minute across replicas (0 = none; sessions pass 0).
@@ -348,13 +411,14 @@ impl SharedLimits {
             .key(format!("{PREFIX}bytes:{identity}"))
             .arg(&self.replica)
             .arg(a.kind.field(identity))
-            .arg(a.local_count)
+            .arg(a.local.count)
             .arg(a.max)
             .arg(self.ttl_ms())
             .arg(a.per_min)
             .arg(format!("{}:{seq}", self.replica))
             .arg(a.bytes_per_min)
-            .arg(PREFIX);
+            .arg(PREFIX)
+            .arg(a.local.version);
         match call::<(i64, i64)>(&inv, &mut conn, "admission").await {
             Ok((code, tok)) => {
                 let verdict = match code {
@@ -392,18 +456,23 @@ impl SharedLimits {
             .map_err(|e| format!("connecting: {e}"))
     }
 
+    /// Rewrites this replica's hash from the counts of `identities` (read now). `before` is a
+    /// [`next_version`] taken before `identities` was listed: an identity missing from the
+    /// list was created later, so each of its counts has a newer version than `before`.
     async fn send_heartbeat(
         &self,
         conn: &mut MultiplexedConnection,
-        counts: &[(String, u32)],
+        before: u64,
+        identities: &[Arc<Identity>],
     ) -> Result<(), String> {
         let mut inv = self.heartbeat.prepare_invoke();
         inv.key(format!("{PREFIX}replicas"))
             .key(self.own_key())
             .arg(&self.replica)
-            .arg(self.ttl_ms());
-        for (field, n) in counts {
-            inv.arg(field).arg(*n);
+            .arg(self.ttl_ms())
+            .arg(before);
+        for (field, s) in counts(identities) {
+            inv.arg(field).arg(s.count).arg(s.version);
         }
         call::<i64>(&inv, conn, "heartbeat").await.map(drop)
     }
@@ -412,10 +481,14 @@ impl SharedLimits {
         &self,
         conn: &mut MultiplexedConnection,
         field: String,
-        n: u32,
+        s: Stamp,
     ) -> Result<(), String> {
         let mut inv = self.set.prepare_invoke();
-        inv.key(self.own_key()).arg(field).arg(n).arg(self.ttl_ms());
+        inv.key(self.own_key())
+            .arg(field)
+            .arg(s.count)
+            .arg(self.ttl_ms())
+            .arg(s.version);
         call::<i64>(&inv, conn, "release").await.map(drop)
     }
 
@@ -462,7 +535,10 @@ impl SharedLimits {
                     continue; // republished by the heartbeat after reconnecting
                 }
                 match self.connect().await {
-                    Ok(mut conn) => match self.send_heartbeat(&mut conn, &counts(&identities())).await {
+                    Ok(mut conn) => match self
+                        .send_heartbeat(&mut conn, next_version(), &identities())
+                        .await
+                    {
                         Ok(()) => {
                             last_beat = Some(Instant::now());
                             self.mark_up(conn);
@@ -476,13 +552,15 @@ impl SharedLimits {
             let result = async {
                 if let Some((kind, id)) = released {
                     if let Some(id) = id.upgrade() {
-                        self.send_count(&mut conn, kind.field(&id.name), id.count(kind))
+                        self.send_count(&mut conn, kind.field(&id.name), id.stamp(kind))
                             .await?;
                     }
                     return Ok(());
                 }
                 if last_beat.is_none_or(|t| t.elapsed() >= beat_every) {
-                    self.send_heartbeat(&mut conn, &counts(&identities())).await?;
+                    // Arguments are evaluated in order: the version before the listing.
+                    self.send_heartbeat(&mut conn, next_version(), &identities())
+                        .await?;
                     last_beat = Some(Instant::now());
                 }
                 if bytes_per_min > 0
@@ -515,13 +593,13 @@ impl SharedLimits {
 }
 
 /// Every nonzero count of this replica, as hash fields.
-fn counts(identities: &[Arc<Identity>]) -> Vec<(String, u32)> {
+fn counts(identities: &[Arc<Identity>]) -> Vec<(String, Stamp)> {
     let mut out = Vec::new();
     for id in identities {
         for kind in [Kind::Conn, Kind::Session] {
-            let n = id.count(kind);
-            if n > 0 {
-                out.push((kind.field(&id.name), n));
+            let s = id.stamp(kind);
+            if s.count > 0 {
+                out.push((kind.field(&id.name), s));
             }
         }
     }

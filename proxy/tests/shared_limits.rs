@@ -313,3 +313,108 @@ async fn redis_unreachable_at_start_means_local_limits() {
         .unwrap();
     assert!(bad.contains("must look like redis://HOST:PORT[/DB]"), "{bad}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_opens_on_both_replicas_never_exceed_the_cap() {
+    // Admissions of one replica may reach Redis in another order than their counts were
+    // read; a lower count must never overwrite a higher one. A 30 s lease: no heartbeat
+    // repairs the counts during the test.
+    let (_redis, echo, a, b) = replicas("30s", &["--max-concurrent", "3", "--conns-per-min", "0"]).await;
+    let mut sessions = Vec::new();
+    for p in [&a, &b, &a, &b, &a, &b, &a, &b, &a, &b, &a, &b] {
+        sessions.push(Ws::v1(p, "alice").await);
+    }
+    let mut admitted = 0;
+    for round in 0..3u32 {
+        // Every session asks for 4 connections at once, on both replicas.
+        for ws in &mut sessions {
+            for i in 1..=4 {
+                let id = round * 10 + i;
+                ws.send_json(json!({"t": "open", "id": id, "host": "127.0.0.1", "port": echo.port()}))
+                    .await;
+            }
+        }
+        let mut opened = Vec::new();
+        for (n, ws) in sessions.iter_mut().enumerate() {
+            let mut answered = 0;
+            while answered < 4 {
+                let v = ws.recv_json().await;
+                match v["t"].as_str() {
+                    Some("opened") => {
+                        answered += 1;
+                        opened.push((n, v["id"].as_u64().unwrap()));
+                    }
+                    Some("error") => {
+                        assert_eq!(msg(&v), "limit: concurrent connections (3)");
+                        answered += 1;
+                    }
+                    Some("closed") => {}
+                    _ => panic!("unexpected {v}"),
+                }
+            }
+        }
+        assert!(
+            opened.len() <= 3,
+            "round {round}: {} connections admitted across both replicas: {opened:?}",
+            opened.len()
+        );
+        admitted += opened.len();
+        // Close them all and wait until the releases are in: every slot is free again.
+        for (n, id) in opened {
+            sessions[n].send_json(json!({"t": "close", "id": id})).await;
+            sessions[n].expect("closed", u32::try_from(id).unwrap()).await;
+        }
+        open_within(
+            &mut sessions[0],
+            round * 10 + 9,
+            echo.port(),
+            Duration::from_secs(1),
+        )
+        .await;
+        sessions[0]
+            .send_json(json!({"t": "close", "id": round * 10 + 9}))
+            .await;
+        sessions[0].expect("closed", round * 10 + 9).await;
+    }
+    assert!(admitted > 0, "nothing was admitted");
+}
+
+/// Two admissions of one replica reach Redis in the other order than their counts were read
+/// (count 2 first, then the older count 1): the older count is not stored, so the other
+/// replica still sees 2 of the 3 slots taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_count_arriving_late_does_not_overwrite_a_newer_one() {
+    use lwproxy::shared_limits::{next_version, parse_url, Admission, Kind, SharedLimits, Stamp, Verdict};
+    let redis = Redis::start().await;
+    let replica = || {
+        let s = SharedLimits::new(parse_url(&redis.url()).unwrap(), Duration::from_secs(30));
+        tokio::spawn(s.clone().run(Vec::new, 0));
+        s
+    };
+    let (a, b) = (replica(), replica());
+    let start = Instant::now();
+    while !(a.is_up() && b.is_up()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "not connected: {}",
+            a.health()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let conn = |count, version| Admission {
+        kind: Kind::Conn,
+        local: Stamp { count, version },
+        max: 3,
+        per_min: 0,
+        bytes_per_min: 0,
+    };
+    let admit = |s: &std::sync::Arc<SharedLimits>, a| {
+        let s = s.clone();
+        async move { s.admit("alice", a).await.unwrap().0 }
+    };
+    let (older, newer) = (next_version(), next_version());
+    assert_eq!(admit(&a, conn(2, newer)).await, Verdict::Admitted);
+    assert_eq!(admit(&a, conn(1, older)).await, Verdict::Admitted);
+    assert_eq!(admit(&b, conn(2, next_version())).await, Verdict::Concurrent);
+    assert_eq!(admit(&b, conn(1, next_version())).await, Verdict::Admitted);
+}
