@@ -55,6 +55,23 @@ struct Rates {
     shared_left: Option<(f64, Instant)>,
     /// Bytes moved here since the last flush to Redis.
     unflushed: u64,
+    /// Bytes of flushes sent to Redis whose answer has not come back yet: not in
+    /// `shared_left` yet, so still subtracted from it.
+    in_flight: u64,
+    /// Last time the identity moved bytes or was admitted here: zero-byte flushes (which only
+    /// refresh `shared_left`) are sent within a minute of it, not forever.
+    active: Instant,
+}
+
+impl Rates {
+    /// What the shared bucket allows now: its level as last seen, refilled since (at `cap`
+    /// bytes per minute, up to `cap`), less what this replica moved that Redis has not
+    /// answered for yet. `None` before Redis reported a level.
+    fn shared_available(&self, now: Instant, cap: f64) -> Option<f64> {
+        let (left, at) = self.shared_left?;
+        let refilled = (left + now.duration_since(at).as_secs_f64() * cap / 60.0).min(cap);
+        Some(refilled - self.unflushed as f64 - self.in_flight as f64)
+    }
 }
 
 /// The shared state of one identity, across all its sessions.
@@ -111,6 +128,8 @@ impl Identity {
                 packets_at: Instant::now(),
                 shared_left: None,
                 unflushed: 0,
+                in_flight: 0,
+                active: Instant::now(),
             }),
             shared,
         }
@@ -179,6 +198,7 @@ impl Identity {
 
     /// Asks Redis (if configured and reachable); `None` means local limits only.
     async fn admit_shared(&self, a: Admission) -> Option<Verdict> {
+        self.rates().active = Instant::now();
         let (verdict, left) = self.shared.as_ref()?.admit(&self.name, a).await?;
         if let Some(left) = left {
             self.set_shared_bytes(left);
@@ -226,12 +246,29 @@ impl Identity {
         }
     }
 
-    /// Bytes to flush to the shared bucket (resetting the count), or `None` when there is
-    /// nothing to send: no bytes, and no level seen in the last minute that needs refreshing.
+    /// Bytes to flush to the shared bucket, or `None` when there is nothing to send: no
+    /// bytes, and no activity (bytes moved, admission) in the last minute that would make a
+    /// fresh level worth asking for. The bytes move from the unflushed count to the in-flight
+    /// one until [`Self::flushed`] reports the answer.
     pub fn take_unflushed(&self) -> Option<u64> {
+        self.take_unflushed_at(Instant::now())
+    }
+
+    fn take_unflushed_at(&self, now: Instant) -> Option<u64> {
         let mut r = self.rates();
         let used = std::mem::take(&mut r.unflushed);
-        (used > 0 || r.shared_left.is_some_and(|(_, at)| at.elapsed() < MINUTE)).then_some(used)
+        r.in_flight = r.in_flight.saturating_add(used);
+        (used > 0 || now.duration_since(r.active) < MINUTE).then_some(used)
+    }
+
+    /// The answer to a flush of `used` bytes ([`Self::take_unflushed`]): the bucket's level
+    /// after them (bytes, may be negative: debt), or `None` when the flush failed.
+    pub fn flushed(&self, used: u64, left: Option<i64>) {
+        let mut r = self.rates();
+        r.in_flight = r.in_flight.saturating_sub(used);
+        if let Some(left) = left {
+            r.shared_left = Some((left as f64, Instant::now()));
+        }
     }
 
     /// Records the shared bucket's level (bytes, may be negative: debt) as of now.
@@ -248,11 +285,9 @@ impl Identity {
         let cap = limits.bytes_per_min as f64;
         let now = Instant::now();
         let mut r = self.rates();
+        r.active = now;
         let shared_up = self.shared.as_ref().is_some_and(|s| s.is_up());
-        // The shared bucket as last seen, refilled since, less what this replica moved since.
-        if let (true, Some((left, at))) = (shared_up, r.shared_left) {
-            let avail =
-                (left + now.duration_since(at).as_secs_f64() * cap / 60.0).min(cap) - r.unflushed as f64;
+        if let Some(avail) = r.shared_available(now, cap).filter(|_| shared_up) {
             if avail < n as f64 {
                 return Err(format!("limit: bytes per minute ({})", limits.bytes_per_min));
             }
@@ -400,6 +435,52 @@ mod tests {
             ..Limits::default()
         };
         id.charge_bytes(usize::MAX, &unlimited).unwrap();
+    }
+
+    #[test]
+    fn zero_byte_flushes_stop_a_minute_after_the_last_activity() {
+        let limits = Limits::default();
+        let id = Registry::default().get("a", &limits);
+        let now = Instant::now();
+        // Just created (about to be admitted): a level is worth asking for.
+        assert_eq!(id.take_unflushed_at(now), Some(0));
+        // A flush answer is not activity: with nothing moved, no flush a minute later.
+        id.flushed(0, Some(500));
+        assert_eq!(id.take_unflushed_at(now + Duration::from_secs(61)), None);
+        // Moving bytes is activity again.
+        id.charge_bytes(10, &limits).unwrap();
+        let moved = Instant::now();
+        assert_eq!(id.take_unflushed_at(moved + Duration::from_secs(30)), Some(0));
+        assert_eq!(id.take_unflushed_at(moved + Duration::from_secs(61)), None);
+        // Bytes not flushed yet are always sent, however long ago.
+        id.rates().unflushed = 100;
+        assert_eq!(id.take_unflushed_at(moved + Duration::from_secs(3600)), Some(100));
+    }
+
+    #[test]
+    fn bytes_in_flight_are_not_spendable_twice() {
+        let limits = Limits::default();
+        let id = Registry::default().get("a", &limits);
+        let cap = 1_000_000.0;
+        let now = Instant::now();
+        id.rates().shared_left = Some((1000.0, now));
+        id.rates().unflushed = 100;
+        let avail = |id: &Identity| id.rates().shared_available(now, cap).unwrap();
+        assert_eq!(avail(&id), 900.0);
+        // Sent, no answer yet: still subtracted.
+        assert_eq!(id.take_unflushed(), Some(100));
+        assert_eq!(avail(&id), 900.0);
+        // The answer includes them: the level replaces the in-flight count.
+        id.flushed(100, Some(850));
+        let r = id.rates();
+        assert_eq!(r.in_flight, 0);
+        assert!((r.shared_available(now, cap).unwrap() - 850.0).abs() < 1.0);
+        drop(r);
+        // A failed flush only drops the in-flight count.
+        id.rates().unflushed = 50;
+        assert_eq!(id.take_unflushed(), Some(50));
+        id.flushed(50, None);
+        assert_eq!(id.rates().in_flight, 0);
     }
 
     #[test]

@@ -39,11 +39,17 @@
 //! Charging a byte count never waits for Redis. Each replica adds the bytes it moves to a
 //! local counter; every [`BATCH`] (1 s) a background task sends each active identity's
 //! counter to the shared bucket (one pipelined script call per identity that moved bytes or
-//! was seen in the last minute) and gets back what remains. Between two flushes a replica
-//! allows what remained at its last flush minus what it moved itself since. Overshoot: the
-//! other replicas' traffic of one batch interval is not yet seen, so across N replicas the
-//! bucket can be overdrawn by at most what N - 1 replicas move in one second (and never by
-//! more than N - 1 times what remained); the debt is then repaid before anyone moves more.
+//! was admitted in the last minute) and gets back what remains. Between two flushes a
+//! replica allows what remained at its last answer, refilled since, minus what it moved
+//! itself since (the bytes of a flush whose answer is pending included).
+//!
+//! Another replica's bytes are seen here only once that replica has flushed them and this
+//! replica has had the answer to its own next flush: up to two batch intervals (plus round
+//! trips). Overshoot: across N replicas the bucket can be overdrawn by at most what the
+//! N - 1 others move in two batch intervals (each of them also stops at the level it last
+//! saw). The debt is repaid before anyone moves more, but the script clamps the level at
+//! `-bytes_per_min`: at most one minute's budget of debt is kept, so after a larger
+//! overdraft the identity waits about a minute, not longer.
 //!
 //! # Fallback
 //!
@@ -183,8 +189,8 @@ return 0
 "
 );
 
-/// A batch of bytes moved: refills the bucket, takes them out (it may go into debt, at most
-/// one minute's worth) and returns what remains. KEYS: bucket. ARGV: bytes, bytes per minute.
+/// A batch of bytes moved: refills the bucket, takes them out (it may go into debt, clamped
+/// at one minute's budget: `-bytes_per_min`) and returns what remains. KEYS: bucket. ARGV: bytes, bytes per minute.
 const BYTES: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -573,9 +579,9 @@ impl SharedLimits {
                         let used = id.take_unflushed()?;
                         let mut conn = conn.clone();
                         Some(async move {
-                            let left = this.send_bytes(&mut conn, &id.name, used, bytes_per_min).await?;
-                            id.set_shared_bytes(left);
-                            Ok::<(), String>(())
+                            let left = this.send_bytes(&mut conn, &id.name, used, bytes_per_min).await;
+                            id.flushed(used, left.as_ref().ok().copied());
+                            left.map(drop)
                         })
                     });
                     for r in futures_util::future::join_all(flushes).await {
