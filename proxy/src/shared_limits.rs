@@ -207,7 +207,7 @@ return tok
 ";
 
 /// Which per-identity count a field holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     /// Open connections (`--max-concurrent`).
     Conn,
@@ -514,7 +514,7 @@ impl SharedLimits {
 
     /// The background task: connects (and reconnects every second while Redis is away),
     /// renews the lease every TTL / 3 with the full local counts, sends releases as they
-    /// happen and flushes byte counts every [`BATCH`]. `identities` lists the live identities
+    /// happen (all those queued meanwhile together, pipelined, one per count) and flushes byte counts every [`BATCH`]. `identities` lists the live identities
     /// of this replica; `bytes_per_min` is the configured byte limit (0 = none).
     pub async fn run<F>(self: Arc<Self>, identities: F, bytes_per_min: u64)
     where
@@ -530,14 +530,20 @@ impl SharedLimits {
         let mut last_flush = Instant::now();
         loop {
             let released = tokio::select! {
-                _ = tick.tick() => None,
+                _ = tick.tick() => Vec::new(),
                 r = releases.recv() => match r {
-                    Some(r) => Some(r),
+                    Some(r) => {
+                        let mut all = vec![r];
+                        while let Ok(r) = releases.try_recv() {
+                            all.push(r);
+                        }
+                        all
+                    }
                     None => return,
                 },
             };
             let Some(mut conn) = self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
-                if released.is_some() {
+                if !released.is_empty() {
                     continue; // republished by the heartbeat after reconnecting
                 }
                 match self.connect().await {
@@ -556,10 +562,24 @@ impl SharedLimits {
                 continue;
             };
             let result = async {
-                if let Some((kind, id)) = released {
-                    if let Some(id) = id.upgrade() {
-                        self.send_count(&mut conn, kind.field(&id.name), id.stamp(kind))
-                            .await?;
+                if !released.is_empty() {
+                    // One message per count, however many slots of it were freed: each
+                    // carries the count as it is when sent.
+                    let mut once = std::collections::HashSet::new();
+                    let this = &*self;
+                    let sends = released.into_iter().filter_map(|(kind, id)| {
+                        let id = id.upgrade()?;
+                        if !once.insert((kind, id.name.clone())) {
+                            return None;
+                        }
+                        let mut conn = conn.clone();
+                        Some(async move {
+                            this.send_count(&mut conn, kind.field(&id.name), id.stamp(kind))
+                                .await
+                        })
+                    });
+                    for r in futures_util::future::join_all(sends).await {
+                        r?;
                     }
                     return Ok(());
                 }

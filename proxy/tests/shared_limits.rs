@@ -377,6 +377,11 @@ async fn concurrent_opens_on_both_replicas_never_exceed_the_cap() {
         sessions[0].expect("closed", round * 10 + 9).await;
     }
     assert!(admitted > 0, "nothing was admitted");
+    // Every release reached Redis (no heartbeat within the 30 s lease): all 3 slots are free
+    // for one replica.
+    for id in 100..103 {
+        open_within(&mut sessions[1], id, echo.port(), Duration::from_secs(1)).await;
+    }
 }
 
 /// Two admissions of one replica reach Redis in the other order than their counts were read
@@ -417,4 +422,29 @@ async fn an_older_count_arriving_late_does_not_overwrite_a_newer_one() {
     assert_eq!(admit(&a, conn(1, older)).await, Verdict::Admitted);
     assert_eq!(admit(&b, conn(2, next_version())).await, Verdict::Concurrent);
     assert_eq!(admit(&b, conn(1, next_version())).await, Verdict::Admitted);
+}
+
+/// Sessions of several identities ending at once on A: their releases, sent together, all
+/// reach Redis, and every identity's slot is usable on B (a 30 s lease: no heartbeat helps).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releases_of_many_identities_at_once_all_arrive() {
+    let (_redis, echo, a, b) = replicas("30s", &["--max-concurrent", "1"]).await;
+    let names = ["alice", "bob", "carol", "dave", "erin", "frank"];
+    let mut on_a = Vec::new();
+    for n in names {
+        let mut ws = Ws::v1(&a, n).await;
+        assert_eq!(ws.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
+        on_a.push(ws);
+    }
+    let mut on_b = Vec::new();
+    for n in names {
+        let mut ws = Ws::v1(&b, n).await;
+        let v = ws.open(1, "127.0.0.1", echo.port()).await;
+        assert_eq!(msg(&v), "limit: concurrent connections (1)");
+        on_b.push(ws);
+    }
+    drop(on_a);
+    for ws in &mut on_b {
+        open_within(ws, 2, echo.port(), Duration::from_secs(1)).await;
+    }
 }
