@@ -387,7 +387,7 @@ pub async fn table(args: &Args, source: SocketAddr, echo: SocketAddr, socat: [Op
             f(r[3], 1)
         );
     }
-    println!("| epoxy-server | not run: not published in the Rust registry (crates.io), so it cannot be built here | | | | |");
+    println!("| epoxy-server | not run: not published in the Rust package registry, so it cannot be built here | | | | |");
     // Targets: lwproxy at least the best of the others on each figure.
     let others = &rows[1..];
     let best = |k: usize, max: bool| {
