@@ -106,13 +106,16 @@ async fn serve(cfg: Arc<Config>) -> Result<()> {
         limits = ?cfg.limits,
         "lwproxy ready"
     );
+    // The SIGTERM handler is in place before the ready line: a supervisor may stop the proxy
+    // as soon as it has read it.
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
     // Scripts wait for this line on stdout.
     println!("lwproxy: listening on {addr} ({scheme})");
     std::io::stdout().flush().ok();
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        wait_for_signal().await;
+        wait_for_signal(term).await;
         let _ = stop_tx.send(true);
     });
     server::serve(listener, cfg, stop_rx).await?;
@@ -120,9 +123,9 @@ async fn serve(cfg: Arc<Config>) -> Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
+/// Returns on SIGTERM (through `term`, the handler installed at startup) or SIGINT.
+async fn wait_for_signal(term: std::io::Result<tokio::signal::unix::Signal>) {
+    let mut term = match term {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("cannot install the SIGTERM handler: {e}");

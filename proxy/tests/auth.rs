@@ -95,25 +95,14 @@ async fn auth_matrix() {
     );
 
     // The bearer subprotocol is never echoed; the dialect is.
-    let ws = connect_raw(
-        proxy.addr,
-        "",
-        &["lwproxy.v2", &format!("bearer.{}", token("x"))],
-        None,
-    )
-    .await
-    .unwrap();
-    assert_eq!(ws.protocol.as_deref(), Some("lwproxy.v2"));
-    let ws = connect_raw(
-        proxy.addr,
-        "",
-        &["lwproxy.v1", &format!("bearer.{}", token("x"))],
-        None,
-    )
-    .await
-    .unwrap();
-    assert_eq!(ws.protocol.as_deref(), Some("lwproxy.v1"));
-    assert!(proxy.log_text().contains("token expired"));
+    for dialect in ["lwproxy.v2", "lwproxy.v1"] {
+        let bearer = format!("bearer.{}", token("x"));
+        let ws = connect_raw(proxy.addr, "", &[dialect, &bearer], None)
+            .await
+            .unwrap();
+        assert_eq!(ws.protocol.as_deref(), Some(dialect));
+    }
+    assert!(proxy.logged("token expired"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,7 +112,7 @@ async fn secret_required_unless_no_auth_which_is_loud() {
     let proxy = Proxy::start_with(&["--no-auth"], false);
     let ws = connect_raw(proxy.addr, "", &[], None).await;
     assert!(ws.is_ok());
-    assert!(proxy.log_text().contains("AUTHENTICATION DISABLED"));
+    assert!(proxy.logged("AUTHENTICATION DISABLED"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,14 +168,7 @@ async fn health_without_auth_and_non_websocket_requests() {
 async fn wss_listening() {
     let ca = test_ca("wss");
     let echo = echo_server().await;
-    let proxy = Proxy::start(&[
-        "--tls-cert",
-        ca.cert_pem.to_str().unwrap(),
-        "--tls-key",
-        ca.key_pem.to_str().unwrap(),
-        "--allow",
-        &allow(echo),
-    ]);
+    let proxy = Proxy::wss(&ca, &["--allow", &allow(echo)]);
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls::pki_types::CertificateDer::pem_file_iter(&ca.ca_pem).unwrap() {
         roots.add(c.unwrap()).unwrap();

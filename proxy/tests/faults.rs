@@ -7,38 +7,25 @@ use common::*;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-fn msg(v: &serde_json::Value) -> String {
-    v["msg"].as_str().unwrap_or("").to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_reset_and_remote_close() {
     let refused = refused_port().await;
     let reset = reset_server(1000).await;
     let source = source_server(5000).await;
-    let proxy = Proxy::start(&[
-        "--allow",
-        &allow(refused),
-        "--allow",
-        &allow(reset),
-        "--allow",
-        &allow(source),
-    ]);
+    let proxy = Proxy::allowing(&[refused, reset, source], &[]);
     let mut ws = Ws::v1(&proxy, "alice").await;
 
-    let v = ws.open(1, "127.0.0.1", refused.port()).await;
-    assert_eq!(msg(&v), "connection refused");
-    assert_eq!(code(&v), "refused");
+    assert_eq!(ws.open_error(1, refused, "refused").await, "connection refused");
     ws.expect("closed", 1).await;
 
-    assert_eq!(ws.open(2, "127.0.0.1", reset.port()).await["t"], "opened");
+    ws.opened(2, reset).await;
     let v = ws.expect("error", 2).await;
     assert!(msg(&v).contains("reset"), "{v}");
     assert_eq!(code(&v), "reset");
     ws.expect("closed", 2).await;
 
     // v1: the target closing ends the connection after all its data.
-    assert_eq!(ws.open(3, "127.0.0.1", source.port()).await["t"], "opened");
+    ws.opened(3, source).await;
     let (data, control) = ws.read_data(3, 5000).await;
     assert_eq!(data, pattern(5000));
     assert!(control.is_empty());
@@ -46,7 +33,7 @@ async fn refused_reset_and_remote_close() {
 
     // v2: the target's close is an `eof`; the client then closes.
     let mut v2 = Ws::v2(&proxy, "alice").await;
-    assert_eq!(v2.open(1, "127.0.0.1", source.port()).await["t"], "opened");
+    v2.opened(1, source).await;
     let (data, _) = v2.read_data(1, 5000).await;
     assert_eq!(data.len(), 5000);
     v2.expect("eof", 1).await;
@@ -59,12 +46,7 @@ async fn tls_target_closing_without_close_notify_is_end_of_stream() {
     let ca = test_ca("abrupt");
     const REPLY: &[u8] = b"HTTP/1.0 200 OK\r\n\r\nwhole body";
     let target = tls_abrupt_server(ca.server_config.clone(), REPLY).await;
-    let proxy = Proxy::start(&[
-        "--allow",
-        &allow(target),
-        "--extra-ca",
-        ca.ca_pem.to_str().unwrap(),
-    ]);
+    let proxy = Proxy::allowing(&[target], &["--extra-ca", ca.ca_pem.to_str().unwrap()]);
     let mut ws = Ws::v2(&proxy, "alice").await;
     let open = json!({"t": "open", "id": 1, "host": "127.0.0.1", "port": target.port(), "tls": true});
     assert_eq!(ws.open_with(open).await["t"], "opened");
@@ -80,24 +62,14 @@ async fn tls_target_closing_without_close_notify_is_end_of_stream() {
 async fn tls_to_target_verifies_against_extra_ca() {
     let ca = test_ca("target");
     let tls_echo = tls_echo_server(ca.server_config.clone()).await;
-    let trusting = Proxy::start(&[
-        "--allow",
-        &allow(tls_echo),
-        "--extra-ca",
-        ca.ca_pem.to_str().unwrap(),
-    ]);
+    let trusting = Proxy::allowing(&[tls_echo], &["--extra-ca", ca.ca_pem.to_str().unwrap()]);
     let mut ws = Ws::v2(&trusting, "alice").await;
     let open = json!({"t": "open", "id": 1, "host": "127.0.0.1", "port": tls_echo.port(), "tls": true});
     assert_eq!(ws.open_with(open.clone()).await["t"], "opened");
     ws.echo(1, b"over tls").await;
 
     let other_ca = test_ca("other");
-    let distrusting = Proxy::start(&[
-        "--allow",
-        &allow(tls_echo),
-        "--extra-ca",
-        other_ca.ca_pem.to_str().unwrap(),
-    ]);
+    let distrusting = Proxy::allowing(&[tls_echo], &["--extra-ca", other_ca.ca_pem.to_str().unwrap()]);
     let mut ws = Ws::v2(&distrusting, "alice").await;
     let v = ws.open_with(open).await;
     assert!(msg(&v).starts_with("tls: handshake"), "{v}");
@@ -120,16 +92,10 @@ async fn tls_to_target_verifies_against_extra_ca() {
 async fn slow_reader_keeps_memory_bounded_while_a_writer_pushes_256_mib() {
     let endless = source_server(usize::MAX).await;
     let counting = counting_server().await;
-    let proxy = Proxy::start(&[
-        "--allow",
-        &allow(endless),
-        "--allow",
-        &allow(counting),
-        "--bytes-per-min",
-        "0",
-        "--idle-timeout",
-        "120s",
-    ]);
+    let proxy = Proxy::allowing(
+        &[endless, counting],
+        &["--bytes-per-min", "0", "--idle-timeout", "120s"],
+    );
     let baseline = proxy.rss_kib();
 
     // A v1 session that opens the endless source and never reads its WebSocket.
@@ -138,30 +104,24 @@ async fn slow_reader_keeps_memory_bounded_while_a_writer_pushes_256_mib() {
         .await;
 
     let mut ws = Ws::v2(&proxy, "alice").await;
-    assert_eq!(ws.open(2, "127.0.0.1", counting.port()).await["t"], "opened");
+    ws.opened(2, counting).await;
     // Its data is never acked.
     ws.send_json(json!({"t": "open", "id": 1, "host": "127.0.0.1", "port": endless.port()}))
         .await;
     let total: usize = 256 << 20;
-    let chunk = vec![0xa5u8; 64 * 1024];
-    let (mut sent, mut in_flight, mut stalled_bytes) = (0usize, 0usize, 0usize);
+    let mut tx = WindowedSender::new(2, total, vec![0xa5u8; 64 * 1024]);
+    let mut stalled_bytes = 0usize;
     let mut peak = 0u64;
     let started = Instant::now();
-    while sent < total {
-        while in_flight + chunk.len() <= WINDOW && sent < total {
-            ws.send_bin(2, &chunk).await;
-            in_flight += chunk.len();
-            sent += chunk.len();
-        }
+    while !tx.done() {
+        tx.fill(&mut ws).await;
         match ws.recv().await {
-            Msg::Json(v) if v["t"] == "ack" && v["id"] == 2 => {
-                in_flight -= v["bytes"].as_u64().unwrap() as usize
-            }
+            Msg::Json(v) if v["t"] == "ack" && v["id"] == 2 => tx.acked(&v),
             Msg::Bin(1, b) => stalled_bytes += b.len(),
             Msg::Json(v) if v["t"] == "opened" && v["id"] == 1 => {}
             other => panic!("{other:?}"),
         }
-        if sent % (16 << 20) == 0 {
+        if tx.sent.is_multiple_of(16 << 20) {
             peak = peak.max(proxy.rss_kib());
         }
     }
@@ -196,18 +156,30 @@ async fn slow_reader_keeps_memory_bounded_while_a_writer_pushes_256_mib() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_then_exits() {
-    let echo = echo_server().await;
-    let mut proxy = Proxy::start(&["--allow", &allow(echo), "--drain-timeout", "5s"]);
+    let (echo, mut proxy) = echo_proxy(&["--drain-timeout", "5s"]).await;
     let mut ws = Ws::v1(&proxy, "alice").await;
     let mut idle = Ws::v1(&proxy, "bob").await; // a session with nothing open
-    assert_eq!(ws.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
+    ws.opened(1, echo).await;
     let addr = proxy.addr;
-    let _ = std::process::Command::new("kill")
+    let killed = std::process::Command::new("kill")
         .args(["-TERM", &proxy.pid().to_string()])
-        .status();
-    // The idle session is closed; the busy one keeps working; new clients are not accepted.
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // The idle session is closed (by the drain, not by this wait running out); the busy one
+    // keeps working; new clients are not accepted.
+    let sent = Instant::now();
     assert!(idle.try_recv(Duration::from_secs(5)).await.is_none());
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "the idle session was not closed"
+    );
+    // The listener closes on the accept loop's own task: poll for it rather than sleep.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(Instant::now() < deadline, "still listening after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     ws.echo(1, b"draining").await;
     let v = ws.open(2, "127.0.0.1", echo.port()).await;
     assert!(msg(&v).contains("shutting down"), "{v}");
@@ -227,21 +199,20 @@ async fn sigterm_drains_then_exits() {
 async fn a_client_that_stops_reading_loses_its_session_and_its_slots() {
     let endless = source_server(usize::MAX).await;
     let echo = echo_server().await;
-    let proxy = Proxy::start(&[
-        "--allow",
-        &allow(endless),
-        "--allow",
-        &allow(echo),
-        "--bytes-per-min",
-        "0",
-        "--max-concurrent",
-        "1",
-        "--idle-timeout",
-        "2s",
-    ]);
+    let proxy = Proxy::allowing(
+        &[endless, echo],
+        &[
+            "--bytes-per-min",
+            "0",
+            "--max-concurrent",
+            "1",
+            "--idle-timeout",
+            "2s",
+        ],
+    );
     // Opens an endless stream and never reads the WebSocket again.
     let mut deaf = Ws::v1(&proxy, "deaf").await;
-    assert_eq!(deaf.open(1, "127.0.0.1", endless.port()).await["t"], "opened");
+    deaf.opened(1, endless).await;
     let mut again = Ws::v1(&proxy, "deaf").await;
     let v = again.open(1, "127.0.0.1", echo.port()).await;
     assert!(msg(&v).contains("concurrent"), "{v}");
@@ -259,6 +230,6 @@ async fn a_client_that_stops_reading_loses_its_session_and_its_slots() {
         id += 1;
     }
     again.echo(id, b"mine now").await;
-    assert!(proxy.log_text().contains("stopped reading"));
+    assert!(proxy.logged("stopped reading"));
     drop(deaf);
 }

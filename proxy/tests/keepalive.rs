@@ -56,10 +56,9 @@ fn seconds_left(timer: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keepalive_on_client_and_target_sockets() {
-    let echo = echo_server().await;
-    let proxy = Proxy::start(&["--allow", &allow(echo)]);
+    let (echo, proxy) = echo_proxy(&[]).await;
     let mut ws = Ws::v1(&proxy, "alice").await;
-    assert_eq!(ws.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
+    ws.opened(1, echo).await;
     ws.echo(1, b"ping").await;
     // The proxy's end of the client connection: local port = the listening port.
     let accepted = keepalive_timer(&format!("( sport = :{} )", proxy.addr.port()));

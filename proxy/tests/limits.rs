@@ -5,60 +5,56 @@ mod common;
 use common::*;
 use serde_json::json;
 
-fn msg(v: &serde_json::Value) -> &str {
-    v["msg"].as_str().unwrap_or("")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_connections() {
-    let echo = echo_server().await;
-    let proxy = Proxy::start(&["--allow", &allow(echo), "--max-concurrent", "2"]);
+    let (echo, proxy) = echo_proxy(&["--max-concurrent", "2"]).await;
     let mut alice = Ws::v1(&proxy, "alice").await;
     let mut alice2 = Ws::v2(&proxy, "alice").await; // same identity, another session
     let mut bob = Ws::v1(&proxy, "bob").await;
-    assert_eq!(alice.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
-    assert_eq!(alice2.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
-    let v = alice.open(2, "127.0.0.1", echo.port()).await;
-    assert_eq!(msg(&v), "limit: concurrent connections (2)");
-    assert_eq!(code(&v), "limit");
+    alice.opened(1, echo).await;
+    alice2.opened(1, echo).await;
+    assert_eq!(
+        alice.open_error(2, echo, "limit").await,
+        "limit: concurrent connections (2)"
+    );
     // Bob is unaffected, and so are Alice's open connections.
-    assert_eq!(bob.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
+    bob.opened(1, echo).await;
     bob.echo(1, b"bob").await;
     alice.echo(1, b"alice").await;
     // Closing one frees a slot.
     alice2.send_json(json!({"t": "close", "id": 1})).await;
     alice2.expect("closed", 1).await;
-    assert_eq!(alice.open(3, "127.0.0.1", echo.port()).await["t"], "opened");
+    alice.opened(3, echo).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_per_minute() {
-    let echo = echo_server().await;
-    let proxy = Proxy::start(&["--allow", &allow(echo), "--conns-per-min", "3"]);
+    let (echo, proxy) = echo_proxy(&["--conns-per-min", "3"]).await;
     let mut alice = Ws::v1(&proxy, "alice").await;
     for id in 1..=3 {
-        assert_eq!(alice.open(id, "127.0.0.1", echo.port()).await["t"], "opened");
+        alice.opened(id, echo).await;
         alice.send_json(json!({"t": "close", "id": id})).await;
         alice.expect("closed", id).await;
     }
-    let v = alice.open(4, "127.0.0.1", echo.port()).await;
-    assert_eq!(msg(&v), "limit: connections per minute (3)");
+    assert_eq!(
+        alice.open_error(4, echo, "limit").await,
+        "limit: connections per minute (3)"
+    );
     // A new session does not reset the count: it belongs to the identity.
     let mut again = Ws::v1(&proxy, "alice").await;
     assert!(msg(&again.open(1, "127.0.0.1", echo.port()).await).contains("per minute"));
     let mut bob = Ws::v1(&proxy, "bob").await;
-    assert_eq!(bob.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
+    bob.opened(1, echo).await;
     bob.echo(1, b"fine").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_per_minute() {
-    let echo = echo_server().await;
-    let proxy = Proxy::start(&["--allow", &allow(echo), "--bytes-per-min", "200000"]);
+    let (echo, proxy) = echo_proxy(&["--bytes-per-min", "200000"]).await;
     let mut alice = Ws::v2(&proxy, "alice").await;
     let mut bob = Ws::v1(&proxy, "bob").await;
-    assert_eq!(alice.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
-    assert_eq!(bob.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
+    alice.opened(1, echo).await;
+    bob.opened(1, echo).await;
     // Echo counts twice (up and down): 60 KB x 2 fits, the next 60 KB x 2 does not.
     alice.echo(1, &vec![1u8; 60_000]).await;
     alice.write(1, &vec![2u8; 60_000]).await;
@@ -73,16 +69,15 @@ async fn bytes_per_minute() {
 async fn connect_and_idle_timeouts() {
     let silent = silent_server().await;
     let echo = echo_server().await;
-    let proxy = Proxy::start(&[
-        "--allow",
-        &allow(silent),
-        "--allow",
-        &allow(echo),
-        "--idle-timeout",
-        "2s",
-        "--extra-ca",
-        test_ca("timeouts").ca_pem.to_str().unwrap(),
-    ]);
+    let proxy = Proxy::allowing(
+        &[silent, echo],
+        &[
+            "--idle-timeout",
+            "2s",
+            "--extra-ca",
+            test_ca("timeouts").ca_pem.to_str().unwrap(),
+        ],
+    );
     let mut alice = Ws::v2(&proxy, "alice").await;
     let mut bob = Ws::v1(&proxy, "bob").await;
     // A TLS handshake the server never answers is bounded by the connect timeout.
@@ -99,8 +94,8 @@ async fn connect_and_idle_timeouts() {
     assert!(started.elapsed() < std::time::Duration::from_secs(3));
     alice.expect("closed", 1).await;
     // An idle connection is closed after the idle timeout; a busy one is not.
-    assert_eq!(alice.open(2, "127.0.0.1", silent.port()).await["t"], "opened");
-    assert_eq!(bob.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
+    alice.opened(2, silent).await;
+    bob.opened(1, echo).await;
     for _ in 0..6 {
         bob.echo(1, b"keepalive").await;
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -114,8 +109,7 @@ async fn connect_and_idle_timeouts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_is_decided_before_the_rate_limits() {
-    let echo = echo_server().await;
-    let proxy = Proxy::start(&["--allow", &allow(echo), "--conns-per-min", "1"]);
+    let (echo, proxy) = echo_proxy(&["--conns-per-min", "1"]).await;
     let mut alice = Ws::v1(&proxy, "alice").await;
     // A denied target neither counts against the limit...
     for (id, host) in [(1, "10.0.0.1"), (2, "168.63.129.16"), (3, "8.8.8.8")] {
@@ -125,7 +119,7 @@ async fn policy_is_decided_before_the_rate_limits() {
             "{host}"
         );
     }
-    assert_eq!(alice.open(4, "127.0.0.1", echo.port()).await["t"], "opened");
+    alice.opened(4, echo).await;
     // ...nor is reported as a limit once the identity is over it.
     assert_eq!(
         msg(&alice.open(5, "127.0.0.1", echo.port()).await),

@@ -8,8 +8,7 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_json_round_trip_and_audit_line() {
-    let echo = echo_server().await;
-    let proxy = Proxy::start(&["--allow", &allow(echo)]);
+    let (echo, proxy) = echo_proxy(&[]).await;
     let mut ws = Ws::v1(&proxy, "alice").await;
     assert_eq!(ws.protocol, None);
     let v = ws.open(1, "127.0.0.1", echo.port()).await;
@@ -24,7 +23,7 @@ async fn seed_json_round_trip_and_audit_line() {
     ws.send_json(json!({"t": "close", "id": 1})).await;
     assert_eq!(ws.expect("closed", 1).await, json!({"t": "closed", "id": 1}));
     // The id is free again at once.
-    assert_eq!(ws.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
+    ws.opened(1, echo).await;
 
     let log = proxy.log_text();
     let audit: serde_json::Value = log
@@ -43,23 +42,17 @@ async fn seed_json_round_trip_and_audit_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v2_binary_acks_and_half_close() {
     let counting = counting_server().await;
-    let proxy = Proxy::start(&["--allow", &allow(counting), "--bytes-per-min", "0"]);
+    let proxy = Proxy::allowing(&[counting], &["--bytes-per-min", "0"]);
     let mut ws = Ws::v2(&proxy, "alice").await;
     let v = ws.open(7, "127.0.0.1", counting.port()).await;
     assert_eq!(v["addr"], format!("127.0.0.1:{}", counting.port()));
     // Send 1 MiB in window-sized steps, waiting for acks: the server acks what it wrote.
     let total = 1 << 20;
-    let mut in_flight = 0usize;
-    let mut sent = 0usize;
-    let chunk = vec![0x55u8; 32 * 1024];
-    while sent < total {
-        while in_flight + chunk.len() <= WINDOW && sent < total {
-            ws.send_bin(7, &chunk).await;
-            in_flight += chunk.len();
-            sent += chunk.len();
-        }
+    let mut tx = WindowedSender::new(7, total, vec![0x55u8; 32 * 1024]);
+    while !tx.done() {
+        tx.fill(&mut ws).await;
         match ws.recv().await {
-            Msg::Json(v) if v["t"] == "ack" => in_flight -= v["bytes"].as_u64().unwrap() as usize,
+            Msg::Json(v) if v["t"] == "ack" => tx.acked(&v),
             other => panic!("{other:?}"),
         }
     }
@@ -98,9 +91,9 @@ async fn v2_target_eof_leaves_the_connection_writable() {
         s.read_to_end(&mut got).await.unwrap();
         let _ = got_tx.send(got);
     });
-    let proxy = Proxy::start(&["--allow", &allow(addr)]);
+    let proxy = Proxy::allowing(&[addr], &[]);
     let mut ws = Ws::v2(&proxy, "alice").await;
-    assert_eq!(ws.open(1, "127.0.0.1", addr.port()).await["t"], "opened");
+    ws.opened(1, addr).await;
     let (data, control) = ws.read_data(1, 5).await;
     assert_eq!(data, b"hello");
     assert!(control.is_empty());
@@ -114,15 +107,14 @@ async fn v2_target_eof_leaves_the_connection_writable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_input_gets_errors_and_the_session_survives() {
-    let echo = echo_server().await;
-    let proxy = Proxy::start(&["--allow", &allow(echo), "--max-message", "65536"]);
+    let (echo, proxy) = echo_proxy(&["--max-message", "65536"]).await;
     for v2 in [false, true] {
         let mut ws = if v2 {
             Ws::v2(&proxy, "h2").await
         } else {
             Ws::v1(&proxy, "h1").await
         };
-        assert_eq!(ws.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
+        ws.opened(1, echo).await;
         let big_json = format!(r#"{{"t":"write","id":1,"b64":"{}"}}"#, "A".repeat(100_000));
         let cases: Vec<(String, &str)> = vec![
             ("not json at all".into(), "invalid JSON"),
@@ -176,7 +168,7 @@ async fn hostile_input_gets_errors_and_the_session_survives() {
             "{v}"
         );
         ws.expect("closed", 1).await;
-        assert_eq!(ws.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
+        ws.opened(1, echo).await;
         // Binary: needs v2 in v1; too short, oversized and unknown ids in v2.
         if v2 {
             ws.ws
@@ -191,7 +183,7 @@ async fn hostile_input_gets_errors_and_the_session_survives() {
             assert_eq!(v["id"], 1, "{v}");
             assert!(v["msg"].as_str().unwrap().contains("message size"), "{v}");
             ws.expect("closed", 1).await;
-            assert_eq!(ws.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
+            ws.opened(1, echo).await;
             ws.send_bin(42, b"x").await;
             assert!(ws.recv_json().await["msg"]
                 .as_str()
@@ -234,13 +226,12 @@ async fn hostile_input_gets_errors_and_the_session_survives() {
         .await;
     assert!(rude.try_recv(std::time::Duration::from_secs(5)).await.is_none());
     let mut ws = Ws::v1(&proxy, "after").await;
-    assert_eq!(ws.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
+    ws.opened(1, echo).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_opens_is_answered_one_by_one() {
-    let echo = echo_server().await;
-    let proxy = Proxy::start(&["--allow", &allow(echo)]);
+    let (echo, proxy) = echo_proxy(&[]).await;
     let mut ws = Ws::v1(&proxy, "flood").await;
     let n = 500u32;
     for id in 1..=n {
@@ -281,7 +272,7 @@ async fn unacked_burst(ws: &mut Ws, id: u32) -> usize {
 async fn v2_window_is_negotiated_and_capped() {
     use lwproxy::protocol::MAX_WINDOW;
     let source = source_server(16 << 20).await;
-    let proxy = Proxy::start(&["--allow", &allow(source), "--bytes-per-min", "0"]);
+    let proxy = Proxy::allowing(&[source], &["--bytes-per-min", "0"]);
     let mut ws = Ws::v2(&proxy, "alice").await;
     // No offer (older clients): the fixed window, announced in `opened`.
     let v = ws.open(1, "127.0.0.1", source.port()).await;

@@ -53,23 +53,24 @@ async fn time_to_eof(mut s: TcpStream, within: Duration) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_session_and_unanswered_pings_are_closed() {
     let echo = echo_server().await;
-    let proxy = Proxy::start(&[
-        "--allow",
-        &allow(echo),
-        "--idle-timeout",
-        "3s",
-        "--ping-interval",
-        "1s",
-        "--pong-timeout",
-        "1s",
-    ]);
+    let proxy = Proxy::allowing(
+        &[echo],
+        &[
+            "--idle-timeout",
+            "3s",
+            "--ping-interval",
+            "1s",
+            "--pong-timeout",
+            "1s",
+        ],
+    );
     // Never reads, so never answers the ping sent after 1 s: closed about 1 s later.
     let mute = raw_session(&proxy, "mute").await;
     // Answers pings (tungstenite replies while reading) but opens nothing: idle after 3 s.
     let mut idle = Ws::v1(&proxy, "idle").await;
     // Busy: keeps one connection open and traffic flowing; outlives both.
     let mut busy = Ws::v2(&proxy, "busy").await;
-    assert_eq!(busy.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
+    busy.opened(1, echo).await;
 
     let busy = tokio::spawn(async move {
         for _ in 0..8 {
@@ -185,14 +186,7 @@ async fn silent_sockets_cannot_lock_out_other_clients() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_deadline_covers_tls() {
     let ca = test_ca("deadline");
-    let proxy = Proxy::start(&[
-        "--tls-cert",
-        ca.cert_pem.to_str().unwrap(),
-        "--tls-key",
-        ca.key_pem.to_str().unwrap(),
-        "--handshake-timeout",
-        "1s",
-    ]);
+    let proxy = Proxy::wss(&ca, &["--handshake-timeout", "1s"]);
     // Silent, and stalled halfway through a TLS record: both closed at the deadline.
     let silent = TcpStream::connect(proxy.addr).await.unwrap();
     let mut partial = TcpStream::connect(proxy.addr).await.unwrap();

@@ -122,10 +122,6 @@ async fn replicas(ttl: &str, limits: &[&str]) -> (Redis, SocketAddr, Proxy, Prox
     (redis, echo, a, b)
 }
 
-fn msg(v: &serde_json::Value) -> &str {
-    v["msg"].as_str().unwrap_or("")
-}
-
 /// Opens `id` until it is admitted, for up to `within` (a release travels to Redis
 /// asynchronously); returns how long it took.
 async fn open_within(ws: &mut Ws, id: u32, port: u16, within: Duration) -> Duration {
@@ -159,16 +155,18 @@ async fn concurrent_and_sessions_across_replicas_and_a_freed_slot_moves() {
             Ok(_) => panic!("a third session of alice was admitted"),
         }
     }
-    assert_eq!(on_a.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
-    assert_eq!(on_b.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
+    on_a.opened(1, echo).await;
+    on_b.opened(1, echo).await;
     // Two connections held, one on each replica: the third is refused on both.
-    let v = on_a.open(2, "127.0.0.1", echo.port()).await;
-    assert_eq!(msg(&v), "limit: concurrent connections (2)");
-    let v = on_b.open(2, "127.0.0.1", echo.port()).await;
-    assert_eq!(msg(&v), "limit: concurrent connections (2)");
+    for ws in [&mut on_a, &mut on_b] {
+        assert_eq!(
+            ws.open_error(2, echo, "limit").await,
+            "limit: concurrent connections (2)"
+        );
+    }
     // Another identity is not affected.
     let mut bob = Ws::v1(&b, "bob").await;
-    assert_eq!(bob.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
+    bob.opened(1, echo).await;
     // A slot freed on A is usable on B.
     on_a.send_json(json!({"t": "close", "id": 1})).await;
     on_a.expect("closed", 1).await;
@@ -184,13 +182,15 @@ async fn per_minute_limits_across_replicas() {
     let mut on_a = Ws::v2(&a, "alice").await;
     let mut on_b = Ws::v2(&b, "alice").await;
     for id in 1..=2 {
-        assert_eq!(on_a.open(id, "127.0.0.1", echo.port()).await["t"], "opened");
+        on_a.opened(id, echo).await;
     }
-    assert_eq!(on_b.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
-    let v = on_b.open(2, "127.0.0.1", echo.port()).await;
-    assert_eq!(msg(&v), "limit: connections per minute (3)");
-    let v = on_a.open(3, "127.0.0.1", echo.port()).await;
-    assert_eq!(msg(&v), "limit: connections per minute (3)");
+    on_b.opened(1, echo).await;
+    for (ws, id) in [(&mut on_b, 2), (&mut on_a, 3)] {
+        assert_eq!(
+            ws.open_error(id, echo, "limit").await,
+            "limit: connections per minute (3)"
+        );
+    }
     // Bytes: 2 x 20000 echoed on A (80000 counted: both directions). B sees that within two
     // batch intervals plus round trips (A's flush, then B's next flush answer). B probes with
     // 2000-byte echoes (4000 counted) every 200 ms: within the 4 s deadline that is at most
@@ -231,11 +231,13 @@ async fn a_killed_replica_frees_its_slots_within_the_lease() {
     let (_redis, echo, a, b) = replicas("3s", &["--max-concurrent", "2"]).await;
     let mut on_a = Ws::v1(&a, "alice").await;
     for id in 1..=2 {
-        assert_eq!(on_a.open(id, "127.0.0.1", echo.port()).await["t"], "opened");
+        on_a.opened(id, echo).await;
     }
     let mut on_b = Ws::v1(&b, "alice").await;
-    let v = on_b.open(1, "127.0.0.1", echo.port()).await;
-    assert_eq!(msg(&v), "limit: concurrent connections (2)");
+    assert_eq!(
+        on_b.open_error(1, echo, "limit").await,
+        "limit: concurrent connections (2)"
+    );
     // SIGKILL: no release is ever sent; the lease (3 s) runs out.
     let killed = Command::new("kill")
         .args(["-KILL", &a.pid().to_string()])
@@ -244,9 +246,11 @@ async fn a_killed_replica_frees_its_slots_within_the_lease() {
     assert!(killed.success());
     let took = open_within(&mut on_b, 2, echo.port(), Duration::from_secs(5)).await;
     eprintln!("slots of the killed replica free after {took:?} (lease 3 s)");
-    assert_eq!(on_b.open(3, "127.0.0.1", echo.port()).await["t"], "opened");
-    let v = on_b.open(4, "127.0.0.1", echo.port()).await;
-    assert_eq!(msg(&v), "limit: concurrent connections (2)");
+    on_b.opened(3, echo).await;
+    assert_eq!(
+        on_b.open_error(4, echo, "limit").await,
+        "limit: concurrent connections (2)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,32 +258,33 @@ async fn redis_gone_degrades_to_local_limits_and_comes_back() {
     let (mut redis, echo, a, b) = replicas("3s", &["--max-concurrent", "1"]).await;
     let mut on_a = Ws::v1(&a, "alice").await;
     let mut on_b = Ws::v1(&b, "alice").await;
-    assert_eq!(on_a.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
-    let v = on_b.open(1, "127.0.0.1", echo.port()).await;
-    assert_eq!(msg(&v), "limit: concurrent connections (1)");
+    on_a.opened(1, echo).await;
+    assert_eq!(
+        on_b.open_error(1, echo, "limit").await,
+        "limit: concurrent connections (1)"
+    );
     redis.kill();
     // The open connection carries on; both replicas report the fallback.
     on_a.echo(1, b"still open").await;
     wait_health(&a, "shared-limits=local-fallback", Duration::from_secs(3)).await;
     wait_health(&b, "shared-limits=local-fallback", Duration::from_secs(3)).await;
     // Local limits only: B admits its own one (up to N x the limit across N replicas) ...
-    assert_eq!(on_b.open(2, "127.0.0.1", echo.port()).await["t"], "opened");
+    on_b.opened(2, echo).await;
     // ... and each replica still holds its local limit.
-    let v = on_a.open(2, "127.0.0.1", echo.port()).await;
-    assert_eq!(msg(&v), "limit: concurrent connections (1)");
+    assert_eq!(
+        on_a.open_error(2, echo, "limit").await,
+        "limit: concurrent connections (1)"
+    );
     on_a.echo(1, b"after the fallback").await;
-    assert!(a
-        .log_text()
-        .contains("falling back to this replica's local limits"));
+    assert!(a.logged("falling back to this replica's local limits"));
     // Redis back on the same port: both reconnect and republish their counts (2 > 1 now).
     let _redis = Redis::start_on(redis.port).await;
     wait_health(&a, "shared-limits=redis", Duration::from_secs(4)).await;
     wait_health(&b, "shared-limits=redis", Duration::from_secs(4)).await;
     on_b.send_json(json!({"t": "close", "id": 2})).await;
     on_b.expect("closed", 2).await;
-    let v = on_b.open(3, "127.0.0.1", echo.port()).await;
     assert_eq!(
-        msg(&v),
+        on_b.open_error(3, echo, "limit").await,
         "limit: concurrent connections (1)",
         "A's connection counts again"
     );
@@ -301,13 +306,13 @@ async fn redis_unreachable_at_start_means_local_limits() {
     ]);
     wait_health(&p, "shared-limits=local-fallback", Duration::from_secs(3)).await;
     let mut ws = Ws::v1(&p, "alice").await;
-    assert_eq!(ws.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
-    let v = ws.open(2, "127.0.0.1", echo.port()).await;
-    assert_eq!(msg(&v), "limit: concurrent connections (1)");
+    ws.opened(1, echo).await;
+    assert_eq!(
+        ws.open_error(2, echo, "limit").await,
+        "limit: concurrent connections (1)"
+    );
     ws.echo(1, b"local").await;
-    assert!(p
-        .log_text()
-        .contains("falling back to this replica's local limits"));
+    assert!(p.logged("falling back to this replica's local limits"));
     let bad = Proxy::try_start(&["--shared-limits", "http://127.0.0.1:1"], true)
         .err()
         .unwrap();
@@ -433,14 +438,16 @@ async fn releases_of_many_identities_at_once_all_arrive() {
     let mut on_a = Vec::new();
     for n in names {
         let mut ws = Ws::v1(&a, n).await;
-        assert_eq!(ws.open(1, "127.0.0.1", echo.port()).await["t"], "opened");
+        ws.opened(1, echo).await;
         on_a.push(ws);
     }
     let mut on_b = Vec::new();
     for n in names {
         let mut ws = Ws::v1(&b, n).await;
-        let v = ws.open(1, "127.0.0.1", echo.port()).await;
-        assert_eq!(msg(&v), "limit: concurrent connections (1)");
+        assert_eq!(
+            ws.open_error(1, echo, "limit").await,
+            "limit: concurrent connections (1)"
+        );
         on_b.push(ws);
     }
     drop(on_a);

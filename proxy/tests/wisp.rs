@@ -95,8 +95,7 @@ fn tok(sub: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_auth_and_tcp_echo() {
-    let echo = echo_server().await;
-    let proxy = Proxy::start(&["--allow", &allow(echo)]);
+    let (echo, proxy) = echo_proxy(&[]).await;
     // Token as the path prefix, then as the query.
     let mut w = Wisp::open(&proxy, &format!("wisp/{}/", token("alice"))).await;
     w.send(connect_packet(1, 1, echo.port(), "127.0.0.1")).await;
@@ -139,14 +138,15 @@ async fn refusals_carry_their_reason() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let proxy = Proxy::start(&[
-        "--allow",
-        &allow(echo),
-        "--allow",
-        &format!("127.0.0.1/32:{closed_port}"),
-        "--max-concurrent",
-        "2",
-    ]);
+    let proxy = Proxy::allowing(
+        &[echo],
+        &[
+            "--allow",
+            &format!("127.0.0.1/32:{closed_port}"),
+            "--max-concurrent",
+            "2",
+        ],
+    );
     let mut w = Wisp::open(&proxy, &tok("alice")).await;
     let cases: [(u32, Vec<u8>, u8); 7] = [
         (1, connect_packet(1, 1, 22, "127.0.0.1"), 0x48), // policy: port and range
@@ -174,15 +174,7 @@ async fn refusals_carry_their_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_input_keeps_the_session() {
-    let echo = echo_server().await;
-    let proxy = Proxy::start(&[
-        "--allow",
-        &allow(echo),
-        "--conns-per-min",
-        "0",
-        "--max-concurrent",
-        "20",
-    ]);
+    let (echo, proxy) = echo_proxy(&["--conns-per-min", "0", "--max-concurrent", "20"]).await;
     let mut w = Wisp::open(&proxy, &tok("mallory")).await;
     w.send(connect_packet(1, 1, echo.port(), "127.0.0.1")).await;
     w.echo(1, b"before").await;
@@ -268,8 +260,7 @@ async fn udp_streams_under_policy_and_limits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_session_without_streams_is_closed() {
-    let echo = echo_server().await;
-    let proxy = Proxy::start(&["--allow", &allow(echo), "--idle-timeout", "1s"]);
+    let (echo, proxy) = echo_proxy(&["--idle-timeout", "1s"]).await;
     let mut w = Wisp::open(&proxy, &tok("alice")).await;
     // A session with a stream stays while the stream has traffic ...
     w.send(connect_packet(1, 1, echo.port(), "127.0.0.1")).await;
@@ -296,8 +287,7 @@ async fn idle_session_without_streams_is_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_packets_end_their_stream_only() {
-    let echo = echo_server().await;
-    let proxy = Proxy::start(&["--allow", &allow(echo), "--max-message", "4096"]);
+    let (echo, proxy) = echo_proxy(&["--max-message", "4096"]).await;
     let mut w = Wisp::open(&proxy, &tok("alice")).await;
     for id in [1, 2] {
         w.send(connect_packet(id, 1, echo.port(), "127.0.0.1")).await;
@@ -325,5 +315,5 @@ async fn oversized_packets_end_their_stream_only() {
     // The audit line of stream 1 says which limit ended it.
     drop(w);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(proxy.log_text().contains("limit: message size (4096 bytes)"));
+    assert!(proxy.logged("limit: message size (4096 bytes)"));
 }

@@ -43,6 +43,28 @@ impl Proxy {
         Self::start_with(args, true)
     }
 
+    /// Starts lwproxy (as [`Proxy::start`]) admitting each of `targets` (`--allow
+    /// 127.0.0.1/32:PORT`), plus `args`.
+    pub fn allowing(targets: &[SocketAddr], args: &[&str]) -> Proxy {
+        let allowed: Vec<String> = targets.iter().map(|&t| allow(t)).collect();
+        let mut all: Vec<&str> = allowed.iter().flat_map(|a| ["--allow", a.as_str()]).collect();
+        all.extend_from_slice(args);
+        Self::start(&all)
+    }
+
+    /// Starts lwproxy (as [`Proxy::start`]) listening for wss with the CA's leaf certificate
+    /// (`--tls-cert`, `--tls-key`), plus `args`.
+    pub fn wss(ca: &TestCa, args: &[&str]) -> Proxy {
+        let mut all = vec![
+            "--tls-cert",
+            ca.cert_pem.to_str().unwrap(),
+            "--tls-key",
+            ca.key_pem.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        Self::start(&all)
+    }
+
     pub fn start_with(args: &[&str], with_secret: bool) -> Proxy {
         Self::try_start(args, with_secret).unwrap_or_else(|e| panic!("lwproxy did not start: {e}"))
     }
@@ -89,6 +111,11 @@ impl Proxy {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether its log so far contains `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        self.log_text().contains(text)
     }
 
     /// Sends SIGTERM and waits for the exit status (with a deadline).
@@ -265,6 +292,23 @@ impl Ws {
         }
     }
 
+    /// Opens `id` to the loopback server `target` and asserts that it is `opened`; returns
+    /// the reply.
+    pub async fn opened(&mut self, id: u32, target: SocketAddr) -> Value {
+        let v = self.open(id, &target.ip().to_string(), target.port()).await;
+        assert_eq!(v["t"], "opened", "opening {id} to {target}: {v}");
+        v
+    }
+
+    /// Opens `id` to the loopback server `target` and asserts that it is refused with an
+    /// `error` whose `code` is `code`; returns the error's `msg`.
+    pub async fn open_error(&mut self, id: u32, target: SocketAddr, code: &str) -> String {
+        let v = self.open(id, &target.ip().to_string(), target.port()).await;
+        assert_eq!(v["t"], "error", "opening {id} to {target}: {v}");
+        assert_eq!(self::code(&v), code, "{v}");
+        msg(&v).to_owned()
+    }
+
     /// Reads until `n` bytes of data for `id` arrived (acking in v2); other ids' data is
     /// not expected. Returns the bytes and every control message seen meanwhile.
     pub async fn read_data(&mut self, id: u32, n: usize) -> (Vec<u8>, Vec<Value>) {
@@ -317,9 +361,57 @@ impl Ws {
     }
 }
 
+/// The human `msg` of an `error` message ("" when absent).
+pub fn msg(v: &Value) -> &str {
+    v["msg"].as_str().unwrap_or("")
+}
+
 /// The `code` of an `error` message ("" when absent).
 pub fn code(v: &Value) -> &str {
     v["code"].as_str().unwrap_or("")
+}
+
+/// The client side of v2 flow control for one connection: sends `total` bytes of `chunk`s,
+/// never more than [`WINDOW`] of them unacknowledged.
+pub struct WindowedSender {
+    pub id: u32,
+    pub total: usize,
+    pub chunk: Vec<u8>,
+    /// Bytes sent so far.
+    pub sent: usize,
+    /// Bytes sent and not yet acknowledged.
+    pub in_flight: usize,
+}
+
+impl WindowedSender {
+    pub fn new(id: u32, total: usize, chunk: Vec<u8>) -> WindowedSender {
+        WindowedSender {
+            id,
+            total,
+            chunk,
+            sent: 0,
+            in_flight: 0,
+        }
+    }
+
+    /// Whether all `total` bytes have been sent.
+    pub fn done(&self) -> bool {
+        self.sent >= self.total
+    }
+
+    /// Sends chunks while they fit in the window and bytes remain.
+    pub async fn fill(&mut self, ws: &mut Ws) {
+        while self.in_flight + self.chunk.len() <= WINDOW && !self.done() {
+            ws.send_bin(self.id, &self.chunk).await;
+            self.in_flight += self.chunk.len();
+            self.sent += self.chunk.len();
+        }
+    }
+
+    /// Takes an `ack` message's `bytes` off the bytes in flight.
+    pub fn acked(&mut self, ack: &Value) {
+        self.in_flight -= ack["bytes"].as_u64().unwrap() as usize;
+    }
 }
 
 // --- loopback target servers (lwtest's, async here so tests read the same either way) -----
@@ -367,6 +459,12 @@ pub async fn silent_server() -> SocketAddr {
         drop(s);
     })
     .unwrap()
+}
+
+/// An echo server ([`echo_server`]) and an lwproxy admitting it, plus `args`.
+pub async fn echo_proxy(args: &[&str]) -> (SocketAddr, Proxy) {
+    let echo = echo_server().await;
+    (echo, Proxy::allowing(&[echo], args))
 }
 
 /// A port with nothing listening.
