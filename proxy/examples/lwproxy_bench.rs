@@ -19,10 +19,10 @@ use futures_util::{SinkExt, StreamExt};
 use lwproxy::protocol::{self, client, ServerMsg, BINARY_HEADER, MAX_WINDOW, SUBPROTOCOL_V2, WINDOW};
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -114,69 +114,75 @@ use lwtest::proxy::rss_kib;
 // --- the systems under test -------------------------------------------------------------
 
 struct Systems {
-    lwproxy: (Child, SocketAddr),
-    wasmnet: Option<(Child, SocketAddr)>,
-    socat_source: Option<(Child, SocketAddr)>,
-    socat_echo: Option<(Child, SocketAddr)>,
+    lwproxy: (Process, SocketAddr),
+    wasmnet: Option<(Process, SocketAddr)>,
+    socat_source: Option<(Process, SocketAddr)>,
+    socat_echo: Option<(Process, SocketAddr)>,
 }
 
-/// lwproxy on a free loopback port, loopback targets admitted, no limits; its address from
-/// its ready line (lwtest's parser; kept as a tokio child so every system is one kind).
-async fn start_lwproxy(path: &PathBuf, sessions: usize) -> Result<(Child, SocketAddr)> {
-    let mut child = Command::new(path)
-        .args([
-            "--no-auth",
-            "--listen",
-            "127.0.0.1:0",
-            "--allow",
-            "127.0.0.0/8",
-            "--ports",
-            "1-65535",
-        ])
-        .args(lwtest::proxy::NO_LIMITS)
+/// A server under test, stopped when dropped: lwproxy as lwtest's launcher runs it (killed
+/// and reaped), the others as tokio children (`kill_on_drop`).
+pub(crate) enum Process {
+    Lwproxy(lwtest::proxy::Proxy),
+    Child(Child),
+}
+
+impl Process {
+    pub(crate) fn pid(&self) -> Result<u32> {
+        match self {
+            Process::Lwproxy(p) => Ok(p.pid()),
+            Process::Child(c) => c.id().context("server exited"),
+        }
+    }
+}
+
+/// Runs `cmd` (output discarded) as `what`, and waits until it accepts connections on
+/// 127.0.0.1:`port`.
+pub(crate) async fn spawn_listening(
+    cmd: &mut Command,
+    what: &str,
+    port: u16,
+) -> Result<(Process, SocketAddr)> {
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {what}"))?;
+    wait_port(port).await?;
+    Ok((Process::Child(child), SocketAddr::from(([127, 0, 0, 1], port))))
+}
+
+/// lwproxy through lwtest's launcher: a free loopback port, loopback targets admitted, no
+/// limits, no auth, room for `sessions` sessions (twice, plus some); its address from its
+/// ready line.
+async fn start_lwproxy(path: &Path, sessions: usize) -> Result<(Process, SocketAddr)> {
+    let mut cmd = lwtest::proxy::loopback_command(path, "127.0.0.1:0");
+    cmd.arg("--no-auth")
         .args(["--max-sessions-per-identity", "0", "--max-sessions"])
         .arg((sessions * 2 + 100).to_string())
-        .args(["--log-format", "text"])
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {}", path.display()))?;
-    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-    let line = lines.next_line().await?.context("lwproxy exited")?;
-    let addr = lwtest::proxy::ready_addr(&line).with_context(|| format!("not a ready line: {line:?}"))?;
-    Ok((child, addr))
+        .env("RUST_LOG", "error");
+    let proxy = tokio::task::spawn_blocking(move || lwtest::proxy::Proxy::spawn(cmd)).await??;
+    let addr = proxy.addr;
+    Ok((Process::Lwproxy(proxy), addr))
 }
 
-async fn start_wasmnet(path: &PathBuf) -> Result<(Child, SocketAddr)> {
+async fn start_wasmnet(path: &Path) -> Result<(Process, SocketAddr)> {
     let port = free_port().await?;
-    let child = Command::new(path)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--no-policy"])
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {}", path.display()))?;
-    wait_port(port).await?;
-    Ok((child, SocketAddr::from(([127, 0, 0, 1], port))))
+    let mut cmd = Command::new(path);
+    cmd.args(["--host", "127.0.0.1", "--port", &port.to_string(), "--no-policy"])
+        .env("RUST_LOG", "error");
+    spawn_listening(&mut cmd, &path.display().to_string(), port).await
 }
 
-async fn start_socat(path: &PathBuf, target: SocketAddr) -> Result<(Child, SocketAddr)> {
+async fn start_socat(path: &Path, target: SocketAddr) -> Result<(Process, SocketAddr)> {
     let port = free_port().await?;
     // A 256 KiB relay buffer (socat's default is 8 KiB) so the ceiling is a real one.
-    let child = Command::new(path)
-        .args(["-b", &WINDOW.to_string()])
+    let mut cmd = Command::new(path);
+    cmd.args(["-b", &WINDOW.to_string()])
         .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"))
-        .arg(format!("TCP:{target},nodelay"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {}", path.display()))?;
-    wait_port(port).await?;
-    Ok((child, SocketAddr::from(([127, 0, 0, 1], port))))
+        .arg(format!("TCP:{target},nodelay"));
+    spawn_listening(&mut cmd, &path.display().to_string(), port).await
 }
 
 // --- clients -------------------------------------------------------------------------------
@@ -461,18 +467,18 @@ async fn rtt(mode: Mode, sys: &Systems, echo: SocketAddr, count: usize) -> Resul
 /// KiB a fresh proxy process adds per idle session, and per session holding one idle
 /// connection. Fresh, so heap grown by the throughput runs does not hide the cost.
 async fn idle_memory(mode: Mode, args: &Args, echo: SocketAddr, n: usize) -> Result<(f64, f64)> {
-    let (child, addr) = match mode {
+    let (process, addr) = match mode {
         Mode::LwBinary => start_lwproxy(&args.lwproxy, n).await?,
         Mode::WnBinary => start_wasmnet(args.wasmnet.as_ref().context("wasmnet")?).await?,
         _ => bail!("memory is measured for the binary modes"),
     };
     let sys = Systems {
-        lwproxy: (child, addr),
+        lwproxy: (process, addr),
         wasmnet: None,
         socat_source: None,
         socat_echo: None,
     };
-    let pid = sys.lwproxy.0.id().context("pid")?;
+    let pid = sys.lwproxy.0.pid()?;
     let session = |sys: &Systems| {
         let addr = sys.lwproxy.1;
         async move {
@@ -525,6 +531,35 @@ struct Row {
 
 fn fmt(v: Option<f64>, prec: usize) -> String {
     v.map(|v| format!("{v:.prec$}")).unwrap_or_else(|| "-".into())
+}
+
+/// A row of the goal table: the bound a measured figure must stay within.
+#[derive(Clone, Copy)]
+enum Goal {
+    AtLeast(f64),
+    AtMost(f64),
+}
+
+impl Goal {
+    /// `met`, `MISSED`, or `not measured` (no figure).
+    fn verdict(self, v: Option<f64>) -> &'static str {
+        match (v, self) {
+            (None, _) => "not measured",
+            (Some(v), Goal::AtLeast(g)) if v >= g => "met",
+            (Some(v), Goal::AtMost(g)) if v <= g => "met",
+            _ => "MISSED",
+        }
+    }
+}
+
+/// As the goal column shows it: `>= 1.0`, `<= 64.0`.
+impl std::fmt::Display for Goal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Goal::AtLeast(g) => write!(f, ">= {g:?}"),
+            Goal::AtMost(g) => write!(f, "<= {g:?}"),
+        }
+    }
 }
 
 fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
@@ -648,52 +683,35 @@ async fn main() -> Result<()> {
     println!();
     println!("| target | measured | goal | verdict |");
     println!("|---|---:|---:|---|");
-    let check = |what: &str, v: Option<f64>, goal: &str, ok: fn(f64) -> bool| {
-        let verdict = match v {
-            Some(v) if ok(v) => "met",
-            Some(_) => "MISSED",
-            None => "not measured",
-        };
-        println!("| {what} | {} | {goal} | {verdict} |", fmt(v, 2));
-    };
-    check(
-        "binary / wasmnet binary throughput",
-        ratio(lb.mbps, wb.mbps),
-        ">= 1.0",
-        |v| v >= 1.0,
-    );
-    check(
-        "binary / socat throughput",
-        ratio(lb.mbps, socat),
-        ">= 0.85",
-        |v| v >= 0.85,
-    );
-    check(
-        "JSON / wasmnet JSON throughput",
-        ratio(lj.mbps, wj.mbps),
-        ">= 1.0",
-        |v| v >= 1.0,
-    );
-    check(
-        "binary p99 echo / wasmnet binary p99",
-        ratio(lb.p99, wb.p99),
-        "<= 1.0",
-        |v| v <= 1.0,
-    );
     let sp50 = rows.get(&Mode::Socat).and_then(|r| r.p50);
-    check(
-        "binary p50 echo / socat p50",
-        ratio(lb.p50, sp50),
-        "<= 1.0",
-        |v| v <= 1.0,
-    );
-    check(
-        "JSON p99 echo / wasmnet JSON p99",
-        ratio(lj.p99, wj.p99),
-        "<= 1.0",
-        |v| v <= 1.0,
-    );
-    check("RSS per idle session, KiB", lb.idle, "<= 64", |v| v <= 64.0);
+    use Goal::{AtLeast, AtMost};
+    for (what, v, goal) in [
+        (
+            "binary / wasmnet binary throughput",
+            ratio(lb.mbps, wb.mbps),
+            AtLeast(1.0),
+        ),
+        ("binary / socat throughput", ratio(lb.mbps, socat), AtLeast(0.85)),
+        (
+            "JSON / wasmnet JSON throughput",
+            ratio(lj.mbps, wj.mbps),
+            AtLeast(1.0),
+        ),
+        (
+            "binary p99 echo / wasmnet binary p99",
+            ratio(lb.p99, wb.p99),
+            AtMost(1.0),
+        ),
+        ("binary p50 echo / socat p50", ratio(lb.p50, sp50), AtMost(1.0)),
+        (
+            "JSON p99 echo / wasmnet JSON p99",
+            ratio(lj.p99, wj.p99),
+            AtMost(1.0),
+        ),
+        ("RSS per idle session, KiB", lb.idle, AtMost(64.0)),
+    ] {
+        println!("| {what} | {} | {goal} | {} |", fmt(v, 2), goal.verdict(v));
+    }
     let s = rows.get(&Mode::Socat).copied().unwrap_or_default();
     wisp::table(&args, source, echo, [s.mbps, s.p50, s.p99]).await
 }

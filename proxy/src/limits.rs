@@ -92,10 +92,7 @@ pub struct SessionSlot(Arc<Identity>);
 
 impl Drop for SessionSlot {
     fn drop(&mut self) {
-        self.0.sessions.fetch_sub(1, Ordering::AcqRel);
-        if let Some(sh) = &self.0.shared {
-            sh.release(Kind::Session, &self.0);
-        }
+        self.0.release(Kind::Session);
     }
 }
 
@@ -105,10 +102,7 @@ pub struct ConnSlot(Arc<Identity>);
 
 impl Drop for ConnSlot {
     fn drop(&mut self) {
-        self.0.concurrent.fetch_sub(1, Ordering::AcqRel);
-        if let Some(sh) = &self.0.shared {
-            sh.release(Kind::Conn, &self.0);
-        }
+        self.0.release(Kind::Conn);
     }
 }
 
@@ -228,11 +222,25 @@ impl Identity {
         }
     }
 
+    /// The counter of this replica's open connections or sessions of the identity.
+    fn counter(&self, kind: Kind) -> &AtomicU32 {
+        match kind {
+            Kind::Conn => &self.concurrent,
+            Kind::Session => &self.sessions,
+        }
+    }
+
     /// This replica's open connections or sessions of the identity.
     pub fn count(&self, kind: Kind) -> u32 {
-        match kind {
-            Kind::Conn => self.concurrent.load(Ordering::Acquire),
-            Kind::Session => self.sessions.load(Ordering::Acquire),
+        self.counter(kind).load(Ordering::Acquire)
+    }
+
+    /// Gives back one place of `kind` (a [`SessionSlot`] or [`ConnSlot`] ending): here, and
+    /// (with `--shared-limits`) in Redis.
+    fn release(self: &Arc<Self>, kind: Kind) {
+        self.counter(kind).fetch_sub(1, Ordering::AcqRel);
+        if let Some(sh) = &self.shared {
+            sh.release(kind, self);
         }
     }
 

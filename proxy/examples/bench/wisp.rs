@@ -3,16 +3,17 @@
 //! (PyPI), with socat and a raw TCP client as the ceiling; same loopback targets as the main
 //! table. Packet format and credit rules: MercuryWorkshop/wisp-protocol, protocol.md (v1.2).
 
-use super::{download, echo_samples, free_port, rss_kib, start_lwproxy, wait_port, Args, BenchClient};
+use super::{
+    download, echo_samples, free_port, rss_kib, spawn_listening, start_lwproxy, Args, BenchClient, Process,
+};
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
@@ -38,14 +39,14 @@ impl Server {
 
 /// A running server and the URL of its Wisp endpoint.
 pub struct Running {
-    child: Child,
+    process: Process,
     pub url: String,
 }
 
 impl Drop for Running {
     /// Ends the server's children too (the server itself is killed on drop).
     fn drop(&mut self) {
-        if let Some(Ok(pids)) = self.child.id().map(tree_pids) {
+        if let Ok(pids) = self.process.pid().and_then(tree_pids) {
             for pid in pids.iter().skip(1) {
                 let _ = std::process::Command::new("kill")
                     .args(["-KILL", &pid.to_string()])
@@ -57,7 +58,7 @@ impl Drop for Running {
 
 impl Running {
     pub fn pid(&self) -> Result<u32> {
-        self.child.id().context("server exited")
+        self.process.pid()
     }
 }
 
@@ -66,9 +67,9 @@ pub async fn start(server: Server, args: &Args, sessions: usize) -> Result<Runni
     let port = free_port().await?;
     let mut cmd = match server {
         Server::Lwproxy => {
-            let (child, addr) = start_lwproxy(&args.lwproxy, sessions).await?;
+            let (process, addr) = start_lwproxy(&args.lwproxy, sessions).await?;
             return Ok(Running {
-                child,
+                process,
                 url: format!("ws://{addr}/wisp/"),
             });
         }
@@ -113,16 +114,10 @@ pub async fn start(server: Server, args: &Args, sessions: usize) -> Result<Runni
             c
         }
     };
-    let child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {}", server.name()))?;
-    wait_port(port).await?;
+    let (process, addr) = spawn_listening(&mut cmd, server.name(), port).await?;
     Ok(Running {
-        child,
-        url: format!("ws://127.0.0.1:{port}/wisp/"),
+        process,
+        url: format!("ws://{addr}/wisp/"),
     })
 }
 
