@@ -122,6 +122,17 @@ async fn replicas(ttl: &str, limits: &[&str]) -> (Redis, SocketAddr, Proxy, Prox
     (redis, echo, a, b)
 }
 
+/// Replica `p`, on its local limits (`--max-concurrent 1`) with connection 1 of `ws` open to
+/// `echo`: refuses connection 2, still relays connection 1, and has logged the fallback.
+async fn holds_its_local_limit(p: &Proxy, ws: &mut Ws, echo: SocketAddr) {
+    assert_eq!(
+        ws.open_error(2, echo, "limit").await,
+        "limit: concurrent connections (1)"
+    );
+    ws.echo(1, b"on local limits").await;
+    assert!(p.logged("falling back to this replica's local limits"));
+}
+
 /// Opens `id` until it is admitted, for up to `within` (a release travels to Redis
 /// asynchronously); returns how long it took.
 async fn open_within(ws: &mut Ws, id: u32, port: u16, within: Duration) -> Duration {
@@ -271,12 +282,7 @@ async fn redis_gone_degrades_to_local_limits_and_comes_back() {
     // Local limits only: B admits its own one (up to N x the limit across N replicas) ...
     on_b.opened(2, echo).await;
     // ... and each replica still holds its local limit.
-    assert_eq!(
-        on_a.open_error(2, echo, "limit").await,
-        "limit: concurrent connections (1)"
-    );
-    on_a.echo(1, b"after the fallback").await;
-    assert!(a.logged("falling back to this replica's local limits"));
+    holds_its_local_limit(&a, &mut on_a, echo).await;
     // Redis back on the same port: both reconnect and republish their counts (2 > 1 now).
     let _redis = Redis::start_on(redis.port).await;
     wait_health(&a, "shared-limits=redis", Duration::from_secs(4)).await;
@@ -296,23 +302,11 @@ async fn redis_unreachable_at_start_means_local_limits() {
     let closed = refused_port().await;
     let echo = echo_server().await;
     let url = format!("redis://127.0.0.1:{}", closed.port());
-    let p = Proxy::start(&[
-        "--shared-limits",
-        &url,
-        "--allow",
-        &allow(echo),
-        "--max-concurrent",
-        "1",
-    ]);
+    let p = Proxy::allowing(&[echo], &["--shared-limits", &url, "--max-concurrent", "1"]);
     wait_health(&p, "shared-limits=local-fallback", Duration::from_secs(3)).await;
     let mut ws = Ws::v1(&p, "alice").await;
     ws.opened(1, echo).await;
-    assert_eq!(
-        ws.open_error(2, echo, "limit").await,
-        "limit: concurrent connections (1)"
-    );
-    ws.echo(1, b"local").await;
-    assert!(p.logged("falling back to this replica's local limits"));
+    holds_its_local_limit(&p, &mut ws, echo).await;
     let bad = Proxy::try_start(&["--shared-limits", "http://127.0.0.1:1"], true)
         .err()
         .unwrap();
