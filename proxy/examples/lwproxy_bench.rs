@@ -207,12 +207,25 @@ enum Client {
     },
 }
 
+/// A WebSocket session with the server at `addr` (path `/`), offering `protocol`.
 async fn ws_connect(addr: SocketAddr, protocol: Option<&str>) -> Result<WebSocketStream<TcpStream>> {
-    let mut req = format!("ws://{addr}/").into_client_request()?;
+    ws_connect_url(&format!("ws://{addr}/"), protocol).await
+}
+
+/// A WebSocket session to `url` (`ws://IP:PORT/PATH`), offering `protocol`: Nagle off,
+/// messages up to 64 MiB.
+pub(crate) async fn ws_connect_url(url: &str, protocol: Option<&str>) -> Result<WebSocketStream<TcpStream>> {
+    let mut req = url.into_client_request()?;
     if let Some(p) = protocol {
         req.headers_mut()
             .insert("Sec-WebSocket-Protocol", HeaderValue::from_str(p)?);
     }
+    let addr: SocketAddr = req
+        .uri()
+        .authority()
+        .context("no address in the url")?
+        .as_str()
+        .parse()?;
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let cfg = WebSocketConfig::default().max_message_size(Some(64 << 20));

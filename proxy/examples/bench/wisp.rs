@@ -4,7 +4,8 @@
 //! table. Packet format and credit rules: MercuryWorkshop/wisp-protocol, protocol.md (v1.2).
 
 use super::{
-    download, echo_samples, free_port, rss_kib, spawn_listening, start_lwproxy, Args, BenchClient, Process,
+    download, echo_samples, free_port, rss_kib, spawn_listening, start_lwproxy, ws_connect_url, Args,
+    BenchClient, Process,
 };
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
@@ -14,7 +15,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::process::Command;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
@@ -138,16 +138,7 @@ fn packet(kind: u8, id: u32, payload: &[u8]) -> Vec<u8> {
 impl Client {
     /// Opens the WebSocket and waits for the first CONTINUE (stream 0).
     pub async fn session(url: &str) -> Result<Client> {
-        let cfg = WebSocketConfig::default().max_message_size(Some(64 << 20));
-        let addr: SocketAddr = url
-            .trim_start_matches("ws://")
-            .split('/')
-            .next()
-            .context("url")?
-            .parse()?;
-        let tcp = TcpStream::connect(addr).await?;
-        tcp.set_nodelay(true)?;
-        let (ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(cfg)).await?;
+        let ws = ws_connect_url(url, None).await?;
         let mut c = Client { ws, credit: 0 };
         loop {
             let (kind, id, p) = c
