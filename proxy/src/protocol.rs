@@ -34,6 +34,90 @@ pub const MAX_WINDOW: u64 = 4 * 1024 * 1024;
 pub fn grant_window(offer: Option<u64>) -> u64 {
     offer.map_or(WINDOW, |w| w.min(MAX_WINDOW))
 }
+
+/// Receive-window autotuning of a client's proxy-to-client window, the one rule lwhost's main
+/// side follows (the page's `host/web/js/link.js` restates it; docs/protocol.md "Flow
+/// control"). Modelled on Linux's dynamic right-sizing (`tcp_rcv_rtt_measure` and
+/// `tcp_rcv_space_adjust` in net/ipv4/tcp_input.c):
+///
+/// - the round trip is estimated from the receive side alone: the time one window's worth of
+///   data takes to arrive after a mark (it cannot arrive sooner than one round trip, as the
+///   credit for it must reach the proxy first); the smallest sample is kept;
+/// - once per round trip the bytes the reader consumed in it are counted, and when twice that
+///   exceeds the window, the window becomes twice that (so the window stays at least twice
+///   what the reader drains per round trip), never above [`MAX_WINDOW`]. It never shrinks.
+///
+/// A grown window goes to the proxy as `"window"` in the next `ack` ([`client::ack_window`]).
+/// Times are microseconds on any monotonic clock; byte counts are totals since the connection
+/// opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowTuner {
+    window: u64,
+    received: u64,
+    consumed: u64,
+    /// Smallest round-trip sample, in microseconds (none before the first window arrived).
+    rtt_us: Option<u64>,
+    /// (`received` total that ends the current round-trip sample, when it started).
+    rtt_mark: Option<(u64, u64)>,
+    /// (`consumed` total, time) at the start of the current measurement.
+    epoch: (u64, u64),
+}
+
+impl WindowTuner {
+    /// A tuner for a connection whose window is `window` bytes (what the client offered).
+    pub fn new(window: u64, now_us: u64) -> Self {
+        WindowTuner {
+            window: window.clamp(1, MAX_WINDOW),
+            received: 0,
+            consumed: 0,
+            rtt_us: None,
+            rtt_mark: None,
+            epoch: (0, now_us),
+        }
+    }
+
+    /// The window in bytes: what the proxy may have in flight towards this client, once it
+    /// has seen the last advertisement.
+    pub fn window(&self) -> u64 {
+        self.window
+    }
+
+    /// The proxy's grant from `opened` (`None` from proxies older than the field: [`WINDOW`]).
+    pub fn granted(&mut self, grant: Option<u64>) {
+        self.window = grant.unwrap_or(WINDOW).clamp(1, MAX_WINDOW);
+    }
+
+    /// `n` bytes arrived from the proxy at `now_us`.
+    pub fn on_received(&mut self, n: u64, now_us: u64) {
+        self.received = self.received.saturating_add(n);
+        match self.rtt_mark {
+            Some((end, _)) if self.received < end => {}
+            Some((_, start)) => {
+                let sample = now_us.saturating_sub(start).max(1);
+                self.rtt_us = Some(self.rtt_us.map_or(sample, |r| r.min(sample)));
+                self.rtt_mark = Some((self.received.saturating_add(self.window), now_us));
+            }
+            None => self.rtt_mark = Some((self.received.saturating_add(self.window), now_us)),
+        }
+    }
+
+    /// The reader consumed `n` bytes at `now_us` (they are acked now). Returns the new window
+    /// when it grew, to be advertised with this ack.
+    pub fn on_consumed(&mut self, n: u64, now_us: u64) -> Option<u64> {
+        self.consumed = self.consumed.saturating_add(n);
+        let rtt = self.rtt_us?;
+        let (since, start) = self.epoch;
+        if now_us.saturating_sub(start) < rtt {
+            return None;
+        }
+        self.epoch = (self.consumed, now_us);
+        let want = (self.consumed - since).saturating_mul(2).min(MAX_WINDOW);
+        (want > self.window).then(|| {
+            self.window = want;
+            want
+        })
+    }
+}
 /// Size of a binary data frame header: the connection id, big-endian.
 pub const BINARY_HEADER: usize = 4;
 /// Largest payload the clients in this repository (lwhost, native and in the browser) put in
@@ -159,6 +243,9 @@ pub enum ClientMsg {
     Ack {
         id: u32,
         bytes: u64,
+        /// v2: the client raises its proxy-to-client window to this many bytes (at least 1;
+        /// the proxy caps it at [`MAX_WINDOW`] and never shrinks a window).
+        window: Option<u64>,
     },
 }
 
@@ -284,7 +371,8 @@ pub fn parse_text(text: &str, dialect: Dialect) -> Result<ClientMsg, ProtoError>
                 .ok_or_else(|| err("missing field 'bytes'".into()))?
                 .as_u64()
                 .ok_or_else(|| err("field 'bytes' must be a non-negative integer".into()))?;
-            Ok(ClientMsg::Ack { id, bytes })
+            let window = field_positive(obj, "window").map_err(err)?;
+            Ok(ClientMsg::Ack { id, bytes, window })
         }
         other => Err(ProtoError::new(
             Some(id),
@@ -346,7 +434,7 @@ pub fn eof(id: u32) -> String {
 }
 
 /// v2 `ack`: the receiver consumed `bytes` of `id`'s data (window credit); the proxy and
-/// clients send the same message.
+/// clients send the same message (a client may add a window, [`client::ack_window`]).
 pub fn ack(id: u32, bytes: u64) -> String {
     json!({"t": "ack", "id": id, "bytes": bytes}).to_string()
 }
@@ -466,6 +554,16 @@ pub mod client {
         m.to_string()
     }
 
+    /// v2 `ack` of `bytes` that also raises the proxy-to-client window of `id` to `window`
+    /// bytes (see [`super::WindowTuner`]); a proxy older than the field ignores it.
+    pub fn ack_window(id: u32, bytes: u64, window: Option<u64>) -> String {
+        let mut m = json!({"t": "ack", "id": id, "bytes": bytes});
+        if let Some(w) = window {
+            m["window"] = w.into();
+        }
+        m.to_string()
+    }
+
     /// v1 `write` with base64 payload (v2 clients send [`super::data_binary`] frames).
     pub fn write_json(id: u32, payload: &[u8]) -> String {
         json!({"t": "write", "id": id, "b64": B64.encode(payload)}).to_string()
@@ -555,6 +653,91 @@ mod tests {
     }
 
     #[test]
+    fn v2_ack_may_raise_the_window_and_hostile_values_are_refused() {
+        let v2 = |s: &str| parse_text(s, Dialect::V2);
+        assert_eq!(
+            v2(r#"{"t":"ack","id":2,"bytes":5,"window":18446744073709551615}"#),
+            Ok(ClientMsg::Ack {
+                id: 2,
+                bytes: 5,
+                window: Some(u64::MAX)
+            })
+        );
+        for bad in [r#""1""#, "0", "-1", "1.5", "1e3", "[]"] {
+            let m = format!(r#"{{"t":"ack","id":2,"bytes":5,"window":{bad}}}"#);
+            let e = v2(&m).unwrap_err();
+            assert!(
+                e.msg.contains("'window' must be a positive integer"),
+                "{bad}: {e:?}"
+            );
+            assert_eq!(e.id, Some(2));
+        }
+    }
+
+    /// Drives a tuner through a transfer limited by its window: `rtt_us` per round trip, one
+    /// window delivered and consumed per round trip; returns the windows advertised.
+    fn window_limited_transfer(rtt_us: u64, rounds: u64) -> Vec<u64> {
+        let mut t = WindowTuner::new(WINDOW, 0);
+        let mut grown = Vec::new();
+        for round in 0..rounds {
+            let w = t.window();
+            let now = round * rtt_us;
+            // The window arrives in 64 KiB frames spread over the round trip, each consumed
+            // (and acked) as it lands.
+            let frames = w.div_ceil(65_536);
+            for f in 0..frames {
+                let at = now + f * rtt_us / frames;
+                let n = 65_536.min(w - f * 65_536);
+                t.on_received(n, at);
+                grown.extend(t.on_consumed(n, at));
+            }
+        }
+        grown
+    }
+
+    #[test]
+    fn tuner_grows_while_the_reader_keeps_up_up_to_max_window() {
+        let grown = window_limited_transfer(1_000, 20);
+        assert!(
+            !grown.is_empty(),
+            "a window-limited reader that keeps up grows it"
+        );
+        assert!(grown.windows(2).all(|w| w[0] < w[1]), "only grows: {grown:?}");
+        assert_eq!(grown.last(), Some(&MAX_WINDOW), "up to the cap: {grown:?}");
+        assert!(grown.iter().all(|w| *w <= MAX_WINDOW));
+    }
+
+    #[test]
+    fn tuner_keeps_the_window_for_a_slow_reader() {
+        let mut t = WindowTuner::new(WINDOW, 0);
+        // A whole window arrives in 1 ms (the round-trip sample) ...
+        for i in 0..8 {
+            t.on_received(WINDOW / 4, i * 250);
+        }
+        // ... but the reader drains only 16 KiB per millisecond.
+        let mut grown = Vec::new();
+        for ms in 1..200 {
+            grown.extend(t.on_consumed(16_384, ms * 1_000));
+        }
+        assert_eq!(grown, Vec::<u64>::new());
+        assert_eq!(t.window(), WINDOW);
+    }
+
+    #[test]
+    fn tuner_needs_a_round_trip_sample_and_takes_the_grant() {
+        let mut t = WindowTuner::new(u64::MAX, 0);
+        assert_eq!(t.window(), MAX_WINDOW, "the offer is capped");
+        t.granted(None);
+        assert_eq!(t.window(), WINDOW, "an old proxy granted WINDOW");
+        t.granted(Some(65_536));
+        assert_eq!(t.window(), 65_536);
+        // No data received yet: no round-trip estimate, no growth whatever is consumed.
+        assert_eq!(t.on_consumed(1 << 30, 1_000_000), None);
+        t.granted(Some(0));
+        assert_eq!(t.window(), 1, "a zero grant is treated as the smallest window");
+    }
+
+    #[test]
     fn hostile_text_is_rejected_with_reason() {
         let cases = [
             ("not json", "invalid JSON"),
@@ -600,7 +783,11 @@ mod tests {
         let v2 = |s| parse_text(s, Dialect::V2);
         assert_eq!(
             v2(r#"{"t":"ack","id":3,"bytes":1000}"#),
-            Ok(ClientMsg::Ack { id: 3, bytes: 1000 })
+            Ok(ClientMsg::Ack {
+                id: 3,
+                bytes: 1000,
+                window: None
+            })
         );
         assert_eq!(
             v2(r#"{"t":"shutdown","id":3}"#),
@@ -731,7 +918,22 @@ mod tests {
         );
         assert_eq!(v2(client::close(1)), ClientMsg::Close { id: 1 });
         assert_eq!(v2(client::shutdown(1)), ClientMsg::Shutdown { id: 1 });
-        assert_eq!(v2(client::ack(1, 7)), ClientMsg::Ack { id: 1, bytes: 7 });
+        assert_eq!(
+            v2(client::ack(1, 7)),
+            ClientMsg::Ack {
+                id: 1,
+                bytes: 7,
+                window: None
+            }
+        );
+        assert_eq!(
+            v2(client::ack_window(1, 7, Some(1 << 20))),
+            ClientMsg::Ack {
+                id: 1,
+                bytes: 7,
+                window: Some(1 << 20)
+            }
+        );
         assert_eq!(split_binary(&data_binary(5, b"ab")), Some((5, &b"ab"[..])));
         assert_eq!(split_binary(&[0, 1]), None);
     }

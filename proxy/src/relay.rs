@@ -40,7 +40,8 @@ pub struct Window {
     credit: Semaphore,
     unacked: Mutex<u64>,
     enabled: bool,
-    size: u64,
+    /// Bytes; grows (never shrinks) when the client raises it in an `ack`.
+    size: AtomicU64,
 }
 
 impl Window {
@@ -54,13 +55,25 @@ impl Window {
             ),
             unacked: Mutex::new(0),
             enabled: dialect == Dialect::V2,
-            size,
+            size: AtomicU64::new(size),
         }
     }
 
     /// The window's size in bytes.
     pub fn size(&self) -> u64 {
-        self.size
+        self.size.load(Ordering::Relaxed)
+    }
+
+    /// The client raises the window to `offer` bytes (`"window"` of an `ack`): granted as in
+    /// `open` ([`protocol::grant_window`], at most `MAX_WINDOW`); a smaller offer changes
+    /// nothing. Only the session's reader calls this.
+    pub fn grow(&self, offer: u64) {
+        let want = protocol::grant_window(Some(offer));
+        let old = self.size.fetch_max(want, Ordering::Relaxed);
+        if self.enabled && want > old {
+            self.credit
+                .add_permits(usize::try_from(want - old).unwrap_or(usize::MAX));
+        }
     }
 
     /// Waits for credit and takes up to `max` bytes of it.

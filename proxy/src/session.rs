@@ -580,9 +580,14 @@ impl LwSession {
                         .await
                 }
             },
-            ClientMsg::Ack { id, bytes } => match conns.get(&id) {
+            ClientMsg::Ack { id, bytes, window } => match conns.get(&id) {
                 Some(c) => match c.window.ack(bytes) {
-                    Ok(()) => true,
+                    Ok(()) => {
+                        if let Some(w) = window {
+                            c.window.grow(w);
+                        }
+                        true
+                    }
                     Err(e) => out.error(Some(id), ErrorCode::Protocol, &e).await,
                 },
                 // Acks may cross a `closed` in flight: not an error worth a message.

@@ -298,3 +298,36 @@ async fn v2_window_is_negotiated_and_capped() {
     let e = ws.open_with(open).await;
     assert_eq!((e["t"].as_str(), code(&e)), (Some("error"), "protocol"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_window_grows_on_ack_only_up_and_up_to_the_cap() {
+    use lwproxy::protocol::MAX_WINDOW;
+    let source = source_server(16 << 20).await;
+    let proxy = Proxy::start(&["--allow", &allow(source), "--bytes-per-min", "0"]);
+    let mut ws = Ws::v2(&proxy, "alice").await;
+    let open = json!({"t": "open", "id": 1, "host": "127.0.0.1", "port": source.port(), "window": 65536});
+    assert_eq!(ws.open_with(open).await["window"], 65536);
+    assert_eq!(unacked_burst(&mut ws, 1).await, 65536);
+    // An ack raising the window: the acked bytes plus the growth come through.
+    ws.send_json(json!({"t": "ack", "id": 1, "bytes": 65536, "window": 262144}))
+        .await;
+    assert_eq!(unacked_burst(&mut ws, 1).await, 262144);
+    // A smaller window never shrinks it; hostile values are refused, naming the field, and
+    // change nothing (the connection keeps its window).
+    ws.send_json(json!({"t": "ack", "id": 1, "bytes": 0, "window": 1000}))
+        .await;
+    for bad in [json!(0), json!(-1), json!(1.5), json!("4194304"), json!([1])] {
+        ws.send_json(json!({"t": "ack", "id": 1, "bytes": 0, "window": bad}))
+            .await;
+        let e = ws.expect("error", 1).await;
+        assert_eq!(code(&e), "protocol", "{bad}: {e}");
+        assert!(e["msg"].as_str().unwrap_or("").contains("'window'"), "{bad}: {e}");
+    }
+    assert_eq!(unacked_burst(&mut ws, 1).await, 0);
+    // A huge window is capped at MAX_WINDOW: that much in flight, no more.
+    ws.send_json(json!({"t": "ack", "id": 1, "bytes": 0, "window": u64::MAX}))
+        .await;
+    assert_eq!(unacked_burst(&mut ws, 1).await as u64, MAX_WINDOW - 262144);
+    ws.send_json(json!({"t": "ack", "id": 1, "bytes": 4096})).await;
+    assert_eq!(unacked_burst(&mut ws, 1).await, 4096);
+}

@@ -3,8 +3,8 @@
 // wire protocol (docs/protocol.md); do not edit. `cargo test -p lwabi` fails when this
 // file is stale; LWABI_WRITE_JS=1 cargo test -p lwabi rewrites it.
 
-/** Subprotocol names, the binary frame header's size, the flow-control window and the
+/** Subprotocol names, the binary frame header's size, the flow-control windows and the
  * largest frame payload lwhost sends: their meaning is in proxy/src/protocol.rs. */
 export const
   SUBPROTOCOL_V2 = "lwproxy.v2", SUBPROTOCOL_V1 = "lwproxy.v1", BEARER_PREFIX = "bearer.",
-  WINDOW = 262144, BINARY_HEADER = 4, FRAME_MAX = 65536;
+  WINDOW = 262144, MAX_WINDOW = 4194304, BINARY_HEADER = 4, FRAME_MAX = 65536;
