@@ -156,6 +156,9 @@ struct Shared<'a> {
     last_activity: Mutex<Instant>,
     target_eof: AtomicBool,
     client_shut: AtomicBool,
+    /// Data is being handed to the client: a connection waiting on a slow client is not idle
+    /// (a client that stops reading loses its session after the stall limit instead).
+    delivering: AtomicBool,
 }
 
 impl Shared<'_> {
@@ -259,10 +262,13 @@ async fn connect_and_relay(
                 )
             })?;
         announce(p, addr).await?;
-        relay(stream, p, audit, upstream).await
+        let (rd, wr) = tokio::io::split(stream);
+        relay(rd, wr, p, audit, upstream).await
     } else {
         announce(p, addr).await?;
-        relay(tcp, p, audit, upstream).await
+        // Owned halves of a plain socket: no lock between the directions on each poll.
+        let (rd, wr) = tcp.into_split();
+        relay(rd, wr, p, audit, upstream).await
     }
 }
 
@@ -302,22 +308,24 @@ pub(crate) fn io_failure(e: &std::io::Error) -> Failure {
     }
 }
 
-async fn relay<S>(
-    stream: S,
+async fn relay<R, W>(
+    mut rd: R,
+    mut wr: W,
     p: &ConnParams,
     audit: &Audit,
     upstream: &mut mpsc::UnboundedReceiver<Upstream>,
 ) -> Result<(), Failure>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
 {
-    let (mut rd, mut wr) = tokio::io::split(stream);
     let sh = Shared {
         p,
         audit,
         last_activity: Mutex::new(Instant::now()),
         target_eof: AtomicBool::new(false),
         client_shut: AtomicBool::new(false),
+        delivering: AtomicBool::new(false),
     };
     let idle = p.cfg.limits.idle_timeout;
     let down = downstream(&mut rd, &sh);
@@ -343,7 +351,9 @@ where
             }
             r = &mut up => return r,
             _ = tokio::time::sleep_until(idle_at) => {
-                if sh.last() + idle <= Instant::now() {
+                if sh.delivering.load(Ordering::Acquire) {
+                    sh.touch();
+                } else if sh.last() + idle <= Instant::now() {
                     return Err(Failure::new(
                         ErrorCode::Timeout,
                         format!("limit: idle timeout ({} s): connection timed out", idle.as_secs_f64()),
@@ -382,6 +392,7 @@ async fn downstream<R: AsyncRead + Unpin>(rd: &mut R, sh: &Shared<'_>) -> Result
             return Ok(());
         }
         p.identity.charge_bytes(n, limits).map_err(limit)?;
+        sh.delivering.store(true, Ordering::Release);
         let delivered = if p.dialect == Dialect::V2 {
             protocol::fill_binary_header(p.id, &mut buf);
             p.window.sent(n);
@@ -389,6 +400,7 @@ async fn downstream<R: AsyncRead + Unpin>(rd: &mut R, sh: &Shared<'_>) -> Result
         } else {
             p.out.text(protocol::data_json(p.id, &buf)).await
         };
+        sh.delivering.store(false, Ordering::Release);
         if !delivered {
             return Err(gone());
         }

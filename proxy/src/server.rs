@@ -83,7 +83,17 @@ pub struct Shared {
 }
 
 /// Runs until `shutdown` turns true, then drains sessions (up to the drain timeout).
-pub async fn serve(listener: TcpListener, cfg: Arc<Config>, shutdown: watch::Receiver<bool>) -> Result<()> {
+///
+/// Each accepted client is handed, in turn, to one of `shards` (single-threaded runtimes, one
+/// per core: see `main.rs`), and its session and connections stay on that thread: a message
+/// relayed between tasks of one session never wakes another thread. With no shards, clients
+/// run on the calling runtime.
+pub async fn serve(
+    listener: TcpListener,
+    cfg: Arc<Config>,
+    shutdown: watch::Receiver<bool>,
+    shards: Vec<tokio::runtime::Handle>,
+) -> Result<()> {
     let acceptor = cfg.tls_server.clone().map(tokio_rustls::TlsAcceptor::from);
     let shared_limits = match &cfg.shared_limits {
         Some(url) => {
@@ -107,6 +117,7 @@ pub async fn serve(listener: TcpListener, cfg: Arc<Config>, shutdown: watch::Rec
         preauth: Preauth::new(cfg.max_preauth, cfg.max_preauth_per_ip, cfg.ipv6_prefix),
     });
     let mut stop = shutdown.clone();
+    let mut next_shard = 0usize;
     loop {
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -132,8 +143,29 @@ pub async fn serve(listener: TcpListener, cfg: Arc<Config>, shutdown: watch::Rec
         };
         let shared = shared.clone();
         let acceptor = acceptor.clone();
-        tokio::spawn(async move {
-            if let Err(e) = handle_client(tcp, peer, from_balancer, acceptor, shared, slot).await {
+        let Some(shard) = shards.get(next_shard % shards.len().max(1)).cloned() else {
+            tokio::spawn(async move {
+                if let Err(e) = handle_client(tcp, peer, from_balancer, acceptor, shared, slot).await {
+                    tracing::debug!(%peer, "client: {e:#}");
+                }
+            });
+            continue;
+        };
+        next_shard = next_shard.wrapping_add(1);
+        // The socket leaves this runtime's reactor and joins the shard's.
+        let tcp = match tcp.into_std() {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::debug!(%peer, "client: could not hand over the socket: {e}");
+                continue;
+            }
+        };
+        shard.spawn(async move {
+            let r = match TcpStream::from_std(tcp) {
+                Ok(tcp) => handle_client(tcp, peer, from_balancer, acceptor, shared, slot).await,
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = r {
                 tracing::debug!(%peer, "client: {e:#}");
             }
         });

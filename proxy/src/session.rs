@@ -1,5 +1,6 @@
 //! One WebSocket session: reads client messages, keeps the table of connections, and
-//! multiplexes their output through one writer task. Nothing a client sends can end the
+//! multiplexes their output onto the WebSocket ([`Out`]: written by the sending task when
+//! uncontended, else through a short queue and one writer task). Nothing a client sends can end the
 //! session except closing it; bad input gets an `error` and the session carries on.
 
 use crate::config::Config;
@@ -8,10 +9,11 @@ use crate::policy;
 use crate::protocol::{self, ClientMsg, Dialect, ErrorCode, Failure, WINDOW};
 use crate::relay::{self, ConnParams, Upstream, Window};
 use futures_util::stream::SplitSink;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, SinkExt, StreamExt};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -20,7 +22,7 @@ use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 /// Messages queued towards the client. Small: with data messages of at most 64 KiB (+base64)
@@ -58,16 +60,110 @@ struct ConnEntry {
     abort: AbortHandle,
 }
 
-/// Sends to the client through the writer task; `false` once the client is gone.
+/// The client's WebSocket sink, type-erased so that [`Out`] does not depend on the transport.
+type WsSink = Pin<Box<dyn Sink<Message, Error = WsError> + Send>>;
+
+/// The client's WebSocket sink and how long it has been blocked.
+struct SinkSlot {
+    /// `None` once writing failed or stalled.
+    sink: Option<WsSink>,
+    /// Since when a write has been waiting on the client, if one is: a write cancelled midway
+    /// (its task ended) leaves it set, so the next write does not restart the stall clock.
+    blocked_since: Option<Instant>,
+}
+
+/// What the senders of a session and its writer task share.
+struct OutShared {
+    sink: tokio::sync::Mutex<SinkSlot>,
+    /// Messages taken from the queue's capacity and not yet fed to the sink. A message may
+    /// bypass the queue only when this is zero, checked under the sink's lock, so the
+    /// messages of a session reach the client in the order they were sent.
+    pending: AtomicUsize,
+    /// A client that stops reading for this long loses its session.
+    stall_limit: Duration,
+    peer: SocketAddr,
+    /// Notified when writing failed or stalled: the writer task ends, and with it the session.
+    failed: Notify,
+}
+
+impl OutShared {
+    /// Feeds `first` and whatever `next` yields to the sink (under its lock), then flushes
+    /// them in one go, within the stall limit. On failure the sink is dropped and the writer
+    /// task told; false then.
+    async fn write(
+        &self,
+        slot: &mut SinkSlot,
+        first: Message,
+        mut next: impl FnMut() -> Option<Message>,
+    ) -> bool {
+        let Some(sink) = slot.sink.as_mut() else {
+            return false;
+        };
+        let since = *slot.blocked_since.get_or_insert_with(Instant::now);
+        let batch = async {
+            let mut msg = Some(first);
+            while let Some(m) = msg.take() {
+                let is_close = matches!(m, Message::Close(_));
+                sink.feed(m).await?;
+                if is_close {
+                    break;
+                }
+                msg = next();
+            }
+            sink.flush().await
+        };
+        match tokio::time::timeout_at(since + self.stall_limit, batch).await {
+            Ok(Ok(())) => {
+                slot.blocked_since = None;
+                return true;
+            }
+            Ok(Err(e)) => tracing::debug!(peer = %self.peer, "session write: {e}"),
+            Err(_) => {
+                let (peer, limit) = (self.peer, self.stall_limit);
+                tracing::info!(%peer, "client stopped reading for {limit:?}: session closed");
+            }
+        }
+        slot.sink = None;
+        self.failed.notify_one();
+        false
+    }
+}
+
+/// Sends to the client; `false` once the client is gone. A message is written to the
+/// WebSocket by the sending task itself when nothing is queued and no one else is writing
+/// (no hand-off between tasks on the hot path); otherwise it waits in the session's queue
+/// of [`Protocol::OUT_QUEUE`] messages, which the writer task ([`spawn_writer`]) drains.
 #[derive(Clone)]
-pub struct Out(mpsc::Sender<Message>);
+pub struct Out {
+    queue: mpsc::Sender<Message>,
+    shared: Arc<OutShared>,
+}
 
 impl Out {
+    /// Sends one message, directly or through the queue (see [`Out`]).
+    pub async fn send(&self, msg: Message) -> bool {
+        let s = &*self.shared;
+        if s.pending.load(Ordering::Acquire) == 0 {
+            if let Ok(mut slot) = s.sink.try_lock() {
+                if s.pending.load(Ordering::Acquire) == 0 {
+                    return s.write(&mut slot, msg, || None).await;
+                }
+            }
+        }
+        // Counted once it holds a place in the queue, and sent at once (no await between):
+        // a sender cancelled while waiting for room leaves no count behind.
+        let Ok(permit) = self.queue.reserve().await else {
+            return false;
+        };
+        s.pending.fetch_add(1, Ordering::AcqRel);
+        permit.send(msg);
+        true
+    }
     pub async fn text(&self, s: String) -> bool {
-        self.0.send(Message::Text(s.into())).await.is_ok()
+        self.send(Message::Text(s.into())).await
     }
     pub async fn binary(&self, b: bytes::Bytes) -> bool {
-        self.0.send(Message::Binary(b)).await.is_ok()
+        self.send(Message::Binary(b)).await
     }
     pub async fn error(&self, id: Option<u32>, code: ErrorCode, msg: &str) -> bool {
         self.text(protocol::error(id, code, msg)).await
@@ -81,44 +177,55 @@ impl Out {
     }
 }
 
-/// Spawns the task that writes a session's queued messages to the client, batching whatever is
-/// queued into one flush (used by every protocol). A client that stops reading for longer than
-/// `stall_limit` loses its session, so a stuck peer cannot pin resources. It ends when the
-/// queue's senders are gone (after closing the WebSocket) or the client is.
+/// The sending side of a session's WebSocket ([`Out`]) and the task that writes what is
+/// queued, batching whatever is queued into one flush (used by every protocol). A client that
+/// stops reading for longer than `stall_limit` loses its session, so a stuck peer cannot pin
+/// resources. The task ends when every [`Out`] is gone (after closing the WebSocket), when
+/// the client is, or when a write failed or stalled.
 pub fn spawn_writer<S>(
-    mut sink: SplitSink<WebSocketStream<S>, Message>,
-    mut out_rx: mpsc::Receiver<Message>,
+    sink: SplitSink<WebSocketStream<S>, Message>,
+    queue_len: usize,
     stall_limit: Duration,
     peer: SocketAddr,
-) -> JoinHandle<()>
+) -> (Out, JoinHandle<()>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    tokio::spawn(async move {
-        while let Some(first) = out_rx.recv().await {
-            let batch = async {
-                let mut next = Some(first);
-                while let Some(msg) = next.take() {
-                    let is_close = matches!(msg, Message::Close(_));
-                    sink.feed(msg).await?;
-                    if is_close {
-                        break;
-                    }
-                    next = out_rx.try_recv().ok();
-                }
-                sink.flush().await
+    let (queue, mut out_rx) = mpsc::channel::<Message>(queue_len);
+    let shared = Arc::new(OutShared {
+        sink: tokio::sync::Mutex::new(SinkSlot {
+            sink: Some(Box::pin(sink)),
+            blocked_since: None,
+        }),
+        pending: AtomicUsize::new(0),
+        stall_limit,
+        peer,
+        failed: Notify::new(),
+    });
+    let s = shared.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let first = tokio::select! {
+                m = out_rx.recv() => m,
+                _ = s.failed.notified() => return,
             };
-            match tokio::time::timeout(stall_limit, batch).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return,
-                Err(_) => {
-                    tracing::info!(%peer, "client stopped reading for {stall_limit:?}: session closed");
-                    return;
-                }
+            let Some(first) = first else { break };
+            let mut slot = s.sink.lock().await;
+            s.pending.fetch_sub(1, Ordering::AcqRel);
+            let next = || {
+                let m = out_rx.try_recv().ok()?;
+                s.pending.fetch_sub(1, Ordering::AcqRel);
+                Some(m)
+            };
+            if !s.write(&mut slot, first, next).await {
+                return;
             }
         }
-        let _ = tokio::time::timeout(Duration::from_secs(2), sink.close()).await;
-    })
+        if let Some(sink) = s.sink.lock().await.sink.as_mut() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), sink.close()).await;
+        }
+    });
+    (Out { queue, shared }, task)
 }
 
 /// Session liveness, the same for every protocol: a ping after `--ping-interval` of silence
@@ -170,7 +277,7 @@ impl Liveness {
     }
 
     /// The deadline passed: pings, or closes an idle session. False when the session ends.
-    pub async fn fire(&mut self, has_conns: bool, out: &mpsc::Sender<Message>, peer: SocketAddr) -> bool {
+    pub async fn fire(&mut self, has_conns: bool, out: &Out, peer: SocketAddr) -> bool {
         let now = Instant::now();
         if !has_conns && now >= self.idle_since + self.idle_limit {
             tracing::info!(%peer, "session idle for {:?} without a connection: closed", self.idle_limit);
@@ -188,7 +295,7 @@ impl Liveness {
             }
             None if now >= self.heard + self.ping_interval => {
                 self.pong_due = Some(now + self.pong_timeout);
-                out.send(Message::Ping(bytes::Bytes::new())).await.is_ok()
+                out.send(Message::Ping(bytes::Bytes::new())).await
             }
             _ => true,
         }
@@ -248,9 +355,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (sink, mut stream) = ws.split();
-    let (out_tx, out_rx) = mpsc::channel::<Message>(P::OUT_QUEUE);
-    let out = Out(out_tx);
-    let mut writer = spawn_writer(sink, out_rx, ctx.cfg.limits.idle_timeout, ctx.peer);
+    let (out, mut writer) = spawn_writer(sink, P::OUT_QUEUE, ctx.cfg.limits.idle_timeout, ctx.peer);
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<P::Event>();
     let ctx = Arc::new(ctx);
     let mut proto = P::new(ctx.clone(), out.clone(), ev_tx);
@@ -263,7 +368,7 @@ where
     while alive {
         let had_streams = proto.has_streams();
         if draining && !had_streams {
-            let _ = out.0.send(going_away()).await;
+            let _ = out.send(going_away()).await;
             break;
         }
         let timer = live.deadline(had_streams);
@@ -286,7 +391,7 @@ where
         };
         // The timer's work is done outside `select!`, whose state may not live across awaits.
         let Some(msg) = msg else {
-            alive = live.fire(had_streams, &out.0, ctx.peer).await;
+            alive = live.fire(had_streams, &out, ctx.peer).await;
             continue;
         };
         let msg = match msg {
