@@ -14,19 +14,16 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{conn_at, OpenRequest, Service};
+use super::{conn_at, now_us, OpenRequest, Service};
 use crate::errno::*;
 use crate::shm::CONNS;
 use lwabi::{LWHOST_CONN_CONNECTING, LWHOST_CONN_OPEN};
 use lwproxy::protocol::{
-    client, split_binary, ErrorCode, ServerMsg, BEARER_PREFIX, BINARY_HEADER, SUBPROTOCOL_V2 as SUBPROTOCOL,
-    WINDOW,
+    client, split_binary, ErrorCode, ServerMsg, WindowTuner, BEARER_PREFIX, BINARY_HEADER,
+    SUBPROTOCOL_V2 as SUBPROTOCOL, WINDOW,
 };
 use std::sync::atomic::Ordering;
 
-/// A proxy that ignores the window may get this much buffered per
-/// connection before the connection is failed.
-const RX_BUFFER_MAX: usize = 2 * WINDOW as usize;
 pub(super) const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -216,7 +213,10 @@ impl Service {
         let id = self.next_proxy_id;
         self.next_proxy_id = self.next_proxy_id.wrapping_add(1).max(1);
         let timeout_ms = (req.timeout_ms != 0).then_some(u64::from(req.timeout_ms));
-        let open = client::open(id, &req.host, req.port, req.tls, timeout_ms);
+        // Offer the default window; the autotuning grows it as the reader keeps up.
+        let tuner = WindowTuner::new(WINDOW, now_us());
+        let open = client::open_window(id, &req.host, req.port, req.tls, timeout_ms, Some(tuner.window()));
+        self.slots[i].rx_window = Some(tuner);
         self.slots[i].proxy_id = Some(id);
         self.by_proxy_id.insert(id, i);
         self.send_text(open);
@@ -242,10 +242,13 @@ impl Service {
 
     pub(super) fn on_control(&mut self, msg: ServerMsg) {
         match msg {
-            ServerMsg::Opened { id, .. } => {
+            ServerMsg::Opened { id, window, .. } => {
                 let Some(&i) = self.by_proxy_id.get(&id) else {
                     return;
                 };
+                if let Some(t) = self.slots[i].rx_window.as_mut() {
+                    t.granted(window);
+                }
                 let region = self.region.clone();
                 let c = conn_at(&region, i);
                 if c.state().load(Ordering::Acquire) == LWHOST_CONN_CONNECTING {
@@ -314,13 +317,20 @@ impl Service {
             return;
         }
         let s = &mut self.slots[i];
-        if s.pending_bytes + bytes.len() > RX_BUFFER_MAX {
+        // Bytes not yet in the ring are unacked, so they never exceed the window the proxy
+        // last saw, which is at most the one we last advertised.
+        let window = s.rx_window.as_ref().map_or(WINDOW, WindowTuner::window);
+        if (s.pending_bytes + bytes.len()) as u64 > window {
             tracing::warn!(
                 slot = i,
+                window,
                 "proxy overran the flow-control window; failing the connection"
             );
             self.fail(i, EIO); // also closes it at the proxy
             return;
+        }
+        if let Some(t) = s.rx_window.as_mut() {
+            t.on_received(bytes.len() as u64, now_us());
         }
         s.pending_bytes += bytes.len();
         s.pending_rx.push_back(bytes);

@@ -38,7 +38,7 @@ use lwabi::{
     LWHOST_CONN_REQUESTED, LWHOST_HOST_MAX, LWHOST_MF_PEER_EOF, LWHOST_OPEN_TLS, LWHOST_WF_CLOSE,
     LWHOST_WF_SHUT_WR,
 };
-use lwproxy::protocol::{client, BINARY_HEADER, FRAME_MAX, WINDOW};
+use lwproxy::protocol::{client, WindowTuner, BINARY_HEADER, FRAME_MAX, WINDOW};
 
 mod doorbell;
 mod link;
@@ -150,6 +150,8 @@ struct Slot {
     pending_bytes: usize,
     /// Bytes sent to the proxy and not acked.
     tx_inflight: u64,
+    /// The proxy-to-client window and its autotuning, from the `open` on the current link.
+    rx_window: Option<WindowTuner>,
     /// The proxy said no more bytes will come.
     peer_eof: bool,
     /// The proxy forgot the connection (`closed`): tx bytes are dropped.
@@ -483,8 +485,14 @@ impl Service {
         }
         if moved > 0 {
             self.guest_dirty = true;
+            // Bytes in the ring are consumed as far as the window goes: acked, and counted
+            // by the autotuning, which may raise the window in the same ack.
+            let grown = s
+                .rx_window
+                .as_mut()
+                .and_then(|t| t.on_consumed(moved as u64, now_us()));
             if let Some(id) = proxy_id {
-                self.send_text(client::ack(id, moved as u64));
+                self.send_text(client::ack_window(id, moved as u64, grown));
             }
         }
         if eof_now && c.main_flags().load(Ordering::Relaxed) & LWHOST_MF_PEER_EOF == 0 {
@@ -506,4 +514,11 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// Microseconds on a monotonic clock (from the first call), for [`WindowTuner`].
+fn now_us() -> u64 {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let elapsed = ORIGIN.get_or_init(std::time::Instant::now).elapsed();
+    u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX)
 }

@@ -195,3 +195,85 @@ fn proxy_error_codes_map_to_errno() {
         assert_eq!(errno_for_proxy_error(code), want, "{code:?}");
     }
 }
+
+/// A fake proxy that streams `total` bytes to the first connection opened, honouring the
+/// flow-control window (the grant, then every `"window"` of the acks), and reports the
+/// offer of `open` and every window an ack raised it to.
+async fn windowed_source(total: usize, report: tokio::sync::oneshot::Sender<(u64, Vec<u64>)>) -> String {
+    fake_proxy(true, move |mut ws| async move {
+        let (id, offer) = loop {
+            let Some(Ok(Message::Text(t))) = ws.next().await else {
+                return;
+            };
+            let v: serde_json::Value = serde_json::from_str(&t).expect("json from lwhost");
+            if v["t"] == "open" {
+                break (
+                    v["id"].as_u64().expect("id") as u32,
+                    v["window"].as_u64().unwrap_or(0),
+                );
+            }
+        };
+        let reply = format!(r#"{{"t":"opened","id":{id},"addr":"127.0.0.1:80","window":{offer}}}"#);
+        let _ = ws.send(Message::Text(reply.into())).await;
+        let (mut window, mut sent, mut unacked, mut grown) = (offer, 0usize, 0u64, Vec::new());
+        while sent < total {
+            while sent < total && unacked < window {
+                let n = (total - sent).min(65536).min((window - unacked) as usize);
+                let frame = [&id.to_be_bytes()[..], &vec![7u8; n][..]].concat();
+                let _ = ws.feed(Message::Binary(frame.into())).await;
+                sent += n;
+                unacked += n as u64;
+            }
+            let _ = ws.flush().await;
+            let Some(Ok(Message::Text(t))) = ws.next().await else {
+                return;
+            };
+            let v: serde_json::Value = serde_json::from_str(&t).expect("json from lwhost");
+            if v["t"] == "ack" {
+                unacked -= v["bytes"].as_u64().expect("bytes").min(unacked);
+                if let Some(w) = v["window"].as_u64() {
+                    assert!(w > window, "the window only grows: {w} after {window}");
+                    window = w;
+                    grown.push(w);
+                }
+            }
+        }
+        let _ = ws
+            .send(Message::Text(format!(r#"{{"t":"eof","id":{id}}}"#).into()))
+            .await;
+        let _ = report.send((offer, grown));
+        while ws.next().await.is_some() {}
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_window_grows_while_the_guest_keeps_up() {
+    use lwproxy::protocol::{MAX_WINDOW, WINDOW};
+    let total = 32 << 20;
+    let (report, reported) = tokio::sync::oneshot::channel();
+    let url = windowed_source(total, report).await;
+    let (_region, w, main) = start(url, "window");
+    check_then_stop(main, move || {
+        let id = w.net_open(b"source", 80, 0, 0);
+        let mut buf = vec![0u8; 65536];
+        let (mut got, mut seen) = (0usize, w.guest_doorbell());
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            match w.net_read(id, &mut buf) {
+                0 => break,
+                n if n > 0 => got += n as usize,
+                n if n == -EAGAIN && std::time::Instant::now() < deadline => {
+                    seen = w.wait_guest_doorbell(seen, Duration::from_millis(50));
+                }
+                n => panic!("read failed: {n} after {got} bytes"),
+            }
+        }
+        assert_eq!(got, total, "every byte arrived");
+    })
+    .await;
+    let (offer, grown) = reported.await.expect("the fake proxy's report");
+    assert_eq!(offer, WINDOW, "lwhost offers the default window in open");
+    assert!(!grown.is_empty(), "a guest that keeps up grows the window");
+    assert!(grown.iter().all(|w| *w <= MAX_WINDOW), "{grown:?}");
+}

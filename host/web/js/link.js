@@ -6,14 +6,14 @@
 import { E } from "./shim.js";
 import { CONN, MF_PEER_EOF, OPEN_TLS, WF_CLOSE, WF_SHUT_WR } from "./region.js";
 import * as abi from "./lwabi.js";
-// WINDOW, FRAME_MAX, the subprotocols: docs/protocol.md, generated from lwproxy's protocol.rs.
-import { BEARER_PREFIX, BINARY_HEADER as HDR, FRAME_MAX, SUBPROTOCOL_V2, WINDOW } from "./protocol.js";
+// WINDOW, MAX_WINDOW, FRAME_MAX, the subprotocols: docs/protocol.md, generated from lwproxy's protocol.rs.
+import { BEARER_PREFIX, BINARY_HEADER as HDR, FRAME_MAX, MAX_WINDOW, SUBPROTOCOL_V2, WINDOW } from "./protocol.js";
 
 /**
  * Ack bytes as soon as they entered the ring: when the queue has drained
  * into it, or every ACK_BATCH bytes while it drains. Throughput through the
- * proxy is at most WINDOW per round trip (page -> network service -> proxy
- * -> back), so credit goes back at once rather than in bigger batches.
+ * proxy is at most one window per round trip (page -> network service ->
+ * proxy -> back), so credit goes back at once rather than in bigger batches.
  */
 const ACK_BATCH = 65536;
 /** Stop feeding the socket while this much is buffered in it. */
@@ -38,6 +38,54 @@ export function errnoFromProxyError(msg) {
   return typeof code === "string" && Object.hasOwn(ERRNO_OF_CODE, code) ? ERRNO_OF_CODE[code] : E.EIO;
 }
 
+/**
+ * Receive-window autotuning of one connection's proxy-to-client window: the
+ * rule of lwproxy::protocol::WindowTuner (proxy/src/protocol.rs, where it is
+ * defined and unit-tested; docs/protocol.md "Flow control"), restated.
+ * Linux's dynamic right-sizing: the round trip is the shortest time a whole
+ * window took to arrive after a mark; once per round trip, when twice the
+ * bytes consumed in it exceed the window, the window becomes twice that, at
+ * most MAX_WINDOW; it never shrinks. Times in ms (performance.now()).
+ */
+export class WindowTuner {
+  constructor(window, now) {
+    this.window = Math.min(Math.max(window, 1), MAX_WINDOW);
+    this.received = 0;
+    this.consumed = 0;
+    this.rtt = null; // smallest round-trip sample, ms
+    this.mark = null; // { end: received total that ends the sample, at }
+    this.epoch = { consumed: 0, at: now };
+  }
+
+  /** The proxy's grant from `opened` (absent from older proxies: WINDOW). */
+  granted(grant) {
+    const g = Number.isSafeInteger(grant) ? grant : WINDOW;
+    this.window = Math.min(Math.max(g, 1), MAX_WINDOW);
+  }
+
+  /** `n` bytes arrived from the proxy at `now`. */
+  onReceived(n, now) {
+    this.received += n;
+    if (this.mark && this.received < this.mark.end) return;
+    if (this.mark) {
+      const sample = Math.max(now - this.mark.at, 0.001);
+      this.rtt = this.rtt === null ? sample : Math.min(this.rtt, sample);
+    }
+    this.mark = { end: this.received + this.window, at: now };
+  }
+
+  /** The reader consumed `n` bytes at `now`; returns the new window when it grew, else null. */
+  onConsumed(n, now) {
+    this.consumed += n;
+    if (this.rtt === null || now - this.epoch.at < this.rtt) return null;
+    const want = Math.min((this.consumed - this.epoch.consumed) * 2, MAX_WINDOW);
+    this.epoch = { consumed: this.consumed, at: now };
+    if (want <= this.window) return null;
+    this.window = want;
+    return want;
+  }
+}
+
 /** Connections and the socket: needs RegionAccess's methods on the same object. */
 export class ProxyLink {
   startOpen(slot) {
@@ -57,7 +105,7 @@ export class ProxyLink {
     const host = new TextDecoder().decode(this.u8.slice(at, at + hostLen));
     const c = {
       id, host, port, tls: (flags & OPEN_TLS) !== 0, timeoutMs, openSent: false, txUnacked: 0,
-      rxQueue: [], rxUnacked: 0, eofPending: false, eofSet: false, shutSent: false, closedByPeer: false,
+      rxQueue: [], rxUnacked: 0, rxWindow: new WindowTuner(WINDOW, performance.now()), eofPending: false, eofSet: false, shutSent: false, closedByPeer: false,
       timer: setTimeout(() => this.connectTimedOut(slot, id), (timeoutMs || DEFAULT_CONNECT_TIMEOUT_MS) + 2000),
     };
     this.conns[slot] = c;
@@ -70,6 +118,7 @@ export class ProxyLink {
 
   sendOpen(c) {
     const msg = { t: "open", id: c.id, host: c.host, port: c.port };
+    if (this.binary) msg.window = c.rxWindow.window; // offered; grown by the acks (WindowTuner)
     if (c.tls) msg.tls = true;
     if (c.timeoutMs) msg.timeout_ms = c.timeoutMs;
     this.ws.send(JSON.stringify(msg));
@@ -177,7 +226,13 @@ export class ProxyLink {
       moved = true;
     }
     if (c.rxUnacked > 0 && this.binary && (c.rxUnacked >= ACK_BATCH || c.rxQueue.length === 0)) {
-      this.sendControl({ t: "ack", id: c.id, bytes: c.rxUnacked });
+      const ack = { t: "ack", id: c.id, bytes: c.rxUnacked };
+      const grown = c.rxWindow.onConsumed(c.rxUnacked, performance.now());
+      if (grown !== null) {
+        ack.window = grown;
+        this.stats.rxWindowMax = Math.max(this.stats.rxWindowMax, grown);
+      }
+      this.sendControl(ack);
       c.rxUnacked = 0;
     }
     if (c.rxQueue.length === 0 && c.eofPending && !c.eofSet) {
@@ -269,6 +324,7 @@ export class ProxyLink {
       case "opened":
         if (this.get(slot, this.L.conn_state) === CONN.CONNECTING) {
           clearTimeout(c.timer);
+          c.rxWindow.granted(msg.window);
           this.set(slot, this.L.conn_state, CONN.OPEN);
           this.ringGuest();
         }
@@ -301,6 +357,7 @@ export class ProxyLink {
     const slot = this.byId.get(id);
     const c = slot === undefined ? null : this.conns[slot];
     if (!c || this.get(slot, this.L.conn_state) !== CONN.OPEN) return;
+    c.rxWindow.onReceived(bytes.length, performance.now());
     c.rxQueue.push(bytes);
     if (this.pumpRx(slot, c)) this.ringGuest();
   }

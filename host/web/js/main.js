@@ -173,7 +173,8 @@ class MainSide {
     this.reconnectTimer = null;
     this.closed = false;
     this.pumpQueued = false;
-    this.stats = { pumps: 0, framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0, reconnects: 0, storeOps: 0 };
+    // rxWindowMax: the largest proxy-to-client window a connection advertised (WindowTuner).
+    this.stats = { pumps: 0, framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0, reconnects: 0, storeOps: 0, rxWindowMax: 0 };
   }
 
   start() {

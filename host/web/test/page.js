@@ -4,8 +4,10 @@
 // through the real glue (worker.js), then reloads the page; phase 2 reads
 // the store back. Results go to window.lwResults (read by chromium.py).
 import { attachLwnet, persistenceText } from "/lwnet/js/main.js";
+import { WindowTuner } from "/lwnet/js/link.js";
 import { E, importedMemoryLimits } from "/lwnet/js/shim.js";
 import { IdbStore } from "/lwnet/js/store.js";
+import { MAX_WINDOW, WINDOW } from "/lwnet/js/protocol.js";
 import { check, finish, log, results } from "/test/checks.js";
 
 const params = new URLSearchParams(location.search);
@@ -63,6 +65,28 @@ async function phase1() {
 
   const big = await runTask(host, mod, { kind: "bench_read", ...t, bytes: 4 << 20 });
   check("bulk_4mib_flow_control", big.bytes > 4 << 20 && big.bytes < (4 << 20) + 1024, big);
+  // The page's window autotuning (WindowTuner in link.js) grew the window while the reader kept up.
+  // The same rule, deterministic (the cases of protocol.rs's tuner tests): a reader that keeps
+  // up with a window-limited stream (1 ms round trips) grows the window to the cap; one that
+  // drains 16 KiB per ms leaves it alone.
+  const fast = new WindowTuner(WINDOW, 0), fastSeen = [];
+  for (let round = 0; round < 20; round++) {
+    const w = fast.window, frames = Math.ceil(w / 65536);
+    for (let f = 0; f < frames; f++) {
+      const at = round + f / frames, n = Math.min(65536, w - f * 65536);
+      fast.onReceived(n, at);
+      const g = fast.onConsumed(n, at);
+      if (g !== null) fastSeen.push(g);
+    }
+  }
+  const slow = new WindowTuner(WINDOW, 0);
+  for (let i = 0; i < 8; i++) slow.onReceived(WINDOW / 4, i * 0.25);
+  let slowGrew = false;
+  for (let ms = 1; ms < 200; ms++) slowGrew ||= slow.onConsumed(16384, ms) !== null;
+  check("window_tuner_rule", fastSeen.at(-1) === MAX_WINDOW && fastSeen.every((w, i) => i === 0 || w > fastSeen[i - 1])
+    && !slowGrew && slow.window === WINDOW, { fastSeen, slow: slow.window });
+  const grown = host.stats().rxWindowMax;
+  check("window_grows_while_reader_keeps_up", grown > WINDOW && grown <= MAX_WINDOW, { rxWindowMax: grown, WINDOW, MAX_WINDOW });
 
   const denied = await runTask(host, mod, { kind: "http", host: "127.0.0.1", port: deniedPort, path: "/" });
   check("policy_denial_is_eacces", denied.n === -13, { n: denied.n });
