@@ -198,14 +198,13 @@ pub async fn run(mut p: ConnParams) {
     // Unblock a session waiting for this connection's buffer (v1 back-pressure).
     drop(upstream);
     p.drained.notify_waiters();
-    // Free the slot and leave the table before `closed` reaches the client, so a client that
-    // opens again on `closed` finds both the slot and the id free.
+    // Free the slot before `closed` reaches the client, so a client that opens again on
+    // `closed` finds the slot free; the session writes the last messages (ConnEvent).
     drop(p.slot);
-    let _ = p.events.send(ConnEvent::Finished(p.id));
-    if let Err(e) = &result {
-        p.out.failure(p.id, e).await;
-    }
-    p.out.text(protocol::closed(p.id)).await;
+    let _ = p.events.send(ConnEvent::Finished {
+        id: p.id,
+        failure: result.err(),
+    });
 }
 
 async fn connect_and_relay(

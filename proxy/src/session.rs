@@ -43,7 +43,11 @@ pub struct SessionCtx {
 
 /// What a connection task tells its session.
 pub enum ConnEvent {
-    Finished(u32),
+    /// Connection `id` ended, with `failure` when it ended abnormally. The session leaves the
+    /// table first and then writes the `error` (if any) and `closed`, so a client that opens
+    /// again on `closed` finds the id free, and a draining session never closes before the
+    /// last `closed` is written.
+    Finished { id: u32, failure: Option<Failure> },
 }
 
 struct ConnEntry {
@@ -329,8 +333,9 @@ pub trait Protocol: Send + Sized {
         async { true }
     }
 
-    /// A stream task ended.
-    fn finished(&mut self, ev: Self::Event);
+    /// A stream task ended: the protocol drops it from its table, then writes the stream's
+    /// last messages to the client. False once the client is gone.
+    fn finished(&mut self, ev: Self::Event) -> impl std::future::Future<Output = bool> + Send;
 
     /// Whether any stream is open (an open stream keeps a quiet session alive, and a
     /// draining server waits for them).
@@ -346,6 +351,13 @@ pub trait Protocol: Send + Sized {
 
     /// The session ends: every stream task is stopped.
     fn abort_all(&mut self);
+}
+
+/// What woke a session's loop.
+enum Step<E> {
+    Finished(E),
+    Timer,
+    Read(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
 }
 
 /// Runs a session of protocol `P` until the client leaves, stops reading, fails liveness,
@@ -372,27 +384,31 @@ where
             break;
         }
         let timer = live.deadline(had_streams);
-        let msg = tokio::select! {
+        let step = tokio::select! {
             biased;
-            Some(ev) = ev_rx.recv() => {
-                proto.finished(ev);
-                if had_streams && !proto.has_streams() {
-                    live.conns_gone();
-                }
-                continue;
-            }
-            _ = tokio::time::sleep_until(timer) => None,
+            Some(ev) = ev_rx.recv() => Step::Finished(ev),
+            _ = tokio::time::sleep_until(timer) => Step::Timer,
             _ = shutdown.wait_for(|s| *s), if !draining => {
                 draining = true;
                 continue;
             }
             _ = &mut writer => break, // the client went away
-            m = stream.next() => Some(m),
+            m = stream.next() => Step::Read(m),
         };
-        // The timer's work is done outside `select!`, whose state may not live across awaits.
-        let Some(msg) = msg else {
-            alive = live.fire(had_streams, &out, ctx.peer).await;
-            continue;
+        // The awaited work is done outside `select!`, whose state may not live across awaits.
+        let msg = match step {
+            Step::Finished(ev) => {
+                alive = proto.finished(ev).await;
+                if had_streams && !proto.has_streams() {
+                    live.conns_gone();
+                }
+                continue;
+            }
+            Step::Timer => {
+                alive = live.fire(had_streams, &out, ctx.peer).await;
+                continue;
+            }
+            Step::Read(m) => m,
         };
         let msg = match msg {
             None => break,
@@ -450,8 +466,14 @@ impl Protocol for LwSession {
         }
     }
 
-    fn finished(&mut self, ConnEvent::Finished(id): ConnEvent) {
+    async fn finished(&mut self, ConnEvent::Finished { id, failure }: ConnEvent) -> bool {
         self.conns.remove(&id);
+        if let Some(f) = &failure {
+            if !self.out.failure(id, f).await {
+                return false;
+            }
+        }
+        self.out.text(protocol::closed(id)).await
     }
 
     fn has_streams(&self) -> bool {

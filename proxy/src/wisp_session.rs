@@ -96,10 +96,14 @@ struct StreamEntry {
     abort: AbortHandle,
 }
 
-/// A stream task tells the session it ended (`gen` tells a reused id apart).
+/// A stream task tells the session it ended (`gen` tells a reused id apart). The session
+/// leaves the table first and then sends the CLOSE with `close` (none when the client closed
+/// the stream itself), so a client that opens again on CLOSE finds the id free and a draining
+/// session never ends before the last CLOSE is written.
 pub struct Finished {
     id: u32,
     gen: u64,
+    close: Option<u8>,
 }
 
 /// Why a stream ended or was refused: the CLOSE reason and a text for the log and audit.
@@ -212,9 +216,13 @@ impl Protocol for WispSession {
         self.out.binary(wisp::encode_continue(0, BUFFER)).await
     }
 
-    fn finished(&mut self, f: Finished) {
+    async fn finished(&mut self, f: Finished) -> bool {
         if self.streams.get(&f.id).is_some_and(|s| s.gen == f.gen) {
             self.streams.remove(&f.id);
+        }
+        match f.close {
+            Some(reason) => self.out.binary(wisp::encode_close(f.id, reason)).await,
+            None => true,
         }
     }
 
@@ -491,13 +499,14 @@ async fn stream_task(
     } else {
         format!("error: {}", end.msg)
     });
-    // Free the connection slot and leave the table before CLOSE reaches the client, so a
-    // client that opens again on CLOSE finds both the slot and the id free.
+    // Free the connection slot before CLOSE reaches the client, so a client that opens again
+    // on CLOSE finds the slot free; the session sends the CLOSE (`Finished`).
     drop(slot);
-    let _ = p.events.send(Finished { id: p.id, gen: p.gen });
-    if !end.silent {
-        p.out.binary(wisp::encode_close(p.id, end.reason)).await;
-    }
+    let _ = p.events.send(Finished {
+        id: p.id,
+        gen: p.gen,
+        close: (!end.silent).then_some(end.reason),
+    });
 }
 
 /// Resolves under `policy` within the connect timeout.
