@@ -63,6 +63,31 @@ fn main() {
         .write_to_file(out.join("errno.rs"))
         .expect("writing errno bindings");
 
+    // The poll events and the fcntl/open flags and commands the guest tools'
+    // kernel emulation (tools/guest-harness) answers with, as the kernel
+    // defines them: asm-generic/poll.h and asm-generic/fcntl.h, the numbering
+    // of wasm32 (which uses the generic headers). Poll events are `short`, as
+    // in `struct pollfd`; the rest `int`, as `open(2)` and `fcntl(2)` take them.
+    let linux_wrapper = out.join("linux.h");
+    fs::write(
+        &linux_wrapper,
+        "#include <asm-generic/poll.h>\n#include <asm-generic/fcntl.h>\n",
+    )
+    .expect("writing poll/fcntl wrapper");
+    let linux = bindgen::Builder::default()
+        .header(linux_wrapper.display().to_string())
+        .clang_arg("--target=x86_64-linux-gnu")
+        .use_core()
+        .allowlist_var("(POLL|O_|F_)[A-Z0-9_]+")
+        .parse_callbacks(Box::new(PollIsShort))
+        .generate()
+        .expect(
+            "bindgen failed on <asm-generic/poll.h>/<asm-generic/fcntl.h> (is linux-libc-dev installed?)",
+        );
+    linux
+        .write_to_file(out.join("linux.rs"))
+        .expect("writing poll/fcntl bindings");
+
     let bindings = [
         fs::read_to_string(out.join("bindings.rs")).expect("reading bindings"),
         fs::read_to_string(out.join("errno.rs")).expect("reading errno bindings"),
@@ -73,6 +98,21 @@ fn main() {
     println!("cargo:rerun-if-changed={}", protocol.display());
     let protocol = fs::read_to_string(&protocol).expect("reading proxy/src/protocol.rs");
     fs::write(out.join("protocol.js"), protocol_module(&protocol)).expect("writing protocol.js");
+}
+
+/// Types the poll/fcntl macros: `i16` for the `POLL*` events (`short
+/// events` of `struct pollfd`), `i32` for the rest.
+#[derive(Debug)]
+struct PollIsShort;
+
+impl bindgen::callbacks::ParseCallbacks for PollIsShort {
+    fn int_macro(&self, name: &str, _value: i64) -> Option<bindgen::callbacks::IntKind> {
+        Some(if name.starts_with("POLL") {
+            bindgen::callbacks::IntKind::I16
+        } else {
+            bindgen::callbacks::IntKind::I32
+        })
+    }
 }
 
 /// The wire protocol's constants the page imports (host/web/js/protocol.js),

@@ -14,6 +14,13 @@ pub mod errno {
     include!(concat!(env!("OUT_DIR"), "/errno.rs"));
 }
 
+/// Linux poll events (`POLL*`, `i16` as in `struct pollfd`) and open/fcntl
+/// flags and commands (`O_*`, `F_*`, `i32`), from the kernel's
+/// `<asm-generic/poll.h>` and `<asm-generic/fcntl.h>`: wasm32's numbering.
+pub mod linux {
+    include!(concat!(env!("OUT_DIR"), "/linux.rs"));
+}
+
 /// The constants above (and the errno values) as an ES module, for the
 /// browser glue: committed as host/web/js/lwabi.js, checked by a test here.
 pub const JS_MODULE: &str = include_str!(concat!(env!("OUT_DIR"), "/lwabi.js"));
@@ -99,6 +106,18 @@ mod tests {
         assert_eq!(errno::EINPROGRESS, 115);
         assert!(JS_MODULE.contains(" ECONNREFUSED: 111,"));
         assert!(JS_MODULE.contains(" LWHOST_GREETING = \"LWH1\","));
+    }
+
+    #[test]
+    fn poll_and_fcntl_are_the_generic_numbering() {
+        assert_eq!((linux::POLLIN, linux::POLLOUT, linux::POLLERR), (1, 4, 8));
+        assert_eq!((linux::POLLHUP, linux::POLLNVAL), (0x10, 0x20));
+        assert_eq!((linux::O_CREAT, linux::O_NONBLOCK), (0o100, 0o4000));
+        assert_eq!((linux::O_LARGEFILE, linux::O_DIRECTORY), (0o100000, 0o200000));
+        assert_eq!(
+            (linux::F_GETFD, linux::F_SETFD, linux::F_GETFL, linux::F_SETFL),
+            (1, 2, 3, 4)
+        );
     }
 
     #[test]

@@ -17,10 +17,7 @@ use lwabi::{
     LWHOST_STORE_TRUNC, LWHOST_STORE_WRITE,
 };
 
-const EAGAIN: i32 = 11;
-const EBUSY: i32 = 16;
-const ETIMEDOUT: i32 = 110;
-const EINPROGRESS: i32 = 115;
+use lwabi::errno::{EAGAIN, EBUSY, EINPROGRESS, ETIMEDOUT};
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {

@@ -9,32 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use lwhost::shm::Region;
+use lwhost::web_layout::Layout;
 use wasmtime::{Engine, Extern, ExternType, Instance, Linker, Module, SharedMemory, Store, TypedFunc, Val};
-
-/// The module's `struct Layout` (host/web/shim/src/lib.rs), the fields used here.
-pub struct Layout {
-    pub region: u32,
-    pub thread_slots: u32,
-    pub thread_base: u32,
-    pub thread_stride: u32,
-    pub thread_stack: u32,
-    pub thread_stack_size: u32,
-    pub thread_tls: u32,
-    pub thread_tls_size: u32,
-    pub thread_scratch: u32,
-    pub thread_scratch_size: u32,
-    pub key_max: u32,
-}
-
-/// Indexes of the fields above in the module's layout words; the last word
-/// is the sentinel (checked).
-const L_VERSION: usize = 0;
-const L_REGION: usize = 1;
-const L_MAIN_ALIVE: usize = 3;
-const L_KEY_MAX: usize = 42;
-const L_THREAD_SLOTS: usize = 54;
-const L_WORDS: usize = 65;
-const LAYOUT_SENTINEL: u32 = 0x4f59_414c;
 
 pub struct Shim {
     engine: Engine,
@@ -122,29 +98,13 @@ impl Shim {
         let instance = linker.instantiate(&mut store, &module)?;
         let lw_layout = instance.get_typed_func::<(), i32>(&mut store, "lw_layout")?;
         let at = lw_layout.call(&mut store, ())? as u32;
-        let p = host_ptr(&memory, at as u64, (L_WORDS * 4) as u64).context("layout out of bounds")?;
-        let words: Vec<u32> = (0..L_WORDS)
+        let p = host_ptr(&memory, at as u64, (Layout::WORDS * 4) as u64).context("layout out of bounds")?;
+        let words: Vec<u32> = (0..Layout::WORDS)
             // SAFETY: in bounds (checked above); read_unaligned needs no alignment.
             .map(|i| unsafe { std::ptr::read_unaligned((p as *const u32).add(i)) })
             .collect();
-        if words[L_VERSION] != 1 || words[L_WORDS - 1] != LAYOUT_SENTINEL {
-            bail!("layout mismatch: rebuild host/web");
-        }
-        let t = L_THREAD_SLOTS;
-        let layout = Layout {
-            region: words[L_REGION],
-            key_max: words[L_KEY_MAX],
-            thread_slots: words[t],
-            thread_base: words[t + 1],
-            thread_stride: words[t + 2],
-            thread_stack: words[t + 3],
-            thread_stack_size: words[t + 4],
-            thread_tls: words[t + 5],
-            thread_tls_size: words[t + 6],
-            thread_scratch: words[t + 7],
-            thread_scratch_size: words[t + 8],
-        };
-        let main_alive_at = layout.region + words[L_MAIN_ALIVE];
+        let layout = Layout::from_words(&words).context("layout mismatch: rebuild host/web")?;
+        let main_alive_at = layout.region + layout.main_alive;
         Ok(Shim {
             engine,
             module,

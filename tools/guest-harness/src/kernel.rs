@@ -6,6 +6,7 @@
 //! A call not listed answers ENOSYS (logged with LW_LOG=warn).
 
 use super::*;
+use lwabi::linux::{F_GETFD, F_SETFD, O_CREAT, O_DIRECTORY, O_LARGEFILE};
 
 /// The asm-generic 32-bit syscall numbers (linux-wasm's), `nr::openat` etc.
 #[allow(non_upper_case_globals, dead_code)]
@@ -17,9 +18,6 @@ const AT_FDCWD: i32 = -100;
 const AT_SYMLINK_NOFOLLOW: u32 = 0x100;
 const AT_REMOVEDIR: u32 = 0x200;
 const AT_EMPTY_PATH: u32 = 0x1000;
-const O_CREAT: i32 = 0o100;
-const O_DIRECTORY: i32 = 0o200000;
-const O_LARGEFILE: i32 = 0o100000;
 const MAP_ANONYMOUS: u32 = 0x20;
 const TCGETS: u32 = 0x5401;
 
@@ -261,8 +259,6 @@ fn ioctl(c: &mut Ctx<'_>, fd: i32, req: u32, arg: u32) -> R {
 }
 
 fn fcntl(c: &mut Ctx<'_>, fd: i32, cmd: i32, arg: u32) -> R {
-    const F_GETFD: i32 = 1;
-    const F_SETFD: i32 = 2;
     match (c.data_mut().fds.get_mut(&fd), cmd) {
         (None, _) => Err(EBADF),
         (Some(GuestFd::Net(n)), F_GETFL) => Ok(2 | if n.nonblock { O_NONBLOCK } else { 0 }),

@@ -105,15 +105,9 @@ use lwabi::errno::{
     ENOTCONN, ENOTDIR, ENOTTY, EPERM, ESPIPE,
 };
 
-const POLLIN: i16 = 0x1;
-const POLLOUT: i16 = 0x4;
-const POLLERR: i16 = 0x8;
-const POLLHUP: i16 = 0x10;
-const POLLNVAL: i16 = 0x20;
-
-const O_NONBLOCK: i32 = 0o4000;
-const F_GETFL: i32 = 3;
-const F_SETFL: i32 = 4;
+// Poll events and fcntl flags as the kernel defines them: lwabi's, generated
+// from <asm-generic/poll.h> and <asm-generic/fcntl.h>.
+use lwabi::linux::{F_GETFL, F_SETFL, O_NONBLOCK, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT};
 
 /// linux-wasm's page size.
 const PAGE: u32 = 4096;

@@ -33,6 +33,7 @@ use lwabi::{
 };
 use lwhost::errno::{EFAULT, EINVAL};
 use lwhost::shm::Region;
+use lwhost::web_layout::{Layout, LAYOUT_SENTINEL, LAYOUT_VERSION};
 use lwhost::worker::{StoreRequest, Worker};
 
 /// Threads (Web Workers) that may use the host ABI at once. A slot is
@@ -83,84 +84,6 @@ fn worker() -> &'static Worker {
         }
     })
 }
-
-/// The layout the JS main side and glue read once (`lw_layout`): offsets in
-/// this memory, from lwabi (bindgen over the kernel patch), never by hand.
-/// js/shim.js lists the same field names in the same order; the trailing
-/// sentinel catches a mismatch.
-#[repr(C)]
-pub struct Layout {
-    pub version: u32,
-    pub region: u32,
-    pub region_size: u32,
-    pub main_alive: u32,
-    pub host_doorbell: u32,
-    pub host_waiting: u32,
-    pub guest_doorbell: u32,
-    pub conns: u32,
-    pub conn_base: u32,
-    pub conn_stride: u32,
-    pub conn_state: u32,
-    pub conn_generation: u32,
-    pub conn_worker_flags: u32,
-    pub conn_main_flags: u32,
-    pub conn_error: u32,
-    pub conn_port: u32,
-    pub conn_open_flags: u32,
-    pub conn_timeout_ms: u32,
-    pub conn_host_len: u32,
-    pub conn_host: u32,
-    pub conn_tx_head: u32,
-    pub conn_tx_tail: u32,
-    pub conn_rx_head: u32,
-    pub conn_rx_tail: u32,
-    pub conn_tx_data: u32,
-    pub conn_rx_data: u32,
-    pub ring_size: u32,
-    pub store_slots: u32,
-    pub store_base: u32,
-    pub store_stride: u32,
-    pub store_state: u32,
-    pub store_generation: u32,
-    pub store_op: u32,
-    pub store_flags: u32,
-    pub store_key_len: u32,
-    pub store_after_len: u32,
-    pub store_len: u32,
-    pub store_result: u32,
-    pub store_offset: u32,
-    pub store_key: u32,
-    pub store_data: u32,
-    pub store_buf: u32,
-    pub key_max: u32,
-    pub req_size: u32,
-    pub req_op: u32,
-    pub req_flags: u32,
-    pub req_key: u32,
-    pub req_key_len: u32,
-    pub req_after_len: u32,
-    pub req_after: u32,
-    pub req_offset: u32,
-    pub req_data: u32,
-    pub req_len: u32,
-    pub req_reserved: u32,
-    pub thread_slots: u32,
-    pub thread_base: u32,
-    pub thread_stride: u32,
-    pub thread_stack: u32,
-    pub thread_stack_size: u32,
-    pub thread_tls: u32,
-    pub thread_tls_size: u32,
-    pub thread_scratch: u32,
-    pub thread_scratch_size: u32,
-    pub thread_owner: u32,
-    pub sentinel: u32,
-}
-
-/// Ends [`Layout`]: "LAYO".
-pub const LAYOUT_SENTINEL: u32 = 0x4f59_414c;
-/// Bumped when [`Layout`] changes shape.
-pub const LAYOUT_VERSION: u32 = 1;
 
 struct LayoutCell(UnsafeCell<MaybeUninit<Layout>>);
 // SAFETY: written once by `lw_layout` on the main thread before any worker
@@ -423,7 +346,6 @@ pub extern "C" fn lw_guest_doorbell() -> u32 {
 }
 
 const _: () = {
-    assert!(size_of::<Layout>() == 65 * 4);
     assert!(TLS_BYTES.is_multiple_of(16) && STACK_BYTES.is_multiple_of(16));
     assert!(SCRATCH_BYTES >= 64 + 2 * LWHOST_KEY_MAX as usize + LWHOST_STORE_BUF as usize);
 };
