@@ -265,6 +265,13 @@ mod tests {
             }
         }
 
+        /// Publishes `pkgs`, then `lwpkg update` and `lwpkg install NAME`.
+        fn publish_and_install(&mut self, pkgs: &[Published], name: &str) {
+            self.publish(pkgs);
+            self.run(&["update"]).unwrap();
+            self.run(&["install", name]).unwrap();
+        }
+
         /// Publishes packages (name, version, arch, deps, content) and a
         /// signed index under BASE with the next serial. "NAME:BIN" names a
         /// package whose command is BIN.
@@ -412,9 +419,7 @@ mod tests {
     #[test]
     fn bad_checksum_leaves_previous_version_working() {
         let mut w = World::new("sum");
-        w.publish(&[("tool", "1.0", "x86_64", &[], b"version one")]);
-        w.run(&["update"]).unwrap();
-        w.run(&["install", "tool"]).unwrap();
+        w.publish_and_install(&[("tool", "1.0", "x86_64", &[], b"version one")], "tool");
         let before = w.tree("");
         // Version 2 is published, but the file served differs from the index.
         w.publish(&[("tool", "2.0", "x86_64", &[], b"version two")]);
@@ -579,9 +584,7 @@ mod tests {
         w.publish(&[("tool", "1.0", "x86_64", &[], b"one")]);
         let old_index = w.files[&format!("{BASE}/index.json")].clone();
         let old_sig = w.files[&format!("{BASE}/index.json.sig")].clone();
-        w.publish(&[("tool", "2.0", "x86_64", &[], b"two")]);
-        w.run(&["update"]).unwrap();
-        w.run(&["install", "tool"]).unwrap();
+        w.publish_and_install(&[("tool", "2.0", "x86_64", &[], b"two")], "tool");
         w.files.insert(format!("{BASE}/index.json"), old_index.clone());
         w.files.insert(format!("{BASE}/index.json.sig"), old_sig.clone());
         let e = err(&mut w, &["update"]);
@@ -682,9 +685,7 @@ mod tests {
     fn an_upgrade_that_renames_the_command_removes_the_old_link() {
         // Issue 12 row: x 1.0 (bin x) upgraded to 2.0 (bin x2).
         let mut w = World::new("rename");
-        w.publish(&[("x", "1.0", "x86_64", &[], b"one")]);
-        w.run(&["update"]).unwrap();
-        w.run(&["install", "x"]).unwrap();
+        w.publish_and_install(&[("x", "1.0", "x86_64", &[], b"one")], "x");
         w.publish(&[("x:x2", "2.0", "x86_64", &[], b"two")]);
         w.run(&["update"]).unwrap();
         assert_eq!(w.run(&["upgrade"]).unwrap(), 0);

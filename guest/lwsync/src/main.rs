@@ -323,6 +323,15 @@ mod tests {
         d.write("/root/.profile", b"export X=1\n");
     }
 
+    /// A populated tree named `name`, saved once into a new in-memory store.
+    fn saved(name: &str) -> (Dir, Mem) {
+        let d = Dir::new(name);
+        populate(&d);
+        let mut store = Mem::default();
+        ctx(&d, &mut store).save(&[]).unwrap();
+        (d, store)
+    }
+
     fn b(s: &str) -> Vec<u8> {
         s.as_bytes().to_vec()
     }
@@ -374,10 +383,7 @@ mod tests {
 
     #[test]
     fn saves_are_incremental_and_renames_send_nothing() {
-        let d = Dir::new("incr");
-        populate(&d);
-        let mut store = Mem::default();
-        ctx(&d, &mut store).save(&[]).unwrap();
+        let (d, mut store) = saved("incr");
         let puts = store.puts;
         // Nothing changed: only the manifest is written again.
         let s = ctx(&d, &mut store).save(&[]).unwrap();
@@ -431,10 +437,7 @@ mod tests {
     /// The first save after a restore reads nothing (the local record).
     #[test]
     fn first_save_after_a_restore_reads_nothing() {
-        let src = Dir::new("rec-src");
-        populate(&src);
-        let mut store = Mem::default();
-        ctx(&src, &mut store).save(&[]).unwrap();
+        let (src, mut store) = saved("rec-src");
         let dst = Dir::new("rec-dst");
         ctx(&dst, &mut store).restore().unwrap();
         let s = ctx(&dst, &mut store).save(&[]).unwrap();
@@ -447,10 +450,7 @@ mod tests {
 
     #[test]
     fn interrupted_save_leaves_the_previous_snapshot() {
-        let d = Dir::new("intr");
-        populate(&d);
-        let mut store = Mem::default();
-        ctx(&d, &mut store).save(&[]).unwrap();
+        let (d, mut store) = saved("intr");
         let before = snapshot(&d, "/home");
         d.write("/home/u/notes.txt", b"a completely different and longer content");
         d.write("/home/u/new", b"new file content here");
@@ -484,10 +484,7 @@ mod tests {
 
     #[test]
     fn partial_saves_keep_other_paths_and_damage_skips_one_file() {
-        let d = Dir::new("part");
-        populate(&d);
-        let mut store = Mem::default();
-        ctx(&d, &mut store).save(&[]).unwrap();
+        let (d, mut store) = saved("part");
         std::fs::remove_dir_all(d.p("/root")).unwrap();
         d.write("/home/u/more", b"more");
         ctx(&d, &mut store).save(&[b("/home/u/")]).unwrap();
