@@ -63,30 +63,33 @@ fn main() {
         .write_to_file(out.join("errno.rs"))
         .expect("writing errno bindings");
 
-    // The poll events and the fcntl/open flags and commands the guest tools'
-    // kernel emulation (tools/guest-harness) answers with, as the kernel
-    // defines them: asm-generic/poll.h and asm-generic/fcntl.h, the numbering
-    // of wasm32 (which uses the generic headers). Poll events are `short`, as
-    // in `struct pollfd`; the rest `int`, as `open(2)` and `fcntl(2)` take them.
+    // The poll events, open/fcntl/flock flags and commands, *at() flags,
+    // seek whences, statx mask, file types, clocks, rename and mmap flags the guest tools (and
+    // the guest harness's kernel emulation) use, as the kernel defines them:
+    // the asm-generic headers (wasm32's numbering, x86_64's for these) and
+    // the uapi <linux/fcntl.h>, <linux/fs.h>, <linux/stat.h>, <linux/time.h>,
+    // <asm-generic/mman-common.h>, <linux/mman.h>.
     let linux_wrapper = out.join("linux.h");
     fs::write(
         &linux_wrapper,
-        "#include <asm-generic/poll.h>\n#include <asm-generic/fcntl.h>\n",
+        "#include <asm-generic/poll.h>\n#include <asm-generic/fcntl.h>\n#include <linux/fcntl.h>\n\
+         #include <linux/fs.h>\n#include <linux/stat.h>\n#include <linux/time.h>\n\
+         #include <asm-generic/mman-common.h>\n#include <linux/mman.h>\n",
     )
-    .expect("writing poll/fcntl wrapper");
+    .expect("writing the poll/fcntl wrapper");
     let linux = bindgen::Builder::default()
         .header(linux_wrapper.display().to_string())
         .clang_arg("--target=x86_64-linux-gnu")
         .use_core()
-        .allowlist_var("(POLL|O_|F_)[A-Z0-9_]+")
-        .parse_callbacks(Box::new(PollIsShort))
+        .allowlist_var("(POLL|O_|F_|AT_|LOCK_|SEEK_|S_IF|STATX_|CLOCK_|RENAME_|PROT_|MAP_)[A-Z0-9_]+")
+        .parse_callbacks(Box::new(LinuxTypes))
         .generate()
         .expect(
-            "bindgen failed on <asm-generic/poll.h>/<asm-generic/fcntl.h> (is linux-libc-dev installed?)",
+            "bindgen failed on <asm-generic/poll.h>, <linux/fcntl.h>, ... (is linux-libc-dev installed?)",
         );
     linux
         .write_to_file(out.join("linux.rs"))
-        .expect("writing poll/fcntl bindings");
+        .expect("writing the poll/fcntl bindings");
 
     let bindings = [
         fs::read_to_string(out.join("bindings.rs")).expect("reading bindings"),
@@ -100,17 +103,25 @@ fn main() {
     fs::write(out.join("protocol.js"), protocol_module(&protocol)).expect("writing protocol.js");
 }
 
-/// Types the poll/fcntl macros: `i16` for the `POLL*` events (`short
-/// events` of `struct pollfd`), `i32` for the rest.
+/// Types the macros of `lwabi::linux` as the calls take them: `i16` for the
+/// `POLL*` events (`short events` of `struct pollfd`), `u32` for the file
+/// types, the statx mask and the rename flags (`mode_t`, `unsigned int`), `i32` (`int`)
+/// for the rest (the few values beyond `int`, e.g. `MAP_HUGE_16GB`, keep
+/// bindgen's wider type).
 #[derive(Debug)]
-struct PollIsShort;
+struct LinuxTypes;
 
-impl bindgen::callbacks::ParseCallbacks for PollIsShort {
-    fn int_macro(&self, name: &str, _value: i64) -> Option<bindgen::callbacks::IntKind> {
+impl bindgen::callbacks::ParseCallbacks for LinuxTypes {
+    fn int_macro(&self, name: &str, value: i64) -> Option<bindgen::callbacks::IntKind> {
+        use bindgen::callbacks::IntKind;
+        // Beyond `int` (MAP_HUGE_16GB): bindgen's own choice, a wider type.
+        i32::try_from(value).ok()?;
         Some(if name.starts_with("POLL") {
-            bindgen::callbacks::IntKind::I16
+            IntKind::I16
+        } else if ["S_IF", "STATX_", "RENAME_"].iter().any(|p| name.starts_with(p)) {
+            IntKind::U32
         } else {
-            bindgen::callbacks::IntKind::I32
+            IntKind::I32
         })
     }
 }

@@ -14,9 +14,12 @@ pub mod errno {
     include!(concat!(env!("OUT_DIR"), "/errno.rs"));
 }
 
-/// Linux poll events (`POLL*`, `i16` as in `struct pollfd`) and open/fcntl
-/// flags and commands (`O_*`, `F_*`, `i32`), from the kernel's
-/// `<asm-generic/poll.h>` and `<asm-generic/fcntl.h>`: wasm32's numbering.
+/// Linux poll events (`POLL*`, `i16` as in `struct pollfd`), open/fcntl/flock
+/// flags and commands (`O_*`, `F_*`, `LOCK_*`), `AT_*` flags, `SEEK_*`,
+/// `CLOCK_*` (`i32`), file types (`S_IF*`) and the statx mask (`STATX_*`,
+/// `u32`): from the kernel's `<asm-generic/poll.h>`, `<asm-generic/fcntl.h>`,
+/// `<linux/fcntl.h>`, `<linux/fs.h>`, `<linux/stat.h>` and `<linux/time.h>`,
+/// wasm32's numbering.
 pub mod linux {
     include!(concat!(env!("OUT_DIR"), "/linux.rs"));
 }

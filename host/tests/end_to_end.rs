@@ -14,6 +14,12 @@ use lwabi::{LWHOST_STORE_DELETE, LWHOST_STORE_LIST, LWHOST_STORE_STAT};
 use lwhost::errno::*;
 use lwhost::worker::StoreRequest;
 
+/// A new lwhost for `proxy` (no token), its store of `quota` bytes in a
+/// fresh temp dir `name`.
+fn lwhost_for(proxy: &Proxy, name: &str, quota: u64) -> Lwhost {
+    Lwhost::start(&proxy.url(""), &tmp_dir(name), quota, None)
+}
+
 /// GET /N answers N bytes of pattern(N).
 fn sized_body(path: &str) -> Vec<u8> {
     let n: usize = path.trim_start_matches('/').parse().unwrap_or(1000);
@@ -35,8 +41,7 @@ fn get(g: &Guest, port: u16, size: usize) -> Vec<u8> {
 fn fetches_http_through_lwhost_and_lwproxy() {
     let http = http_server(sized_body);
     let proxy = proxy_no_auth();
-    let dir = tmp_dir("fetch");
-    let host = Lwhost::start(&proxy.url(""), &dir, 1 << 20, None);
+    let host = lwhost_for(&proxy, "fetch", 1 << 20);
     let g = host.connect();
     let body = get(&g, http.port(), 1_500_000);
     assert_eq!(body.len(), 1_500_000);
@@ -51,8 +56,7 @@ fn fetches_http_through_lwhost_and_lwproxy() {
 fn several_threads_fetch_at_once() {
     let http = http_server(sized_body);
     let proxy = proxy_no_auth();
-    let dir = tmp_dir("threads");
-    let host = Lwhost::start(&proxy.url(""), &dir, 1 << 20, None);
+    let host = lwhost_for(&proxy, "threads", 1 << 20);
     let g = host.connect();
     std::thread::scope(|s| {
         for t in 0..6usize {
@@ -75,8 +79,7 @@ fn several_threads_fetch_at_once() {
 fn a_slow_reader_stalls_only_its_own_connection() {
     let http = http_server(sized_body);
     let proxy = proxy_no_auth();
-    let dir = tmp_dir("slow");
-    let host = Lwhost::start(&proxy.url(""), &dir, 1 << 20, None);
+    let host = lwhost_for(&proxy, "slow", 1 << 20);
     let g = host.connect();
     let big = 2_000_000;
     let slow = g.open("127.0.0.1", http.port()).expect("open slow");
@@ -107,8 +110,7 @@ fn half_close_reaches_the_peer_and_eof_comes_back() {
         let _ = c.write_all(&all);
     });
     let proxy = proxy_no_auth();
-    let dir = tmp_dir("halfclose");
-    let host = Lwhost::start(&proxy.url(""), &dir, 1 << 20, None);
+    let host = lwhost_for(&proxy, "halfclose", 1 << 20);
     let g = host.connect();
     let id = g.open("127.0.0.1", echo.port()).expect("open");
     let data = pattern(7, 400_000);
@@ -124,8 +126,7 @@ fn half_close_reaches_the_peer_and_eof_comes_back() {
 #[test]
 fn proxy_errors_become_errno() {
     let proxy = proxy_no_auth();
-    let dir = tmp_dir("errors");
-    let host = Lwhost::start(&proxy.url(""), &dir, 1 << 20, None);
+    let host = lwhost_for(&proxy, "errors", 1 << 20);
     let g = host.connect();
     let closed_port = {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -146,8 +147,7 @@ fn killing_the_proxy_resets_live_connections_and_lwhost_reconnects() {
     });
     let mut proxy = proxy_no_auth();
     let addr = proxy.addr;
-    let dir = tmp_dir("proxykill");
-    let host = Lwhost::start(&proxy.url(""), &dir, 1 << 20, None);
+    let host = lwhost_for(&proxy, "proxykill", 1 << 20);
     let g = host.connect();
     let id = g.open("127.0.0.1", firehose.port()).expect("open");
     let mut buf = vec![0u8; 65536];
@@ -226,8 +226,7 @@ fn token_goes_to_the_proxy_as_a_bearer_subprotocol() {
 #[test]
 fn one_client_at_a_time_and_a_fresh_region_for_the_next() {
     let proxy = proxy_no_auth();
-    let dir = tmp_dir("clients");
-    let host = Lwhost::start(&proxy.url(""), &dir, 1 << 20, None);
+    let host = lwhost_for(&proxy, "clients", 1 << 20);
     let first = host.connect();
     let err = lwhost::uml::connect(&host.socket)
         .err()
@@ -315,8 +314,7 @@ fn store_put_get_stat_list_delete() {
 #[test]
 fn store_quota_is_enospc() {
     let proxy = proxy_no_auth();
-    let dir = tmp_dir("quota");
-    let host = Lwhost::start(&proxy.url(""), &dir, 200_000, None);
+    let host = lwhost_for(&proxy, "quota", 200_000);
     let g = host.connect();
     assert_eq!(g.put(b"a", &pattern(2, 150_000), 65536), 0);
     assert_eq!(g.put(b"b", &pattern(3, 100_000), 65536), -ENOSPC);

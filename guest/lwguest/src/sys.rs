@@ -95,38 +95,15 @@ pub struct DIR {
     _opaque: [u8; 0],
 }
 
-// The generic Linux values (asm-generic), used by x86_64 and wasm32 alike.
-pub const O_RDONLY: c_int = 0;
-pub const O_WRONLY: c_int = 1;
-pub const O_RDWR: c_int = 2;
-pub const O_CREAT: c_int = 0o100;
-pub const O_EXCL: c_int = 0o200;
-pub const O_TRUNC: c_int = 0o1000;
-pub const O_NONBLOCK: c_int = 0o4000;
-pub const O_DIRECTORY: c_int = 0o200000;
-pub const O_NOFOLLOW: c_int = 0o400000;
-pub const O_CLOEXEC: c_int = 0o2000000;
-
-pub const F_GETFL: c_int = 3;
-pub const F_SETFL: c_int = 4;
-
-pub const AT_FDCWD: c_int = -100;
-pub const AT_SYMLINK_NOFOLLOW: c_int = 0x100;
-pub const STATX_BASIC_STATS: c_uint = 0x7ff;
-
-pub const S_IFMT: u32 = 0o170000;
-pub const S_IFDIR: u32 = 0o040000;
-pub const S_IFREG: u32 = 0o100000;
-pub const S_IFLNK: u32 = 0o120000;
-
-pub const POLLIN: i16 = 0x1;
-pub const POLLOUT: i16 = 0x4;
-pub const POLLERR: i16 = 0x8;
-pub const POLLHUP: i16 = 0x10;
-pub const POLLNVAL: i16 = 0x20;
-
-pub const CLOCK_REALTIME: c_int = 0;
-pub const CLOCK_MONOTONIC: c_int = 1;
+// The generic Linux values (asm-generic, used by x86_64 and wasm32 alike):
+// the kernel's uapi headers, through lwabi (see lwabi::linux).
+pub use lwabi::linux::{
+    AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW, CLOCK_MONOTONIC, CLOCK_REALTIME, F_GETFL,
+    F_SETFL, LOCK_EX, LOCK_NB, LOCK_SH, LOCK_UN, MAP_ANONYMOUS, MAP_PRIVATE, O_CLOEXEC, O_CREAT, O_DIRECTORY,
+    O_EXCL, O_LARGEFILE as O_LARGEFILE_GENERIC, O_NOFOLLOW, O_NONBLOCK, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY,
+    POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, PROT_READ, PROT_WRITE, RENAME_EXCHANGE, RENAME_NOREPLACE,
+    SEEK_CUR, SEEK_DATA, SEEK_END, SEEK_HOLE, SEEK_SET, STATX_BASIC_STATS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
+};
 
 // Linux errno values: the kernel's <asm-generic/errno.h>, through lwabi.
 pub use lwabi::errno::{
@@ -135,25 +112,6 @@ pub use lwabi::errno::{
     ENOTCONN, ENOTDIR, ENOTEMPTY, ENOTTY, ENXIO, EPERM, EPIPE, EPROTO, EROFS, ETIMEDOUT, EXDEV,
 };
 
-// Added for the syscall layer (asm-generic values, the same on x86_64).
-pub const O_LARGEFILE_GENERIC: c_int = 0o100000;
-pub const AT_REMOVEDIR: c_int = 0x200;
-pub const AT_EMPTY_PATH: c_int = 0x1000;
-pub const SEEK_SET: c_int = 0;
-pub const SEEK_CUR: c_int = 1;
-pub const SEEK_END: c_int = 2;
-pub const SEEK_DATA: c_int = 3;
-pub const SEEK_HOLE: c_int = 4;
-pub const LOCK_SH: c_int = 1;
-pub const LOCK_EX: c_int = 2;
-pub const LOCK_NB: c_int = 4;
-pub const LOCK_UN: c_int = 8;
-pub const RENAME_NOREPLACE: c_uint = 1;
-pub const RENAME_EXCHANGE: c_uint = 2;
-pub const PROT_READ: c_int = 1;
-pub const PROT_WRITE: c_int = 2;
-pub const MAP_PRIVATE: c_int = 0x02;
-pub const MAP_ANONYMOUS: c_int = 0x20;
 /// `TCGETS` (asm-generic/ioctls.h; x86 has the same value).
 pub const TCGETS: c_ulong = 0x5401;
 

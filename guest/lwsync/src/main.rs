@@ -437,7 +437,7 @@ mod tests {
     /// The first save after a restore reads nothing (the local record).
     #[test]
     fn first_save_after_a_restore_reads_nothing() {
-        let (src, mut store) = saved("rec-src");
+        let (_src, mut store) = saved("rec-src");
         let dst = Dir::new("rec-dst");
         ctx(&dst, &mut store).restore().unwrap();
         let s = ctx(&dst, &mut store).save(&[]).unwrap();
