@@ -268,54 +268,21 @@ fn hostile_pointers(shim: &Arc<Shim>, servers: &Servers) -> Result<()> {
     let end = g.memory_len() as u32;
     let region = shim.layout.region;
     let mut bad = Vec::new();
-    expect(
-        "read past end",
-        g.call3("lw_net_read", id, end - 2, 16)?,
-        -errno::EFAULT,
-        &mut bad,
-    );
-    expect(
-        "read at end",
-        g.call3("lw_net_read", id, end, 1)?,
-        -errno::EFAULT,
-        &mut bad,
-    );
-    expect(
-        "read null",
-        g.call3("lw_net_read", id, 0, 16)?,
-        -errno::EFAULT,
-        &mut bad,
-    );
-    expect(
-        "read wrapping",
-        g.call3("lw_net_read", id, 0xffff_fff0, 0x100)?,
-        -errno::EFAULT,
-        &mut bad,
-    );
-    expect(
-        "read huge len",
-        g.call3("lw_net_read", id, g.scratch, u32::MAX)?,
-        -errno::EFAULT,
-        &mut bad,
-    );
-    expect(
-        "read into region",
-        g.call3("lw_net_read", id, region + 64, 16)?,
-        -errno::EFAULT,
-        &mut bad,
-    );
-    expect(
-        "write past end",
-        g.call3("lw_net_write", id, end - 1, 2)?,
-        -errno::EFAULT,
-        &mut bad,
-    );
-    expect(
-        "write from region",
-        g.call3("lw_net_write", id, region, 8)?,
-        -errno::EFAULT,
-        &mut bad,
-    );
+    // Reads into and writes from buffers the module must refuse: (what,
+    // export, pointer, length).
+    let buffers = [
+        ("read past end", "lw_net_read", end - 2, 16),
+        ("read at end", "lw_net_read", end, 1),
+        ("read null", "lw_net_read", 0, 16),
+        ("read wrapping", "lw_net_read", 0xffff_fff0, 0x100),
+        ("read huge len", "lw_net_read", g.scratch, u32::MAX),
+        ("read into region", "lw_net_read", region + 64, 16),
+        ("write past end", "lw_net_write", end - 1, 2),
+        ("write from region", "lw_net_write", region, 8),
+    ];
+    for (what, export, ptr, len) in buffers {
+        expect(what, g.call3(export, id, ptr, len)?, -errno::EFAULT, &mut bad);
+    }
     expect(
         "open host past end",
         g.net_open_raw(end - 3, 10, servers.http_port as u32)?,
