@@ -385,11 +385,7 @@ mod tests {
     fn install_with_dependencies_then_remove_leaves_nothing() {
         let mut w = World::new("deps");
         w.publish(APP_NEEDS_LIB);
-        assert!(w
-            .run(&["install", "app"])
-            .unwrap_err()
-            .msg
-            .contains("lwpkg update"));
+        assert!(err(&mut w, &["install", "app"]).contains("lwpkg update"));
         w.run(&["update"]).unwrap();
         w.run(&["install", "app"]).unwrap();
         assert_eq!(
@@ -406,11 +402,7 @@ mod tests {
         assert_eq!(mode & 0o777, 0o755);
         // Installing again is a no-op; lib cannot go while app needs it.
         w.run(&["install", "app"]).unwrap();
-        assert!(w
-            .run(&["remove", "lib"])
-            .unwrap_err()
-            .msg
-            .contains("app depends on it"));
+        assert!(err(&mut w, &["remove", "lib"]).contains("app depends on it"));
         w.run(&["remove", "app", "lib"]).unwrap();
         assert_eq!(w.tree("opt/packages"), Vec::<String>::new());
         assert_eq!(w.tree("usr/local/bin"), Vec::<String>::new());
@@ -446,16 +438,12 @@ mod tests {
         w.files
             .insert(format!("{BASE}/tool-2.0-x86_64.bin"), b"version 2!!".to_vec());
         w.run(&["update"]).unwrap();
-        assert!(w
-            .run(&["install", "fresh"])
-            .unwrap_err()
-            .msg
-            .contains("checksum mismatch"));
+        assert!(err(&mut w, &["install", "fresh"]).contains("checksum mismatch"));
         assert!(!w.p("opt/packages/fresh").exists() && !w.p("usr/local/bin/fresh").exists());
         // A truncated download (size mismatch) fails the same way.
         w.files
             .insert(format!("{BASE}/tool-2.0-x86_64.bin"), b"short".to_vec());
-        assert!(w.run(&["upgrade"]).unwrap_err().msg.contains("size mismatch"));
+        assert!(err(&mut w, &["upgrade"]).contains("size mismatch"));
         // The good file upgrades and removes version 1.
         w.files
             .insert(format!("{BASE}/tool-2.0-x86_64.bin"), b"version two".to_vec());
@@ -497,12 +485,12 @@ mod tests {
         let mut evil = idx.clone();
         evil.extend_from_slice(b" ");
         w.files.insert(format!("{BASE}/index.json"), evil);
-        assert!(w.run(&["update"]).unwrap_err().msg.contains("does not match"));
+        assert!(err(&mut w, &["update"]).contains("does not match"));
         w.files.insert(format!("{BASE}/index.json"), idx);
         w.files.insert(format!("{BASE}/index.json.sig"), b"abcd".to_vec());
-        assert!(w.run(&["update"]).unwrap_err().msg.contains("128 hex"));
+        assert!(err(&mut w, &["update"]).contains("128 hex"));
         w.files.remove(&format!("{BASE}/index.json.sig"));
-        assert!(w.run(&["update"]).unwrap_err().msg.contains("404"));
+        assert!(err(&mut w, &["update"]).contains("404"));
         // A cache edited after a good update is caught on use.
         w.publish(&[("tool", "1.0", "x86_64", &[], b"x")]);
         w.run(&["update"]).unwrap();
@@ -513,13 +501,9 @@ mod tests {
             .unwrap()
             .path();
         std::fs::write(&cache, b"{\"packages\":{}}").unwrap();
-        assert!(w
-            .run(&["install", "tool"])
-            .unwrap_err()
-            .msg
-            .contains("does not match"));
+        assert!(err(&mut w, &["install", "tool"]).contains("does not match"));
         std::fs::remove_file(w.p("etc/lwpkg/keys/test.pub")).unwrap();
-        assert!(w.run(&["update"]).unwrap_err().msg.contains("no trusted keys"));
+        assert!(err(&mut w, &["update"]).contains("no trusted keys"));
     }
 
     #[test]
@@ -530,18 +514,10 @@ mod tests {
             ("ls", "1.0", "x86_64", &[], b"l"),
         ]);
         w.run(&["update"]).unwrap();
-        assert!(w
-            .run(&["install", "wtool"])
-            .unwrap_err()
-            .msg
-            .contains("built for wasm32"));
+        assert!(err(&mut w, &["install", "wtool"]).contains("built for wasm32"));
         std::fs::create_dir_all(w.p("usr/local/bin")).unwrap();
         std::fs::write(w.p("usr/local/bin/ls"), b"user's own").unwrap();
-        assert!(w
-            .run(&["install", "ls"])
-            .unwrap_err()
-            .msg
-            .contains("not installed by lwpkg"));
+        assert!(err(&mut w, &["install", "ls"]).contains("not installed by lwpkg"));
         assert_eq!(std::fs::read(w.p("usr/local/bin/ls")).unwrap(), b"user's own");
         assert_eq!(
             w.tree("opt/packages")
@@ -550,11 +526,7 @@ mod tests {
                 .count(),
             0
         );
-        assert!(w
-            .run(&["remove", "ls"])
-            .unwrap_err()
-            .msg
-            .contains("not installed"));
+        assert!(err(&mut w, &["remove", "ls"]).contains("not installed"));
         assert_eq!(w.run(&["frobnicate"]).unwrap(), 1);
         assert_eq!(w.run(&["install"]).unwrap(), 1);
     }
