@@ -9,6 +9,7 @@
 // Results go to window.lwResults for chromium.py.
 import { attachLwnet } from "/lwnet/js/main.js";
 import { E, importedMemoryLimits } from "/lwnet/js/shim.js";
+import { readThroughProxy } from "./socket-read.js";
 
 const params = new URLSearchParams(location.search);
 const proxyUrl = `ws://127.0.0.1:${params.get("proxy")}/`;
@@ -144,37 +145,6 @@ function baselineMain(socketFactory) {
   };
 }
 
-/** The ceiling: the page's main thread alone downloading through lwproxy (no worker, no ring). */
-function benchSocketOnly() {
-  return new Promise((resolve) => {
-    const ws = new WebSocket(proxyUrl, ["lwproxy.v2"]);
-    ws.binaryType = "arraybuffer";
-    let bytes = 0, t0 = 0;
-    ws.onopen = () => ws.send(JSON.stringify({ t: "open", id: 1, host: target.host, port: target.port }));
-    ws.onmessage = (ev) => {
-      if (typeof ev.data !== "string") {
-        const n = ev.data.byteLength - 4;
-        bytes += n;
-        ws.send(JSON.stringify({ t: "ack", id: 1, bytes: n }));
-        return;
-      }
-      const m = JSON.parse(ev.data);
-      if (m.t === "opened") {
-        t0 = performance.now();
-        const req = new TextEncoder().encode(`GET /bulk/${BYTES} HTTP/1.0\r\n\r\n`);
-        const frame = new Uint8Array(4 + req.length);
-        new DataView(frame.buffer).setUint32(0, 1);
-        frame.set(req, 4);
-        ws.send(frame);
-      } else if (m.t === "eof" || m.t === "closed" || m.t === "error") {
-        const ms = performance.now() - t0;
-        ws.close();
-        resolve({ bytes, ms, mib_s: bytes / 1048576 / (ms / 1000) });
-      }
-    };
-  });
-}
-
 const realSocket = (url, protocols) => new WebSocket(url, protocols);
 const inPageSocket = () => new InPageProxy();
 
@@ -204,7 +174,8 @@ async function benchBaseline(mod, socketFactory, tag) {
   try {
     const mod = await loadStandin();
     if (!params.get("only")) {
-      results.socket_only = await benchSocketOnly();
+      // The ceiling: the page's main thread alone downloading through lwproxy (no worker, no ring).
+      results.socket_only = await readThroughProxy({ proxyUrl, target, bytes: BYTES });
       results.socket_worker = await runIn("/test/socket-worker.js", { proxyUrl, target, bytes: BYTES });
       await benchLwhost(mod, realSocket, "");
       await benchBaseline(mod, realSocket, "");
