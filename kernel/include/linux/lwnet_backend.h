@@ -32,6 +32,22 @@ struct lwnet_backend_ops {
 };
 
 /*
+ * Defines the ops "name" of a backend whose functions are prefix_net_open,
+ * prefix_net_write, ... prefix_store_poll (each member's name after "prefix_").
+ */
+#define LWNET_BACKEND_OPS(name, prefix)					\
+	static const struct lwnet_backend_ops name = {			\
+		.net_open	= prefix##_net_open,			\
+		.net_write	= prefix##_net_write,			\
+		.net_read	= prefix##_net_read,			\
+		.net_poll	= prefix##_net_poll,			\
+		.net_shutdown	= prefix##_net_shutdown,		\
+		.net_close	= prefix##_net_close,			\
+		.store_submit	= prefix##_store_submit,		\
+		.store_poll	= prefix##_store_poll,			\
+	}
+
+/*
  * poll_ms = 0: the backend calls lwnet_notify() whenever the host may have
  * made progress. Otherwise the driver re-polls every poll_ms milliseconds,
  * but only while a task waits on the device.

@@ -88,10 +88,21 @@ static void lwnet_um_ring_host(struct lwnet_um *um)
 		lwnet_user_futex_wake(&um->shm->host_doorbell);
 }
 
-static u32 lwnet_um_next_gen(u32 gen)
+/*
+ * Claims a free connection or store slot (state free -> claimed) and moves it
+ * to its next generation, which it returns; 0 when the slot was not free.
+ */
+static u32 lwnet_um_claim(u32 *state, u32 *generation, u32 free, u32 claimed)
 {
-	gen = (gen + 1) & LWHOST_ID_GEN_MASK;
-	return gen ? gen : 1;	/* a zeroed slot never matches an id */
+	u32 gen;
+
+	if (cmpxchg(state, free, claimed) != free)
+		return 0;
+	gen = (READ_ONCE(*generation) + 1) & LWHOST_ID_GEN_MASK;
+	if (!gen)
+		gen = 1;	/* a zeroed slot never matches an id */
+	WRITE_ONCE(*generation, gen);
+	return gen;
 }
 
 /* errno of a FAILED slot, never trusting it to be one. */
@@ -189,13 +200,11 @@ static int lwnet_um_net_open(struct lwnet_dev *dev, const char *host,
 		return -ECONNRESET;
 	for (slot = 0; slot < LWHOST_CONNS; slot++) {
 		struct lwhost_conn *c = &um->shm->conn[slot];
-		u32 gen;
+		u32 gen = lwnet_um_claim(&c->state, &c->generation,
+					 LWHOST_CONN_FREE, LWHOST_CONN_CLAIMED);
 
-		if (cmpxchg(&c->state, LWHOST_CONN_FREE,
-			    LWHOST_CONN_CLAIMED) != LWHOST_CONN_FREE)
+		if (!gen)
 			continue;
-		gen = lwnet_um_next_gen(READ_ONCE(c->generation));
-		WRITE_ONCE(c->generation, gen);
 		WRITE_ONCE(c->worker_flags, 0);
 		memcpy(c->host, host, host_len);
 		WRITE_ONCE(c->host_len, host_len);
@@ -393,13 +402,11 @@ static int lwnet_um_store_submit(struct lwnet_dev *dev,
 	for (slot = 0; slot < LWHOST_STORE_SLOTS; slot++) {
 		struct lwhost_store_slot *s = &um->shm->store[slot];
 		bool write = req->op == LWHOST_STORE_WRITE;
-		u32 gen;
+		u32 gen = lwnet_um_claim(&s->state, &s->generation,
+					 LWHOST_SLOT_FREE, LWHOST_SLOT_CLAIMED);
 
-		if (cmpxchg(&s->state, LWHOST_SLOT_FREE,
-			    LWHOST_SLOT_CLAIMED) != LWHOST_SLOT_FREE)
+		if (!gen)
 			continue;
-		gen = lwnet_um_next_gen(READ_ONCE(s->generation));
-		WRITE_ONCE(s->generation, gen);
 		memcpy(s->key, (const void *)(uintptr_t)req->key, req->key_len);
 		memcpy(s->key + req->key_len,
 		       (const void *)(uintptr_t)req->after, req->after_len);
@@ -473,16 +480,7 @@ static int lwnet_um_store_poll(struct lwnet_dev *dev, int ticket, void *buf,
 	return result;
 }
 
-static const struct lwnet_backend_ops lwnet_um_ops = {
-	.net_open	= lwnet_um_net_open,
-	.net_write	= lwnet_um_net_write,
-	.net_read	= lwnet_um_net_read,
-	.net_poll	= lwnet_um_net_poll,
-	.net_shutdown	= lwnet_um_net_shutdown,
-	.net_close	= lwnet_um_net_close,
-	.store_submit	= lwnet_um_store_submit,
-	.store_poll	= lwnet_um_store_poll,
-};
+LWNET_BACKEND_OPS(lwnet_um_ops, lwnet_um);
 
 static void lwnet_um_rearm(struct work_struct *work)
 {

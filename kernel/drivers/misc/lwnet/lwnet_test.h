@@ -162,4 +162,21 @@ static inline void expect_blocked(struct kunit *test, struct runner *r)
 	KUNIT_EXPECT_FALSE(test, finished_within(r, 30));
 }
 
+/* Expects the runner to finish within ms milliseconds, returning ret. */
+static inline void expect_finished(struct kunit *test, struct runner *r,
+				   unsigned int ms, long ret)
+{
+	KUNIT_EXPECT_TRUE(test, finished_within(r, ms));
+	KUNIT_EXPECT_EQ(test, r->ret, ret);
+}
+
+/* Registers the cases as the KUnit suite "name", with the fixtures' exit. */
+#define lwnet_test_suite(name, cases)					\
+	static struct kunit_suite name##_suite = {			\
+		.name = #name,						\
+		.exit = lwnet_test_exit,				\
+		.test_cases = cases,					\
+	};								\
+	kunit_test_suite(name##_suite)
+
 #endif /* _LWNET_TEST_H */

@@ -25,6 +25,14 @@ static struct fake_conn *fake_conn(struct fake *fk, int id)
 	return &fk->c[id];
 }
 
+/* Takes the fake's lock and finds connection id (NULL: the host has none). */
+static struct fake_conn *fake_lock_conn(struct fake *fk, int id)
+	__acquires(&fk->lock)
+{
+	spin_lock(&fk->lock);
+	return fake_conn(fk, id);
+}
+
 static int fake_net_open(struct lwnet_dev *dev, const char *host, u32 host_len,
 			 u32 port, u32 flags, u32 timeout_ms)
 {
@@ -62,12 +70,10 @@ static int fake_net_write(struct lwnet_dev *dev, int id, const char *buf,
 			  int len)
 {
 	struct fake *fk = fake_of(dev);
-	struct fake_conn *c;
+	struct fake_conn *c = fake_lock_conn(fk, id);
 	int n;
 
-	spin_lock(&fk->lock);
 	fk->max_write = max(fk->max_write, len);
-	c = fake_conn(fk, id);
 	if (!c) {
 		n = -EBADF;
 	} else if (c->state == FAKE_FAILED) {
@@ -90,12 +96,10 @@ static int fake_net_write(struct lwnet_dev *dev, int id, const char *buf,
 static int fake_net_read(struct lwnet_dev *dev, int id, char *buf, int count)
 {
 	struct fake *fk = fake_of(dev);
-	struct fake_conn *c;
+	struct fake_conn *c = fake_lock_conn(fk, id);
 	int n;
 
-	spin_lock(&fk->lock);
 	fk->max_read = max(fk->max_read, count);
-	c = fake_conn(fk, id);
 	if (!c) {
 		n = -EBADF;
 	} else if (c->read_ret) {
@@ -119,11 +123,9 @@ static int fake_net_read(struct lwnet_dev *dev, int id, char *buf, int count)
 static int fake_net_poll(struct lwnet_dev *dev, int id)
 {
 	struct fake *fk = fake_of(dev);
-	struct fake_conn *c;
+	struct fake_conn *c = fake_lock_conn(fk, id);
 	int p = 0;
 
-	spin_lock(&fk->lock);
-	c = fake_conn(fk, id);
 	if (!c) {
 		p = -EBADF;
 	} else if (c->state == FAKE_FAILED) {
@@ -144,11 +146,9 @@ static int fake_net_poll(struct lwnet_dev *dev, int id)
 static int fake_net_shutdown(struct lwnet_dev *dev, int id)
 {
 	struct fake *fk = fake_of(dev);
-	struct fake_conn *c;
+	struct fake_conn *c = fake_lock_conn(fk, id);
 	int ret = 0;
 
-	spin_lock(&fk->lock);
-	c = fake_conn(fk, id);
 	if (!c)
 		ret = -EBADF;
 	else if (c->state != FAKE_OPEN)
@@ -163,10 +163,8 @@ static int fake_net_shutdown(struct lwnet_dev *dev, int id)
 static void fake_net_close(struct lwnet_dev *dev, int id)
 {
 	struct fake *fk = fake_of(dev);
-	struct fake_conn *c;
+	struct fake_conn *c = fake_lock_conn(fk, id);
 
-	spin_lock(&fk->lock);
-	c = fake_conn(fk, id);
 	if (c)
 		c->used = false;
 	fk->closes++;
@@ -230,16 +228,7 @@ static int fake_store_poll(struct lwnet_dev *dev, int ticket, void *buf,
 	return ret;
 }
 
-static const struct lwnet_backend_ops fake_ops = {
-	.net_open	= fake_net_open,
-	.net_write	= fake_net_write,
-	.net_read	= fake_net_read,
-	.net_poll	= fake_net_poll,
-	.net_shutdown	= fake_net_shutdown,
-	.net_close	= fake_net_close,
-	.store_submit	= fake_store_submit,
-	.store_poll	= fake_store_poll,
-};
+LWNET_BACKEND_OPS(fake_ops, fake);
 
 /* --- fixtures ----------------------------------------------------------- */
 

@@ -63,6 +63,18 @@ static struct lwhost_store_req write_req(const char *key, const void *data,
 	return req;
 }
 
+/* Starts a store write of key = data in a helper thread; it must block. */
+static struct runner *blocked_write(struct kunit *test, struct ctx *t,
+				    const char *key, const char *data,
+				    u32 flags)
+{
+	struct lwhost_store_req req = write_req(key, data, strlen(data), flags);
+	struct runner *r = run_with(test, t, RUN_STORE, 0, NULL, &req);
+
+	expect_blocked(test, r);
+	return r;
+}
+
 /* The host finishes the pending request with result after a short delay. */
 static void host_finish_store(struct ctx *t, int result)
 {
@@ -76,14 +88,11 @@ static void host_finish_store(struct ctx *t, int result)
 static void store_write_waits_for_host(struct kunit *test)
 {
 	struct ctx *t = setup(test);
-	struct lwhost_store_req req = write_req("lwsync/m", "data", 4,
-						LWHOST_STORE_COMMIT);
-	struct runner *r = run_with(test, t, RUN_STORE, 0, NULL, &req);
+	struct runner *r = blocked_write(test, t, "lwsync/m", "data",
+					 LWHOST_STORE_COMMIT);
 
-	expect_blocked(test, r);
 	host_finish_store(t, 4);
-	KUNIT_EXPECT_TRUE(test, finished_within(r, 1000));
-	KUNIT_EXPECT_EQ(test, r->ret, 4);
+	expect_finished(test, r, 1000, 4);
 	KUNIT_EXPECT_EQ(test, t->fk.req.op, (u32)LWHOST_STORE_WRITE);
 	KUNIT_EXPECT_EQ(test, t->fk.req.flags, (u32)LWHOST_STORE_COMMIT);
 	KUNIT_EXPECT_EQ(test, memcmp(t->fk.key, "lwsync/m", 8), 0);
@@ -137,36 +146,28 @@ static void store_errors_pass_through(struct kunit *test)
 static void store_busy_waits_for_a_slot(struct kunit *test)
 {
 	struct ctx *t = setup(test);
-	struct lwhost_store_req req = write_req("k", "v", 1, 0);
 	struct runner *r;
 
 	t->fk.store_busy = 1000;
-	r = run_with(test, t, RUN_STORE, 0, NULL, &req);
-	expect_blocked(test, r);
+	r = blocked_write(test, t, "k", "v", 0);
 	KUNIT_EXPECT_LE(test, t->fk.submits, 2);	/* sleeps, no spinning */
 	spin_lock(&t->fk.lock);
 	t->fk.store_busy = 0;
-	t->fk.store_done = true;
-	t->fk.store_result = 1;
 	spin_unlock(&t->fk.lock);
-	lwnet_notify(t->dev);
-	KUNIT_EXPECT_TRUE(test, finished_within(r, 1000));
-	KUNIT_EXPECT_EQ(test, r->ret, 1);
+	host_finish_store(t, 1);
+	expect_finished(test, r, 1000, 1);
 	reap(r);
 }
 
 static void store_signal_abandons_and_reaps_ticket(struct kunit *test)
 {
 	struct ctx *t = setup(test);
-	struct lwhost_store_req req = write_req("k", "v", 1,
-						LWHOST_STORE_COMMIT);
-	struct runner *r = run_with(test, t, RUN_STORE, 0, NULL, &req);
+	struct runner *r = blocked_write(test, t, "k", "v",
+					 LWHOST_STORE_COMMIT);
 
-	expect_blocked(test, r);
 	KUNIT_EXPECT_TRUE(test, t->fk.store_pending);
 	send_sig(SIGINT, r->task, 1);
-	KUNIT_EXPECT_TRUE(test, finished_within(r, 100));
-	KUNIT_EXPECT_EQ(test, r->ret, -EINTR);
+	expect_finished(test, r, 100, -EINTR);
 	/* The host still owns the request; the slot comes back when done. */
 	KUNIT_EXPECT_TRUE(test, t->fk.store_pending);
 	host_finish_store(t, 1);
@@ -187,10 +188,4 @@ static struct kunit_case lwnet_store_cases[] = {
 	{}
 };
 
-static struct kunit_suite lwnet_store_suite = {
-	.name = "lwnet_store",
-	.exit = lwnet_test_exit,
-	.test_cases = lwnet_store_cases,
-};
-
-kunit_test_suite(lwnet_store_suite);
+lwnet_test_suite(lwnet_store, lwnet_store_cases);

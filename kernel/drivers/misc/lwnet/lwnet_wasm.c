@@ -65,16 +65,7 @@ static int lwnet_wasm_store_poll(struct lwnet_dev *dev, int ticket,
 	return wasm_store_poll(ticket, buf, len);
 }
 
-static const struct lwnet_backend_ops lwnet_wasm_ops = {
-	.net_open	= lwnet_wasm_net_open,
-	.net_write	= lwnet_wasm_net_write,
-	.net_read	= lwnet_wasm_net_read,
-	.net_poll	= lwnet_wasm_net_poll,
-	.net_shutdown	= lwnet_wasm_net_shutdown,
-	.net_close	= lwnet_wasm_net_close,
-	.store_submit	= lwnet_wasm_store_submit,
-	.store_poll	= lwnet_wasm_store_poll,
-};
+LWNET_BACKEND_OPS(lwnet_wasm_ops, lwnet_wasm);
 
 static int __init lwnet_wasm_init(void)
 {
