@@ -79,7 +79,7 @@ static bool lwnet_um_alive(struct lwnet_um *um)
 	return !READ_ONCE(um->dead) && lwnet_um_load(&um->shm->main_alive);
 }
 
-/* Tells lwhost's main side there is work (spec C: doorbell + futex). */
+/* Tells lwhost's main side there is work: its doorbell, then a futex wake. */
 static void lwnet_um_ring_host(struct lwnet_um *um)
 {
 	/* Fully ordered: pairs with the main side setting host_waiting. */
