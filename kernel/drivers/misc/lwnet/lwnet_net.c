@@ -167,6 +167,8 @@ int lwnet_connect(struct lwnet_file *f, const char *host, u32 port, u32 flags,
 	}
 }
 
+enum lwnet_dir { LWNET_RX, LWNET_TX };
+
 /* Serves bytes already in rx_buf. rx_mutex held. */
 static ssize_t lwnet_copy_rx(struct lwnet_file *f, struct iov_iter *to)
 {
@@ -182,157 +184,158 @@ static ssize_t lwnet_copy_rx(struct lwnet_file *f, struct iov_iter *to)
 	return n;
 }
 
-ssize_t lwnet_read(struct lwnet_file *f, struct iov_iter *to, bool nonblock)
+/*
+ * Fills rx_buf from the host. Returns its byte count (1 when bytes are
+ * already buffered), 0 at the peer's end, or a negative errno.
+ * f->lock and rx_mutex held, the file CONNECTED.
+ */
+static int lwnet_host_rx(struct lwnet_file *f)
 {
-	struct lwnet_dev *dev = f->dev;
-	ssize_t ret;
+	int n;
 
-	if (!iov_iter_count(to))
+	if (f->rx_len)
+		return 1;
+	n = f->dev->ops->net_read(f->dev, f->id, f->rx_buf, LWNET_IO_MAX);
+	if (n > LWNET_IO_MAX) {
+		/* A host that claims more than we asked for. */
+		lwnet_fail(f, -EIO);
+		return -EIO;
+	}
+	if (n > 0) {
+		f->rx_off = 0;
+		f->rx_len = n;
+	} else if (n == 0) {
+		f->flags |= LWNET_STATUS_PEER_EOF;
+	} else if (n != -EAGAIN) {
+		lwnet_fail(f, lwnet_host_err(n));
+		n = -f->error;
+	}
+	return n;
+}
+
+/*
+ * Hands the first chunk bytes of tx_buf to the host. Returns the bytes it
+ * took or a negative errno (-EAGAIN when it has no room).
+ * f->lock and tx_mutex held, the file CONNECTED.
+ */
+static int lwnet_host_tx(struct lwnet_file *f, size_t chunk)
+{
+	int n;
+
+	if (f->flags & LWNET_STATUS_WR_SHUT)
+		return -EPIPE;
+	n = f->dev->ops->net_write(f->dev, f->id, f->tx_buf, chunk);
+	if (n > (int)chunk) {
+		lwnet_fail(f, -EIO);
+		n = -EIO;
+	} else if (n > 0) {
+		f->bytes_out += n;
+	} else if (n == 0) {
+		n = -EAGAIN;	/* treat "took nothing" as full */
+	} else if (n != -EAGAIN && n != -EPIPE) {
+		lwnet_fail(f, lwnet_host_err(n));
+		n = -f->error;
+	}
+	return n;
+}
+
+/*
+ * One step of read or write: what the file's state allows, else one host
+ * call of at most LWNET_IO_MAX bytes. A positive answer is bytes moved
+ * (for rx: bytes now in rx_buf). f->lock held.
+ */
+static int lwnet_io_step(struct lwnet_file *f, enum lwnet_dir dir,
+			 size_t chunk)
+{
+	lwnet_refresh(f);
+	switch (f->state) {
+	case LWNET_STATE_IDLE:
+		return -ENOTCONN;
+	case LWNET_STATE_CLOSED:
+		return dir == LWNET_RX ? 0 : -EPIPE;
+	case LWNET_STATE_FAILED:
+		/* Bytes that arrived before the failure are read first. */
+		if (dir == LWNET_RX && f->rx_len)
+			return 1;
+		return -f->error;
+	case LWNET_STATE_CONNECTING:
+		return -EAGAIN;
+	default:
+		if (dir == LWNET_RX)
+			return lwnet_host_rx(f);
+		return lwnet_host_tx(f, chunk);
+	}
+}
+
+/*
+ * read and write: moves bytes between the user's iterator and the host
+ * through the file's bounce buffer for dir. Goes on while the host takes
+ * or gives bytes, so one call moves up to the whole iterator; waits only
+ * while nothing has moved, as a socket does. A wait is restartable since
+ * nothing was consumed before it.
+ */
+static ssize_t lwnet_io(struct lwnet_file *f, struct iov_iter *it,
+			bool nonblock, enum lwnet_dir dir)
+{
+	struct mutex *m = dir == LWNET_RX ? &f->rx_mutex : &f->tx_mutex;
+	ssize_t done = 0;
+	ssize_t ret = 0;
+
+	if (!iov_iter_count(it))
 		return 0;
-	if (mutex_lock_interruptible(&f->rx_mutex))
+	if (mutex_lock_interruptible(m))
 		return -ERESTARTSYS;
-	for (;;) {
-		unsigned int seq = lwnet_wait_seq(dev);
+	while (iov_iter_count(it)) {
+		unsigned int seq = lwnet_wait_seq(f->dev);
+		size_t chunk = 0;
 		int n;
 
-		mutex_lock(&f->lock);
-		lwnet_refresh(f);
-		switch (f->state) {
-		case LWNET_STATE_IDLE:
-			n = -ENOTCONN;
-			break;
-		case LWNET_STATE_CLOSED:
-			n = 0;
-			break;
-		case LWNET_STATE_FAILED:
-			/* Bytes that arrived before the failure come first. */
-			n = f->rx_len ? 1 : -f->error;
-			break;
-		case LWNET_STATE_CONNECTING:
-			n = -EAGAIN;
-			break;
-		default:
-			if (f->rx_len) {
-				n = 1;
+		if (dir == LWNET_TX) {
+			chunk = min_t(size_t, iov_iter_count(it), LWNET_IO_MAX);
+			chunk = copy_from_iter(f->tx_buf, chunk, it);
+			if (!chunk) {
+				ret = -EFAULT;
 				break;
 			}
-			n = dev->ops->net_read(dev, f->id, f->rx_buf,
-					       LWNET_IO_MAX);
-			if (n > LWNET_IO_MAX) {
-				/* A host that claims more than we asked for. */
-				lwnet_fail(f, -EIO);
-				n = -EIO;
-			} else if (n > 0) {
-				f->rx_off = 0;
-				f->rx_len = n;
-			} else if (n == 0) {
-				f->flags |= LWNET_STATUS_PEER_EOF;
-			} else if (n != -EAGAIN) {
-				lwnet_fail(f, lwnet_host_err(n));
-				n = -f->error;
-			}
-			break;
 		}
+		mutex_lock(&f->lock);
+		n = lwnet_io_step(f, dir, chunk);
 		mutex_unlock(&f->lock);
 
+		if (n > 0 && dir == LWNET_RX) {
+			ret = lwnet_copy_rx(f, it);
+			if (ret < 0)
+				break;
+			done += ret;
+			continue;
+		}
+		/* Give back what the host did not take. */
+		if (dir == LWNET_TX)
+			iov_iter_revert(it, n > 0 ? chunk - n : chunk);
 		if (n > 0) {
-			ret = lwnet_copy_rx(f, to);
-			break;
+			done += n;
+			continue;
 		}
-		if (n != -EAGAIN) {
-			ret = n;
+		ret = n;
+		/* A read returns what it has; a blocking write sends it all. */
+		if (n != -EAGAIN || nonblock || (done && dir == LWNET_RX))
 			break;
-		}
-		if (nonblock) {
-			ret = -EAGAIN;
-			break;
-		}
-		/* Nothing consumed yet: restarting the read is safe. */
-		ret = lwnet_wait(dev, seq);
+		ret = lwnet_wait(f->dev, seq);
 		if (ret)
 			break;
 	}
-	mutex_unlock(&f->rx_mutex);
-	return ret;
+	mutex_unlock(m);
+	return done ? done : ret;
+}
+
+ssize_t lwnet_read(struct lwnet_file *f, struct iov_iter *to, bool nonblock)
+{
+	return lwnet_io(f, to, nonblock, LWNET_RX);
 }
 
 ssize_t lwnet_write(struct lwnet_file *f, struct iov_iter *from, bool nonblock)
 {
-	struct lwnet_dev *dev = f->dev;
-	ssize_t done = 0;
-	ssize_t ret = 0;
-
-	if (!iov_iter_count(from))
-		return 0;
-	if (mutex_lock_interruptible(&f->tx_mutex))
-		return -ERESTARTSYS;
-	while (iov_iter_count(from)) {
-		unsigned int seq = lwnet_wait_seq(dev);
-		size_t chunk = min_t(size_t, iov_iter_count(from), LWNET_IO_MAX);
-		int n;
-
-		chunk = copy_from_iter(f->tx_buf, chunk, from);
-		if (!chunk) {
-			ret = -EFAULT;
-			break;
-		}
-		mutex_lock(&f->lock);
-		lwnet_refresh(f);
-		switch (f->state) {
-		case LWNET_STATE_IDLE:
-			n = -ENOTCONN;
-			break;
-		case LWNET_STATE_CLOSED:
-			n = -EPIPE;
-			break;
-		case LWNET_STATE_FAILED:
-			n = -f->error;
-			break;
-		case LWNET_STATE_CONNECTING:
-			n = -EAGAIN;
-			break;
-		default:
-			if (f->flags & LWNET_STATUS_WR_SHUT) {
-				n = -EPIPE;
-				break;
-			}
-			n = dev->ops->net_write(dev, f->id, f->tx_buf, chunk);
-			if (n > (int)chunk) {
-				lwnet_fail(f, -EIO);
-				n = -EIO;
-			} else if (n > 0) {
-				f->bytes_out += n;
-			} else if (n == 0) {
-				n = -EAGAIN;	/* treat "took nothing" as full */
-			} else if (n != -EAGAIN && n != -EPIPE) {
-				lwnet_fail(f, lwnet_host_err(n));
-				n = -f->error;
-			}
-			break;
-		}
-		mutex_unlock(&f->lock);
-
-		if (n > 0) {
-			/* Give back what the host did not take. */
-			iov_iter_revert(from, chunk - n);
-			done += n;
-			continue;
-		}
-		iov_iter_revert(from, chunk);
-		if (n != -EAGAIN) {
-			ret = n;
-			break;
-		}
-		if (nonblock) {
-			ret = -EAGAIN;
-			break;
-		}
-		ret = lwnet_wait(dev, seq);
-		if (ret)
-			break;
-	}
-	mutex_unlock(&f->tx_mutex);
-	return done ? done : ret;
+	return lwnet_io(f, from, nonblock, LWNET_TX);
 }
 
 __poll_t lwnet_poll_mask(struct lwnet_file *f)

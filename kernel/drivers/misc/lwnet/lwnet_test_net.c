@@ -337,6 +337,22 @@ static void read_small_buffer_keeps_the_rest(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, status(t->f).bytes_in, 6ull);
 }
 
+/* A blocking read takes what the host has over several calls, then returns. */
+static void read_gathers_host_calls(struct kunit *test)
+{
+	struct ctx *t = setup(test);
+	int id = connected(test, t);
+	char buf[8] = {};
+
+	host_send(t, id, "abcdef", 6, true);
+	KUNIT_EXPECT_EQ(test, kread(t->f, buf, 2, true), (ssize_t)2);
+	/* "cdef" waits in the bounce buffer, "gh" at the host. */
+	host_send(t, id, "gh", 2, true);
+	KUNIT_EXPECT_EQ(test, kread(t->f, buf, sizeof(buf), false), (ssize_t)6);
+	KUNIT_EXPECT_EQ(test, memcmp(buf, "cdefgh", 6), 0);
+	KUNIT_EXPECT_EQ(test, status(t->f).bytes_in, 8ull);
+}
+
 /*
  * A read or write of a buffer several times LWNET_IO_MAX asks the host for at
  * most LWNET_IO_MAX at a time; the host has one byte to read, or room for 100.
@@ -697,6 +713,7 @@ static struct kunit_case lwnet_net_cases[] = {
 	KUNIT_CASE(read_eof_returns_zero_and_pollhup),
 	KUNIT_CASE(read_signal_ends_wait_within_100ms),
 	KUNIT_CASE(read_small_buffer_keeps_the_rest),
+	KUNIT_CASE(read_gathers_host_calls),
 	KUNIT_CASE(read_host_call_is_capped),
 	KUNIT_CASE(read_host_overclaim_is_eio),
 	KUNIT_CASE(write_sends_and_counts),
