@@ -144,6 +144,8 @@ mod tests {
         assert_eq!(LWHOST_RING_SIZE & (LWHOST_RING_SIZE - 1), 0);
         assert_eq!(LWHOST_STORE_TRUNC, LWSTORE_WRITE_TRUNC);
         assert_eq!(LWHOST_STORE_COMMIT, LWSTORE_WRITE_COMMIT);
+        assert_eq!(LWHOST_STORE_LAZY, LWSTORE_WRITE_LAZY);
+        assert_eq!(LWHOST_STORE_FLAGS_ALL, LWSTORE_WRITE_FLAGS_ALL);
         assert_eq!(LWHOST_STORE_BUF, LWSTORE_CHUNK_MAX);
     }
 }

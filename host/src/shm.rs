@@ -372,7 +372,7 @@ impl<'r> StoreSlot<'r> {
         generation,
         /// `LWHOST_STORE_*`.
         op,
-        /// `LWHOST_STORE_TRUNC` / `_COMMIT`.
+        /// `LWHOST_STORE_TRUNC` / `_COMMIT` / `_LAZY`.
         flags,
         /// Key (or list prefix) bytes.
         key_len,

@@ -9,13 +9,23 @@
 //! previously committed value intact. Pending files do not survive a
 //! restart: a save that was not committed is abandoned.
 //!
+//! A commit with `LWHOST_STORE_LAZY` only renames: the value is published
+//! at once, and the next commit without it first makes every such value
+//! durable (their data synced in parallel, so the file system groups them
+//! into few journal commits, then the directory), so a snapshot's chunks
+//! cost one flush together, not two each. A crash before that may lose a
+//! lazily committed value or leave it short or zeroed (never another
+//! key's: the header names the key), so lazy values are for data that a
+//! later plain commit makes reachable and whose reader checks it (lwsync's
+//! chunks, named by their sha256 and checked on restore).
+//!
 //! One writer per store directory: `lock` is flock(2)ed exclusively by the
 //! lwhost that writes (the kernel releases it when that process exits or
 //! dies). Another lwhost on the same directory still reads, but its writes
 //! and deletes answer EBUSY until it gets the lock, so two guests cannot
 //! delete each other's chunks (the browser does the same with Web Locks).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Bound;
@@ -25,7 +35,9 @@ use anyhow::Context as _;
 use sha2::{Digest, Sha256};
 
 use crate::errno::*;
-use lwabi::{LWHOST_KEY_MAX, LWHOST_STORE_COMMIT, LWHOST_STORE_TRUNC};
+use lwabi::{
+    LWHOST_KEY_MAX, LWHOST_STORE_COMMIT, LWHOST_STORE_FLAGS_ALL, LWHOST_STORE_LAZY, LWHOST_STORE_TRUNC,
+};
 
 const MAGIC: &[u8; 4] = b"LWS1";
 
@@ -85,6 +97,8 @@ pub struct Store {
     /// `DIR/lock`, flock(2)ed while this process is the store's writer.
     lock: File,
     locked: bool,
+    /// Object files committed with `LWHOST_STORE_LAZY`, not yet synced.
+    unsynced: BTreeSet<String>,
 }
 
 impl Store {
@@ -139,6 +153,7 @@ impl Store {
             used,
             lock,
             locked: false,
+            unsynced: BTreeSet::new(),
         };
         if store.hold_lock() == Err(EBUSY) {
             tracing::warn!(dir = %dir.display(), "store in use by another lwhost: writes answer EBUSY until it exits");
@@ -174,7 +189,7 @@ impl Store {
     pub fn write(&mut self, key: &[u8], offset: u64, flags: u32, data: &[u8]) -> Result<usize, i32> {
         validate_key(key)?;
         self.hold_lock()?;
-        if flags & !(LWHOST_STORE_TRUNC | LWHOST_STORE_COMMIT) != 0 {
+        if flags & !LWHOST_STORE_FLAGS_ALL != 0 {
             return Err(EINVAL);
         }
         if flags & LWHOST_STORE_TRUNC != 0 {
@@ -205,7 +220,7 @@ impl Store {
         p.len += data.len() as u64;
         self.used += data.len() as u64;
         if flags & LWHOST_STORE_COMMIT != 0 {
-            self.commit(key)?;
+            self.commit(key, flags & LWHOST_STORE_LAZY != 0)?;
         }
         Ok(data.len())
     }
@@ -236,18 +251,26 @@ impl Store {
         }
     }
 
-    /// Publishes the pending value: data durable first, then the rename,
-    /// then the directory entry.
-    fn commit(&mut self, key: &[u8]) -> Result<(), i32> {
+    /// Publishes the pending value: lazily committed values durable
+    /// first, then this one's data, the rename and the directory entry.
+    /// `lazy`: the rename alone (see the module's docs).
+    fn commit(&mut self, key: &[u8], lazy: bool) -> Result<(), i32> {
         let Some(p) = self.pending.remove(key) else {
             return Err(EIO);
         };
         let name = file_name(key);
-        let result = (|| -> io::Result<()> {
-            p.file.sync_all()?;
-            fs::rename(self.pending_dir.join(&name), self.objects.join(&name))?;
-            File::open(&self.objects)?.sync_all()
-        })();
+        let result = if lazy {
+            fs::rename(self.pending_dir.join(&name), self.objects.join(&name))
+        } else {
+            self.sync_lazy().and_then(|()| {
+                p.file.sync_all()?;
+                fs::rename(self.pending_dir.join(&name), self.objects.join(&name))?;
+                File::open(&self.objects)?.sync_all()
+            })
+        };
+        if lazy && result.is_ok() {
+            self.unsynced.insert(name.clone());
+        }
         if let Err(e) = result {
             self.used -= p.len;
             let _ = fs::remove_file(self.pending_dir.join(&name));
@@ -256,6 +279,44 @@ impl Store {
         if let Some(old) = self.index.insert(key.to_vec(), p.len) {
             self.used -= old;
         }
+        Ok(())
+    }
+
+    /// Makes every lazily committed value durable: their data synced from
+    /// up to `SYNC_THREADS` threads at once (concurrent syncs share journal
+    /// commits), then the directory that names them. A value deleted since
+    /// is skipped. On an error the values stay listed for the next try.
+    fn sync_lazy(&mut self) -> io::Result<()> {
+        const SYNC_THREADS: usize = 16;
+        if self.unsynced.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&String> = self.unsynced.iter().collect();
+        let objects = &self.objects;
+        let per_thread = names.len().div_ceil(SYNC_THREADS);
+        std::thread::scope(|s| {
+            let workers: Vec<_> = names
+                .chunks(per_thread)
+                .map(|part| {
+                    s.spawn(move || -> io::Result<()> {
+                        for name in part {
+                            match File::open(objects.join(name)) {
+                                Ok(f) => f.sync_data()?,
+                                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                                Err(e) => return Err(e),
+                            }
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            workers.into_iter().try_for_each(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("sync thread panicked")))
+            })
+        })?;
+        File::open(&self.objects)?.sync_all()?;
+        self.unsynced.clear();
         Ok(())
     }
 
@@ -450,6 +511,42 @@ mod tests {
         assert_eq!(s.used(), 3);
     }
 
+    /// A lazy commit is visible at once and listed as unsynced; the next
+    /// plain commit syncs it (skipping one deleted since) and clears the list.
+    #[test]
+    fn lazy_commits_are_synced_by_the_next_plain_one() {
+        const LAZY: u32 = LWHOST_STORE_TRUNC | LWHOST_STORE_COMMIT | LWHOST_STORE_LAZY;
+        let dir = tmp("lazy");
+        let mut s = Store::open(&dir, 1 << 20).expect("open");
+        assert_eq!(s.write(b"lwsync/chunk/a", 0, LAZY, b"aaa"), Ok(3));
+        assert_eq!(s.write(b"lwsync/chunk/b", 0, LAZY, b"bb"), Ok(2));
+        assert_eq!(s.write(b"lwsync/chunk/c", 0, LAZY, b"c"), Ok(1));
+        assert_eq!(s.stat(b"lwsync/chunk/a"), Ok(3), "visible before any sync");
+        assert_eq!(s.unsynced.len(), 3);
+        assert_eq!(s.delete(b"lwsync/chunk/c"), Ok(()));
+        assert_eq!(
+            s.write(b"k", 0, LWHOST_STORE_LAZY, b"x"),
+            Ok(1),
+            "LAZY without COMMIT: nothing to do yet"
+        );
+        assert_eq!(s.unsynced.len(), 3);
+        assert_eq!(
+            s.write(
+                b"lwsync/manifest",
+                0,
+                LWHOST_STORE_TRUNC | LWHOST_STORE_COMMIT,
+                b"m"
+            ),
+            Ok(1)
+        );
+        assert!(s.unsynced.is_empty(), "a plain commit syncs the lazy ones first");
+        drop(s);
+        let s = Store::open(&dir, 1 << 20).expect("reopen");
+        assert_eq!(s.stat(b"lwsync/chunk/b"), Ok(2));
+        assert_eq!(s.stat(b"lwsync/chunk/c"), Err(ENOENT));
+        let _ = fs::remove_dir_all(dir);
+    }
+
     #[test]
     fn chunks_must_arrive_at_the_expected_offset() {
         let (_dir, mut s) = open_tmp("offsets", 1 << 20);
@@ -464,6 +561,11 @@ mod tests {
         );
         assert_eq!(s.write(b"k", 3, LWHOST_STORE_COMMIT, b"d"), Ok(1));
         assert_eq!(s.write(b"k", 0, 8, b"x"), Err(EINVAL), "unknown flag");
+        assert_eq!(
+            s.write(b"k", 0, LWHOST_STORE_FLAGS_ALL + 1, b"x"),
+            Err(EINVAL),
+            "unknown flag"
+        );
         assert_eq!(s.stat(b"k"), Ok(4));
     }
 

@@ -13,8 +13,8 @@ use lwabi::{
     LWHOST_CONN_OPEN, LWHOST_CONN_REQUESTED, LWHOST_HOST_MAX, LWHOST_KEY_MAX, LWHOST_MF_PEER_EOF,
     LWHOST_OPEN_TLS, LWHOST_POLL_ERR, LWHOST_POLL_ERRNO_SHIFT, LWHOST_POLL_HUP, LWHOST_POLL_IN,
     LWHOST_POLL_OUT, LWHOST_SLOT_CLAIMED, LWHOST_SLOT_DONE, LWHOST_SLOT_FREE, LWHOST_SLOT_SUBMITTED,
-    LWHOST_STORE_BUF, LWHOST_STORE_COMMIT, LWHOST_STORE_DELETE, LWHOST_STORE_LIST, LWHOST_STORE_READ,
-    LWHOST_STORE_STAT, LWHOST_STORE_TRUNC, LWHOST_STORE_WRITE, LWHOST_WF_CLOSE, LWHOST_WF_SHUT_WR,
+    LWHOST_STORE_BUF, LWHOST_STORE_DELETE, LWHOST_STORE_FLAGS_ALL, LWHOST_STORE_LIST, LWHOST_STORE_READ,
+    LWHOST_STORE_STAT, LWHOST_STORE_WRITE, LWHOST_WF_CLOSE, LWHOST_WF_SHUT_WR,
 };
 
 use crate::errno::*;
@@ -63,7 +63,7 @@ fn claim(state: &AtomicU32, generation: &AtomicU32, free: u32, claimed: u32) -> 
 pub struct StoreRequest<'a> {
     /// `LWHOST_STORE_*`.
     pub op: u32,
-    /// `LWHOST_STORE_TRUNC` / `_COMMIT` (writes only).
+    /// `LWHOST_STORE_TRUNC` / `_COMMIT` / `_LAZY` (writes only).
     pub flags: u32,
     /// The key, or the prefix for LIST.
     pub key: &'a [u8],
@@ -464,7 +464,7 @@ fn validate_store(req: &StoreRequest<'_>) -> Result<(), i32> {
         return Err(-EINVAL);
     }
     let flags_ok = if op == LWHOST_STORE_WRITE {
-        req.flags & !(LWHOST_STORE_TRUNC | LWHOST_STORE_COMMIT) == 0
+        req.flags & !LWHOST_STORE_FLAGS_ALL == 0
     } else {
         req.flags == 0
     };

@@ -11,8 +11,16 @@ use lwabi::{lwstore_io, lwstore_list};
 
 /// What the sync code needs from a store; tests use an in-memory one.
 pub trait Blobs {
-    /// Stores a whole value, visible only once complete.
+    /// Stores a whole value, visible only once complete and durable when
+    /// this returns.
     fn put(&mut self, key: &str, data: &[u8]) -> Result<()>;
+    /// As [`Blobs::put`], but the value is durable only once a later
+    /// [`Blobs::put`] returns (`LWSTORE_WRITE_LAZY`, lwstore.h); a crash
+    /// before that may lose or damage it. For values that a later put makes
+    /// reachable and that their reader checks, like lwsync's chunks.
+    fn put_lazy(&mut self, key: &str, data: &[u8]) -> Result<()> {
+        self.put(key, data)
+    }
     /// A committed value, None when absent; values over `max` bytes are refused.
     fn get(&mut self, key: &str, max: u64) -> Result<Option<Vec<u8>>>;
     fn exists(&mut self, key: &str) -> Result<bool>;
@@ -55,6 +63,30 @@ impl Store {
     pub fn open() -> Result<Store> {
         let fd = Fd::open_device(device_path())?;
         Ok(Store { fd })
+    }
+
+    /// A whole value in LWSTORE_CHUNK_MAX pieces, committed with the last
+    /// one (adding `commit_flags`).
+    fn put_with(&mut self, key: &str, data: &[u8], commit_flags: u32) -> Result<()> {
+        let err = |e| Error::msg(format!("store {key}: {}", describe(e)));
+        let mut off = 0usize;
+        loop {
+            let n = (data.len() - off).min(CHUNK);
+            let mut flags = 0;
+            if off == 0 {
+                flags |= lwabi::LWSTORE_WRITE_TRUNC;
+            }
+            if off + n == data.len() {
+                flags |= lwabi::LWSTORE_WRITE_COMMIT | commit_flags;
+            }
+            let p = data[off..].as_ptr() as *mut u8;
+            self.io(lwabi::LWSTORE_WRITE, key, flags, off as u64, p, n)
+                .map_err(err)?;
+            off += n;
+            if off == data.len() {
+                return Ok(());
+            }
+        }
     }
 
     fn io(
@@ -128,25 +160,11 @@ impl Blobs for Store {
     }
 
     fn put(&mut self, key: &str, data: &[u8]) -> Result<()> {
-        let err = |e| Error::msg(format!("store {key}: {}", describe(e)));
-        let mut off = 0usize;
-        loop {
-            let n = (data.len() - off).min(CHUNK);
-            let mut flags = 0;
-            if off == 0 {
-                flags |= lwabi::LWSTORE_WRITE_TRUNC;
-            }
-            if off + n == data.len() {
-                flags |= lwabi::LWSTORE_WRITE_COMMIT;
-            }
-            let p = data[off..].as_ptr() as *mut u8;
-            self.io(lwabi::LWSTORE_WRITE, key, flags, off as u64, p, n)
-                .map_err(err)?;
-            off += n;
-            if off == data.len() {
-                return Ok(());
-            }
-        }
+        self.put_with(key, data, 0)
+    }
+
+    fn put_lazy(&mut self, key: &str, data: &[u8]) -> Result<()> {
+        self.put_with(key, data, lwabi::LWSTORE_WRITE_LAZY)
     }
 
     fn get(&mut self, key: &str, max: u64) -> Result<Option<Vec<u8>>> {

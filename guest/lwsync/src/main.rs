@@ -188,15 +188,37 @@ mod tests {
 
     /// An in-memory store that can be told to fail after N more puts, and
     /// to have another saver commit its manifest right after the next one.
+    /// Lazy puts stay in `unsynced` until a plain put: [`Mem::crash`] loses them.
     #[derive(Default)]
     struct Mem {
         values: BTreeMap<String, Vec<u8>>,
         puts: usize,
         fail_after: Option<usize>,
         race: Option<Vec<u8>>,
+        unsynced: Vec<String>,
+        lazy_puts: usize,
+    }
+
+    impl Mem {
+        /// The host crashed: lazily committed values not yet made durable are gone.
+        fn crash(&mut self) {
+            for k in std::mem::take(&mut self.unsynced) {
+                self.values.remove(&k);
+            }
+        }
     }
 
     impl Blobs for Mem {
+        fn put_lazy(&mut self, key: &str, data: &[u8]) -> Result<()> {
+            let synced = std::mem::take(&mut self.unsynced);
+            let r = self.put(key, data);
+            self.unsynced = synced;
+            if r.is_ok() {
+                self.unsynced.push(key.into());
+                self.lazy_puts += 1;
+            }
+            r
+        }
         fn put(&mut self, key: &str, data: &[u8]) -> Result<()> {
             if let Some(n) = self.fail_after {
                 if n == 0 {
@@ -213,6 +235,8 @@ mod tests {
                 }
             };
             self.values.insert(key.into(), data);
+            // A plain commit makes every lazy one before it durable.
+            self.unsynced.clear();
             Ok(())
         }
         fn get(&mut self, key: &str, max: u64) -> Result<Option<Vec<u8>>> {
@@ -448,6 +472,25 @@ mod tests {
         assert_eq!((s.changed, s.chunks_sent), (5, 0));
     }
 
+    /// Chunks go lazily, the manifest plainly after them: a finished save
+    /// leaves nothing that a crash could lose.
+    #[test]
+    fn chunks_are_lazy_and_the_manifest_makes_them_durable() {
+        let d = Dir::new("lazy");
+        populate(&d);
+        let mut store = Mem::default();
+        let s = ctx(&d, &mut store).save(&[]).unwrap();
+        assert!(s.chunks_sent > 0);
+        assert_eq!(store.lazy_puts, s.chunks_sent);
+        assert!(store.unsynced.is_empty());
+        let before = snapshot(&d, "/home");
+        store.crash();
+        let dst = Dir::new("lazy-dst");
+        let r = ctx(&dst, &mut store).restore().unwrap().unwrap();
+        assert_eq!(r.skipped, 0);
+        assert_eq!(snapshot(&dst, "/home"), before);
+    }
+
     #[test]
     fn interrupted_save_leaves_the_previous_snapshot() {
         let (d, mut store) = saved("intr");
@@ -458,6 +501,8 @@ mod tests {
             store.fail_after = Some(n);
             assert!(ctx(&d, &mut store).save(&[]).is_err());
             store.fail_after = None;
+            // The host dies too: the chunks put so far were lazy.
+            store.crash();
             let dst = Dir::new(&format!("intr-dst{n}"));
             ctx(&dst, &mut store).restore().unwrap();
             assert_eq!(snapshot(&dst, "/home"), before, "after failing at put {n}");

@@ -329,7 +329,8 @@ impl Ctx<'_> {
             total += n as u64;
             let hash = hex_encode(&Sha256::digest(&buf[..n]));
             if !known.contains(&hash) {
-                self.store.put(&chunk_key(&hash), &buf[..n])?;
+                // Lazy: the manifest's plain put below makes it durable first.
+                self.store.put_lazy(&chunk_key(&hash), &buf[..n])?;
                 stats.chunks_sent += 1;
                 stats.bytes_sent += n as u64;
                 known.insert(hash.clone());

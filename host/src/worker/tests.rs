@@ -2,7 +2,7 @@
 //! played by hand (the real one is tested in tests/).
 
 use super::*;
-use lwabi::LWHOST_STORE_WRITE;
+use lwabi::{LWHOST_STORE_COMMIT, LWHOST_STORE_TRUNC, LWHOST_STORE_WRITE};
 use std::sync::atomic::Ordering;
 
 fn region() -> Arc<Region> {
@@ -331,7 +331,7 @@ fn store_rejects_malformed_requests() {
         ),
         (
             StoreRequest {
-                flags: 4,
+                flags: LWHOST_STORE_FLAGS_ALL + 1,
                 ..store_req(LWHOST_STORE_WRITE, b"k")
             },
             -EINVAL,

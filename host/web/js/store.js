@@ -24,10 +24,19 @@
 
 import {
   LWHOST_KEY_MAX as KEY_MAX, LWHOST_STORE_BUF as CHUNK_MAX, LWHOST_STORE_TRUNC as WRITE_TRUNC,
-  LWHOST_STORE_COMMIT as WRITE_COMMIT, LWHOST_STORE_WRITE, LWHOST_STORE_READ, LWHOST_STORE_STAT,
+  LWHOST_STORE_COMMIT as WRITE_COMMIT, LWHOST_STORE_LAZY as WRITE_LAZY,
+  LWHOST_STORE_FLAGS_ALL as WRITE_FLAGS_ALL, LWHOST_STORE_WRITE, LWHOST_STORE_READ, LWHOST_STORE_STAT,
   LWHOST_STORE_DELETE, LWHOST_STORE_LIST,
 } from "./lwabi.js";
 import { E } from "./shim.js";
+
+// IndexedDB durability of a write (lwhost.h): a plain commit is "strict",
+// which the IndexedDB spec defines as flushing all outstanding changes, so
+// it also makes earlier "relaxed" (lazy) commits durable, as the contract asks.
+function durability(flags) {
+  if (!(flags & WRITE_COMMIT)) return "default";
+  return flags & WRITE_LAZY ? "relaxed" : "strict";
+}
 
 export const SCHEMA_VERSION = 1;
 
@@ -169,7 +178,7 @@ export class IdbStore {
   }
 
   async write(k, flags, offset, data) {
-    if (data.length > CHUNK_MAX || flags & ~(WRITE_TRUNC | WRITE_COMMIT)) return -E.EINVAL;
+    if (data.length > CHUNK_MAX || flags & ~WRITE_FLAGS_ALL) return -E.EINVAL;
     return this.txn(async (s) => {
       let pending = await request(s.pending.get(k));
       let usage = (await request(s.meta.get("usage"))) || 0;
@@ -207,7 +216,7 @@ export class IdbStore {
       }
       s.meta.put(usage, "usage");
       return data.length;
-    }, flags & WRITE_COMMIT ? "strict" : "default");
+    }, durability(flags));
   }
 
   async dropChunks(s, k, gen) {

@@ -380,8 +380,7 @@ static int lwnet_um_check_store(const struct lwhost_store_req *req)
 		return -ENAMETOOLONG;
 	if (!list && (req->key_len == 0 || req->after_len))
 		return -EINVAL;
-	if (write ? (req->flags & ~(LWHOST_STORE_TRUNC | LWHOST_STORE_COMMIT))
-		  : req->flags)
+	if (write ? (req->flags & ~LWHOST_STORE_FLAGS_ALL) : req->flags)
 		return -EINVAL;
 	if (req->len > LWHOST_STORE_BUF || (list && req->len == 0))
 		return -EINVAL;

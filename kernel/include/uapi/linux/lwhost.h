@@ -119,6 +119,9 @@ struct lwhost_conn {
 /* Flags of LWHOST_STORE_WRITE; equal to LWSTORE_WRITE_* in lwstore.h. */
 #define LWHOST_STORE_TRUNC	0x1
 #define LWHOST_STORE_COMMIT	0x2
+#define LWHOST_STORE_LAZY	0x4
+#define LWHOST_STORE_FLAGS_ALL	(LWHOST_STORE_TRUNC | LWHOST_STORE_COMMIT | \
+				 LWHOST_STORE_LAZY)
 
 /* struct lwhost_store_slot.state. */
 #define LWHOST_SLOT_FREE	0	/* worker: CAS to CLAIMED to use */
@@ -130,7 +133,7 @@ struct lwhost_store_slot {
 	__u32 state;		/* LWHOST_SLOT_* */
 	__u32 generation;	/* bumped by the worker side at each claim */
 	__u32 op;		/* LWHOST_STORE_* */
-	__u32 flags;		/* LWHOST_STORE_TRUNC / _COMMIT */
+	__u32 flags;		/* LWHOST_STORE_TRUNC / _COMMIT / _LAZY */
 	__u32 key_len;		/* key (or list prefix) bytes in key[] */
 	__u32 after_len;	/* list cursor, stored at key[key_len] */
 	__u32 len;		/* write: bytes in data; else capacity */

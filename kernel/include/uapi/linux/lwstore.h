@@ -20,7 +20,16 @@
 /* Flags for LWSTORE_WRITE. */
 #define LWSTORE_WRITE_TRUNC	0x1	/* start a new pending value (offset 0) */
 #define LWSTORE_WRITE_COMMIT	0x2	/* publish the pending value atomically */
-#define LWSTORE_WRITE_FLAGS_ALL	(LWSTORE_WRITE_TRUNC | LWSTORE_WRITE_COMMIT)
+/*
+ * With COMMIT: publish now, but the value needs to be durable only once a
+ * later commit without LAZY returns (the host makes every lazily
+ * committed value durable before that one). Until then a crash may lose
+ * the value (never half of it: it is then absent). For bulk data that a
+ * final commit makes reachable, such as the chunks of a snapshot.
+ */
+#define LWSTORE_WRITE_LAZY	0x4
+#define LWSTORE_WRITE_FLAGS_ALL	(LWSTORE_WRITE_TRUNC | LWSTORE_WRITE_COMMIT | \
+				 LWSTORE_WRITE_LAZY)
 
 /*
  * Argument of LWSTORE_WRITE, LWSTORE_READ, LWSTORE_STAT, LWSTORE_DELETE.
