@@ -149,6 +149,10 @@ fn pump(conn: &mut Conn, half_close: bool) -> Result<(), String> {
     let (mut pend_start, mut pend_end) = (0usize, 0usize);
     let mut stdin_open = true;
     let mut shut_done = false;
+    // The last read filled netbuf and nothing else is watched (stdin closed,
+    // nothing pending): read again without a poll, one system call less per
+    // buffer on a download; EAGAIN goes back to polling.
+    let mut read_again = false;
     loop {
         let pending = pend_end > pend_start;
         if !stdin_open && !pending && half_close && !shut_done {
@@ -170,20 +174,26 @@ fn pump(conn: &mut Conn, half_close: bool) -> Result<(), String> {
                 revents: 0,
             },
         ];
-        // SAFETY: two valid pollfds.
-        let r = unsafe { sys::poll(fds.as_mut_ptr(), 2, -1) };
-        if r < 0 {
-            let e = sys::errno();
-            if e == sys::EINTR {
-                continue;
+        let net = if read_again {
+            sys::POLLIN
+        } else {
+            // SAFETY: two valid pollfds.
+            let r = unsafe { sys::poll(fds.as_mut_ptr(), 2, -1) };
+            if r < 0 {
+                let e = sys::errno();
+                if e == sys::EINTR {
+                    continue;
+                }
+                return Err(alloc::format!("poll: {}", sys::strerror(e)));
             }
-            return Err(alloc::format!("poll: {}", sys::strerror(e)));
-        }
-        let net = fds[0].revents;
+            fds[0].revents
+        };
+        read_again = false;
         if net & (sys::POLLIN | sys::POLLHUP | sys::POLLERR) != 0 {
             match conn.read(&mut netbuf) {
                 Ok(0) => return Ok(()),
                 Ok(n) => {
+                    read_again = n == netbuf.len() && !stdin_open && !pending;
                     if !lwguest::rt::write_all_fd(1, &netbuf[..n]) {
                         return Err(alloc::format!(
                             "write to standard output: {}",
