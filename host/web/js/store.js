@@ -108,7 +108,7 @@ export class IdbStore {
     this.quotaBytes = quotaBytes;
     /** True while this tab holds the writer's Web Lock. */
     this.writer = false;
-    /** The durability of the last transaction that committed or deleted a value. */
+    /** The durability of the last transaction that committed (strict or, LAZY, relaxed) or deleted a value. */
     this.lastCommitDurability = null;
     this.releaseLock = () => {};
   }
@@ -140,12 +140,13 @@ export class IdbStore {
 
   /**
    * Runs `fn(stores)` in one readwrite transaction; its result or -errno.
-   * `durability` is "strict" for transactions that commit or delete.
+   * `durability` is "strict" for transactions that commit or delete,
+   * "relaxed" for LWHOST_STORE_LAZY commits.
    */
   async txn(fn, durability = "default") {
     if (!this.writer) return -E.EBUSY;
     const tx = this.db.transaction(["values", "pending", "chunks", "meta"], "readwrite", { durability });
-    if (durability === "strict") this.lastCommitDurability = tx.durability || durability;
+    if (durability !== "default") this.lastCommitDurability = tx.durability || durability;
     const s = {
       values: tx.objectStore("values"), pending: tx.objectStore("pending"),
       chunks: tx.objectStore("chunks"), meta: tx.objectStore("meta"),

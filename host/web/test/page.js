@@ -8,6 +8,7 @@ import { WindowTuner } from "/lwnet/js/link.js";
 import { E, importedMemoryLimits } from "/lwnet/js/shim.js";
 import { IdbStore } from "/lwnet/js/store.js";
 import { MAX_WINDOW, WINDOW } from "/lwnet/js/protocol.js";
+import { LWHOST_STORE_COMMIT, LWHOST_STORE_FLAGS_ALL, LWHOST_STORE_LAZY, LWHOST_STORE_TRUNC } from "/lwnet/js/lwabi.js";
 import { check, finish, log, results } from "/test/checks.js";
 
 const params = new URLSearchParams(location.search);
@@ -169,6 +170,13 @@ async function storeSemantics() {
   out.bad_keys = [(await run(3, "/abs")).result, (await run(3, "a//b")).result, (await run(3, "a/./b")).result,
     (await run(3, "x".repeat(513))).result];
   out.commit_durability = st.lastCommitDurability;
+  // LAZY (lwhost.h): published at once in a relaxed transaction; the next
+  // strict one flushes it. A flag bit outside FLAGS_ALL is EINVAL.
+  const lazy = LWHOST_STORE_TRUNC | LWHOST_STORE_COMMIT | LWHOST_STORE_LAZY;
+  out.lazy_commit = (await run(1, "lazy", { flags: lazy, data: b("z") })).result;
+  out.lazy_durability = st.lastCommitDurability;
+  out.lazy_read = new TextDecoder().decode((await run(2, "lazy", { capacity: 8 })).data);
+  out.unknown_flag = (await run(1, "lazy", { flags: (LWHOST_STORE_FLAGS_ALL + 1) | 3, data: b("y") })).result;
   // A second opener of the database (as another tab would be) reads but may
   // not write until the first closes; then the Web Lock passes to it.
   const other = await IdbStore.open(DB + "-sem", { quotaBytes: 1000 });
@@ -186,6 +194,8 @@ async function storeSemantics() {
   check("store_list_cursor", out.list_pages[0] === "a/1\0a/2\0" && out.list_pages[1] === "a/3\0"
     && out.list_too_small === -34 && out.list_cursor_elsewhere === 0, out);
   check("store_commit_durability_strict", out.commit_durability === "strict", { commit_durability: out.commit_durability });
+  check("store_lazy_commit_relaxed", out.lazy_commit === 1 && out.lazy_durability === "relaxed" && out.lazy_read === "z"
+    && out.unknown_flag === -22, out);
   check("store_one_writer_tab", out.second_write === -16 && out.second_delete === -16 && out.second_read === "new-value"
     && out.second_write_after_close === 1, out);
   check("store_key_rules", JSON.stringify(out.bad_keys) === JSON.stringify([-22, -22, -22, -36]), out.bad_keys);

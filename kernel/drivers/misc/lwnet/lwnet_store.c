@@ -149,6 +149,21 @@ static int lwnet_store_get_key(char *buf, u64 uptr, u32 len, bool prefix)
 	return lwnet_store_check_key(buf, len, prefix);
 }
 
+/*
+ * The fixed fields of an LWSTORE_WRITE, _READ, _STAT or _DELETE request
+ * (lwstore.h): reserved is 0, len at most LWSTORE_CHUNK_MAX, and flags
+ * only LWSTORE_WRITE_FLAGS_ALL bits on a write, 0 otherwise. 0 or -EINVAL.
+ */
+int lwnet_store_check_io(unsigned int cmd, const struct lwstore_io *io)
+{
+	if (io->reserved || io->len > LWSTORE_CHUNK_MAX)
+		return -EINVAL;
+	if (cmd == LWSTORE_WRITE ? (io->flags & ~LWSTORE_WRITE_FLAGS_ALL)
+				 : io->flags)
+		return -EINVAL;
+	return 0;
+}
+
 static long lwnet_store_io(struct lwnet_dev *dev, unsigned int cmd,
 			   void __user *argp)
 {
@@ -161,10 +176,9 @@ static long lwnet_store_io(struct lwnet_dev *dev, unsigned int cmd,
 
 	if (copy_from_user(&io, argp, sizeof(io)))
 		return -EFAULT;
-	if (io.reserved || io.len > LWSTORE_CHUNK_MAX)
-		return -EINVAL;
-	if (cmd == LWSTORE_WRITE ? (io.flags & ~LWSTORE_WRITE_FLAGS_ALL) : io.flags)
-		return -EINVAL;
+	ret = lwnet_store_check_io(cmd, &io);
+	if (ret)
+		return ret;
 
 	key = kmalloc(LWSTORE_KEY_MAX, GFP_KERNEL);
 	if (!key)

@@ -49,6 +49,40 @@ static void store_prefix_validation(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, lwnet_store_check_key("a\0", 2, true), -EINVAL);
 }
 
+/*
+ * Write flags are TRUNC, COMMIT and LAZY (lwstore.h); any other bit, or any
+ * flag on another request, is -EINVAL before the host is asked.
+ */
+static void store_flags_validation(struct kunit *test)
+{
+	static const u32 good[] = { 0, LWSTORE_WRITE_TRUNC, LWSTORE_WRITE_COMMIT,
+				    LWSTORE_WRITE_COMMIT | LWSTORE_WRITE_LAZY,
+				    LWSTORE_WRITE_FLAGS_ALL };
+	static const u32 bad[] = { LWSTORE_WRITE_FLAGS_ALL + 1, 0x10,
+				   0x80000000, ~0u };
+	struct lwstore_io io = {};
+	int i, ret;
+
+	for (i = 0; i < ARRAY_SIZE(good); i++) {
+		io.flags = good[i];
+		ret = lwnet_store_check_io(LWSTORE_WRITE, &io);
+		KUNIT_EXPECT_EQ_MSG(test, ret, 0, "flags %#x", io.flags);
+	}
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
+		io.flags = bad[i] | LWSTORE_WRITE_COMMIT;
+		ret = lwnet_store_check_io(LWSTORE_WRITE, &io);
+		KUNIT_EXPECT_EQ_MSG(test, ret, -EINVAL, "flags %#x", io.flags);
+	}
+	io.flags = LWSTORE_WRITE_LAZY;
+	KUNIT_EXPECT_EQ(test, lwnet_store_check_io(LWSTORE_READ, &io), -EINVAL);
+	io.flags = 0;
+	io.len = LWSTORE_CHUNK_MAX + 1;
+	KUNIT_EXPECT_EQ(test, lwnet_store_check_io(LWSTORE_WRITE, &io), -EINVAL);
+	io.len = 0;
+	io.reserved = 1;
+	KUNIT_EXPECT_EQ(test, lwnet_store_check_io(LWSTORE_STAT, &io), -EINVAL);
+}
+
 static struct lwhost_store_req write_req(const char *key, const void *data,
 					 u32 len, u32 flags)
 {
@@ -179,6 +213,7 @@ static void store_signal_abandons_and_reaps_ticket(struct kunit *test)
 static struct kunit_case lwnet_store_cases[] = {
 	KUNIT_CASE(store_key_validation),
 	KUNIT_CASE(store_prefix_validation),
+	KUNIT_CASE(store_flags_validation),
 	KUNIT_CASE(store_write_waits_for_host),
 	KUNIT_CASE(store_read_copies_output),
 	KUNIT_CASE(store_host_overclaim_is_eio),

@@ -23,9 +23,11 @@
 /*
  * With COMMIT: publish now, but the value needs to be durable only once a
  * later commit without LAZY returns (the host makes every lazily
- * committed value durable before that one). Until then a crash may lose
- * the value (never half of it: it is then absent). For bulk data that a
- * final commit makes reachable, such as the chunks of a snapshot.
+ * committed value durable before that one). Until then a crash of the host
+ * may lose the value or leave it short or zeroed, so LAZY is for data that
+ * a later plain commit makes reachable and whose reader checks it, such as
+ * the chunks of a snapshot (named by their hash). Without COMMIT it does
+ * nothing.
  */
 #define LWSTORE_WRITE_LAZY	0x4
 #define LWSTORE_WRITE_FLAGS_ALL	(LWSTORE_WRITE_TRUNC | LWSTORE_WRITE_COMMIT | \
