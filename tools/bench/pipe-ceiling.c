@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * pipe-ceiling FILE: the guest's own ceiling for `bench system` (issue 16):
+ * ONE process moving FILE (a tmpfs file) through a pipe to stdout, with
+ * lwtcp's buffer size (65536 bytes, guest/lwtcp/src/main.rs). Each chunk:
+ * read(FILE) -> write(pipe), the kernel delivering bytes, as lwhost does for
+ * lwtcp; then read(pipe) -> write(stdout), exactly lwtcp's reader side
+ * (read the kernel, write stdout). One process, so no context switch
+ * between a writer and a reader inflates the figure, as `dd | dd` did.
+ * Prints nothing; exit 0 when every byte moved, 1 with a message otherwise.
+ * Built static on the host (x86_64, run in the um guest from /mnt/host).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define BUF 65536 /* lwtcp's netbuf (guest/lwtcp/src/main.rs) */
+
+static char buf[BUF];
+
+static int fail(const char *what)
+{
+	fprintf(stderr, "pipe-ceiling: %s: %s\n", what, strerror(errno));
+	return 1;
+}
+
+/* write_all: every byte of p[0..n) to fd; 0, or -1 with errno. */
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	int in, pfd[2];
+
+	if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		fprintf(argc == 2 ? stdout : stderr,
+			"Usage: pipe-ceiling FILE   (FILE -> pipe -> stdout in %d-byte chunks, one process)\n",
+			BUF);
+		return argc == 2 ? 0 : 2;
+	}
+	in = open(argv[1], O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return fail(argv[1]);
+	if (pipe2(pfd, O_CLOEXEC))
+		return fail("pipe");
+	/* A whole chunk must fit, or the single process would block on itself. */
+	if (fcntl(pfd[1], F_SETPIPE_SZ, BUF) < BUF)
+		return fail("F_SETPIPE_SZ");
+	for (;;) {
+		ssize_t n = read(in, buf, BUF), got = 0;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return fail("read FILE");
+		if (n == 0)
+			return 0;
+		if (write_all(pfd[1], buf, (size_t)n))
+			return fail("write pipe");
+		while (got < n) {
+			ssize_t r = read(pfd[0], buf + got, (size_t)(n - got));
+
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0)
+				return fail("read pipe");
+			got += r;
+		}
+		if (write_all(1, buf, (size_t)n))
+			return fail("write stdout");
+	}
+}
