@@ -170,13 +170,13 @@ static inline void expect_finished(struct kunit *test, struct runner *r,
 	KUNIT_EXPECT_EQ(test, r->ret, ret);
 }
 
-/* Registers the cases as the KUnit suite "name", with the fixtures' exit. */
-#define lwnet_test_suite(name, cases)					\
-	static struct kunit_suite name##_suite = {			\
-		.name = #name,						\
+/* Registers the cases as the KUnit suite "id", with the fixtures' exit. */
+#define lwnet_test_suite(id, cases)					\
+	static struct kunit_suite id##_suite = {			\
+		.name = #id,						\
 		.exit = lwnet_test_exit,				\
 		.test_cases = cases,					\
 	};								\
-	kunit_test_suite(name##_suite)
+	kunit_test_suite(id##_suite)
 
 #endif /* _LWNET_TEST_H */
