@@ -33,6 +33,12 @@ pub const JS_MODULE: &str = include_str!(concat!(env!("OUT_DIR"), "/lwabi.js"));
 /// glue: committed as host/web/js/protocol.js, checked by a test here.
 pub const JS_PROTOCOL_MODULE: &str = include_str!(concat!(env!("OUT_DIR"), "/protocol.js"));
 
+/// lwhost-web's layout from host/src/web_layout.rs (the field names of
+/// `struct Layout` in order, `LAYOUT_VERSION`, `LAYOUT_SENTINEL`) as an ES
+/// module for the browser glue: committed as host/web/js/web-layout.js,
+/// checked by a test here.
+pub const JS_WEB_LAYOUT_MODULE: &str = include_str!(concat!(env!("OUT_DIR"), "/web-layout.js"));
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,12 +77,17 @@ mod tests {
         );
     }
 
-    /// host/web/js/lwabi.js and protocol.js are this crate's JS_MODULE and
-    /// JS_PROTOCOL_MODULE; LWABI_WRITE_JS=1 rewrites them instead of failing.
+    /// host/web/js/lwabi.js, protocol.js and web-layout.js are this crate's
+    /// JS_MODULE, JS_PROTOCOL_MODULE and JS_WEB_LAYOUT_MODULE;
+    /// LWABI_WRITE_JS=1 rewrites them instead of failing.
     #[test]
     fn js_modules_are_current() {
         extern crate std;
-        for (file, module) in [("lwabi.js", JS_MODULE), ("protocol.js", JS_PROTOCOL_MODULE)] {
+        for (file, module) in [
+            ("lwabi.js", JS_MODULE),
+            ("protocol.js", JS_PROTOCOL_MODULE),
+            ("web-layout.js", JS_WEB_LAYOUT_MODULE),
+        ] {
             let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../host/web/js")
                 .join(file);
@@ -90,6 +101,28 @@ mod tests {
                 path.display()
             );
         }
+    }
+
+    #[test]
+    fn web_layout_module_lists_the_fields_in_order() {
+        extern crate std;
+        use std::vec::Vec;
+        let m = JS_WEB_LAYOUT_MODULE;
+        let fields = m
+            .split_once("Object.freeze([")
+            .and_then(|(_, rest)| rest.split_once("]);"))
+            .map(|(list, _)| list)
+            .expect("LAYOUT_FIELDS");
+        let names: Vec<&str> = fields.split(',').map(|f| f.trim().trim_matches('"')).collect();
+        assert_eq!(names.first(), Some(&"version"));
+        assert_eq!(names.last(), Some(&"sentinel"));
+        assert!(names
+            .iter()
+            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')));
+        assert!(
+            m.contains(" LAYOUT_SENTINEL = 1331249484,") && m.contains(" LAYOUT_VERSION = 1;"),
+            "{m}"
+        );
     }
 
     #[test]

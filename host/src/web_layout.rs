@@ -6,8 +6,9 @@
 //! it carries come from lwabi (bindgen over the uapi headers), never by hand.
 
 /// The words `lw_layout()` points at: offsets and sizes in the module's
-/// memory, all `u32`, in this order. js/shim.js lists the same field names in
-/// the same order; the leading version and trailing sentinel catch a mismatch.
+/// memory, all `u32`, in this order. abi/build.rs generates the field names, in
+/// this order, into host/web/js/web-layout.js for js/shim.js; the leading
+/// version and trailing sentinel catch a module built from another definition.
 #[repr(C)]
 pub struct Layout {
     pub version: u32,

@@ -2,30 +2,13 @@
 // What the main-thread and worker glue share: loading the lwhost-web module,
 // its memory limits, the region layout it exports, errno values.
 
+/** Field names, version and sentinel of lwhost-web's `struct Layout` (host/src/web_layout.rs,
+ * generated into web-layout.js): the values come from the module at run time. */
+import { LAYOUT_FIELDS, LAYOUT_SENTINEL, LAYOUT_VERSION } from "./web-layout.js";
+
 /** Linux errno values by name (asm-generic/errno.h, generated into lwabi.js). */
 export { E } from "./lwabi.js";
 
-/**
- * Field names of lwhost-web's `struct Layout` (shim/src/lib.rs), in order.
- * The values come from lwabi (bindgen over the uapi headers) at run time;
- * only the order is repeated here, and the sentinel checks it.
- */
-const LAYOUT_FIELDS = [
-  "version", "region", "region_size", "main_alive", "host_doorbell", "host_waiting",
-  "guest_doorbell", "conns", "conn_base", "conn_stride", "conn_state", "conn_generation",
-  "conn_worker_flags", "conn_main_flags", "conn_error", "conn_port", "conn_open_flags",
-  "conn_timeout_ms", "conn_host_len", "conn_host", "conn_tx_head", "conn_tx_tail",
-  "conn_rx_head", "conn_rx_tail", "conn_tx_data", "conn_rx_data", "ring_size", "store_slots",
-  "store_base", "store_stride", "store_state", "store_generation", "store_op", "store_flags",
-  "store_key_len", "store_after_len", "store_len", "store_result", "store_offset", "store_key",
-  "store_data", "store_buf", "key_max", "req_size", "req_op", "req_flags", "req_key",
-  "req_key_len", "req_after_len", "req_after", "req_offset", "req_data", "req_len",
-  "req_reserved", "thread_slots", "thread_base", "thread_stride", "thread_stack",
-  "thread_stack_size", "thread_tls", "thread_tls_size", "thread_scratch",
-  "thread_scratch_size", "thread_owner", "sentinel",
-];
-const LAYOUT_VERSION = 1;
-const LAYOUT_SENTINEL = 0x4f59414c;
 
 /** Reads the layout an instance publishes at `exports.lw_layout()`. */
 export function readLayout(exports, memory) {
