@@ -3,7 +3,10 @@
 //! kernel/include/uapi/linux/ (the same files the generated patch series
 //! adds to a kernel tree). Nothing here is a hand copy of a header.
 
-use std::{env, fs, path::PathBuf};
+use std::{
+    env, fs,
+    path::{Path, PathBuf},
+};
 
 /// The uapi headers userspace and the host consume, under kernel/include/uapi.
 const HEADERS: &[&str] = &["linux/lwnet.h", "linux/lwstore.h", "linux/lwhost.h"];
@@ -23,45 +26,30 @@ fn main() {
 
     // A real file, not header_contents: clang_macro_fallback (which turns
     // _IOWR(...) into numbers) only evaluates macros of on-disk headers.
-    let wrapper = out.join("lwabi.h");
-    fs::write(&wrapper, wrapper_text).expect("writing wrapper header");
-    let bindings = bindgen::Builder::default()
-        .header(wrapper.display().to_string())
+    generate(&out, "lwabi.h", &wrapper_text, "bindings.rs", |b| {
         // Our <linux/lw*.h> first; <linux/types.h> and <linux/ioctl.h> come
         // from the build machine's installed uapi headers, as for any program.
-        .clang_arg(format!("-I{}", uapi.display()))
-        // The headers use only fixed-width kernel types, so one layout serves
-        // every Rust target; generate for a Linux target whose <linux/*.h>
-        // system headers exist on the build machine.
-        .clang_arg("--target=x86_64-linux-gnu")
-        .clang_macro_fallback()
-        .use_core()
-        .allowlist_item("[Ll][Ww](NET|STORE|HOST|net|store|host)_.*")
-        .derive_default(true)
-        .generate_comments(true)
-        .layout_tests(true)
-        .generate()
-        .expect("bindgen failed on the lwnet headers (is libclang installed?)");
-    bindings
-        .write_to_file(out.join("bindings.rs"))
-        .expect("writing bindings");
+        b.clang_arg(format!("-I{}", uapi.display()))
+            .clang_macro_fallback()
+            .allowlist_item("[Ll][Ww](NET|STORE|HOST|net|store|host)_.*")
+            .derive_default(true)
+            .generate_comments(true)
+            .layout_tests(true)
+    });
 
     // errno values as the kernel defines them: asm-generic/errno.h (with
     // errno-base.h), the numbering of x86_64, wasm32 and every other
     // architecture lwnet runs on. `int`, as the kernel returns them.
-    let errno_wrapper = out.join("errno.h");
-    fs::write(&errno_wrapper, "#include <asm-generic/errno.h>\n").expect("writing errno wrapper");
-    let errno = bindgen::Builder::default()
-        .header(errno_wrapper.display().to_string())
-        .clang_arg("--target=x86_64-linux-gnu")
-        .use_core()
-        .allowlist_var("E[A-Z0-9]+")
-        .default_macro_constant_type(bindgen::MacroTypeVariation::Signed)
-        .generate()
-        .expect("bindgen failed on <asm-generic/errno.h> (is linux-libc-dev installed?)");
-    errno
-        .write_to_file(out.join("errno.rs"))
-        .expect("writing errno bindings");
+    generate(
+        &out,
+        "errno.h",
+        "#include <asm-generic/errno.h>\n",
+        "errno.rs",
+        |b| {
+            b.allowlist_var("E[A-Z0-9]+")
+                .default_macro_constant_type(bindgen::MacroTypeVariation::Signed)
+        },
+    );
 
     // The poll events, open/fcntl/flock flags and commands, *at() flags,
     // seek whences, statx mask, file types, clocks, rename and mmap flags the guest tools (and
@@ -69,27 +57,14 @@ fn main() {
     // the asm-generic headers (wasm32's numbering, x86_64's for these) and
     // the uapi <linux/fcntl.h>, <linux/fs.h>, <linux/stat.h>, <linux/time.h>,
     // <asm-generic/mman-common.h>, <linux/mman.h>.
-    let linux_wrapper = out.join("linux.h");
-    fs::write(
-        &linux_wrapper,
+    let linux_headers =
         "#include <asm-generic/poll.h>\n#include <asm-generic/fcntl.h>\n#include <linux/fcntl.h>\n\
          #include <linux/fs.h>\n#include <linux/stat.h>\n#include <linux/time.h>\n\
-         #include <asm-generic/mman-common.h>\n#include <linux/mman.h>\n",
-    )
-    .expect("writing the poll/fcntl wrapper");
-    let linux = bindgen::Builder::default()
-        .header(linux_wrapper.display().to_string())
-        .clang_arg("--target=x86_64-linux-gnu")
-        .use_core()
-        .allowlist_var("(POLL|O_|F_|AT_|LOCK_|SEEK_|S_IF|STATX_|CLOCK_|RENAME_|PROT_|MAP_)[A-Z0-9_]+")
-        .parse_callbacks(Box::new(LinuxTypes))
-        .generate()
-        .expect(
-            "bindgen failed on <asm-generic/poll.h>, <linux/fcntl.h>, ... (is linux-libc-dev installed?)",
-        );
-    linux
-        .write_to_file(out.join("linux.rs"))
-        .expect("writing the poll/fcntl bindings");
+         #include <asm-generic/mman-common.h>\n#include <linux/mman.h>\n";
+    generate(&out, "linux.h", linux_headers, "linux.rs", |b| {
+        b.allowlist_var("(POLL|O_|F_|AT_|LOCK_|SEEK_|S_IF|STATX_|CLOCK_|RENAME_|PROT_|MAP_)[A-Z0-9_]+")
+            .parse_callbacks(Box::new(LinuxTypes))
+    });
 
     let bindings = [
         fs::read_to_string(out.join("bindings.rs")).expect("reading bindings"),
@@ -106,6 +81,34 @@ fn main() {
     println!("cargo:rerun-if-changed={}", layout.display());
     let layout = fs::read_to_string(&layout).expect("reading host/src/web_layout.rs");
     fs::write(out.join("web-layout.js"), web_layout_module(&layout)).expect("writing web-layout.js");
+}
+
+/// Writes `includes` to the header `out/wrapper` and runs bindgen over it for
+/// x86_64 Linux with `core` types, plus what `configure` adds, into `out/rs`.
+/// The headers use only fixed-width kernel types, so one layout serves every
+/// Rust target; the target is one whose <linux/*.h> system headers exist on
+/// the build machine. Panics, naming the headers, when bindgen fails (libclang
+/// or linux-libc-dev missing) or a file cannot be written.
+fn generate(
+    out: &Path,
+    wrapper: &str,
+    includes: &str,
+    rs: &str,
+    configure: impl FnOnce(bindgen::Builder) -> bindgen::Builder,
+) {
+    let header = out.join(wrapper);
+    fs::write(&header, includes).unwrap_or_else(|e| panic!("writing {}: {e}", header.display()));
+    let builder = bindgen::Builder::default()
+        .header(header.display().to_string())
+        .clang_arg("--target=x86_64-linux-gnu")
+        .use_core();
+    configure(builder)
+        .generate()
+        .unwrap_or_else(|e| {
+            panic!("bindgen failed on {includes:?}: {e} (are libclang and linux-libc-dev installed?)")
+        })
+        .write_to_file(out.join(rs))
+        .unwrap_or_else(|e| panic!("writing {rs}: {e}"));
 }
 
 /// Types the macros of `lwabi::linux` as the calls take them: `i16` for the

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * pipe-ceiling FILE: the guest's own ceiling for `bench system` (issue 16):
+ * pipe-ceiling FILE: the guest's own ceiling for `bench system`:
  * ONE process moving FILE (a tmpfs file) through a pipe to stdout, with
  * lwtcp's buffer size (65536 bytes, guest/lwtcp/src/main.rs). Each chunk:
  * read(FILE) -> write(pipe), the kernel delivering bytes, as lwhost does for
