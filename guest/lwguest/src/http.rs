@@ -72,7 +72,7 @@ pub struct Limits {
 
 impl Default for Limits {
     /// 30 s without data, 1 KiB/s over 30 s, 8 interim responses, 5 redirects
-    /// (issue 12 "Deadlines").
+    /// (a slow or endless server fails within its window instead of hanging).
     fn default() -> Self {
         Limits {
             idle_ms: 30_000,
@@ -1094,7 +1094,7 @@ mod tests {
 
     #[test]
     fn references_resolve_by_rfc3986_and_drop_fragments() {
-        // Issue 12 rows: `Location: ?mirror=1` from /query/index.json, and a fragment.
+        // Hostile cases: `Location: ?mirror=1` from /query/index.json, and a fragment.
         let q = parse_url("http://h/query/index.json").unwrap();
         assert_eq!(
             resolve(&q, "?mirror=1").unwrap().path,
@@ -1146,7 +1146,7 @@ mod tests {
 
     #[test]
     fn a_body_at_one_byte_per_second_fails_within_the_window() {
-        // Issue 12 row: a 100,000-byte body sent at 1 byte/s.
+        // Hostile case: a 100,000-byte body sent at 1 byte/s.
         let mut resp = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".to_vec();
         resp.extend(std::iter::repeat_n(b'x', 100_000));
         let (r, _, t) = timed_get(&resp, 1, 1000, Limits::default());
@@ -1205,7 +1205,7 @@ mod tests {
 
     #[test]
     fn interim_responses_are_bounded_and_101_refused() {
-        // Issue 12 row: `HTTP/1.1 100 Continue` again and again.
+        // Hostile case: `HTTP/1.1 100 Continue` again and again.
         let cont = b"HTTP/1.1 100 Continue\r\n\r\n";
         let endless: Vec<u8> = cont.iter().copied().cycle().take(cont.len() * 1000).collect();
         let e = fetch(&endless, &[64], 100).unwrap_err();
@@ -1231,7 +1231,7 @@ mod tests {
 
     #[test]
     fn header_values_and_reasons_are_bytes() {
-        // Issue 12 row: `Server: Caf\xe9`.
+        // Hostile case: `Server: Caf\xe9`.
         let resp = b"HTTP/1.1 200 OK\r\nServer: Caf\xe9\r\nContent-Length: 2\r\n\r\nok";
         assert_eq!(fetch(resp, &[3], 100).unwrap(), b"ok");
         let mut r = Reader::new(Script::new(resp, &[64]));

@@ -150,7 +150,7 @@ pub struct Entry {
 #[derive(Debug, Clone, Default)]
 pub struct Index {
     pub packages: BTreeMap<String, Vec<Entry>>,
-    /// The registry's build serial (None in indexes older than issue 12).
+    /// The registry's build serial (None in indexes made before serials existed).
     pub serial: Option<u64>,
     /// Expiry, seconds since the Unix epoch (None in older indexes).
     pub expires: Option<i64>,
@@ -325,7 +325,7 @@ pub enum Fresh {
     Newer,
 }
 
-/// The rollback/freeze decision (issue 12 "Index freshness"): refuses an
+/// The rollback/freeze decision (index freshness: no rollback, no freeze): refuses an
 /// index that has expired at `now` (seconds since the epoch), one with a
 /// lower serial than `prev`, and one with `prev`'s serial but other bytes
 /// (`digest` = sha256 of the index). Messages name `repo` and both serials

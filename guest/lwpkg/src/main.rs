@@ -550,7 +550,7 @@ mod tests {
 
     #[test]
     fn an_older_index_is_refused_and_upgrade_never_goes_down() {
-        // Issue 12 row: tool 2.0 installed; the same URL then serves an older,
+        // Hostile case: tool 2.0 installed; the same URL then serves an older,
         // validly signed index (tool 1.0); `lwpkg update && lwpkg upgrade`.
         let mut w = World::new("rollback");
         w.publish(&[("tool", "1.0", "x86_64", &[], b"one")]);
@@ -604,7 +604,7 @@ mod tests {
         w.serve_index(BASE, br#"{"format":1,"packages":{}}"#.to_vec());
         assert!(err(&mut w, &["update"]).contains("no serial"));
         // First contact accepts any serial; an existing cache without a state
-        // record (lwpkg before issue 12) is treated the same way once.
+        // record (an lwpkg older than the freshness check) is treated the same way once.
         w.expires = "2100-01-01T00:00:00Z".into();
         w.serial = 50;
         w.publish(&[("tool", "1.0", "x86_64", &[], b"one")]);
@@ -620,7 +620,7 @@ mod tests {
 
     #[test]
     fn two_packages_claiming_one_command_change_nothing() {
-        // Issue 12 row: packages a and b both declare "bin": "tool"; `lwpkg install a b`.
+        // Hostile case: packages a and b both declare "bin": "tool"; `lwpkg install a b`.
         let mut w = World::new("conflict");
         w.publish(&[
             ("a:tool", "1.0", "x86_64", &[], b"a"),
@@ -655,7 +655,7 @@ mod tests {
 
     #[test]
     fn an_upgrade_that_renames_the_command_removes_the_old_link() {
-        // Issue 12 row: x 1.0 (bin x) upgraded to 2.0 (bin x2).
+        // Hostile case: x 1.0 (bin x) upgraded to 2.0 (bin x2).
         let mut w = World::new("rename");
         w.publish_and_install(&[("x", "1.0", "x86_64", &[], b"one")], "x");
         w.publish(&[("x:x2", "2.0", "x86_64", &[], b"two")]);
@@ -736,7 +736,7 @@ mod tests {
 
     #[test]
     fn index_urls_lose_their_fragment() {
-        // Issue 12 row: fragments never reach the request (nor from an index url).
+        // Hostile case: fragments never reach the request (nor from an index url).
         let mut w = World::new("fragment");
         let idx = w.index_at(BASE, &[("tool", "1.0", "x86_64", &[], b"one")], 1);
         let idx = String::from_utf8(idx)

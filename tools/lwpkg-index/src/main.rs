@@ -527,7 +527,7 @@ mod tests {
 
     #[test]
     fn build_refuses_two_packages_with_one_command() {
-        // Issue 12 row: packages a and b both declaring "bin": "tool".
+        // Hostile case: packages a and b both declaring "bin": "tool".
         let d = scratch("bin");
         for n in ["a", "b"] {
             fs::write(d.join(format!("{n}.bin")), n).unwrap();
