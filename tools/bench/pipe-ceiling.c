@@ -1,14 +1,19 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * pipe-ceiling FILE: the guest's own ceiling for `bench system`:
- * ONE process moving FILE (a tmpfs file) through a pipe to stdout, with
- * lwtcp's buffer size (65536 bytes, guest/lwtcp/src/main.rs). Each chunk:
- * read(FILE) -> write(pipe), the kernel delivering bytes, as lwhost does for
- * lwtcp; then read(pipe) -> write(stdout), exactly lwtcp's reader side
- * (read the kernel, write stdout). One process, so no context switch
- * between a writer and a reader inflates the figure, as `dd | dd` did.
- * Prints nothing; exit 0 when every byte moved, 1 with a message otherwise.
- * Built static on the host (x86_64, run in the um guest from /mnt/host).
+ * pipe-ceiling [--pipe] FILE: the guest's own ceilings for `bench system`,
+ * ONE process moving FILE (a tmpfs file) to stdout with lwtcp's buffer size
+ * (65536 bytes, guest/lwtcp/src/main.rs), so no context switch between a
+ * writer and a reader inflates the figure, as `dd | dd` did.
+ *   default: read(FILE) -> write(stdout) per chunk, lwtcp's own loop (read
+ *            the kernel, write stdout) with the network taken out: the
+ *            upper bound for lwtcp, the same two system calls per chunk.
+ *   --pipe:  read(FILE) -> write(pipe) -> read(pipe) -> write(stdout): the
+ *            bytes also cross a pipe, as lwhost's delivery makes them cross
+ *            the driver; four system calls per chunk, so not an upper bound
+ *            on a um guest, where each system call costs a ptrace round trip.
+ * Prints nothing; exit 0 when every byte moved, 1 with a message otherwise,
+ * 2 on a usage error. Built static on the host (x86_64, run in the um guest
+ * from /mnt/host).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -45,22 +50,25 @@ static int write_all(int fd, const char *p, size_t n)
 
 int main(int argc, char **argv)
 {
-	int in, pfd[2];
+	int in, pfd[2], via_pipe = argc == 3 && !strcmp(argv[1], "--pipe");
+	const char *file = argv[argc - 1];
 
-	if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+	if ((argc != 2 && !via_pipe) || !strcmp(file, "--help") || !strcmp(file, "-h")) {
 		fprintf(argc == 2 ? stdout : stderr,
-			"Usage: pipe-ceiling FILE   (FILE -> pipe -> stdout in %d-byte chunks, one process)\n",
+			"Usage: pipe-ceiling [--pipe] FILE   (FILE -> [pipe ->] stdout in %d-byte chunks, one process)\n",
 			BUF);
 		return argc == 2 ? 0 : 2;
 	}
-	in = open(argv[1], O_RDONLY | O_CLOEXEC);
+	in = open(file, O_RDONLY | O_CLOEXEC);
 	if (in < 0)
-		return fail(argv[1]);
-	if (pipe2(pfd, O_CLOEXEC))
-		return fail("pipe");
-	/* A whole chunk must fit, or the single process would block on itself. */
-	if (fcntl(pfd[1], F_SETPIPE_SZ, BUF) < BUF)
-		return fail("F_SETPIPE_SZ");
+		return fail(file);
+	if (via_pipe) {
+		if (pipe2(pfd, O_CLOEXEC))
+			return fail("pipe");
+		/* A whole chunk must fit, or the single process would block on itself. */
+		if (fcntl(pfd[1], F_SETPIPE_SZ, BUF) < BUF)
+			return fail("F_SETPIPE_SZ");
+	}
 	for (;;) {
 		ssize_t n = read(in, buf, BUF), got = 0;
 
@@ -70,16 +78,18 @@ int main(int argc, char **argv)
 			return fail("read FILE");
 		if (n == 0)
 			return 0;
-		if (write_all(pfd[1], buf, (size_t)n))
-			return fail("write pipe");
-		while (got < n) {
-			ssize_t r = read(pfd[0], buf + got, (size_t)(n - got));
+		if (via_pipe) {
+			if (write_all(pfd[1], buf, (size_t)n))
+				return fail("write pipe");
+			while (got < n) {
+				ssize_t r = read(pfd[0], buf + got, (size_t)(n - got));
 
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r <= 0)
-				return fail("read pipe");
-			got += r;
+				if (r < 0 && errno == EINTR)
+					continue;
+				if (r <= 0)
+					return fail("read pipe");
+				got += r;
+			}
 		}
 		if (write_all(1, buf, (size_t)n))
 			return fail("write stdout");
