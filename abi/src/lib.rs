@@ -52,7 +52,7 @@ mod tests {
     const READ: u32 = 2;
 
     #[test]
-    fn seed_ioctls_keep_their_numbers_and_layout() {
+    fn first_ioctls_keep_their_numbers_and_layout() {
         // the original ABI (tests/e2e/lwtcp.c): struct { char host[256]; int port; int connId; }
         assert_eq!(core::mem::size_of::<lwnet_open_args>(), 264);
         assert_eq!(LWNET_OPEN, ioc(READ | WRITE, b'N', 1, 264));

@@ -83,7 +83,7 @@ impl Mode {
         match self {
             Mode::Socat => "socat TCP relay",
             Mode::LwBinary => "lwproxy binary (v2)",
-            Mode::LwJson => "lwproxy JSON (seed)",
+            Mode::LwJson => "lwproxy JSON (v1)",
             Mode::WnBinary => "wasmnet 0.2.0 binary",
             Mode::WnJson => "wasmnet 0.2.0 JSON",
         }

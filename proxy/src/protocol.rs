@@ -593,7 +593,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_messages_parse() {
+    fn v1_messages_parse() {
         assert_eq!(
             v1(r#"{"t":"open","id":1,"host":"example.com","port":80}"#),
             Ok(ClientMsg::Open {

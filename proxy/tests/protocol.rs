@@ -7,7 +7,7 @@ use common::*;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seed_json_round_trip_and_audit_line() {
+async fn v1_json_round_trip_and_audit_line() {
     let (echo, proxy) = echo_proxy(&[]).await;
     let mut ws = Ws::v1(&proxy, "alice").await;
     assert_eq!(ws.protocol, None);

@@ -2,7 +2,7 @@
 // `./linux-wasm.sh bench host`, browser half: the same fake kernel runs
 // the same loops (non-waiting wasm_net_poll; 64 MiB in 4 KiB reads) over
 //   - lwhost-web: worker.js + lwhost::worker in wasm + main.js (this project), and
-//   - the seed-000 baseline: one postMessage to the main thread plus one
+//   - the plain baseline: one postMessage to the main thread plus one
 //     Atomics.wait for its answer per host call (baseline-main below and
 //     test/baseline-worker.js), over the same proxy with the same binary
 //     frames and acks, so only the call mechanism differs.

@@ -492,7 +492,7 @@ long lwnet_file_ioctl(struct lwnet_file *f, unsigned int cmd,
 	case LWNET_OPEN_EX:
 		return lwnet_ioctl_open_ex(f, argp, nonblock);
 	case LWNET_CLOSE:
-		/* The argument (the seed passed its connId) is not needed. */
+		/* The argument (the first lwtcp passed its connId) is not needed. */
 		return lwnet_close_conn(f);
 	case LWNET_SHUTDOWN:
 		return lwnet_shutdown(f);

@@ -687,7 +687,7 @@ static void unknown_ioctls_enotty(struct kunit *test)
 
 static void ioctl_numbers_are_stable(struct kunit *test)
 {
-	/* The seed's lwtcp was built against these exact values. */
+	/* The first lwtcp was built against these exact values. */
 	KUNIT_EXPECT_EQ(test, sizeof(struct lwnet_open_args), (size_t)264);
 	KUNIT_EXPECT_EQ(test, (unsigned int)LWNET_OPEN, 0xc1084e01u);
 	KUNIT_EXPECT_EQ(test, (unsigned int)LWNET_CLOSE, 0x40044e02u);
