@@ -18,6 +18,8 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "../support/c/write_all.h"
+
 /* The first interface, unchanged. */
 #define LWNET_IOC_MAGIC 'N'
 #define LWNET_OPEN    _IOWR(LWNET_IOC_MAGIC, 1, struct lwnet_open_args)
@@ -28,21 +30,6 @@ struct lwnet_open_args {
 	int port;
 	int connId;  // output
 };
-
-static int write_all(int fd, const char *buf, ssize_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, buf, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		buf += n;
-		len -= n;
-	}
-	return 0;
-}
 
 int main(int argc, char *argv[])
 {

@@ -22,6 +22,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../../tests/support/c/write_all.h"
+
 #define BUF 65536 /* lwtcp's netbuf (guest/lwtcp/src/main.rs) */
 
 static char buf[BUF];
@@ -30,22 +32,6 @@ static int fail(const char *what)
 {
 	fprintf(stderr, "pipe-ceiling: %s: %s\n", what, strerror(errno));
 	return 1;
-}
-
-/* write_all: every byte of p[0..n) to fd; 0, or -1 with errno. */
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
 }
 
 int main(int argc, char **argv)

@@ -65,36 +65,27 @@ mod imp {
 
 #[cfg(target_arch = "wasm32")]
 mod imp {
-    #[link(wasm_import_module = "env")]
-    extern "C" {
-        fn __wasm_syscall_0(sp: isize, tls: isize, n: isize) -> isize;
-        fn __wasm_syscall_1(sp: isize, tls: isize, n: isize, a: isize) -> isize;
-        fn __wasm_syscall_2(sp: isize, tls: isize, n: isize, a: isize, b: isize) -> isize;
-        fn __wasm_syscall_3(sp: isize, tls: isize, n: isize, a: isize, b: isize, c: isize) -> isize;
-        fn __wasm_syscall_4(sp: isize, tls: isize, n: isize, a: isize, b: isize, c: isize, d: isize)
-            -> isize;
-        fn __wasm_syscall_5(
-            sp: isize,
-            tls: isize,
-            n: isize,
-            a: isize,
-            b: isize,
-            c: isize,
-            d: isize,
-            e: isize,
-        ) -> isize;
-        #[allow(clippy::too_many_arguments)]
-        fn __wasm_syscall_6(
-            sp: isize,
-            tls: isize,
-            n: isize,
-            a: isize,
-            b: isize,
-            c: isize,
-            d: isize,
-            e: isize,
-            f: isize,
-        ) -> isize;
+    /// Declares the imports `env.NAME(sp, tls, nr, ARGS...) -> long`.
+    macro_rules! imports {
+        ($($name:ident($($arg:ident),*);)*) => {
+            #[link(wasm_import_module = "env")]
+            extern "C" {
+                $(
+                    #[allow(clippy::too_many_arguments)]
+                    fn $name(sp: isize, tls: isize, n: isize $(, $arg: isize)*) -> isize;
+                )*
+            }
+        };
+    }
+
+    imports! {
+        __wasm_syscall_0();
+        __wasm_syscall_1(a);
+        __wasm_syscall_2(a, b);
+        __wasm_syscall_3(a, b, c);
+        __wasm_syscall_4(a, b, c, d);
+        __wasm_syscall_5(a, b, c, d, e);
+        __wasm_syscall_6(a, b, c, d, e, f);
     }
 
     /// Calls the import with as many arguments as the call uses (the kernel

@@ -267,9 +267,15 @@ mod tests {
 
         /// Publishes `pkgs`, then `lwpkg update` and `lwpkg install NAME`.
         fn publish_and_install(&mut self, pkgs: &[Published], name: &str) {
+            self.publish_and_update(pkgs);
+            self.run(&["install", name]).unwrap();
+        }
+
+        /// Publishes packages (as `publish`) and runs `lwpkg update`, which
+        /// must succeed.
+        fn publish_and_update(&mut self, pkgs: &[Published]) {
             self.publish(pkgs);
             self.run(&["update"]).unwrap();
-            self.run(&["install", name]).unwrap();
         }
 
         /// Publishes packages (name, version, arch, deps, content) and a
@@ -492,8 +498,7 @@ mod tests {
         w.files.remove(&format!("{BASE}/index.json.sig"));
         assert!(err(&mut w, &["update"]).contains("404"));
         // A cache edited after a good update is caught on use.
-        w.publish(&[("tool", "1.0", "x86_64", &[], b"x")]);
-        w.run(&["update"]).unwrap();
+        w.publish_and_update(&[("tool", "1.0", "x86_64", &[], b"x")]);
         let cache = std::fs::read_dir(w.p("var/lib/lwpkg"))
             .unwrap()
             .flatten()
@@ -509,11 +514,10 @@ mod tests {
     #[test]
     fn other_arch_and_foreign_commands_are_refused() {
         let mut w = World::new("arch");
-        w.publish(&[
+        w.publish_and_update(&[
             ("wtool", "1.0", "wasm32", &[], b"w"),
             ("ls", "1.0", "x86_64", &[], b"l"),
         ]);
-        w.run(&["update"]).unwrap();
         assert!(err(&mut w, &["install", "wtool"]).contains("built for wasm32"));
         std::fs::create_dir_all(w.p("usr/local/bin")).unwrap();
         std::fs::write(w.p("usr/local/bin/ls"), b"user's own").unwrap();
@@ -578,8 +582,7 @@ mod tests {
         assert!(e.contains("serial 2") && e.contains("different bytes"), "{e}");
         // A newer index that lists tool 1.0: update accepts it, upgrade keeps
         // 2.0, and only `install tool=1.0` goes down.
-        w.publish(&[("tool", "1.0", "x86_64", &[], b"one")]);
-        w.run(&["update"]).unwrap();
+        w.publish_and_update(&[("tool", "1.0", "x86_64", &[], b"one")]);
         assert_eq!(w.run(&["upgrade"]).unwrap(), 0);
         w.run(&["install", "tool"]).unwrap();
         assert_eq!(std::fs::read(w.p("usr/local/bin/tool")).unwrap(), b"two");
@@ -607,12 +610,10 @@ mod tests {
         // record (an lwpkg older than the freshness check) is treated the same way once.
         w.expires = "2100-01-01T00:00:00Z".into();
         w.serial = 50;
-        w.publish(&[("tool", "1.0", "x86_64", &[], b"one")]);
-        w.run(&["update"]).unwrap();
+        w.publish_and_update(&[("tool", "1.0", "x86_64", &[], b"one")]);
         std::fs::remove_dir_all(w.p("opt/lwpkg")).unwrap();
         w.serial = 10;
-        w.publish(&[("tool", "1.0", "x86_64", &[], b"one")]);
-        w.run(&["update"]).unwrap();
+        w.publish_and_update(&[("tool", "1.0", "x86_64", &[], b"one")]);
         w.serial = 9;
         w.publish(&[("tool", "1.0", "x86_64", &[], b"one")]);
         assert!(err(&mut w, &["update"]).contains("serial 9, lower than serial 10"));
@@ -622,12 +623,11 @@ mod tests {
     fn two_packages_claiming_one_command_change_nothing() {
         // Hostile case: packages a and b both declare "bin": "tool"; `lwpkg install a b`.
         let mut w = World::new("conflict");
-        w.publish(&[
+        w.publish_and_update(&[
             ("a:tool", "1.0", "x86_64", &[], b"a"),
             ("b:tool", "1.0", "x86_64", &[], b"b"),
             ("c", "1.0", "x86_64", &[], b"c"),
         ]);
-        w.run(&["update"]).unwrap();
         let e = err(&mut w, &["install", "a", "b"]);
         assert!(
             e.contains("conflict: a and b both provide the command tool"),
@@ -658,8 +658,7 @@ mod tests {
         // Hostile case: x 1.0 (bin x) upgraded to 2.0 (bin x2).
         let mut w = World::new("rename");
         w.publish_and_install(&[("x", "1.0", "x86_64", &[], b"one")], "x");
-        w.publish(&[("x:x2", "2.0", "x86_64", &[], b"two")]);
-        w.run(&["update"]).unwrap();
+        w.publish_and_update(&[("x:x2", "2.0", "x86_64", &[], b"two")]);
         assert_eq!(w.run(&["upgrade"]).unwrap(), 0);
         assert_eq!(w.tree("usr/local/bin"), ["usr/local/bin/x2"]);
         assert_eq!(std::fs::read(w.p("usr/local/bin/x2")).unwrap(), b"two");

@@ -347,13 +347,14 @@ mod tests {
         d.write("/root/.profile", b"export X=1\n");
     }
 
-    /// A populated tree named `name`, saved once into a new in-memory store.
-    fn saved(name: &str) -> (Dir, Mem) {
+    /// A populated tree named `name`, saved once into a new in-memory store,
+    /// with that save's figures.
+    fn saved(name: &str) -> (Dir, Mem, sync::SaveStats) {
         let d = Dir::new(name);
         populate(&d);
         let mut store = Mem::default();
-        ctx(&d, &mut store).save(&[]).unwrap();
-        (d, store)
+        let stats = ctx(&d, &mut store).save(&[]).unwrap();
+        (d, store, stats)
     }
 
     fn b(s: &str) -> Vec<u8> {
@@ -362,10 +363,7 @@ mod tests {
 
     #[test]
     fn save_then_restore_reproduces_the_tree_with_byte_names() {
-        let src = Dir::new("src");
-        populate(&src);
-        let mut store = Mem::default();
-        let stats = ctx(&src, &mut store).save(&[]).unwrap();
+        let (src, mut store, stats) = saved("src");
         assert_eq!((stats.files, stats.links), (5, 2));
         assert!(stats.chunks_sent >= 5);
         let dst = Dir::new("dst");
@@ -407,7 +405,7 @@ mod tests {
 
     #[test]
     fn saves_are_incremental_and_renames_send_nothing() {
-        let (d, mut store) = saved("incr");
+        let (d, mut store, _) = saved("incr");
         let puts = store.puts;
         // Nothing changed: only the manifest is written again.
         let s = ctx(&d, &mut store).save(&[]).unwrap();
@@ -461,7 +459,7 @@ mod tests {
     /// The first save after a restore reads nothing (the local record).
     #[test]
     fn first_save_after_a_restore_reads_nothing() {
-        let (_src, mut store) = saved("rec-src");
+        let (_src, mut store, _) = saved("rec-src");
         let dst = Dir::new("rec-dst");
         ctx(&dst, &mut store).restore().unwrap();
         let s = ctx(&dst, &mut store).save(&[]).unwrap();
@@ -476,10 +474,7 @@ mod tests {
     /// leaves nothing that a crash could lose.
     #[test]
     fn chunks_are_lazy_and_the_manifest_makes_them_durable() {
-        let d = Dir::new("lazy");
-        populate(&d);
-        let mut store = Mem::default();
-        let s = ctx(&d, &mut store).save(&[]).unwrap();
+        let (d, mut store, s) = saved("lazy");
         assert!(s.chunks_sent > 0);
         assert_eq!(store.lazy_puts, s.chunks_sent);
         assert!(store.unsynced.is_empty());
@@ -493,7 +488,7 @@ mod tests {
 
     #[test]
     fn interrupted_save_leaves_the_previous_snapshot() {
-        let (d, mut store) = saved("intr");
+        let (d, mut store, _) = saved("intr");
         let before = snapshot(&d, "/home");
         d.write("/home/u/notes.txt", b"a completely different and longer content");
         d.write("/home/u/new", b"new file content here");
@@ -529,7 +524,7 @@ mod tests {
 
     #[test]
     fn partial_saves_keep_other_paths_and_damage_skips_one_file() {
-        let (d, mut store) = saved("part");
+        let (d, mut store, _) = saved("part");
         std::fs::remove_dir_all(d.p("/root")).unwrap();
         d.write("/home/u/more", b"more");
         ctx(&d, &mut store).save(&[b("/home/u/")]).unwrap();
