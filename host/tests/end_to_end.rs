@@ -14,10 +14,14 @@ use lwabi::{LWHOST_STORE_DELETE, LWHOST_STORE_LIST, LWHOST_STORE_STAT};
 use lwhost::errno::*;
 use lwhost::worker::StoreRequest;
 
-/// A new lwhost for `proxy` (no token), its store of `quota` bytes in a
-/// fresh temp dir `name`.
-fn lwhost_for(proxy: &Proxy, name: &str, quota: u64) -> Lwhost {
-    Lwhost::start(&proxy.url(""), &tmp_dir(name), quota, None)
+/// An lwproxy without auth, a new lwhost for it (no token) with its store of
+/// `quota` bytes in a fresh temp dir `name`, and a guest connected to that
+/// lwhost. Keep the first two alive while the guest is used.
+fn connected(name: &str, quota: u64) -> (Proxy, Lwhost, Guest) {
+    let proxy = proxy_no_auth();
+    let host = Lwhost::start(&proxy.url(""), &tmp_dir(name), quota, None);
+    let g = host.connect();
+    (proxy, host, g)
 }
 
 /// GET /N answers N bytes of pattern(N).
@@ -40,9 +44,7 @@ fn get(g: &Guest, port: u16, size: usize) -> Vec<u8> {
 #[test]
 fn fetches_http_through_lwhost_and_lwproxy() {
     let http = http_server(sized_body);
-    let proxy = proxy_no_auth();
-    let host = lwhost_for(&proxy, "fetch", 1 << 20);
-    let g = host.connect();
+    let (_proxy, _host, g) = connected("fetch", 1 << 20);
     let body = get(&g, http.port(), 1_500_000);
     assert_eq!(body.len(), 1_500_000);
     assert!(body == pattern(1_500_000, 1_500_000), "body differs");
@@ -55,9 +57,7 @@ fn fetches_http_through_lwhost_and_lwproxy() {
 #[test]
 fn several_threads_fetch_at_once() {
     let http = http_server(sized_body);
-    let proxy = proxy_no_auth();
-    let host = lwhost_for(&proxy, "threads", 1 << 20);
-    let g = host.connect();
+    let (_proxy, _host, g) = connected("threads", 1 << 20);
     std::thread::scope(|s| {
         for t in 0..6usize {
             let g = &g;
@@ -78,9 +78,7 @@ fn several_threads_fetch_at_once() {
 #[test]
 fn a_slow_reader_stalls_only_its_own_connection() {
     let http = http_server(sized_body);
-    let proxy = proxy_no_auth();
-    let host = lwhost_for(&proxy, "slow", 1 << 20);
-    let g = host.connect();
+    let (_proxy, _host, g) = connected("slow", 1 << 20);
     let big = 2_000_000;
     let slow = g.open("127.0.0.1", http.port()).expect("open slow");
     g.write_all(slow, format!("GET /{big} HTTP/1.0\r\n\r\n").as_bytes())
@@ -109,9 +107,7 @@ fn half_close_reaches_the_peer_and_eof_comes_back() {
         let _ = c.read_to_end(&mut all);
         let _ = c.write_all(&all);
     });
-    let proxy = proxy_no_auth();
-    let host = lwhost_for(&proxy, "halfclose", 1 << 20);
-    let g = host.connect();
+    let (_proxy, _host, g) = connected("halfclose", 1 << 20);
     let id = g.open("127.0.0.1", echo.port()).expect("open");
     let data = pattern(7, 400_000);
     g.write_all(id, &data).expect("write");
@@ -125,9 +121,7 @@ fn half_close_reaches_the_peer_and_eof_comes_back() {
 
 #[test]
 fn proxy_errors_become_errno() {
-    let proxy = proxy_no_auth();
-    let host = lwhost_for(&proxy, "errors", 1 << 20);
-    let g = host.connect();
+    let (_proxy, _host, g) = connected("errors", 1 << 20);
     let closed_port = {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr").port()
@@ -145,10 +139,8 @@ fn killing_the_proxy_resets_live_connections_and_lwhost_reconnects() {
         let chunk = vec![0x5au8; 65536];
         while c.write_all(&chunk).is_ok() {}
     });
-    let mut proxy = proxy_no_auth();
+    let (mut proxy, _host, g) = connected("proxykill", 1 << 20);
     let addr = proxy.addr;
-    let host = lwhost_for(&proxy, "proxykill", 1 << 20);
-    let g = host.connect();
     let id = g.open("127.0.0.1", firehose.port()).expect("open");
     let mut buf = vec![0u8; 65536];
     let mut got = 0;
@@ -225,9 +217,7 @@ fn token_goes_to_the_proxy_as_a_bearer_subprotocol() {
 
 #[test]
 fn one_client_at_a_time_and_a_fresh_region_for_the_next() {
-    let proxy = proxy_no_auth();
-    let host = lwhost_for(&proxy, "clients", 1 << 20);
-    let first = host.connect();
+    let (_proxy, host, first) = connected("clients", 1 << 20);
     let err = lwhost::uml::connect(&host.socket)
         .err()
         .expect("second client refused");
@@ -313,9 +303,7 @@ fn store_put_get_stat_list_delete() {
 
 #[test]
 fn store_quota_is_enospc() {
-    let proxy = proxy_no_auth();
-    let host = lwhost_for(&proxy, "quota", 200_000);
-    let g = host.connect();
+    let (_proxy, _host, g) = connected("quota", 200_000);
     assert_eq!(g.put(b"a", &pattern(2, 150_000), 65536), 0);
     assert_eq!(g.put(b"b", &pattern(3, 100_000), 65536), -ENOSPC);
     assert!(
@@ -402,25 +390,23 @@ fn lwhost_cli_has_help_and_clear_errors() {
     }
     let dir = tmp_dir("cli");
     std::fs::write(dir.join("file"), b"not a directory").expect("file");
-    let out = Command::new(env!("CARGO_BIN_EXE_lwhost"))
-        .args(["--proxy", "ws://127.0.0.1:1/", "--store"])
-        .arg(dir.join("file/store"))
-        .arg("--socket")
-        .arg(dir.join("s.sock"))
-        .output()
-        .expect("lwhost");
+    // lwhost with `--proxy url --store store`, its socket in `dir`.
+    let lwhost = |url: &str, store: &str| {
+        Command::new(env!("CARGO_BIN_EXE_lwhost"))
+            .args(["--proxy", url, "--store"])
+            .arg(dir.join(store))
+            .arg("--socket")
+            .arg(dir.join("s.sock"))
+            .output()
+            .expect("lwhost")
+    };
+    let out = lwhost("ws://127.0.0.1:1/", "file/store");
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("store"),
         "error names the store"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_lwhost"))
-        .args(["--proxy", "not a url", "--store"])
-        .arg(dir.join("store"))
-        .arg("--socket")
-        .arg(dir.join("s.sock"))
-        .output()
-        .expect("lwhost");
+    let out = lwhost("not a url", "store");
     assert!(!out.status.success(), "a bad proxy URL is refused at start");
 }
 
