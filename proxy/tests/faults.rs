@@ -92,10 +92,7 @@ async fn tls_to_target_verifies_against_extra_ca() {
 async fn slow_reader_keeps_memory_bounded_while_a_writer_pushes_256_mib() {
     let endless = source_server(usize::MAX).await;
     let counting = counting_server().await;
-    let proxy = Proxy::allowing(
-        &[endless, counting],
-        &["--bytes-per-min", "0", "--idle-timeout", "120s"],
-    );
+    let proxy = Proxy::unmetered(&[endless, counting], &["--idle-timeout", "120s"]);
     let baseline = proxy.rss_kib();
 
     // A v1 session that opens the endless source and never reads its WebSocket.
@@ -199,16 +196,9 @@ async fn sigterm_drains_then_exits() {
 async fn a_client_that_stops_reading_loses_its_session_and_its_slots() {
     let endless = source_server(usize::MAX).await;
     let echo = echo_server().await;
-    let proxy = Proxy::allowing(
+    let proxy = Proxy::unmetered(
         &[endless, echo],
-        &[
-            "--bytes-per-min",
-            "0",
-            "--max-concurrent",
-            "1",
-            "--idle-timeout",
-            "2s",
-        ],
+        &["--max-concurrent", "1", "--idle-timeout", "2s"],
     );
     // Opens an endless stream and never reads the WebSocket again.
     let mut deaf = Ws::v1(&proxy, "deaf").await;

@@ -42,7 +42,7 @@ async fn v1_json_round_trip_and_audit_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v2_binary_acks_and_half_close() {
     let counting = counting_server().await;
-    let proxy = Proxy::allowing(&[counting], &["--bytes-per-min", "0"]);
+    let proxy = Proxy::unmetered(&[counting], &[]);
     let mut ws = Ws::v2(&proxy, "alice").await;
     let v = ws.open(7, "127.0.0.1", counting.port()).await;
     assert_eq!(v["addr"], format!("127.0.0.1:{}", counting.port()));
@@ -272,7 +272,7 @@ async fn unacked_burst(ws: &mut Ws, id: u32) -> usize {
 async fn v2_window_is_negotiated_and_capped() {
     use lwproxy::protocol::MAX_WINDOW;
     let source = source_server(16 << 20).await;
-    let proxy = Proxy::allowing(&[source], &["--bytes-per-min", "0"]);
+    let proxy = Proxy::unmetered(&[source], &[]);
     let mut ws = Ws::v2(&proxy, "alice").await;
     // No offer (older clients): the fixed window, announced in `opened`.
     let v = ws.open(1, "127.0.0.1", source.port()).await;
@@ -303,7 +303,7 @@ async fn v2_window_is_negotiated_and_capped() {
 async fn v2_window_grows_on_ack_only_up_and_up_to_the_cap() {
     use lwproxy::protocol::MAX_WINDOW;
     let source = source_server(16 << 20).await;
-    let proxy = Proxy::start(&["--allow", &allow(source), "--bytes-per-min", "0"]);
+    let proxy = Proxy::unmetered(&[source], &[]);
     let mut ws = Ws::v2(&proxy, "alice").await;
     let open = json!({"t": "open", "id": 1, "host": "127.0.0.1", "port": source.port(), "window": 65536});
     assert_eq!(ws.open_with(open).await["window"], 65536);

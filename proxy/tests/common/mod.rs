@@ -52,6 +52,14 @@ impl Proxy {
         Self::start(&all)
     }
 
+    /// Starts lwproxy (as [`Proxy::allowing`]) with no bytes-per-minute budget
+    /// (`--bytes-per-min 0`), for tests that move more than the default 10 MiB a minute.
+    pub fn unmetered(targets: &[SocketAddr], args: &[&str]) -> Proxy {
+        let mut all = vec!["--bytes-per-min", "0"];
+        all.extend_from_slice(args);
+        Self::allowing(targets, &all)
+    }
+
     /// Starts lwproxy (as [`Proxy::start`]) listening for wss with the CA's leaf certificate
     /// (`--tls-cert`, `--tls-key`), plus `args`.
     pub fn wss(ca: &TestCa, args: &[&str]) -> Proxy {
