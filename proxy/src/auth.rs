@@ -112,26 +112,25 @@ pub fn verify(secret: &[u8], token: &str) -> Result<String, AuthError> {
     Ok(sub)
 }
 
-/// Parses `30s`, `10m`, `1h`, `7d` or plain seconds.
+/// Parses a positive duration into whole seconds: a number with one unit `s`, `m`, `h` or `d`
+/// (`30s`, `10m`, `1h`, `7d`, `1.5h`) or plain seconds (`90`). Units without a fixed length
+/// (months, years) are refused. The grammar is fundu's with those four units; `Err` says why.
 pub fn parse_duration_secs(s: &str) -> Result<i64, String> {
+    use fundu::TimeUnit::{Day, Hour, Minute, Second};
+    const PARSER: fundu::DurationParser =
+        fundu::DurationParser::with_time_units(&[Second, Minute, Hour, Day]);
     let s = s.trim();
-    let (num, unit) = match s.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c),
-        _ => (s, 's'),
-    };
-    let n: i64 = num
-        .parse()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| format!("'{s}' is not a duration like 30s, 10m, 1h, 7d"))?;
-    let mult = match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        'd' => 86400,
-        _ => return Err(format!("'{s}': unit must be s, m, h or d")),
-    };
-    n.checked_mul(mult).ok_or_else(|| format!("'{s}' is too long"))
+    let d = PARSER
+        .parse(s)
+        .map_err(|e| format!("'{s}' is not a duration like 30s, 10m, 1h, 7d ({e})"))?;
+    let too_long = || format!("'{s}' is too long");
+    let secs = std::time::Duration::try_from(d)
+        .map_err(|_| too_long())?
+        .as_secs();
+    if secs == 0 {
+        return Err(format!("'{s}' is shorter than a second"));
+    }
+    i64::try_from(secs).map_err(|_| too_long())
 }
 
 /// Origin check: with an empty allowlist every origin passes (the token is the guard);
@@ -227,6 +226,18 @@ mod tests {
         assert!(parse_duration_secs("1y").is_err());
         assert!(parse_duration_secs("-5m").is_err());
         assert!(parse_duration_secs("").is_err());
+        assert_eq!(parse_duration_secs(" 1.5h "), Ok(5400));
+        assert_eq!(
+            parse_duration_secs("0s"),
+            Err("'0s' is shorter than a second".into())
+        );
+        assert_eq!(parse_duration_secs("inf"), Err("'inf' is too long".into()));
+        assert!(parse_duration_secs("1y")
+            .unwrap_err()
+            .contains("'1y' is not a duration like 30s"));
+        for junk in ["1 h", "h", "1hh", "1h1", "1M", "1w", "99999999999999999999999d"] {
+            assert!(parse_duration_secs(junk).is_err(), "{junk}");
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! Key and signature files are hex text (`#` comment lines allowed), the
 //! format lwpkg reads from /etc/lwpkg/keys/*.pub and index.json.sig.
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use clap::{Parser, Subcommand};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::Deserialize;
@@ -115,26 +115,29 @@ fn main() {
     }
 }
 
-/// `--expires`: a duration from `now` (`30d`, `12h`, `90m`, `45s`) or an
-/// RFC 3339 time in UTC; returned as the RFC 3339 text the index carries.
+/// `--expires`: a duration from `now` (`30d`, `12h`, `90m`, `45s`, `1.5d`: a unit is
+/// required, one of d, h, m, s) or an RFC 3339 time in UTC; returned as the RFC 3339 text the
+/// index carries. Durations are read by fundu with those four units.
 fn parse_expires(s: &str, now: time::OffsetDateTime) -> Result<String> {
+    use fundu::TimeUnit::{Day, Hour, Minute, Second};
     use time::format_description::well_known::Rfc3339;
+    const DURATION: fundu::DurationParser =
+        fundu::DurationParser::with_time_units(&[Day, Hour, Minute, Second]);
     let at = if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
         ensure!(t.offset().is_utc(), "--expires {s:?}: give the time in UTC (Z)");
         t
     } else {
-        let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-        let n: i64 = num
-            .parse()
-            .with_context(|| format!("--expires {s:?}: expected 30d, 12h, 90m, 45s or an RFC 3339 time"))?;
-        let secs = match unit {
-            "d" => 86400,
-            "h" => 3600,
-            "m" => 60,
-            "s" => 1,
-            _ => bail!("--expires {s:?}: the unit must be d, h, m or s"),
-        };
-        now + time::Duration::seconds(n.checked_mul(secs).context("--expires: too far")?)
+        // fundu reads a bare number as seconds; here it is refused (30 days or 30 seconds?).
+        ensure!(
+            !s.ends_with(|c: char| c.is_ascii_digit()),
+            "--expires {s:?}: the unit must be d, h, m or s"
+        );
+        let d = DURATION
+            .parse(s)
+            .map_err(|e| anyhow!("--expires {s:?}: expected 30d, 12h, 90m, 45s or an RFC 3339 time ({e})"))?;
+        let d = std::time::Duration::try_from(d).context("--expires: too far")?;
+        now.checked_add(d.try_into().context("--expires: too far")?)
+            .context("--expires: too far")?
     };
     ensure!(at > now, "--expires {s:?} is not in the future");
     Ok(at.replace_nanosecond(0)?.format(&Rfc3339)?)
@@ -512,6 +515,9 @@ mod tests {
         assert_eq!(parse_expires("30d", now).unwrap(), "2001-10-09T01:46:40Z");
         assert_eq!(parse_expires("90s", now).unwrap(), "2001-09-09T01:48:10Z");
         assert_eq!(parse_expires(EXP, now).unwrap(), EXP);
+        assert_eq!(parse_expires("1.5d", now).unwrap(), "2001-09-10T13:46:40Z");
+        let err = parse_expires("30y", now).unwrap_err().to_string();
+        assert!(err.starts_with("--expires \"30y\": expected 30d, 12h"), "{err}");
         for bad in [
             "30",
             "30y",
