@@ -20,6 +20,12 @@ fn accept(r: &Region, id: i32) -> Conn<'_> {
     c
 }
 
+/// Opens a connection from `w` and plays the main side accepting it.
+fn open_accepted<'r>(r: &'r Region, w: &Worker) -> (i32, Conn<'r>) {
+    let id = w.net_open(b"h", 80, 0, 0);
+    (id, accept(r, id))
+}
+
 /// Plays the main side's teardown after a close.
 fn reap(r: &Region, id: i32) {
     let (slot, _) = split_id(id).expect("valid id");
@@ -74,8 +80,7 @@ fn open_rejects_bad_arguments() {
 fn every_call_fails_once_the_main_side_is_gone() {
     let r = region();
     let w = Worker::new(r.clone());
-    let id = w.net_open(b"h", 80, 0, 0);
-    accept(&r, id);
+    let (id, _) = open_accepted(&r, &w);
     r.main_alive().store(0, Ordering::Release);
     assert_eq!(w.net_open(b"h", 80, 0, 0), -ECONNRESET);
     assert_eq!(w.net_write(id, b"x"), -ECONNRESET);
@@ -121,8 +126,7 @@ fn bad_and_stale_ids_are_ebadf() {
         assert_eq!(w.net_shutdown(bad), -EBADF);
         w.net_close(bad); // ignored, must not panic
     }
-    let id = w.net_open(b"h", 80, 0, 0);
-    accept(&r, id);
+    let (id, _) = open_accepted(&r, &w);
     let (slot, generation) = split_id(id).expect("id");
     assert_eq!(w.net_poll(make_id(slot, generation + 1)), -EBADF);
     w.net_close(id);
@@ -153,8 +157,7 @@ fn all_connection_slots_used_is_emfile() {
 fn bytes_flow_both_ways_through_the_rings() {
     let r = region();
     let w = Worker::new(r.clone());
-    let id = w.net_open(b"h", 80, 0, 0);
-    let c = accept(&r, id);
+    let (id, c) = open_accepted(&r, &w);
     assert_eq!(w.net_poll(id) as u32, LWHOST_POLL_OUT);
     assert_eq!(w.net_write(id, b"hello"), 5);
     let mut got = [0u8; 16];
@@ -187,8 +190,7 @@ fn bytes_flow_both_ways_through_the_rings() {
 fn full_tx_ring_is_eagain_and_wraps_correctly() {
     let r = region();
     let w = Worker::new(r.clone());
-    let id = w.net_open(b"h", 80, 0, 0);
-    let c = accept(&r, id);
+    let (id, c) = open_accepted(&r, &w);
     let big = vec![7u8; RING_SIZE as usize + 100];
     assert_eq!(w.net_write(id, &big), RING_SIZE as i32);
     assert_eq!(w.net_write(id, b"x"), -EAGAIN);
@@ -224,8 +226,7 @@ fn failed_connections_report_their_errno() {
 fn garbage_from_the_other_side_is_eio_not_a_crash() {
     let r = region();
     let w = Worker::new(r.clone());
-    let id = w.net_open(b"h", 80, 0, 0);
-    let c = accept(&r, id);
+    let (id, c) = open_accepted(&r, &w);
     // A head far past the tail: more "data" than the ring holds.
     c.rx().head().store(RING_SIZE * 3, Ordering::Release);
     assert_eq!(w.net_read(id, &mut [0; 4]), -EIO);
@@ -309,68 +310,29 @@ fn store_submit_copies_the_request_and_poll_returns_the_output() {
 #[test]
 fn store_rejects_malformed_requests() {
     let w = Worker::new(region());
-    let long = [b'k'; 513];
-    let cases: Vec<(StoreRequest<'_>, i32)> = vec![
+    // A well-formed request of `op` on `key` with one field changed by `edit`.
+    let with = |op, key: &'static [u8], edit: fn(&mut StoreRequest<'static>)| {
+        let mut req = store_req(op, key);
+        edit(&mut req);
+        req
+    };
+    const LONG: &[u8] = &[b'k'; 513];
+    let cases = [
         (store_req(0, b"k"), -EINVAL),
         (store_req(6, b"k"), -EINVAL),
         (store_req(LWHOST_STORE_READ, b""), -EINVAL),
-        (store_req(LWHOST_STORE_READ, &long), -ENAMETOOLONG),
+        (store_req(LWHOST_STORE_READ, LONG), -ENAMETOOLONG),
+        (with(LWHOST_STORE_LIST, b"", |r| r.after = LONG), -ENAMETOOLONG),
+        (with(LWHOST_STORE_READ, b"k", |r| r.after = b"x"), -EINVAL),
         (
-            StoreRequest {
-                after: &long,
-                ..store_req(LWHOST_STORE_LIST, b"")
-            },
-            -ENAMETOOLONG,
-        ),
-        (
-            StoreRequest {
-                after: b"x",
-                ..store_req(LWHOST_STORE_READ, b"k")
-            },
+            with(LWHOST_STORE_WRITE, b"k", |r| r.flags = LWHOST_STORE_FLAGS_ALL + 1),
             -EINVAL,
         ),
-        (
-            StoreRequest {
-                flags: LWHOST_STORE_FLAGS_ALL + 1,
-                ..store_req(LWHOST_STORE_WRITE, b"k")
-            },
-            -EINVAL,
-        ),
-        (
-            StoreRequest {
-                flags: 1,
-                ..store_req(LWHOST_STORE_READ, b"k")
-            },
-            -EINVAL,
-        ),
-        (
-            StoreRequest {
-                capacity: 65537,
-                ..store_req(LWHOST_STORE_READ, b"k")
-            },
-            -EINVAL,
-        ),
-        (
-            StoreRequest {
-                capacity: 0,
-                ..store_req(LWHOST_STORE_LIST, b"")
-            },
-            -EINVAL,
-        ),
-        (
-            StoreRequest {
-                data: &[0; 65537],
-                ..store_req(LWHOST_STORE_WRITE, b"k")
-            },
-            -EINVAL,
-        ),
-        (
-            StoreRequest {
-                data: b"x",
-                ..store_req(LWHOST_STORE_DELETE, b"k")
-            },
-            -EINVAL,
-        ),
+        (with(LWHOST_STORE_READ, b"k", |r| r.flags = 1), -EINVAL),
+        (with(LWHOST_STORE_READ, b"k", |r| r.capacity = 65537), -EINVAL),
+        (with(LWHOST_STORE_LIST, b"", |r| r.capacity = 0), -EINVAL),
+        (with(LWHOST_STORE_WRITE, b"k", |r| r.data = &[0; 65537]), -EINVAL),
+        (with(LWHOST_STORE_DELETE, b"k", |r| r.data = b"x"), -EINVAL),
     ];
     for (i, (req, want)) in cases.iter().enumerate() {
         assert_eq!(w.store_submit(req), *want, "case {i}");
