@@ -5,16 +5,19 @@
 
 use crate::audit::Audit;
 use crate::config::Config;
-use crate::limits::{ConnSlot, Identity};
+use crate::limits::{ConnSlot, Identity, Limits};
 use crate::policy::{self, Host};
 use crate::protocol::{self, Dialect, ErrorCode, Failure, BINARY_HEADER, WINDOW};
 use crate::session::{ConnEvent, Out};
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio::time::Instant;
@@ -29,9 +32,96 @@ const ACK_DELAY: Duration = Duration::from_millis(2);
 /// Client-to-target commands, in order.
 #[derive(Debug)]
 pub enum Upstream {
-    Data(Bytes),
+    /// Client data to write to the target; `charged` when its bytes were already charged to
+    /// the identity's byte budget (the rest of a partial [`forward`]).
+    Data {
+        bytes: Bytes,
+        charged: bool,
+    },
+    /// The session wrote this many bytes to the target itself ([`forward`]): the connection
+    /// task only accounts for them (audit, activity, acks).
+    Written(usize),
     Shutdown,
     Close,
+}
+
+/// The write half of a plain (not TLS) target socket, shared by a connection task and its
+/// session once connected, so that the session can write client data to the target itself
+/// ([`forward`]). Empty for TLS targets and until the connection is established.
+pub type DirectWriter = Arc<std::sync::OnceLock<Arc<OwnedWriteHalf>>>;
+
+/// What the session holds of a connection's client-to-target path.
+pub struct UpstreamPath<'a> {
+    pub tx: &'a mpsc::UnboundedSender<Upstream>,
+    /// Bytes handed to `tx` and not yet written to the target.
+    pub queued: &'a AtomicU64,
+    pub direct: &'a DirectWriter,
+}
+
+/// Hands client data for one connection towards its target, in order. When nothing is queued
+/// for the connection and its target socket is plain TCP, the calling task (the session)
+/// charges the bytes and writes what the socket takes at once, without a hand-off to the
+/// connection task (which accounts for them afterwards, [`Upstream::Written`]); the rest, or
+/// all of it otherwise, is queued for the connection task and counted in `queued`, which the
+/// session's flow control and back-pressure read. Returns false when the connection is
+/// ending (its task reports why).
+pub fn forward(path: &UpstreamPath<'_>, data: Bytes, identity: &Identity, limits: &Limits) -> bool {
+    let (mut data, mut charged) = (data, false);
+    // The session runs on the connection task's thread (one runtime per core), and nothing
+    // is queued, so the connection task is not writing: these bytes cannot overtake earlier
+    // ones. A closed queue means the connection task has finished: nothing more reaches the
+    // target. A byte budget that refuses them is left to the connection task to report.
+    if let Some(w) = path.direct.get() {
+        if path.queued.load(Ordering::Acquire) == 0
+            && !path.tx.is_closed()
+            && identity.charge_bytes(data.len(), limits).is_ok()
+        {
+            charged = true;
+            // Any error (the socket is full, or failed) leaves the bytes to the connection
+            // task, whose write waits for room or reports the failure.
+            let n = w.try_write(&data).unwrap_or(0);
+            if n > 0 && path.tx.send(Upstream::Written(n)).is_err() {
+                return false;
+            }
+            if n == data.len() {
+                return true;
+            }
+            data = data.slice(n..);
+        }
+    }
+    let len = data.len() as u64;
+    path.queued.fetch_add(len, Ordering::AcqRel);
+    if path.tx.send(Upstream::Data { bytes: data, charged }).is_err() {
+        path.queued.fetch_sub(len, Ordering::AcqRel);
+        return false;
+    }
+    true
+}
+
+/// The connection task's side of a [`DirectWriter`]: writes through the shared half.
+struct SharedWrite(Arc<OwnedWriteHalf>);
+
+impl AsyncWrite for SharedWrite {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let tcp: &TcpStream = (*self.0).as_ref();
+        loop {
+            std::task::ready!(tcp.poll_write_ready(cx))?;
+            // A stale readiness is cleared by try_write's WouldBlock: wait again.
+            match tcp.try_write(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                r => return Poll::Ready(r),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let tcp: &TcpStream = (*self.0).as_ref();
+        Poll::Ready(socket2::SockRef::from(tcp).shutdown(std::net::Shutdown::Write))
+    }
 }
 
 /// Target-to-client credit (v2): at most `size` bytes sent and not yet acked.
@@ -144,6 +234,7 @@ pub struct ConnParams {
     pub upstream: mpsc::UnboundedReceiver<Upstream>,
     pub queued: Arc<AtomicU64>,
     pub drained: Arc<Notify>,
+    pub direct: DirectWriter,
     pub window: Arc<Window>,
     pub kill: watch::Receiver<Option<Failure>>,
     pub slot: ConnSlot,
@@ -265,9 +356,13 @@ async fn connect_and_relay(
         relay(rd, wr, p, audit, upstream).await
     } else {
         announce(p, addr).await?;
-        // Owned halves of a plain socket: no lock between the directions on each poll.
+        // Owned halves of a plain socket: no lock between the directions on each poll; the
+        // write half is shared with the session (DirectWriter).
         let (rd, wr) = tcp.into_split();
-        relay(rd, wr, p, audit, upstream).await
+        let wr = Arc::new(wr);
+        // Set once, here: a connection is announced and relayed once.
+        let _ = p.direct.set(wr.clone());
+        relay(rd, SharedWrite(wr), p, audit, upstream).await
     }
 }
 
@@ -436,36 +531,41 @@ async fn upstream_loop<W: AsyncWrite + Unpin>(
             }
         };
         let Some(cmd) = cmd else { return Ok(()) };
-        match cmd {
-            Upstream::Data(data) => {
-                let n = data.len();
-                p.identity.charge_bytes(n, &p.cfg.limits).map_err(limit)?;
-                wr.write_all(&data).await.map_err(|e| io_failure(&e))?;
+        let n = match cmd {
+            Upstream::Data { bytes, charged } => {
+                let n = bytes.len();
+                if !charged {
+                    p.identity.charge_bytes(n, &p.cfg.limits).map_err(limit)?;
+                }
+                wr.write_all(&bytes).await.map_err(|e| io_failure(&e))?;
                 p.queued.fetch_sub(n as u64, Ordering::AcqRel);
                 p.drained.notify_waiters();
-                sh.audit.add_up(n);
-                sh.touch();
-                if p.dialect == Dialect::V2 {
-                    if unacked == 0 {
-                        ack_timer.as_mut().reset(Instant::now() + ACK_DELAY);
-                    }
-                    unacked += n as u64;
-                    if unacked >= ACK_BATCH {
-                        if !p.out.text(protocol::ack(p.id, unacked)).await {
-                            return Err(gone());
-                        }
-                        unacked = 0;
-                    }
-                }
+                n
             }
+            Upstream::Written(n) => n,
             Upstream::Shutdown => {
                 wr.shutdown().await.map_err(|e| io_failure(&e))?;
                 sh.client_shut.store(true, Ordering::Release);
                 if sh.target_eof.load(Ordering::Acquire) {
                     return Ok(());
                 }
+                continue;
             }
             Upstream::Close => return Ok(()),
+        };
+        sh.audit.add_up(n);
+        sh.touch();
+        if p.dialect == Dialect::V2 {
+            if unacked == 0 {
+                ack_timer.as_mut().reset(Instant::now() + ACK_DELAY);
+            }
+            unacked += n as u64;
+            if unacked >= ACK_BATCH {
+                if !p.out.text(protocol::ack(p.id, unacked)).await {
+                    return Err(gone());
+                }
+                unacked = 0;
+            }
         }
     }
 }

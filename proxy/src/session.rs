@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::limits::Identity;
 use crate::policy;
 use crate::protocol::{self, ClientMsg, Dialect, ErrorCode, Failure, WINDOW};
-use crate::relay::{self, ConnParams, Upstream, Window};
+use crate::relay::{self, ConnParams, DirectWriter, Upstream, UpstreamPath, Window};
 use futures_util::stream::SplitSink;
 use futures_util::{Sink, SinkExt, StreamExt};
 use std::collections::HashMap;
@@ -55,6 +55,8 @@ struct ConnEntry {
     /// Bytes handed to `tx` and not yet written to the target.
     queued: Arc<AtomicU64>,
     drained: Arc<Notify>,
+    /// The target socket's write half, once connected (plain TCP only).
+    direct: DirectWriter,
     window: Arc<Window>,
     kill: watch::Sender<Option<Failure>>,
     /// The client closed it: no more writes; `closed` will follow.
@@ -595,6 +597,7 @@ impl LwSession {
                 let (tx, rx) = mpsc::unbounded_channel();
                 let queued = Arc::new(AtomicU64::new(0));
                 let drained = Arc::new(Notify::new());
+                let direct = DirectWriter::default();
                 let window = Arc::new(Window::new(dialect, protocol::grant_window(window)));
                 let (kill, kill_rx) = watch::channel(None);
                 let params = ConnParams {
@@ -613,6 +616,7 @@ impl LwSession {
                     upstream: rx,
                     queued: queued.clone(),
                     drained: drained.clone(),
+                    direct: direct.clone(),
                     window: window.clone(),
                     kill: kill_rx,
                     slot,
@@ -624,6 +628,7 @@ impl LwSession {
                         tx,
                         queued,
                         drained,
+                        direct,
                         window,
                         kill,
                         closing: false,
@@ -661,8 +666,12 @@ impl LwSession {
                     )));
                     return true;
                 }
-                c.queued.fetch_add(len, Ordering::AcqRel);
-                if c.tx.send(Upstream::Data(data)).is_err() {
+                let path = UpstreamPath {
+                    tx: &c.tx,
+                    queued: &c.queued,
+                    direct: &c.direct,
+                };
+                if !relay::forward(&path, data, identity, &cfg.limits) {
                     return true; // the connection is ending; its task reports why
                 }
                 if dialect == Dialect::V1 {

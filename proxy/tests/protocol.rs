@@ -76,6 +76,41 @@ async fn v2_binary_acks_and_half_close() {
     assert_eq!(String::from_utf8(reply).unwrap(), total.to_string());
 }
 
+/// Client data reaches the target in order, whether the session writes it to the target
+/// socket itself (nothing queued for the connection) or queues it behind earlier bytes (the
+/// socket full, a write partly done): 8 MiB of a pattern that does not repeat within a frame
+/// come back from an echo target unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_client_data_keeps_its_order_direct_or_queued() {
+    let (echo, proxy) = echo_proxy(&["--bytes-per-min", "0"]).await;
+    let mut ws = Ws::v2(&proxy, "alice").await;
+    ws.opened(3, echo).await;
+    let total = 8 << 20;
+    let data: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
+    let chunk = 48 * 1024;
+    let (mut sent, mut in_flight) = (0usize, 0usize);
+    let mut back = Vec::with_capacity(total);
+    while back.len() < total {
+        while sent < total && in_flight + chunk <= WINDOW {
+            let end = (sent + chunk).min(total);
+            ws.send_bin(3, &data[sent..end]).await;
+            in_flight += end - sent;
+            sent = end;
+        }
+        match ws.recv().await {
+            Msg::Json(v) if v["t"] == "ack" => in_flight -= v["bytes"].as_u64().unwrap() as usize,
+            Msg::Bin(3, b) => {
+                ws.send_json(json!({"t": "ack", "id": 3, "bytes": b.len()})).await;
+                back.extend(b);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let first_difference = back.iter().zip(&data).position(|(a, b)| a != b);
+    assert_eq!(first_difference, None, "echo differs");
+    assert_eq!(back.len(), total);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v2_target_eof_leaves_the_connection_writable() {
     // Greets, shuts its write side, then keeps reading until the client's FIN.
