@@ -282,7 +282,8 @@ impl Liveness {
         self.idle_since = Instant::now();
     }
 
-    /// The deadline passed: pings, or closes an idle session. False when the session ends.
+    /// The timer fired (at or before [`Self::deadline`]): pings, or closes an idle session,
+    /// when that is due; nothing otherwise. False when the session ends.
     pub async fn fire(&mut self, has_conns: bool, out: &Out, peer: SocketAddr) -> bool {
         let now = Instant::now();
         if !has_conns && now >= self.idle_since + self.idle_limit {
@@ -377,6 +378,11 @@ where
     let mut draining = *shutdown.borrow();
     let max_message = ctx.cfg.limits.max_message;
     let mut live = Liveness::new(&ctx.cfg);
+    // One timer for the session's life, armed at or before the liveness deadline: moved
+    // earlier when the deadline is, and left early when a message moves it later (it then
+    // fires, finds nothing due and is re-armed), so a message costs no timer update.
+    let timer = tokio::time::sleep_until(live.deadline(false));
+    tokio::pin!(timer);
 
     let mut alive = proto.start().await;
     while alive {
@@ -385,11 +391,14 @@ where
             let _ = out.send(going_away()).await;
             break;
         }
-        let timer = live.deadline(had_streams);
+        let due = live.deadline(had_streams);
+        if due < timer.deadline() {
+            timer.as_mut().reset(due);
+        }
         let step = tokio::select! {
             biased;
             Some(ev) = ev_rx.recv() => Step::Finished(ev),
-            _ = tokio::time::sleep_until(timer) => Step::Timer,
+            _ = &mut timer => Step::Timer,
             _ = shutdown.wait_for(|s| *s), if !draining => {
                 draining = true;
                 continue;
@@ -408,6 +417,7 @@ where
             }
             Step::Timer => {
                 alive = live.fire(had_streams, &out, ctx.peer).await;
+                timer.as_mut().reset(live.deadline(proto.has_streams()));
                 continue;
             }
             Step::Read(m) => m,
