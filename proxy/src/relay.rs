@@ -462,16 +462,21 @@ where
 async fn downstream<R: AsyncRead + Unpin>(rd: &mut R, sh: &Shared<'_>) -> Result<(), Failure> {
     let p = sh.p;
     let limits = &p.cfg.limits;
+    let headroom = if p.dialect == Dialect::V2 {
+        BINARY_HEADER
+    } else {
+        0
+    };
+    // The connection's read buffer (at most CHUNK + headroom bytes), never zero-filled:
+    // capacity a read did not use is not resident. A v2 frame is split off it and sent;
+    // once the frame is gone (written, or copied into the WebSocket's buffer) the next
+    // `reserve` takes the same memory back instead of allocating; only a frame still waiting
+    // in the session's queue makes it allocate a new one.
+    let mut buf = BytesMut::new();
     loop {
         let budget = p.window.take(CHUNK).await.map_err(|_| gone())?;
-        // A fresh buffer per read, never zero-filled: capacity the read did not use is not
-        // resident, so a connection waiting for data costs little memory.
-        let headroom = if p.dialect == Dialect::V2 {
-            BINARY_HEADER
-        } else {
-            0
-        };
-        let mut buf = BytesMut::with_capacity(headroom + budget);
+        buf.clear();
+        buf.reserve(headroom + budget);
         buf.resize(headroom, 0);
         let n = match (&mut *rd).take(budget as u64).read_buf(&mut buf).await {
             Ok(n) => n,
@@ -490,7 +495,7 @@ async fn downstream<R: AsyncRead + Unpin>(rd: &mut R, sh: &Shared<'_>) -> Result
         let delivered = if p.dialect == Dialect::V2 {
             protocol::fill_binary_header(p.id, &mut buf);
             p.window.sent(n);
-            p.out.binary(buf.freeze()).await
+            p.out.binary(buf.split().freeze()).await
         } else {
             p.out.text(protocol::data_json(p.id, &buf)).await
         };
