@@ -52,17 +52,19 @@ fn main() {
     );
 
     // The poll events, open/fcntl/flock flags and commands, *at() flags,
-    // seek whences, statx mask, file types, clocks, rename and mmap flags the guest tools (and
+    // seek whences, statx mask, file types, clocks, rename and mmap flags and the
+    // terminal ioctl `TCGETS` the guest tools (and
     // the guest harness's kernel emulation) use, as the kernel defines them:
     // the asm-generic headers (wasm32's numbering, x86_64's for these) and
     // the uapi <linux/fcntl.h>, <linux/fs.h>, <linux/stat.h>, <linux/time.h>,
-    // <asm-generic/mman-common.h>, <linux/mman.h>.
+    // <asm-generic/mman-common.h>, <linux/mman.h>, <asm-generic/ioctls.h>.
     let linux_headers =
         "#include <asm-generic/poll.h>\n#include <asm-generic/fcntl.h>\n#include <linux/fcntl.h>\n\
          #include <linux/fs.h>\n#include <linux/stat.h>\n#include <linux/time.h>\n\
-         #include <asm-generic/mman-common.h>\n#include <linux/mman.h>\n";
+         #include <asm-generic/mman-common.h>\n#include <linux/mman.h>\n\
+         #include <asm-generic/ioctls.h>\n";
     generate(&out, "linux.h", linux_headers, "linux.rs", |b| {
-        b.allowlist_var("(POLL|O_|F_|AT_|LOCK_|SEEK_|S_IF|STATX_|CLOCK_|RENAME_|PROT_|MAP_)[A-Z0-9_]+")
+        b.allowlist_var("(POLL|O_|F_|AT_|LOCK_|SEEK_|S_IF|STATX_|CLOCK_|RENAME_|PROT_|MAP_)[A-Z0-9_]+|TCGETS")
             .parse_callbacks(Box::new(LinuxTypes))
     });
 
@@ -113,7 +115,8 @@ fn generate(
 
 /// Types the macros of `lwabi::linux` as the calls take them: `i16` for the
 /// `POLL*` events (`short events` of `struct pollfd`), `u32` for the file
-/// types, the statx mask and the rename flags (`mode_t`, `unsigned int`), `i32` (`int`)
+/// types, the statx mask, the rename flags and `TCGETS` (`mode_t`, `unsigned int`, the
+/// ioctl command as the kernel's `ioctl` entry takes it), `i32` (`int`)
 /// for the rest (the few values beyond `int`, e.g. `MAP_HUGE_16GB`, keep
 /// bindgen's wider type).
 #[derive(Debug)]
@@ -126,7 +129,7 @@ impl bindgen::callbacks::ParseCallbacks for LinuxTypes {
         i32::try_from(value).ok()?;
         Some(if name.starts_with("POLL") {
             IntKind::I16
-        } else if ["S_IF", "STATX_", "RENAME_"].iter().any(|p| name.starts_with(p)) {
+        } else if ["S_IF", "STATX_", "RENAME_"].iter().any(|p| name.starts_with(p)) || name == "TCGETS" {
             IntKind::U32
         } else {
             IntKind::I32

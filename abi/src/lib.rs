@@ -16,9 +16,11 @@ pub mod errno {
 
 /// Linux poll events (`POLL*`, `i16` as in `struct pollfd`), open/fcntl/flock
 /// flags and commands (`O_*`, `F_*`, `LOCK_*`), `AT_*` flags, `SEEK_*`,
-/// `CLOCK_*` (`i32`), file types (`S_IF*`) and the statx mask (`STATX_*`,
-/// `u32`): from the kernel's `<asm-generic/poll.h>`, `<asm-generic/fcntl.h>`,
-/// `<linux/fcntl.h>`, `<linux/fs.h>`, `<linux/stat.h>` and `<linux/time.h>`,
+/// `CLOCK_*`, `PROT_*`, `MAP_*` (`i32`), file types (`S_IF*`), the statx mask
+/// (`STATX_*`), `RENAME_*` and the terminal ioctl `TCGETS` (`u32`): from the
+/// kernel's `<asm-generic/poll.h>`, `<asm-generic/fcntl.h>`, `<linux/fcntl.h>`,
+/// `<linux/fs.h>`, `<linux/stat.h>`, `<linux/time.h>`,
+/// `<asm-generic/mman-common.h>`, `<linux/mman.h>` and `<asm-generic/ioctls.h>`,
 /// wasm32's numbering.
 pub mod linux {
     include!(concat!(env!("OUT_DIR"), "/linux.rs"));

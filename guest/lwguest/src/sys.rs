@@ -112,8 +112,9 @@ pub use lwabi::errno::{
     ENOTCONN, ENOTDIR, ENOTEMPTY, ENOTTY, ENXIO, EPERM, EPIPE, EPROTO, EROFS, ETIMEDOUT, EXDEV,
 };
 
-/// `TCGETS` (asm-generic/ioctls.h; x86 has the same value).
-pub const TCGETS: c_ulong = 0x5401;
+/// `TCGETS`, the kernel's asm-generic/ioctls.h value through lwabi (x86 has
+/// the same value), as `ioctl` here takes a request.
+pub const TCGETS: c_ulong = lwabi::linux::TCGETS as c_ulong;
 
 // ---- the syscall layer ---------------------------------------------------
 // libc-shaped functions (same names and meaning as before: -1 and errno on

@@ -307,29 +307,24 @@ fn hostile_pointers(shim: &Arc<Shim>, servers: &Servers) -> Result<()> {
         -errno::EFAULT,
         &mut bad,
     );
-    // A well-placed request whose key offset points past its area.
-    let mut req = lwabi::lwhost_store_req {
-        op: lwabi::LWHOST_STORE_STAT,
-        key: 4000,
-        key_len: 200,
-        ..Default::default()
-    };
-    g.put_struct(0, &req)?;
-    expect(
-        "store key past area",
-        g.store_submit_raw(g.scratch, g.scratch, 1024)?,
-        -errno::EFAULT,
-        &mut bad,
-    );
-    req.key = 64;
-    req.key_len = 513;
-    g.put_struct(0, &req)?;
-    expect(
-        "store key too long",
-        g.store_submit_raw(g.scratch, g.scratch, 4096)?,
-        -errno::ENAMETOOLONG,
-        &mut bad,
-    );
+    // Well-placed requests whose key is out of bounds: its offset points past
+    // the area, or it is longer than a key may be: (what, key offset, key
+    // length, area length, errno).
+    let keys = [
+        ("store key past area", 4000, 200, 1024, errno::EFAULT),
+        ("store key too long", 64, 513, 4096, errno::ENAMETOOLONG),
+    ];
+    for (what, key, key_len, area, want) in keys {
+        let req = lwabi::lwhost_store_req {
+            op: lwabi::LWHOST_STORE_STAT,
+            key,
+            key_len,
+            ..Default::default()
+        };
+        g.put_struct(0, &req)?;
+        let got = g.store_submit_raw(g.scratch, g.scratch, area)?;
+        expect(what, got, -want, &mut bad);
+    }
     // Still a working connection after all that.
     g.write_all(id, b"GET /after HTTP/1.0\r\n\r\n", TIMEOUT)?;
     g.net_shutdown(id);

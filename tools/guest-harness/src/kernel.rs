@@ -6,7 +6,7 @@
 //! A call not listed answers ENOSYS (logged with LW_LOG=warn).
 
 use super::*;
-use lwabi::linux::{F_GETFD, F_SETFD, O_CREAT, O_DIRECTORY, O_LARGEFILE};
+use lwabi::linux::{self, AT_FDCWD, F_GETFD, F_SETFD, O_CREAT, O_DIRECTORY, O_LARGEFILE, TCGETS};
 
 /// The asm-generic 32-bit syscall numbers (linux-wasm's), `nr::openat` etc.
 #[allow(non_upper_case_globals, dead_code)]
@@ -14,12 +14,11 @@ pub mod nr {
     include!(concat!(env!("OUT_DIR"), "/wasm32_nr.rs"));
 }
 
-const AT_FDCWD: i32 = -100;
-const AT_SYMLINK_NOFOLLOW: u32 = 0x100;
-const AT_REMOVEDIR: u32 = 0x200;
-const AT_EMPTY_PATH: u32 = 0x1000;
-const MAP_ANONYMOUS: u32 = 0x20;
-const TCGETS: u32 = 0x5401;
+// The flag words arrive as `u32` syscall arguments; lwabi types these `int`.
+const AT_SYMLINK_NOFOLLOW: u32 = linux::AT_SYMLINK_NOFOLLOW as u32;
+const AT_REMOVEDIR: u32 = linux::AT_REMOVEDIR as u32;
+const AT_EMPTY_PATH: u32 = linux::AT_EMPTY_PATH as u32;
+const MAP_ANONYMOUS: u32 = linux::MAP_ANONYMOUS as u32;
 
 /// A syscall's name for reports ("nr 123" if unknown).
 pub fn name_of(n: u32) -> String {
