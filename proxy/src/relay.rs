@@ -282,6 +282,12 @@ pub async fn run(mut p: ConnParams) {
         r = connect_and_relay(&p, &audit, &mut upstream) => r,
         k = kill.wait_for(|k| k.is_some()) => Err(k.ok().and_then(|k| k.clone()).unwrap_or_else(gone)),
     };
+    // Bytes the session wrote to the target itself that the relay, stopped, did not count.
+    while let Ok(cmd) = upstream.try_recv() {
+        if let Upstream::Written(n) = cmd {
+            audit.add_up(n);
+        }
+    }
     match &result {
         Ok(()) => audit.set_outcome("closed"),
         Err(e) => audit.set_outcome(format!("error: {e}")),
