@@ -248,6 +248,25 @@ fn req(op: u32, key: *const u8, key_len: u32) -> lwhost_store_req {
     }
 }
 
+/// Runs `step(offset, length)` over `total` bytes in chunks of at most
+/// `LWHOST_STORE_BUF` (one call when `total` is 0). `step` answers how many
+/// bytes it moved, or -errno; a chunk moved short ends the loop. The bytes
+/// moved, or the first -errno.
+fn in_chunks(total: u32, mut step: impl FnMut(u32, u32) -> i32) -> i32 {
+    let mut off = 0u32;
+    loop {
+        let n = (total - off).min(LWHOST_STORE_BUF);
+        let res = step(off, n);
+        if res < 0 {
+            return res;
+        }
+        off += res as u32;
+        if (res as u32) < n || off == total {
+            return off as i32;
+        }
+    }
+}
+
 /// Writes a whole value in chunks (TRUNC first, COMMIT last); 0 or -errno.
 ///
 /// # Safety
@@ -260,9 +279,7 @@ pub unsafe extern "C" fn fake_kernel_store_put(
     len: u32,
     timeout_ms: u32,
 ) -> i32 {
-    let mut off = 0u32;
-    loop {
-        let n = (len - off).min(LWHOST_STORE_BUF);
+    let put = in_chunks(len, |off, n| {
         let mut flags = 0;
         if off == 0 {
             flags |= LWHOST_STORE_TRUNC;
@@ -277,14 +294,14 @@ pub unsafe extern "C" fn fake_kernel_store_put(
         r.data = unsafe { data.add(off as usize) } as usize as u64;
         r.len = n;
         let res = store_call(&r, core::ptr::null_mut(), 0, timeout_ms);
+        // A write answers 0 when the whole chunk is stored.
         if res < 0 {
-            return res;
+            res
+        } else {
+            n as i32
         }
-        off += n;
-        if off == len {
-            return 0;
-        }
-    }
+    });
+    put.min(0)
 }
 
 /// Reads a whole value into `out` in chunks; its size or -errno.
@@ -299,22 +316,13 @@ pub unsafe extern "C" fn fake_kernel_store_get(
     cap: u32,
     timeout_ms: u32,
 ) -> i32 {
-    let mut off = 0u32;
-    loop {
-        let want = (cap - off).min(LWHOST_STORE_BUF);
+    in_chunks(cap, |off, want| {
         let mut r = req(LWHOST_STORE_READ, key, key_len);
         r.offset = off as u64;
         r.len = want;
         // SAFETY: inside the caller's buffer.
-        let res = store_call(&r, unsafe { out.add(off as usize) }, want, timeout_ms);
-        if res < 0 {
-            return res;
-        }
-        off += res as u32;
-        if (res as u32) < want || off == cap {
-            return off as i32;
-        }
-    }
+        store_call(&r, unsafe { out.add(off as usize) }, want, timeout_ms)
+    })
 }
 
 /// Keys starting with `prefix`, NUL-separated, into `out`; bytes or -errno.
