@@ -277,3 +277,77 @@ async fn the_window_grows_while_the_guest_keeps_up() {
     assert!(!grown.is_empty(), "a guest that keeps up grows the window");
     assert!(grown.iter().all(|w| *w <= MAX_WINDOW), "{grown:?}");
 }
+
+/// Submits every request at once (one per store slot), then polls each
+/// until it is answered (10 s at most); returns the results in order.
+fn store_all(w: &Worker, reqs: &[crate::worker::StoreRequest<'_>]) -> Vec<i32> {
+    let tickets: Vec<i32> = reqs.iter().map(|r| w.store_submit(r)).collect();
+    assert!(tickets.iter().all(|&t| t >= 0), "submitted: {tickets:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut seen = w.guest_doorbell();
+    tickets
+        .iter()
+        .map(|&t| loop {
+            let r = w.store_poll(t, &mut [0u8; 64]);
+            if r != -EINPROGRESS || std::time::Instant::now() > deadline {
+                break r;
+            }
+            seen = w.wait_guest_doorbell(seen, Duration::from_millis(50));
+        })
+        .collect()
+}
+
+/// Requests that never wait for the disk run on the service task, the
+/// others (plain commits, deletes) on a blocking thread, and a quick one
+/// that finds the store busy waits there: in flight together, in every
+/// slot, each is answered once and with its own result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_requests_in_flight_together_each_get_their_answer() {
+    use crate::worker::StoreRequest;
+    use lwabi::{
+        LWHOST_STORE_COMMIT, LWHOST_STORE_DELETE, LWHOST_STORE_LAZY, LWHOST_STORE_STAT, LWHOST_STORE_TRUNC,
+        LWHOST_STORE_WRITE,
+    };
+    let url = silent_proxy(true).await;
+    let (_region, w, main) = start(url, "storemix");
+    check_then_stop(main, move || {
+        let tc = LWHOST_STORE_TRUNC | LWHOST_STORE_COMMIT;
+        let put = |key: &'static [u8], flags: u32, data: &'static [u8]| StoreRequest {
+            op: LWHOST_STORE_WRITE,
+            flags,
+            key,
+            data,
+            ..Default::default()
+        };
+        let stat = |key: &'static [u8]| StoreRequest {
+            op: LWHOST_STORE_STAT,
+            key,
+            capacity: 8,
+            ..Default::default()
+        };
+        assert_eq!(store_all(&w, &[put(b"old", tc, b"12345")]), [5]);
+        for round in 0..20 {
+            let got = store_all(
+                &w,
+                &[
+                    put(b"manifest", tc, b"plain"),
+                    put(b"chunk/a", tc | LWHOST_STORE_LAZY, b"lazy!!"),
+                    put(b"chunk/b", LWHOST_STORE_TRUNC, b"pending"),
+                    stat(b"old"),
+                ],
+            );
+            assert_eq!(got, [5, 6, 7, 8], "round {round}");
+            let gone = StoreRequest {
+                op: LWHOST_STORE_DELETE,
+                key: b"chunk/a",
+                ..Default::default()
+            };
+            assert_eq!(
+                store_all(&w, &[gone, stat(b"chunk/b"), stat(b"manifest")]),
+                [0, -ENOENT, 8],
+                "round {round}: the pending value stays unpublished"
+            );
+        }
+    })
+    .await;
+}
