@@ -84,8 +84,7 @@ struct Pending {
 }
 
 /// The store. Not internally synchronised: the main side keeps it behind a
-/// mutex and calls the methods that may `fsync` (a plain commit, a delete)
-/// from blocking threads, the others from its service task too.
+/// mutex and calls it from blocking threads (it does `fsync`).
 pub struct Store {
     objects: PathBuf,
     pending_dir: PathBuf,

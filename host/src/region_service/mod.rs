@@ -14,8 +14,8 @@
 //!   connection slots (their states and rings);
 //! - `doorbell`: the thread that sleeps on `host_doorbell`;
 //! - `link`: the proxy link (connect, reconnect, the protocol's messages);
-//! - `store_jobs`: store requests, copied out of their slots and run on a
-//!   blocking thread if they may fsync, else at once on the service task.
+//! - `store_jobs`: store requests, copied out of their slots and run on
+//!   blocking threads.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;

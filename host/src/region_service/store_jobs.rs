@@ -1,11 +1,5 @@
 //! Store requests of the region service: copied out of their slot (every
-//! length checked again), run, the result written back. A request that may
-//! wait for the disk (a plain commit or a delete: both fsync) runs on a
-//! blocking thread; the others (reads, stats, lists, chunks, lazy commits:
-//! page-cache work of a few file system calls) run at once on the service
-//! task when the store is free, which spares each of them two thread
-//! hand-offs (to the blocking pool and back), the bulk of a save's round
-//! trip on a busy machine.
+//! length checked again), run on a blocking thread, the result written back.
 
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
@@ -15,8 +9,8 @@ use crate::errno::*;
 use crate::shm::StoreSlot;
 use crate::store::Store;
 use lwabi::{
-    LWHOST_KEY_MAX, LWHOST_SLOT_DONE, LWHOST_SLOT_SUBMITTED, LWHOST_STORE_COMMIT, LWHOST_STORE_DELETE,
-    LWHOST_STORE_LAZY, LWHOST_STORE_LIST, LWHOST_STORE_READ, LWHOST_STORE_STAT, LWHOST_STORE_WRITE,
+    LWHOST_KEY_MAX, LWHOST_SLOT_DONE, LWHOST_SLOT_SUBMITTED, LWHOST_STORE_DELETE, LWHOST_STORE_LIST,
+    LWHOST_STORE_READ, LWHOST_STORE_STAT, LWHOST_STORE_WRITE,
 };
 
 pub(super) struct StoreDone {
@@ -37,23 +31,6 @@ impl Service {
         let generation = slot.generation().load(Ordering::Relaxed);
         let job = StoreJob::read_from(slot);
         self.store_running[i] = Some(generation);
-        if let Ok(job) = &job {
-            // A busy store is one a blocking thread holds (maybe for an
-            // fsync): never wait for it here.
-            let store = self.store.clone();
-            let quick = job.never_syncs().then(|| store.try_lock().ok()).flatten();
-            if let Some(mut store) = quick {
-                let (result, output) = job.run_on(&mut store);
-                drop(store);
-                self.on_store_done(StoreDone {
-                    slot: i,
-                    generation,
-                    result,
-                    output,
-                });
-                return;
-            }
-        }
         let store = self.store.clone();
         let done = self.store_tx.clone();
         tokio::task::spawn_blocking(move || {
@@ -135,28 +112,11 @@ impl StoreJob {
         })
     }
 
-    /// Whether the request never waits for the disk: everything but a
-    /// plain commit and a delete (lwhost's store syncs only for those).
-    fn never_syncs(&self) -> bool {
-        match self.op {
-            LWHOST_STORE_WRITE => {
-                self.flags & LWHOST_STORE_COMMIT == 0 || self.flags & LWHOST_STORE_LAZY != 0
-            }
-            LWHOST_STORE_READ | LWHOST_STORE_STAT | LWHOST_STORE_LIST => true,
-            _ => false,
-        }
-    }
-
     /// Runs the request: (result, output bytes).
     pub(super) fn run(self, store: &Mutex<Store>) -> (i32, Vec<u8>) {
         let Ok(mut store) = store.lock() else {
             return (-EIO, Vec::new());
         };
-        self.run_on(&mut store)
-    }
-
-    /// Runs the request on the locked store: (result, output bytes).
-    fn run_on(&self, store: &mut Store) -> (i32, Vec<u8>) {
         let as_result = |r: Result<usize, i32>| match r {
             Ok(n) => n.min(i32::MAX as usize) as i32,
             Err(e) => -e,
@@ -184,52 +144,6 @@ impl StoreJob {
                 (as_result(r), out)
             }
             _ => (-EINVAL, Vec::new()),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use lwabi::{LWHOST_STORE_FLAGS_ALL, LWHOST_STORE_TRUNC};
-
-    fn job(op: u32, flags: u32) -> StoreJob {
-        StoreJob {
-            op,
-            flags,
-            key: b"k".to_vec(),
-            after: Vec::new(),
-            offset: 0,
-            data: Vec::new(),
-            capacity: 0,
-        }
-    }
-
-    /// Only the requests that may fsync (plain commits, deletes) and
-    /// unknown ones go to a blocking thread.
-    #[test]
-    fn only_what_may_fsync_leaves_the_service_task() {
-        let quick = [
-            job(LWHOST_STORE_READ, 0),
-            job(LWHOST_STORE_STAT, 0),
-            job(LWHOST_STORE_LIST, 0),
-            job(LWHOST_STORE_WRITE, 0),
-            job(LWHOST_STORE_WRITE, LWHOST_STORE_TRUNC),
-            job(LWHOST_STORE_WRITE, LWHOST_STORE_COMMIT | LWHOST_STORE_LAZY),
-            job(LWHOST_STORE_WRITE, LWHOST_STORE_FLAGS_ALL),
-        ];
-        for j in &quick {
-            assert!(j.never_syncs(), "op {} flags {:#x}", j.op, j.flags);
-        }
-        let slow = [
-            job(LWHOST_STORE_WRITE, LWHOST_STORE_COMMIT),
-            job(LWHOST_STORE_WRITE, LWHOST_STORE_TRUNC | LWHOST_STORE_COMMIT),
-            job(LWHOST_STORE_DELETE, 0),
-            job(0, 0),
-            job(u32::MAX, LWHOST_STORE_LAZY),
-        ];
-        for j in &slow {
-            assert!(!j.never_syncs(), "op {} flags {:#x}", j.op, j.flags);
         }
     }
 }

@@ -297,10 +297,9 @@ fn store_all(w: &Worker, reqs: &[crate::worker::StoreRequest<'_>]) -> Vec<i32> {
         .collect()
 }
 
-/// Requests that never wait for the disk run on the service task, the
-/// others (plain commits, deletes) on a blocking thread, and a quick one
-/// that finds the store busy waits there: in flight together, in every
-/// slot, each is answered once and with its own result.
+/// Store requests in flight together, one in every slot (a plain commit
+/// that fsyncs, a lazy commit, a chunk, a stat, then a delete beside
+/// stats): each is answered once and with its own result.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_requests_in_flight_together_each_get_their_answer() {
     use crate::worker::StoreRequest;
