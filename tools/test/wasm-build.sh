@@ -68,7 +68,7 @@ segment_has_tools() {
 site_complete() {
     local f
     for f in index.html lwnet-page.js linux.js linux-worker.js xterm.js xterm.css vmlinux-wasm32_nommu.wasm \
-        initramfs-wasm32_nommu.cpio.gz lwnet/js/main.js lwnet/js/worker.js lwnet/js/shim.js lwnet/js/store.js \
+        initramfs-wasm32_nommu.cpio.gz lwnet/js/main.js lwnet/js/link-worker.js lwnet/js/worker.js lwnet/js/shim.js lwnet/js/store.js \
         lwnet/wasm/lwhost_web.wasm; do
         [ -s "$T/site/$f" ] || { echo "site/$f is missing"; return 1; }
     done

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
-// Proxy link of lwhost's main side in the browser (main.js): the WebSocket
+// Proxy link of lwhost's main side in the browser (link-worker.js): the WebSocket
 // to lwproxy (docs/protocol.md) and the connections' rings it feeds and
-// drains. Methods of MainSide (main.js).
+// drains. Methods of MainSide (link-worker.js).
 
 import { E } from "./shim.js";
 import { CONN, MF_PEER_EOF, OPEN_TLS, WF_CLOSE, WF_SHUT_WR } from "./region.js";

@@ -1,31 +1,32 @@
 // SPDX-License-Identifier: GPL-2.0-only
-// Main side of lwhost in the browser: serves the shared region (in
-// lwhost-web's SharedArrayBuffer) that the kernel's workers fill. It owns
-// the WebSocket to lwproxy (subprotocol lwproxy.v2: binary data frames,
-// per-connection flow control, half-close; token as a bearer.<JWT>
-// subprotocol) and the IndexedDB store, and moves bytes between the
-// connections' rings and the socket. It never blocks: it sleeps in
-// Atomics.waitAsync on host_doorbell and in the socket's events.
-// MainSide's methods by concern: region.js (region words, thread slots),
-// link.js (connections and the socket to lwproxy), store-jobs.js (store slots).
+// The page's side of lwhost in the browser: attachLwnet() loads lwhost-web,
+// starts the link worker (link-worker.js: the region service, the WebSocket
+// to lwproxy and the IndexedDB store, all off the page's main thread), asks
+// for persistent storage and shows the answer, and starts the interrupt
+// worker (irq.js) once the runtime hands over the kernel. The main thread
+// only starts things and shows them: no byte of a connection or the store
+// passes through it.
 //
 //   const host = await attachLwnet({ proxyUrl: "wss://proxy.example/", token });
 //   worker.postMessage({ lwnet: host.workerInit(), ... });   // then in the worker:
 //   await installLwnet(host_callbacks, message.lwnet, kernelMemory);   (worker.js)
 
 import * as abi from "./lwabi.js";
-import { E, atomicImports, loadSharedModule, readLayout } from "./shim.js";
-import { RegionAccess, CONN, SLOT, WF_CLOSE } from "./region.js";
-import { ProxyLink } from "./link.js";
-import { StoreJobs } from "./store-jobs.js";
-import { IdbStore } from "./store.js";
+import { loadSharedModule } from "./shim.js";
+import { newStatsBuffer, statsView } from "./link-stats.js";
 
 export { errnoFromProxyError } from "./link.js";
 
+/** How long close() waits for the link worker to detach before ending it anyway. */
+const CLOSE_GRACE_MS = 2000;
+
 /**
- * Attaches the main side: loads lwhost-web, initialises the region, opens
- * the store, connects to the proxy. Returns a handle whose workerInit() is
- * what each kernel worker passes to installLwnet().
+ * Attaches lwhost's main side: loads lwhost-web and starts the link worker,
+ * which initialises the region, opens the store and connects to the proxy.
+ * Resolves once the store is open (the socket connects in the background:
+ * stats().socket); rejects with the worker's error if it could not start.
+ * The returned handle's workerInit() is what each kernel worker passes to
+ * installLwnet().
  *
  * @param opts.proxyUrl     ws:// or wss:// URL of lwproxy
  * @param opts.token        JWT for the proxy (optional)
@@ -33,25 +34,54 @@ export { errnoFromProxyError } from "./link.js";
  * @param opts.storeName    IndexedDB database name (default "lwnet-store")
  * @param opts.quotaBytes   store quota (ENOSPC past it)
  * @param opts.log          function(string) for diagnostics
- * @param opts.socketFactory (tests, benchmarks) (url, protocols) -> a WebSocket-like object
+ * @param opts.socketModule (tests, benchmarks) URL of a module exporting
+ *                          createSocket(url, protocols) -> a WebSocket-like
+ *                          object, imported by the link worker
  * @param opts.storageElement element that shows whether the store may be evicted
  *                          (default: the page's #lwnet-storage, if any)
  */
 export async function attachLwnet(opts) {
+  const log = opts.log || (() => {});
   const shimUrl = opts.shimUrl || new URL("../wasm/lwhost_web.wasm", import.meta.url);
   const { module, memory } = await loadSharedModule(shimUrl);
-  const instance = await WebAssembly.instantiate(module, { env: { memory }, lwhost: atomicImports(memory) });
-  const layout = readLayout(instance.exports, memory);
-  const store = await IdbStore.open(opts.storeName || "lwnet-store", { quotaBytes: opts.quotaBytes });
+  const lockPrefix = "lwnet-thread-" + crypto.randomUUID();
+  const statsBuffer = newStatsBuffer();
+  const stats = statsView(statsBuffer);
+  const link = new Worker(new URL("./link-worker.js", import.meta.url), { type: "module", name: "lwnet-link" });
+  let closing = null;
+  const ready = new Promise((resolve, reject) => {
+    link.onmessage = ({ data }) => {
+      if (data.log !== undefined) log(data.log);
+      else if (data.ready) resolve(data.ready);
+      else if (data.failed !== undefined) reject(new Error("lwnet link worker: " + data.failed));
+      else if (data.closed && closing) closing.done();
+    };
+    link.onerror = (e) => {
+      const text = "lwnet link worker failed: " + (e.message || "could not load link-worker.js");
+      log(text);
+      reject(new Error(text));
+    };
+  });
+  link.postMessage({
+    start: {
+      module, memory, lockPrefix, stats: statsBuffer, proxyUrl: opts.proxyUrl, token: opts.token || null,
+      storeName: opts.storeName, quotaBytes: opts.quotaBytes,
+      socketModule: opts.socketModule ? String(opts.socketModule) : undefined,
+    },
+  });
+  let started;
+  try {
+    started = await ready;
+  } catch (e) {
+    link.terminate();
+    throw e;
+  }
+  const { layout, writer, schema } = started;
   const persisted = await requestPersistence();
-  const shown = persistenceText(persisted, store.writer);
-  (opts.log || (() => {}))("lwnet: " + shown);
+  const shown = persistenceText(persisted, writer);
+  log("lwnet: " + shown);
   const el = opts.storageElement || (globalThis.document && document.getElementById("lwnet-storage"));
   if (el) el.textContent = shown;
-  instance.exports.lw_region_init();
-  const lockPrefix = "lwnet-thread-" + crypto.randomUUID();
-  const main = new MainSide({ ...opts, memory, layout, store, lockPrefix, exports: instance.exports });
-  main.start();
   let irq = null;
   return {
     /**
@@ -60,7 +90,7 @@ export async function attachLwnet(opts) {
      * the runtime) starts the interrupt worker on the first call that has it.
      */
     workerInit: (kernel) => {
-      if (kernel && !irq && !main.closed) irq = startIrqWorker(kernel, memory, layout, main.log);
+      if (kernel && !irq && !closing) irq = startIrqWorker(kernel, memory, layout, log);
       return { module, memory, layout, lockPrefix, glue: new URL("./worker.js", import.meta.url).href };
     },
     /**
@@ -69,8 +99,14 @@ export async function attachLwnet(opts) {
      * lastRaiseAt: ms since the epoch (performance.timeOrigin based)}.
      */
     irqStats: () => (irq ? irq.stats() : null),
-    stats: () => ({ ...main.stats, socket: main.socketState }),
-    store,
+    /**
+     * The link's counters (link-stats.js: pumps, frames and bytes each way,
+     * reconnects, store requests, the largest rx window) and `socket`:
+     * "down" | "connecting" | "open". Read from shared memory: no message.
+     */
+    stats: () => ({ ...stats }),
+    /** The store's IndexedDB schema, as opened: {version, objectStores: [names]}. */
+    storeSchema: schema,
     /** navigator.storage.persisted() after asking for persistence (null: no Storage API). */
     persisted,
     /** Thread slots held by workers (freed within ~2 s of a worker ending). */
@@ -79,11 +115,21 @@ export async function attachLwnet(opts) {
       return owners.reduce((n, _, i) => n + (Atomics.load(owners, i) !== 0 ? 1 : 0), 0);
     },
     /** Reconnects now (after a proxy restart, or to test it). */
-    reconnect: () => main.reconnectNow(),
-    /** Detaches: main_alive = 0, every connection fails, the socket closes. */
+    reconnect: () => { if (!closing) link.postMessage({ reconnect: true }); },
+    /**
+     * Detaches: main_alive = 0, every connection fails, the socket and the
+     * store close, then the link worker ends (at most CLOSE_GRACE_MS later).
+     * Returns a promise that resolves once it has ended.
+     */
     close: () => {
+      if (closing) return closing.promise;
       if (irq) irq.worker.terminate();
-      main.close();
+      let done;
+      const promise = new Promise((resolve) => { done = resolve; });
+      const timer = setTimeout(() => closing.done(), CLOSE_GRACE_MS);
+      closing = { promise, done: () => { clearTimeout(timer); link.terminate(); done(); } };
+      link.postMessage({ close: true });
+      return promise;
     },
   };
 }
@@ -148,110 +194,3 @@ export function persistenceText(persisted, writer = true) {
       : "this browser cannot say whether saved files are kept (no Storage API)";
   return writer ? keep : keep + "; another tab is using the store, saves wait until it closes";
 }
-
-class MainSide {
-  constructor({ proxyUrl, token, memory, layout, store, lockPrefix, exports, log, socketFactory }) {
-    this.proxyUrl = proxyUrl;
-    this.socketFactory = socketFactory || ((url, protocols) => new WebSocket(url, protocols));
-    this.token = token || null;
-    this.L = layout;
-    this.memory = memory;
-    this.u8 = new Uint8Array(memory.buffer);
-    this.i32 = new Int32Array(memory.buffer);
-    this.store = store;
-    this.lockPrefix = lockPrefix;
-    this.exports = exports;
-    this.log = log || (() => {});
-    this.conns = new Array(layout.conns).fill(null);
-    this.byId = new Map();
-    this.storeBusy = new Array(layout.store_slots).fill(false);
-    this.storeChain = Promise.resolve();
-    this.ws = null;
-    this.socketState = "down"; // down | connecting | open
-    this.binary = true;
-    this.backoffMs = 0;
-    this.reconnectTimer = null;
-    this.closed = false;
-    this.pumpQueued = false;
-    // rxWindowMax: the largest proxy-to-client window a connection advertised (WindowTuner).
-    this.stats = { pumps: 0, framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0, reconnects: 0, storeOps: 0, rxWindowMax: 0 };
-  }
-
-  start() {
-    Atomics.store(this.i32, (this.L.region + this.L.host_waiting) >> 2, 1);
-    this.waitLoop();
-    this.sweepTimer = setInterval(() => this.sweepThreads(), 2000);
-    this.connect();
-  }
-
-  close() {
-    if (this.closed) return;
-    this.closed = true;
-    clearInterval(this.sweepTimer);
-    clearTimeout(this.reconnectTimer);
-    this.exports.lw_region_detach();
-    if (this.ws) this.ws.close();
-    for (let slot = 0; slot < this.conns.length; slot++) this.fail(slot, E.ECONNRESET);
-    this.ringGuest();
-  }
-
-  /** Sleeps on host_doorbell; each bump (a worker published work) runs a pump. */
-  async waitLoop() {
-    const bell = (this.L.region + this.L.host_doorbell) >> 2;
-    let seen = Atomics.load(this.i32, bell);
-    while (!this.closed) {
-      this.pump();
-      const r = Atomics.waitAsync(this.i32, bell, seen);
-      if (r.async) await r.value;
-      seen = Atomics.load(this.i32, bell);
-    }
-  }
-
-  schedulePump() {
-    if (this.pumpQueued) return;
-    this.pumpQueued = true;
-    queueMicrotask(() => { this.pumpQueued = false; this.pump(); });
-  }
-
-  /** One pass over every slot: new opens, data both ways, teardowns, store requests. */
-  pump() {
-    if (this.closed) return;
-    this.stats.pumps++;
-    const L = this.L;
-    let news = false;
-    for (let slot = 0; slot < this.conns.length; slot++) {
-      const state = this.get(slot, L.conn_state);
-      if (state === CONN.FREE || state === CONN.CLAIMED) continue;
-      if (state === CONN.REQUESTED) { news = this.startOpen(slot) || news; continue; }
-      let c = this.conns[slot];
-      const wf = this.get(slot, L.conn_worker_flags);
-      if (wf & WF_CLOSE) { this.release(slot); news = true; continue; }
-      if (!c) {
-        // A connection this main side never opened (left from an earlier
-        // one, or garbage): it cannot carry data.
-        if (state !== CONN.FAILED) { this.set(slot, L.conn_error, E.ECONNRESET); this.set(slot, L.conn_state, CONN.FAILED); news = true; }
-        continue;
-      }
-      if (state === CONN.OPEN) {
-        news = this.pumpTx(slot, c, wf) || news;
-        news = this.pumpRx(slot, c) || news;
-      }
-    }
-    for (let s = 0; s < L.store_slots; s++) {
-      if (!this.storeBusy[s] && (Atomics.load(this.i32, this.slotWord(s, L.store_state)) >>> 0) === SLOT.SUBMITTED) {
-        this.runStore(s);
-      }
-    }
-    if (news) this.ringGuest();
-  }
-}
-
-/** Copies the methods of each class in `parts` onto `target`'s prototype. */
-function mixin(target, ...parts) {
-  for (const part of parts) {
-    for (const name of Object.getOwnPropertyNames(part.prototype)) {
-      if (name !== "constructor") Object.defineProperty(target.prototype, name, Object.getOwnPropertyDescriptor(part.prototype, name));
-    }
-  }
-}
-mixin(MainSide, RegionAccess, ProxyLink, StoreJobs);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
-// Region side of lwhost's main side in the browser (main.js): the words of
+// Region side of lwhost's main side in the browser (link-worker.js): the words of
 // the shared region (include/uapi/linux/lwhost.h, read through lwabi.js) and
-// the thread slots of workers that ended. Methods of MainSide (main.js).
+// the thread slots of workers that ended. Methods of MainSide (link-worker.js).
 
 import * as abi from "./lwabi.js";
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
-// Store jobs of lwhost's main side in the browser (main.js): requests the
+// Store jobs of lwhost's main side in the browser (link-worker.js): requests the
 // kernel's workers put in the region's store slots, run on the IndexedDB
-// store (store.js) one after another. Methods of MainSide (main.js).
+// store (store.js) one after another. Methods of MainSide (link-worker.js).
 
 import { E } from "./shim.js";
 import { SLOT, STORE_WRITE } from "./region.js";

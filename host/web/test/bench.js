@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 // `./linux-wasm.sh bench host`, browser half: the same fake kernel runs
 // the same loops (non-waiting wasm_net_poll; 64 MiB in 4 KiB reads) over
-//   - lwhost-web: worker.js + lwhost::worker in wasm + main.js (this project), and
+//   - lwhost-web: worker.js + lwhost::worker in wasm + main.js and its link
+//     worker (this project), and
 //   - the plain baseline: one postMessage to the main thread plus one
 //     Atomics.wait for its answer per host call (baseline-main below and
 //     test/baseline-worker.js), over the same proxy with the same binary
@@ -10,6 +11,7 @@
 import { attachLwnet } from "/lwnet/js/main.js";
 import { E, importedMemoryLimits } from "/lwnet/js/shim.js";
 import { readThroughProxy } from "./socket-read.js";
+import { InPageProxy } from "./in-page-socket.js";
 
 const params = new URLSearchParams(location.search);
 const proxyUrl = `ws://127.0.0.1:${params.get("proxy")}/`;
@@ -34,34 +36,6 @@ function runIn(url, message, onMessage) {
     w.onerror = (e) => { clearTimeout(timer); resolve({ error: e.message }); };
     w.postMessage(message);
   });
-}
-
-/**
- * A WebSocket-like object whose other end is test/source-worker.js (an
- * lwproxy.v2 source in its own thread, like the network service): each
- * message arrives as its own task on this thread, as a socket's would.
- */
-class InPageProxy {
-  constructor() {
-    this.protocol = "lwproxy.v2";
-    this.binaryType = "arraybuffer";
-    this.bufferedAmount = 0;
-    const channel = new MessageChannel();
-    this.port = channel.port1;
-    this.port.onmessage = (ev) => this.onmessage && this.onmessage({ data: ev.data });
-    this.worker = new Worker("/test/source-worker.js");
-    this.worker.postMessage({ port: channel.port2, bytes: BYTES }, [channel.port2]);
-    setTimeout(() => this.onopen && this.onopen(), 0);
-  }
-  send(data) {
-    if (typeof data === "string") { this.port.postMessage(data); return; }
-    const copy = data.slice().buffer; // frames may be views of reused memory: send a copy we own
-    this.port.postMessage(copy, [copy]);
-  }
-  close() {
-    this.worker.terminate();
-    setTimeout(() => this.onclose && this.onclose(), 0);
-  }
 }
 
 /** The baseline's main thread: a binary-frame lwproxy client answering one message per host call. */
@@ -146,17 +120,19 @@ function baselineMain(socketFactory) {
 }
 
 const realSocket = (url, protocols) => new WebSocket(url, protocols);
-const inPageSocket = () => new InPageProxy();
+const inPageSocket = () => new InPageProxy(BYTES);
+/** The same in-page source for lwhost-web's link worker, which imports it by URL. */
+const inPageSocketModule = `/test/in-page-socket.js?bytes=${BYTES}`;
 
-async function benchLwhost(mod, socketFactory, tag) {
-  const host = await attachLwnet({ proxyUrl, storeName: "lwnet-bench", socketFactory });
+async function benchLwhost(mod, socketModule, tag) {
+  const host = await attachLwnet({ proxyUrl, storeName: "lwnet-bench", socketModule });
   for (let i = 0; i < 100 && host.stats().socket !== "open"; i++) await new Promise((r) => setTimeout(r, 100));
   const init = host.workerInit();
   if (tag === "") {
     results.lwhost_poll = await runIn("/test/fake-kernel-worker.js", { init, ...mod, task: { kind: "bench_poll", ...target, calls: POLL_CALLS } });
   }
   results["lwhost_read" + tag] = await runIn("/test/fake-kernel-worker.js", { init, ...mod, task: { kind: "bench_read", ...target, bytes: BYTES } });
-  host.close();
+  await host.close();
 }
 
 async function benchBaseline(mod, socketFactory, tag) {
@@ -177,10 +153,10 @@ async function benchBaseline(mod, socketFactory, tag) {
       // The ceiling: the page's main thread alone downloading through lwproxy (no worker, no ring).
       results.socket_only = await readThroughProxy({ proxyUrl, target, bytes: BYTES });
       results.socket_worker = await runIn("/test/socket-worker.js", { proxyUrl, target, bytes: BYTES });
-      await benchLwhost(mod, realSocket, "");
+      await benchLwhost(mod, undefined, "");
       await benchBaseline(mod, realSocket, "");
     }
-    await benchLwhost(mod, inPageSocket, "_in_page");
+    await benchLwhost(mod, inPageSocketModule, "_in_page");
     await benchBaseline(mod, inPageSocket, "_in_page");
   } catch (e) {
     results.error = String(e && e.stack || e);

@@ -2,8 +2,8 @@
 //! code, not a port) compiled to wasm32 with shared memory, for browsers
 //! and for the wasmtime tier.
 //!
-//! One module, instantiated once per thread (the main thread, and each Web
-//! Worker that runs kernel tasks) over ONE imported shared memory, which
+//! One module, instantiated once per thread (the link worker that serves
+//! the region, and each Web Worker that runs kernel tasks) over ONE imported shared memory, which
 //! also holds the lwhost region (`struct lwhost_shm`) as a static. The JS
 //! glue (`host/web/js/worker.js`) validates kernel pointers against the
 //! kernel's memory, copies arguments into this thread's scratch area, and
@@ -37,7 +37,7 @@ use lwhost::web_layout::{Layout, LAYOUT_SENTINEL, LAYOUT_VERSION};
 use lwhost::worker::{StoreRequest, Worker};
 
 /// Threads (Web Workers) that may use the host ABI at once. A slot is
-/// reclaimed by the main side once its worker is gone (see js/main.js).
+/// reclaimed by the main side once its worker is gone (see js/region.js).
 pub const THREAD_SLOTS: usize = 128;
 /// Shadow stack per thread: the ABI paths are shallow and allocate nothing.
 const STACK_BYTES: usize = 32 * 1024;
@@ -86,8 +86,8 @@ fn worker() -> &'static Worker {
 }
 
 struct LayoutCell(UnsafeCell<MaybeUninit<Layout>>);
-// SAFETY: written once by `lw_layout` on the main thread before any worker
-// exists (and rewritten with identical values by any later call).
+// SAFETY: written once by `lw_layout` in the link worker (js/link-worker.js)
+// before any kernel worker exists (and rewritten with identical values by any later call).
 unsafe impl Sync for LayoutCell {}
 static LAYOUT: LayoutCell = LayoutCell(UnsafeCell::new(MaybeUninit::uninit()));
 
