@@ -4,6 +4,8 @@
 # Atomics.wait per host call), in one run:
 #   - latency of a non-waiting wasm_net_poll
 #   - throughput of 64 MiB read in 4 KiB reads, proxy -> worker
+#   - in Chromium, that read against its ceiling (a bare WebSocket read loop in
+#     a dedicated worker), alternating for 3 rounds: the ratio per round and its median
 # Targets: >= 10x the baseline's throughput; native poll p50 <= 1 us.
 set -euo pipefail
 # shellcheck source=tools/lib.sh
@@ -81,9 +83,16 @@ try:
 except (KeyError, TypeError, ZeroDivisionError):
     print("chromium figures incomplete: %s" % json.dumps(web)[:400])
 try:
-    r = lr["mib_s"] / sw["mib_s"]
-    print("chromium lwhost-web via lwproxy / bare WebSocket in a worker (window %s): %.2f (goal >= 0.8: %s)"
-          % (sw.get("window"), r, "met" if r >= 0.8 else "MISSED"))
+    # Each round reads the ceiling, then lwhost-web (test/bench.js): the goal is judged on the
+    # median of the rounds' ratios; the table's rows are the median runs of each.
+    paired = web["paired"]
+    r = paired["ratio_median"]
+    print("chromium rounds (ceiling MiB/s, lwhost-web MiB/s, ratio): %s"
+          % ", ".join("(%.1f, %.1f, %.2f)" % t for t in zip(sw["runs"], lr["runs"], paired["ratios"])))
+    if paired.get("short"):
+        print("warning: runs that ended early: %s" % json.dumps(paired["short"])[:400])
+    print("chromium lwhost-web via lwproxy / bare WebSocket in a worker (window %s), median of %d rounds: %.2f (goal >= 0.8: %s)"
+          % (sw.get("window"), len(paired["ratios"]), r, "met" if r >= 0.8 else "MISSED"))
 except (KeyError, TypeError, ZeroDivisionError):
     print("chromium ceiling missing: %s" % json.dumps(sw)[:300])
 with open("/proc/loadavg") as f:

@@ -18,6 +18,8 @@ const proxyUrl = `ws://127.0.0.1:${params.get("proxy")}/`;
 const target = { host: "127.0.0.1", port: Number(params.get("target")) };
 const BYTES = Number(params.get("bytes") || 64 << 20);
 const POLL_CALLS = Number(params.get("calls") || 20000);
+/** Rounds of (ceiling, lwhost-web) reads through lwproxy: ?rounds=, default 3. */
+const ROUNDS = Math.max(1, Number(params.get("rounds") || 3));
 const results = {};
 
 async function loadStandin() {
@@ -124,14 +126,41 @@ const inPageSocket = () => new InPageProxy(BYTES);
 /** The same in-page source for lwhost-web's link worker, which imports it by URL. */
 const inPageSocketModule = `/test/in-page-socket.js?bytes=${BYTES}`;
 
+/** The run with the median throughput of `runs` (bench_read or readThroughProxy results), with every run's MiB/s. */
+function medianRun(runs) {
+  const sorted = [...runs].sort((a, b) => (a.mib_s || 0) - (b.mib_s || 0));
+  return { ...sorted[(sorted.length - 1) >> 1], runs: runs.map((r) => r.mib_s) };
+}
+
+/**
+ * lwhost-web's reads. Through the real lwproxy (no socketModule), each of
+ * the ROUNDS reads follows a read of the ceiling (socket-worker.js: the bare
+ * WebSocket loop in a dedicated worker, the link worker's kind of thread) on
+ * the same stream, so each round's ratio compares runs made under the same
+ * load; results.paired holds them and their median.
+ */
 async function benchLwhost(mod, socketModule, tag) {
   const host = await attachLwnet({ proxyUrl, storeName: "lwnet-bench", socketModule });
   for (let i = 0; i < 100 && host.stats().socket !== "open"; i++) await new Promise((r) => setTimeout(r, 100));
   const init = host.workerInit();
+  const read = () => runIn("/test/fake-kernel-worker.js", { init, ...mod, task: { kind: "bench_read", ...target, bytes: BYTES } });
   if (tag === "") {
     results.lwhost_poll = await runIn("/test/fake-kernel-worker.js", { init, ...mod, task: { kind: "bench_poll", ...target, calls: POLL_CALLS } });
+    const ceilings = [], reads = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      ceilings.push(await runIn("/test/socket-worker.js", { proxyUrl, target, bytes: BYTES }));
+      reads.push(await read());
+    }
+    results.socket_worker = medianRun(ceilings);
+    results.lwhost_read = medianRun(reads);
+    const ratios = reads.map((r, i) => r.mib_s / ceilings[i].mib_s);
+    // Runs that ended early (an error, or fewer bytes than asked), whole, for the report.
+    const short = [...ceilings, ...reads].filter((r) => !(r.bytes >= BYTES));
+    results.paired = { ratios, ratio_median: [...ratios].sort((a, b) => a - b)[(ratios.length - 1) >> 1], short };
+    results.lwhost_link = host.stats(); // the link worker's counters (link-stats.js), rxWindowMax among them
+  } else {
+    results["lwhost_read" + tag] = await read();
   }
-  results["lwhost_read" + tag] = await runIn("/test/fake-kernel-worker.js", { init, ...mod, task: { kind: "bench_read", ...target, bytes: BYTES } });
   await host.close();
 }
 
@@ -152,7 +181,6 @@ async function benchBaseline(mod, socketFactory, tag) {
     if (!params.get("only")) {
       // The ceiling: the page's main thread alone downloading through lwproxy (no worker, no ring).
       results.socket_only = await readThroughProxy({ proxyUrl, target, bytes: BYTES });
-      results.socket_worker = await runIn("/test/socket-worker.js", { proxyUrl, target, bytes: BYTES });
       await benchLwhost(mod, undefined, "");
       await benchBaseline(mod, realSocket, "");
     }
