@@ -66,11 +66,13 @@ self.onmessage = ({ data }) => {
 async function start({ module, memory, lockPrefix, stats, proxyUrl, token, storeName, quotaBytes, socketModule }) {
   const instance = await WebAssembly.instantiate(module, { env: { memory }, lwhost: atomicImports(memory) });
   const layout = readLayout(instance.exports, memory);
-  const store = await IdbStore.open(storeName || "lwnet-store", { quotaBytes });
+  const shared = statsView(stats);
+  const onWriter = (writer) => { shared.storeWriter = writer ? 1 : 0; };
+  const store = await IdbStore.open(storeName || "lwnet-store", { quotaBytes, onWriter });
   const socketFactory = socketModule ? (await import(socketModule)).createSocket : undefined;
   const log = (text) => postMessage({ log: text });
   instance.exports.lw_region_init();
-  const side = new MainSide({ proxyUrl, token, memory, layout, store, lockPrefix, exports: instance.exports, log, socketFactory, stats });
+  const side = new MainSide({ proxyUrl, token, memory, layout, store, lockPrefix, exports: instance.exports, log, socketFactory, stats: shared });
   side.start();
   return side;
 }
@@ -93,8 +95,8 @@ class MainSide {
     this.storeBusy = new Array(layout.store_slots).fill(false);
     this.storeChain = Promise.resolve();
     this.ws = null;
-    /** Counters and socket state, read by the page (link-stats.js). */
-    this.stats = statsView(stats);
+    /** Counters and socket state, read by the page (statsView of link-stats.js). */
+    this.stats = stats;
     this.socketState = "down"; // down | connecting | open
     this.binary = true;
     this.backoffMs = 0;

@@ -101,8 +101,9 @@ export async function attachLwnet(opts) {
     irqStats: () => (irq ? irq.stats() : null),
     /**
      * The link's counters (link-stats.js: pumps, frames and bytes each way,
-     * reconnects, store requests, the largest rx window) and `socket`:
-     * "down" | "connecting" | "open". Read from shared memory: no message.
+     * reconnects, store requests, the largest rx window, whether this page
+     * writes the store) and `socket`: "down" | "connecting" | "open". Read
+     * from shared memory: no message.
      */
     stats: () => ({ ...stats }),
     /** The store's IndexedDB schema, as opened: {version, objectStores: [names]}. */

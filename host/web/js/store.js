@@ -82,8 +82,12 @@ class StoreError extends Error {
 }
 
 export class IdbStore {
-  /** Opens (creating or upgrading) the database `name`. */
-  static async open(name, { quotaBytes = 256 * 1024 * 1024 } = {}) {
+  /**
+   * Opens (creating or upgrading) the database `name`. `onWriter(bool)` is
+   * called each time this store becomes the writer (it got the Web Lock) or
+   * stops being it (close()).
+   */
+  static async open(name, { quotaBytes = 256 * 1024 * 1024, onWriter = () => {} } = {}) {
     const open = indexedDB.open(name, SCHEMA_VERSION);
     open.onupgradeneeded = (ev) => {
       const db = open.result;
@@ -98,12 +102,12 @@ export class IdbStore {
     };
     const db = await request(open);
     db.onversionchange = () => db.close(); // let a newer page upgrade
-    const store = new IdbStore(db, quotaBytes);
+    const store = new IdbStore(db, quotaBytes, onWriter);
     await store.takeWriterLock("lwnet-store:" + name);
     return store;
   }
 
-  constructor(db, quotaBytes) {
+  constructor(db, quotaBytes, onWriter = () => {}) {
     this.db = db;
     this.quotaBytes = quotaBytes;
     /** True while this tab holds the writer's Web Lock. */
@@ -111,6 +115,7 @@ export class IdbStore {
     /** The durability of the last transaction that committed (strict or, LAZY, relaxed) or deleted a value. */
     this.lastCommitDurability = null;
     this.releaseLock = () => {};
+    this.onWriter = onWriter;
   }
 
   /**
@@ -119,11 +124,12 @@ export class IdbStore {
    * closes. Without Web Locks (old browsers) this tab writes unguarded.
    */
   async takeWriterLock(lockName) {
-    if (!globalThis.navigator || !navigator.locks) { this.writer = true; return; }
+    if (!globalThis.navigator || !navigator.locks) { this.writer = true; this.onWriter(true); return; }
     const held = new Promise((resolve) => { this.releaseLock = resolve; });
     const hold = (lock) => {
       if (!lock) return null;
       this.writer = true;
+      this.onWriter(true);
       return held; // the lock is kept until close()
     };
     const first = new Promise((resolve) => {
@@ -134,6 +140,7 @@ export class IdbStore {
 
   close() {
     this.releaseLock();
+    if (this.writer) this.onWriter(false);
     this.writer = false;
     this.db.close();
   }

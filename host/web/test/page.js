@@ -162,7 +162,19 @@ async function phase1() {
   for (let i = 0; i < 40 && inUse > 0; i++) { await new Promise((r) => setTimeout(r, 250)); inUse = host.threadSlotsInUse(); }
   check("thread_slots_reclaimed", inUse === 0, { before, after: inUse });
 
-  host.close();
+  // One writer per store, whichever worker holds the link: a second attach of
+  // the same database (as another tab's would be) reads but may not write
+  // until the first detaches; then its link worker becomes the writer.
+  const second = await attachLwnet({ proxyUrl: `ws://127.0.0.1:${proxyPort}/`, storeName: DB, log });
+  const firstWriter = host.stats().storeWriter, secondBefore = second.stats().storeWriter;
+  const busyStore = await runTask(second, mod, { kind: "store" });
+  await host.close();
+  let secondAfter = 0;
+  for (let i = 0; i < 50 && !secondAfter; i++) { await new Promise((r) => setTimeout(r, 100)); secondAfter = second.stats().storeWriter; }
+  await second.close();
+  check("store_one_writer_link", firstWriter === 1 && secondBefore === 0 && busyStore.put_blob === -E.EBUSY
+    && busyStore.put_persist === -E.EBUSY && busyStore.get_blob_equal && secondAfter === 1,
+  { firstWriter, secondBefore, put_blob: busyStore.put_blob, put_persist: busyStore.put_persist, read: busyStore.get_blob_equal, secondAfter });
   localStorage.setItem("lwtest.phase1", JSON.stringify(results));
   const next = new URL(location.href);
   next.searchParams.set("phase", "2");
