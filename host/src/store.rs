@@ -17,7 +17,7 @@
 //! lazily committed value or leave it short or zeroed (never another
 //! key's: the header names the key), so lazy values are for data that a
 //! later plain commit makes reachable and whose reader checks it (lwsync's
-//! chunks, named by their sha256 and checked on restore).
+//! packs of chunks, each chunk checked against its sha256 on restore).
 //!
 //! One writer per store directory: `lock` is flock(2)ed exclusively by the
 //! lwhost that writes (the kernel releases it when that process exits or

@@ -17,12 +17,22 @@ pub trait Blobs {
     /// As [`Blobs::put`], but the value is durable only once a later
     /// [`Blobs::put`] returns (`LWSTORE_WRITE_LAZY`, lwstore.h); a crash
     /// before that may lose or damage it. For values that a later put makes
-    /// reachable and that their reader checks, like lwsync's chunks.
+    /// reachable and that their reader checks, like lwsync's packs.
     fn put_lazy(&mut self, key: &str, data: &[u8]) -> Result<()> {
         self.put(key, data)
     }
     /// A committed value, None when absent; values over `max` bytes are refused.
     fn get(&mut self, key: &str, max: u64) -> Result<Option<Vec<u8>>>;
+    /// Up to `len` bytes of a committed value from byte `offset` on (fewer
+    /// when the value ends sooner, none past its end); None when absent.
+    /// The buffer is `len` bytes: callers bound it.
+    fn get_range(&mut self, key: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self.get(key, u64::MAX)?.map(|v| {
+            let start = offset.min(v.len() as u64) as usize;
+            let end = offset.saturating_add(len).min(v.len() as u64) as usize;
+            v[start..end].to_vec()
+        }))
+    }
     fn exists(&mut self, key: &str) -> Result<bool>;
     /// Deletes a value; absent is fine.
     fn delete(&mut self, key: &str) -> Result<()>;
@@ -191,6 +201,25 @@ impl Blobs for Store {
             }
             off += got as usize;
         }
+        Ok(Some(out))
+    }
+
+    /// LWSTORE_READs from `offset` until `len` bytes or the value's end.
+    fn get_range(&mut self, key: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>> {
+        let mut out = alloc::vec![0u8; len as usize];
+        let mut done = 0usize;
+        while done < out.len() {
+            let n = (out.len() - done).min(CHUNK);
+            let p = out[done..].as_mut_ptr();
+            let at = offset.saturating_add(done as u64);
+            match self.io(lwabi::LWSTORE_READ, key, 0, at, p, n) {
+                Ok((0, _)) => break,
+                Ok((got, _)) => done += (got as usize).min(n),
+                Err(sys::ENOENT) if done == 0 => return Ok(None),
+                Err(e) => return Err(Error::msg(format!("read {key} from the store: {}", describe(e)))),
+            }
+        }
+        out.truncate(done);
         Ok(Some(out))
     }
 

@@ -99,6 +99,7 @@ fn run(args: Vec<Vec<u8>>) -> i32 {
         root,
         store: &mut store,
         chunk_size: sync::CHUNK_SIZE,
+        pack_size: sync::PACK_SIZE,
         quiet: false,
         roots,
     };
@@ -157,7 +158,7 @@ fn auto(ctx: &mut sync::Ctx, secs: u64) -> Result<()> {
         let round = ctx.store.lock().and_then(|()| ctx.save(&[]));
         ctx.store.unlock();
         match round {
-            Ok(s) if s.changed > 0 || s.chunks_deleted > 0 => {
+            Ok(s) if s.changed > 0 || s.objects_deleted > 0 => {
                 outln!(
                     "lwsync: saved ({} changed, {} KiB sent)",
                     s.changed,
@@ -295,6 +296,8 @@ mod tests {
             root: d.root(),
             store,
             chunk_size: 8,
+            // Small packs so a save writes several.
+            pack_size: 24,
             quiet: true,
             roots: config::DEFAULT_ROOTS
                 .iter()
@@ -426,10 +429,10 @@ mod tests {
         );
         let s = ctx(&d, &mut store).save(&[]).unwrap();
         assert_eq!(s.chunks_sent, 0);
-        // A deletion drops chunks nothing references any more.
+        // A deletion: the store keeps exactly the values the snapshot uses.
         std::fs::remove_file(d.p("/home/u/sub dir/x%y")).unwrap();
-        let s = ctx(&d, &mut store).save(&[]).unwrap();
-        assert_eq!(s.chunks_deleted, 1);
+        ctx(&d, &mut store).save(&[]).unwrap();
+        assert_eq!(stored_values(&store), referenced_values(&store));
         assert_eq!(ctx(&d, &mut store).status().unwrap(), Some(Vec::new()));
     }
 
@@ -470,13 +473,16 @@ mod tests {
         assert_eq!((s.changed, s.chunks_sent), (5, 0));
     }
 
-    /// Chunks go lazily, the manifest plainly after them: a finished save
+    /// Packs go lazily, the manifest plainly after them: a finished save
     /// leaves nothing that a crash could lose.
     #[test]
-    fn chunks_are_lazy_and_the_manifest_makes_them_durable() {
+    fn packs_are_lazy_and_the_manifest_makes_them_durable() {
         let (d, mut store, s) = saved("lazy");
-        assert!(s.chunks_sent > 0);
-        assert_eq!(store.lazy_puts, s.chunks_sent);
+        // 8-byte chunks in packs of at most 24 bytes: 3 chunks a pack.
+        assert!(s.packs_sent > 0 && s.packs_sent < s.chunks_sent, "{s:?}");
+        assert_eq!(s.packs_sent, s.chunks_sent.div_ceil(3), "{s:?}");
+        assert_eq!(store.lazy_puts, s.packs_sent);
+        assert!(store.values.keys().all(|k| !k.starts_with(sync::CHUNK_PREFIX)));
         assert!(store.unsynced.is_empty());
         let before = snapshot(&d, "/home");
         store.crash();
@@ -524,10 +530,18 @@ mod tests {
 
     #[test]
     fn partial_saves_keep_other_paths_and_damage_skips_one_file() {
-        let (d, mut store, _) = saved("part");
+        // One chunk a pack, so damage to one stays within one file.
+        let d = Dir::new("part");
+        populate(&d);
+        let mut store = Mem::default();
+        let mut c = ctx(&d, &mut store);
+        c.pack_size = 8;
+        c.save(&[]).unwrap();
         std::fs::remove_dir_all(d.p("/root")).unwrap();
         d.write("/home/u/more", b"more");
-        ctx(&d, &mut store).save(&[b("/home/u/")]).unwrap();
+        let mut c = ctx(&d, &mut store);
+        c.pack_size = 8;
+        c.save(&[b("/home/u/")]).unwrap();
         let dst = Dir::new("part-dst");
         ctx(&dst, &mut store).restore().unwrap();
         assert_eq!(std::fs::read(dst.p("/root/.profile")).unwrap(), b"export X=1\n");
@@ -537,18 +551,14 @@ mod tests {
             ctx(&d, &mut store).save(&[b("/etc")]).is_err(),
             "outside the configured roots"
         );
-        // A chunk altered in the store, another missing: those two files
-        // are skipped, named, never half-written; the rest is restored.
-        let hash_of = |data: &[u8]| {
-            lwguest::index::hex_encode(&<lwguest::sha2::Sha256 as lwguest::sha2::Digest>::digest(data))
-        };
-        store.values.insert(
-            format!("{}{}", sync::CHUNK_PREFIX, hash_of(b"more")),
-            b"tampered".to_vec(),
-        );
-        store
-            .values
-            .remove(&format!("{}{}", sync::CHUNK_PREFIX, hash_of(b"export X")));
+        // A chunk altered in the store, another's pack missing: those two
+        // files are skipped, named, never half-written; the rest is restored.
+        let (more, _) = holder(&store, b"more");
+        store.values.get_mut(&more).unwrap()[0] ^= 1;
+        let (profile, _) = holder(&store, b"export X");
+        let notes = holder(&store, b"hello, t").0;
+        store.values.remove(&profile);
+        assert_ne!(notes, profile, "the kept file's chunk is in another pack");
         let dst2 = Dir::new("part-dst2");
         let r = ctx(&dst2, &mut store).restore().unwrap().unwrap();
         assert_eq!(r.skipped, 2, "{r:?}");
@@ -651,6 +661,181 @@ mod tests {
         }
         out.sort();
         out
+    }
+
+    /// The store value holding the chunk with these bytes, and its place in
+    /// it (None: a value of its own), as the committed manifest says.
+    fn holder(store: &Mem, data: &[u8]) -> (String, Option<manifest::Loc>) {
+        let m = manifest::Manifest::parse(&store.values[sync::MANIFEST_KEY], 8).unwrap();
+        let c = hash(data);
+        match m.locs.get(&c) {
+            Some(l) => (format!("{}{}", sync::PACK_PREFIX, l.pack), Some(l.clone())),
+            None => (format!("{}{c}", sync::CHUNK_PREFIX), None),
+        }
+    }
+
+    /// Every pack and chunk value in the store.
+    fn stored_values(store: &Mem) -> Vec<String> {
+        let chunk_or_pack =
+            |k: &&String| k.starts_with(sync::CHUNK_PREFIX) || k.starts_with(sync::PACK_PREFIX);
+        store.values.keys().filter(chunk_or_pack).cloned().collect()
+    }
+
+    /// Every pack and chunk value the committed manifest refers to.
+    fn referenced_values(store: &Mem) -> Vec<String> {
+        let m = manifest::Manifest::parse(&store.values[sync::MANIFEST_KEY], 8).unwrap();
+        let mut keys: Vec<String> = m
+            .chunks()
+            .iter()
+            .map(|c| match m.locs.get(*c) {
+                Some(l) => format!("{}{}", sync::PACK_PREFIX, l.pack),
+                None => format!("{}{c}", sync::CHUNK_PREFIX),
+            })
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    /// A pack stays while any chunk in it is referenced, and goes with the last.
+    #[test]
+    fn a_pack_is_deleted_only_when_none_of_its_chunks_is_referenced() {
+        let d = Dir::new("gc");
+        d.write("/home/a", b"aaaaaaaa");
+        d.write("/home/b", b"bbbbbbbb");
+        let mut store = Mem::default();
+        let s = ctx(&d, &mut store).save(&[]).unwrap();
+        assert_eq!((s.chunks_sent, s.packs_sent), (2, 1));
+        let (pack, _) = holder(&store, b"aaaaaaaa");
+        assert_eq!(holder(&store, b"bbbbbbbb").0, pack);
+        std::fs::remove_file(d.p("/home/a")).unwrap();
+        let s = ctx(&d, &mut store).save(&[]).unwrap();
+        assert_eq!((s.chunks_sent, s.objects_deleted), (0, 0));
+        assert_eq!(stored_values(&store), vec![pack.clone()]);
+        // The dead chunk's bytes stay in the pack; its live one restores.
+        let dst = Dir::new("gc-dst");
+        ctx(&dst, &mut store).restore().unwrap();
+        assert_eq!(std::fs::read(dst.p("/home/b")).unwrap(), b"bbbbbbbb");
+        assert!(!dst.p("/home/a").exists());
+        // a comes back: its chunk is sent again (the old copy is unreferenced).
+        d.write("/home/a", b"aaaaaaaa");
+        let s = ctx(&d, &mut store).save(&[]).unwrap();
+        assert_eq!((s.chunks_sent, s.packs_sent), (1, 1));
+        std::fs::remove_file(d.p("/home/b")).unwrap();
+        let s = ctx(&d, &mut store).save(&[]).unwrap();
+        assert_eq!(s.objects_deleted, 1);
+        assert!(!store.values.contains_key(&pack));
+        assert_eq!(stored_values(&store), referenced_values(&store));
+    }
+
+    /// A chunk larger than the pack size gets a pack of its own; a file of
+    /// many chunks spreads over several packs and comes back whole.
+    #[test]
+    fn large_files_span_packs() {
+        let d = Dir::new("big");
+        let data: Vec<u8> = (0..200u32).map(|i| (i * 7 % 251) as u8).collect();
+        d.write("/home/big", &data);
+        let mut store = Mem::default();
+        let s = ctx(&d, &mut store).save(&[]).unwrap();
+        assert_eq!((s.chunks_sent, s.packs_sent), (25, 9));
+        let mut c = ctx(&d, &mut store);
+        c.pack_size = 4;
+        d.write("/home/big2", &data[..100]);
+        d.write("/home/odd", b"0123456789abcdef");
+        let s = c.save(&[]).unwrap();
+        assert_eq!((s.chunks_sent, s.packs_sent), (3, 3), "big2's first 12 are big's");
+        let dst = Dir::new("big-dst");
+        ctx(&dst, &mut store).restore().unwrap();
+        assert_eq!(std::fs::read(dst.p("/home/big")).unwrap(), data);
+        assert_eq!(std::fs::read(dst.p("/home/big2")).unwrap(), &data[..100]);
+        assert_eq!(std::fs::read(dst.p("/home/odd")).unwrap(), b"0123456789abcdef");
+    }
+
+    /// A manifest whose chunk records point past their pack's end, or at
+    /// bytes that are not the chunk: that file is skipped with a message,
+    /// nothing of it is written, the rest is restored.
+    #[test]
+    fn pack_records_out_of_range_or_wrong_skip_the_file() {
+        let src = Dir::new("range-src");
+        src.write("/home/a", b"aaaaaaaa");
+        src.write("/home/b", b"bbbbbbbb");
+        src.write("/home/c", b"cccccccc");
+        let mut store = Mem::default();
+        ctx(&src, &mut store).save(&[]).unwrap();
+        let good = String::from_utf8(store.values[sync::MANIFEST_KEY].clone()).unwrap();
+        let (_, a) = holder(&store, b"aaaaaaaa");
+        let (_, b) = holder(&store, b"bbbbbbbb");
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.pack, b.pack, "one pack of 24 bytes");
+        // a's record: `c HASH 0 OFFSET 8` (one pack, numbered 0).
+        let rec = |off: u64| format!("c {} 0 {off} 8\n", hash(b"aaaaaaaa"));
+        let cases = [
+            // Past the end of its pack, or partly so.
+            good.replace(&rec(a.off), &rec(1 << 40)),
+            good.replace(&rec(a.off), &rec(20)),
+            // At b's bytes.
+            good.replace(&rec(a.off), &rec(b.off)),
+        ];
+        for (i, text) in cases.iter().enumerate() {
+            assert_ne!(text, &good, "case {i}");
+            let mut st = Mem {
+                values: store.values.clone(),
+                ..Mem::default()
+            };
+            st.values
+                .insert(sync::MANIFEST_KEY.into(), text.clone().into_bytes());
+            let dst = Dir::new(&format!("range-dst{i}"));
+            let r = ctx(&dst, &mut st).restore().unwrap().unwrap();
+            assert_eq!(r.skipped, 1, "case {i}: {r:?}");
+            assert!(!dst.p("/home/a").exists(), "case {i}");
+            assert_eq!(
+                std::fs::read_dir(dst.p("/home")).unwrap().count(),
+                2,
+                "case {i}: no temporary file"
+            );
+            assert_eq!(std::fs::read(dst.p("/home/c")).unwrap(), b"cccccccc", "case {i}");
+        }
+    }
+
+    /// A store written by an lwsync of format 2 (one value per chunk)
+    /// restores; a save over it packs only new chunks, refers to the old
+    /// values, and clean-up deletes them once unreferenced.
+    #[test]
+    fn format_2_snapshots_restore_and_later_saves_pack_new_chunks_only() {
+        let mut store = Mem::default();
+        let (one, two) = (b"old one!", b"old two!");
+        let text = format!(
+            "lwsync 2\nroot /home\nd 755 1 0 /home\nf 644 1600000000 0 8 /home/one {}\nf 600 1 0 16 /home/two {},{}\n",
+            hash(one),
+            hash(two),
+            hash(one)
+        );
+        store.values.insert(sync::MANIFEST_KEY.into(), text.into_bytes());
+        for c in [&one[..], &two[..]] {
+            store
+                .values
+                .insert(format!("{}{}", sync::CHUNK_PREFIX, hash(c)), c.to_vec());
+        }
+        let d = Dir::new("v2");
+        let r = ctx(&d, &mut store).restore().unwrap().unwrap();
+        assert_eq!((r.written, r.skipped), (2, 0));
+        assert_eq!(std::fs::read(d.p("/home/two")).unwrap(), b"old two!old one!");
+        d.write("/home/new", b"new!");
+        let s = ctx(&d, &mut store).save(&[]).unwrap();
+        assert_eq!(
+            (s.changed, s.chunks_sent, s.packs_sent, s.objects_deleted),
+            (1, 1, 1, 0)
+        );
+        assert!(store.values[sync::MANIFEST_KEY].starts_with(b"lwsync 3\n"));
+        assert_eq!(holder(&store, one).1, None);
+        assert!(holder(&store, b"new!").1.is_some());
+        let dst = Dir::new("v2-dst");
+        ctx(&dst, &mut store).restore().unwrap();
+        assert_eq!(snapshot(&dst, "/home"), snapshot(&d, "/home"));
+        std::fs::remove_file(d.p("/home/two")).unwrap();
+        let s = ctx(&d, &mut store).save(&[]).unwrap();
+        assert_eq!(s.objects_deleted, 1, "two's own chunk");
+        assert_eq!(stored_values(&store), referenced_values(&store));
     }
 
     /// The restore walker against hostile manifests: `root /`, entries

@@ -2,24 +2,33 @@
 //! path with its metadata and, for files, the chunks holding its bytes.
 //!
 //! Text, one record per line, fields separated by single spaces:
-//!   lwsync 2
+//!   lwsync 3
 //!   root PATH
+//!   p N PACK
+//!   c HASH N OFFSET LENGTH
 //!   d MODE SEC NSEC PATH
 //!   f MODE SEC NSEC SIZE PATH HASH[,HASH...] | -
 //!   l MODE SEC NSEC PATH TARGET
 //! MODE is octal; SEC NSEC the modification time; HASH is the sha256 (hex)
-//! of one chunk, stored under `lwsync/chunk/HASH`.
+//! of one chunk. A chunk named by a `c` line lives in a pack: LENGTH bytes
+//! at byte OFFSET of the value `lwsync/pack/PACK`, where PACK is the one
+//! declared by the earlier `p` line numbered N (PACK is 64 hex digits, N
+//! counts from 0). Any other chunk is a value of its own,
+//! `lwsync/chunk/HASH` (all chunks of formats 1 and 2, which have no `p`
+//! or `c` lines). Either way restore checks each chunk's sha256.
 //!
 //! Paths and link targets are bytes, as Linux keeps them (not necessarily
 //! UTF-8). Format 2 percent-encodes every byte that is not printable ASCII
 //! (<= 0x20, 0x7f, >= 0x80) and '%', so a manifest is ASCII text.
 //! Format 1 (the first lwsync) is the same except that it escaped only
 //! space, control bytes and '%' and held UTF-8 names: the one decoder reads
-//! both, so snapshots written by it restore unchanged.
+//! both, so snapshots written by it restore unchanged. Format 3 added the
+//! `p` and `c` lines (packs); formats 1 and 2 still restore.
 //!
 //! A manifest is untrusted data (the store belongs to the page's origin or
 //! is a directory anyone with access may edit): [`Manifest::parse`] checks
-//! its shape; where restore may write is decided by the configured roots,
+//! its shape (including that every packed chunk's length is the one its
+//! place in its file implies); where restore may write is decided by the configured roots,
 //! never by the `root` lines (see sync.rs).
 
 use alloc::format;
@@ -28,9 +37,18 @@ use alloc::vec::Vec;
 use lwguest::fs::{Error, Result};
 
 /// The first line of the format this lwsync writes.
-pub const HEADER: &str = "lwsync 2";
+pub const HEADER: &str = "lwsync 3";
 /// Formats this lwsync reads.
-const READS: &[&str] = &["lwsync 1", "lwsync 2"];
+const READS: &[&str] = &["lwsync 1", "lwsync 2", "lwsync 3"];
+
+/// Where a packed chunk lives: `len` bytes at byte `off` of the value
+/// `lwsync/pack/PACK` (`pack` is PACK, 64 hex digits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loc {
+    pub pack: String,
+    pub off: u64,
+    pub len: u64,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
@@ -58,6 +76,8 @@ pub struct Entry {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Manifest {
     pub roots: Vec<Vec<u8>>,
+    /// Packed chunks by hash; a chunk not here is a value of its own.
+    pub locs: alloc::collections::BTreeMap<String, Loc>,
     /// Parents before children (walk order).
     pub entries: Vec<Entry>,
 }
@@ -126,6 +146,19 @@ impl Manifest {
         for r in &self.roots {
             s.push_str(&format!("root {}\n", encode(r)));
         }
+        // Each pack once, numbered in order of first use.
+        let mut packs: alloc::collections::BTreeMap<&str, usize> = alloc::collections::BTreeMap::new();
+        for loc in self.locs.values() {
+            let n = packs.len();
+            if let alloc::collections::btree_map::Entry::Vacant(v) = packs.entry(&loc.pack) {
+                v.insert(n);
+                s.push_str(&format!("p {n} {}\n", loc.pack));
+            }
+        }
+        for (hash, loc) in &self.locs {
+            let n = packs[loc.pack.as_str()];
+            s.push_str(&format!("c {hash} {n} {} {}\n", loc.off, loc.len));
+        }
         for e in &self.entries {
             let head = format!("{:o} {} {}", e.mode, e.mtime_sec, e.mtime_nsec);
             match &e.body {
@@ -162,9 +195,50 @@ impl Manifest {
         }
         let mut m = Manifest::default();
         let mut seen = alloc::collections::BTreeSet::new();
+        let mut packs: Vec<String> = Vec::new();
         for (n, line) in lines {
             let bad = |why: &str| Error::msg(format!("manifest line {}: {why}", n + 1));
             let f: Vec<&str> = line.split(' ').collect();
+            if f[0] == "p" {
+                match f[..] {
+                    [_, num, id] if num.parse() == Ok(packs.len()) && valid_hash(id) => {
+                        packs.push(String::from(id))
+                    }
+                    _ => return Err(bad("bad pack record")),
+                }
+                continue;
+            }
+            if f[0] == "c" {
+                let [_, hash, num, off, len] = f[..] else {
+                    return Err(bad("bad chunk record"));
+                };
+                let pack = num
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| packs.get(i))
+                    .ok_or_else(|| bad("chunk in an undeclared pack"))?;
+                let off: u64 = off.parse().map_err(|_| bad("bad chunk offset"))?;
+                let len: u64 = len
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=chunk_size).contains(l))
+                    .ok_or_else(|| bad("bad chunk length"))?;
+                if off.checked_add(len).is_none() {
+                    return Err(bad("bad chunk offset"));
+                }
+                if !valid_hash(hash) {
+                    return Err(bad("bad chunk hash"));
+                }
+                let loc = Loc {
+                    pack: pack.clone(),
+                    off,
+                    len,
+                };
+                if m.locs.insert(String::from(hash), loc).is_some() {
+                    return Err(bad("chunk listed twice"));
+                }
+                continue;
+            }
             if f[0] == "root" {
                 let [_, p] = f[..] else {
                     return Err(bad("bad root"));
@@ -232,6 +306,22 @@ impl Manifest {
                 mtime_nsec,
                 body,
             });
+        }
+        // A packed chunk holds exactly the bytes its place in a file needs:
+        // a whole chunk, or what is left of the file for the last one.
+        for e in &m.entries {
+            if let Body::File { size, chunks } = &e.body {
+                for (i, c) in chunks.iter().enumerate() {
+                    let want = (size - i as u64 * chunk_size).min(chunk_size);
+                    if m.locs.get(c).is_some_and(|l| l.len != want) {
+                        return Err(Error::msg(format!(
+                            "manifest: chunk {c} of {} is {} bytes in its pack, the file needs {want}",
+                            lwguest::fs::show(&e.path),
+                            m.locs[c].len
+                        )));
+                    }
+                }
+            }
         }
         // Byte order puts every directory before what it holds.
         lwguest::sort::sort_by(&mut m.entries, |a, b| a.path.cmp(&b.path));
@@ -341,8 +431,20 @@ mod tests {
         }
     }
 
+    /// Chunk 'b' (the last 476 bytes of a 1500-byte file, 1 KiB chunks)
+    /// lives in pack 'e' at byte 8; chunk 'a' is a value of its own.
     fn sample() -> Manifest {
+        let mut locs = alloc::collections::BTreeMap::new();
+        locs.insert(
+            h('b'),
+            Loc {
+                pack: h('e'),
+                off: 8,
+                len: 476,
+            },
+        );
         Manifest {
+            locs,
             roots: vec![b"/home".to_vec()],
             entries: vec![
                 entry(b"/home/u", 0o755, Body::Dir),
@@ -378,7 +480,11 @@ mod tests {
         let m = sample();
         let text = m.to_text();
         assert!(text.is_ascii(), "{text}");
-        assert!(text.starts_with("lwsync 2\n"));
+        assert!(text.starts_with("lwsync 3\n"));
+        assert!(
+            text.contains(&format!("\np 0 {}\nc {} 0 8 476\n", h('e'), h('b'))),
+            "{text}"
+        );
         assert!(text.contains("/home/u/a%20file%25"), "{text}");
         assert!(text.contains("/home/u/caf%E9 -"), "{text}");
         assert!(text.contains(" /x%FF%20"), "{text}");
@@ -409,6 +515,7 @@ mod tests {
                 continue;
             }
             let m = Manifest {
+                locs: Default::default(),
                 roots: vec![b"/home".to_vec()],
                 entries: vec![entry(
                     &name,
@@ -468,8 +575,8 @@ mod tests {
         ]
         .map(|path| good.replace("/home/u/caf%E9", path));
         let cases = [
-            good.replace("lwsync 2", "lwsync 3"),
-            good.replace("lwsync 2", "lwsync"),
+            good.replace("lwsync 3", "lwsync 4"),
+            good.replace("lwsync 3", "lwsync"),
             good.replace("root /home", "root /home/../etc"),
             good.replace(" 1500 ", " 5000 "),
             good.replace(&h('b'), "xyz"),
@@ -478,12 +585,32 @@ mod tests {
             good.replace("d 755", "q 755"),
             format!("{good}d 755 1 1 /home/u\n"),
             format!("{good}f 644 1 1\n"),
+            // Packs: undeclared, misnumbered or badly named; chunk records
+            // with lengths or offsets out of range, listed twice, or a
+            // length the file's size contradicts.
+            good.replace(" 0 8 476", " 1 8 476"),
+            good.replace("p 0 ", "p 1 "),
+            good.replace(&format!("p 0 {}", h('e')), "p 0 xyz"),
+            good.replace(" 0 8 476", " 0 8 0"),
+            good.replace(" 0 8 476", " 0 8 1025"),
+            good.replace(" 0 8 476", " 0 8 475"),
+            good.replace(" 0 8 476", " 0 -8 476"),
+            good.replace(" 0 8 476", " 0 18446744073709551615 476"),
+            good.replace(" 0 8 476", " 0 8 476 9"),
+            good.replace(&format!("c {}", h('b')), "c xyz"),
+            good.replace("c ", "p 1 ab\nc "),
+            good.replace(" 0 8 476\n", &format!(" 0 8 476\nc {} 0 0 476\n", h('b'))),
         ];
         for (i, bad) in cases.iter().chain(&bad_paths).enumerate() {
             assert!(Manifest::parse(bad.as_bytes(), 1024).is_err(), "case {i}: {bad}");
         }
         let newer = Manifest::parse(cases[0].as_bytes(), 1024).unwrap_err();
         assert!(newer.msg.contains("newer format"), "{newer}");
+        let short = Manifest::parse(good.replace(" 0 8 476", " 0 8 475").as_bytes(), 1024).unwrap_err();
+        assert!(
+            short.msg.contains("475 bytes in its pack, the file needs 476"),
+            "{short}"
+        );
         assert!(Manifest::parse(b"\xff\xfe", 1024).is_err());
         assert!(Manifest::parse(b"", 1024).is_err());
     }

@@ -1,9 +1,22 @@
-//! save / restore / status over a [`Blobs`] store. File bytes live in
-//! content-addressed chunks (`lwsync/chunk/SHA256`); the manifest
-//! (`lwsync/manifest`) is committed last, so an interrupted save leaves the
-//! previous snapshot whole. Chunks are deleted only after the new manifest
-//! is committed, and never one that the manifest committed in the store at
-//! that moment references.
+//! save / restore / status over a [`Blobs`] store. File bytes are cut into
+//! content-addressed chunks (1 MiB, named by their sha256). A save appends
+//! the chunks the store lacks to packs, values `lwsync/pack/ID` of up to
+//! [`PACK_SIZE`] (the chunks' bytes back to back; ID is the sha256 of the
+//! list of their hashes), put lazily; the manifest (`lwsync/manifest`),
+//! which says where each chunk lives, is committed last with a plain put
+//! (making the packs durable first), so an interrupted save leaves the
+//! previous snapshot whole. One value per few MiB instead of one per chunk:
+//! creating a store value costs the host a file, which dominated saving
+//! many small files. Snapshots of formats 1 and 2 keep each chunk in a value
+//! of its own (`lwsync/chunk/SHA256`); those still restore, and a save over
+//! one keeps referring to the chunks it already has.
+//!
+//! Clean-up runs after the new manifest is committed and deletes every
+//! pack and chunk value that neither it nor the manifest committed in the
+//! store at that moment references. A pack goes only when no chunk in it
+//! is referenced any more: a pack with one live chunk keeps its other
+//! chunks' bytes too (packs are not rewritten), so a store can hold up to
+//! a pack's worth of unreferenced bytes per live pack.
 //!
 //! Change detection: a file is read again unless its inode, size, mtime and
 //! ctime are those recorded when it was last saved or restored (the local
@@ -19,7 +32,7 @@
 //! reported and skipped; the rest is restored.
 
 use crate::config;
-use crate::manifest::{self, Body, Change, Entry, Manifest};
+use crate::manifest::{self, Body, Change, Entry, Loc, Manifest};
 use crate::state::{self, Stamp, State};
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
@@ -34,7 +47,12 @@ use lwguest::{errln, outln, sys};
 
 pub const MANIFEST_KEY: &str = "lwsync/manifest";
 pub const CHUNK_PREFIX: &str = "lwsync/chunk/";
+pub const PACK_PREFIX: &str = "lwsync/pack/";
 pub const CHUNK_SIZE: u64 = 1 << 20;
+/// A pack is closed before a chunk would take it past this many bytes
+/// (so a pack of 1 MiB chunks holds 4): few values a save, yet a bounded
+/// buffer in the guest and little dead data kept by one live chunk.
+pub const PACK_SIZE: u64 = 4 << 20;
 const MAX_MANIFEST: u64 = 64 << 20;
 /// Mode bits restore sets: permissions and sticky, never setuid/setgid
 /// (ownership is not recorded, so those bits would grant root's rights).
@@ -45,6 +63,9 @@ pub struct Ctx<'a> {
     pub root: Vec<u8>,
     pub store: &'a mut dyn Blobs,
     pub chunk_size: u64,
+    /// Most bytes in one pack ([`PACK_SIZE`]; a chunk larger than this
+    /// gets a pack of its own).
+    pub pack_size: u64,
     pub quiet: bool,
     /// The configured roots: the only places restore writes to.
     pub roots: Vec<Vec<u8>>,
@@ -60,7 +81,10 @@ pub struct SaveStats {
     pub changed: usize,
     pub chunks_sent: usize,
     pub bytes_sent: u64,
-    pub chunks_deleted: usize,
+    /// Packs written (each holds one or more of the chunks sent).
+    pub packs_sent: usize,
+    /// Store values (packs, chunks of older formats) deleted as unreferenced.
+    pub objects_deleted: usize,
 }
 
 /// What a restore did.
@@ -77,6 +101,36 @@ type Metas = BTreeMap<Vec<u8>, Meta>;
 
 fn chunk_key(hash: &str) -> String {
     format!("{CHUNK_PREFIX}{hash}")
+}
+
+fn pack_key(id: &str) -> String {
+    format!("{PACK_PREFIX}{id}")
+}
+
+/// The store values a snapshot needs: its packs, and its chunks stored as
+/// values of their own.
+fn needed_keys(m: &Manifest) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    for c in m.chunks() {
+        keys.insert(match m.locs.get(c) {
+            Some(loc) => pack_key(&loc.pack),
+            None => chunk_key(c),
+        });
+    }
+    keys
+}
+
+/// Where the chunks a save may refer to live: for those of the previous
+/// snapshot its location (None: a value of its own), for those the save
+/// sent, their place in a pack (None while their pack is still open).
+type Known = BTreeMap<String, Option<Loc>>;
+
+/// The pack being filled: chunk bytes back to back, and each chunk's hash,
+/// offset and length.
+#[derive(Default)]
+struct Pack {
+    bytes: Vec<u8>,
+    members: Vec<(String, u64, u64)>,
 }
 
 /// The sha256 of a chunk list: what the local record keeps of a file's content.
@@ -215,11 +269,12 @@ impl Ctx<'_> {
         };
         let prev = self.load()?.unwrap_or_default();
         let record = State::load(&self.state_path());
-        // Inserted one by one: collecting into a BTreeSet sorts on the stack (lwguest::sort).
-        let mut known: BTreeSet<String> = BTreeSet::new();
+        // Inserted one by one: collecting into a BTreeMap sorts on the stack (lwguest::sort).
+        let mut known: Known = BTreeMap::new();
         for c in prev.chunks() {
-            known.insert(String::from(c));
+            known.insert(String::from(c), prev.locs.get(c).cloned());
         }
+        let mut pack = Pack::default();
         let mut entries: Vec<Entry> = prev
             .entries
             .iter()
@@ -254,7 +309,7 @@ impl Ctx<'_> {
                         *chunks = pc.clone();
                     }
                 } else {
-                    let (read, list) = self.upload_file(&e.path, &mut known, &mut stats)?;
+                    let (read, list) = self.upload_file(&e.path, &mut known, &mut pack, &mut stats)?;
                     *size = read;
                     *chunks = list;
                     stats.changed += 1;
@@ -265,6 +320,7 @@ impl Ctx<'_> {
             }
             entries.push(e);
         }
+        self.flush_pack(&mut pack, &mut known, &mut stats)?;
         sort::sort_by(&mut entries, |a, b| a.path.cmp(&b.path));
         for e in &entries {
             match e.body {
@@ -273,19 +329,31 @@ impl Ctx<'_> {
                 Body::Link { .. } => stats.links += 1,
             }
         }
-        let m = Manifest { roots, entries };
+        let mut m = Manifest {
+            roots,
+            entries,
+            ..Manifest::default()
+        };
+        let mut locs = BTreeMap::new();
+        for c in m.chunks() {
+            if let Some(Some(loc)) = known.get(c) {
+                locs.insert(String::from(c), loc.clone());
+            }
+        }
+        m.locs = locs;
         // The commit point: before it the old snapshot is the saved one.
         self.store.put(MANIFEST_KEY, m.to_text().as_bytes())?;
         // Clean-up keeps what this manifest and whatever manifest is
-        // committed now reference (if another saver slipped in, its chunks stay).
+        // committed now reference (if another saver slipped in, its packs stay).
         let committed = self.load()?.unwrap_or_default();
-        let mut needed: BTreeSet<&str> = m.chunks();
-        needed.extend(committed.chunks());
-        for key in self.store.list(CHUNK_PREFIX)? {
-            let hash = &key[CHUNK_PREFIX.len()..];
-            if !needed.contains(hash) {
-                self.store.delete(&key)?;
-                stats.chunks_deleted += 1;
+        let mut needed = needed_keys(&m);
+        needed.extend(needed_keys(&committed));
+        for prefix in [PACK_PREFIX, CHUNK_PREFIX] {
+            for key in self.store.list(prefix)? {
+                if !needed.contains(&key) {
+                    self.store.delete(&key)?;
+                    stats.objects_deleted += 1;
+                }
             }
         }
         // The local record: what was just saved, plus the record's entries
@@ -307,11 +375,37 @@ impl Ctx<'_> {
         }
     }
 
-    /// Reads a file chunk by chunk, uploading chunks the store lacks.
+    /// Puts the pack being filled (lazily: the manifest's plain put makes
+    /// it durable first) and records where its chunks are. Empty: nothing.
+    fn flush_pack(&mut self, pack: &mut Pack, known: &mut Known, stats: &mut SaveStats) -> Result<()> {
+        if pack.members.is_empty() {
+            return Ok(());
+        }
+        let hashes: Vec<String> = pack.members.iter().map(|(h, _, _)| h.clone()).collect();
+        // Named by its contents: a new pack holds only chunks the previous
+        // snapshot lacks, so it never replaces a pack that snapshot uses.
+        let id = list_digest(&hashes);
+        self.store.put_lazy(&pack_key(&id), &pack.bytes)?;
+        stats.packs_sent += 1;
+        for (hash, off, len) in pack.members.drain(..) {
+            let loc = Loc {
+                pack: id.clone(),
+                off,
+                len,
+            };
+            known.insert(hash, Some(loc));
+        }
+        pack.bytes.clear();
+        Ok(())
+    }
+
+    /// Reads a file chunk by chunk, adding chunks the store lacks to `pack`
+    /// (put whenever it is full).
     fn upload_file(
         &mut self,
         path: &[u8],
-        known: &mut BTreeSet<String>,
+        known: &mut Known,
+        pack: &mut Pack,
         stats: &mut SaveStats,
     ) -> Result<(u64, Vec<String>)> {
         let local = self.local(path);
@@ -328,12 +422,21 @@ impl Ctx<'_> {
             }
             total += n as u64;
             let hash = hex_encode(&Sha256::digest(&buf[..n]));
-            if !known.contains(&hash) {
-                // Lazy: the manifest's plain put below makes it durable first.
-                self.store.put_lazy(&chunk_key(&hash), &buf[..n])?;
+            if !known.contains_key(&hash) {
+                if pack.bytes.len() as u64 + n as u64 > self.pack_size {
+                    self.flush_pack(pack, known, stats)?;
+                }
+                if pack.bytes.capacity() == 0 {
+                    // Once, for the whole save: no regrowth copies.
+                    pack.bytes
+                        .reserve_exact(self.pack_size.max(self.chunk_size) as usize);
+                }
+                pack.members
+                    .push((hash.clone(), pack.bytes.len() as u64, n as u64));
+                pack.bytes.extend_from_slice(&buf[..n]);
                 stats.chunks_sent += 1;
                 stats.bytes_sent += n as u64;
-                known.insert(hash.clone());
+                known.insert(hash.clone(), None);
             }
             chunks.push(hash);
             if n < buf.len() {
@@ -417,7 +520,7 @@ impl Ctx<'_> {
                 ))),
                 Some(root) => self
                     .check_parents(&e.path, &root, &mut checked)
-                    .and_then(|()| self.restore_entry(e, &record, &mut next, &zeros)),
+                    .and_then(|()| self.restore_entry(e, &m.locs, &record, &mut next, &zeros)),
             };
             match r {
                 Ok(true) => out.written += 1,
@@ -459,6 +562,7 @@ impl Ctx<'_> {
     fn restore_entry(
         &mut self,
         e: &Entry,
+        locs: &BTreeMap<String, Loc>,
         record: &State,
         next: &mut State,
         zeros: &str,
@@ -489,7 +593,8 @@ impl Ctx<'_> {
                         return Ok(false);
                     }
                 }
-                self.restore_file(&dest, *size, chunks, e.mode & RESTORE_MODE_MASK, zeros)?;
+                let mode = e.mode & RESTORE_MODE_MASK;
+                self.restore_file(&dest, *size, chunks, locs, mode, zeros)?;
                 fs::set_mtime(&dest, e.mtime_sec, e.mtime_nsec)?;
                 if let Some(now) = fs::lstat(&dest)? {
                     next.insert(e.path.clone(), stamp(&now, chunks));
@@ -533,6 +638,7 @@ impl Ctx<'_> {
         dest: &[u8],
         size: u64,
         chunks: &[String],
+        locs: &BTreeMap<String, Loc>,
         mode: u32,
         zeros: &str,
     ) -> core::result::Result<(), Skip> {
@@ -558,10 +664,7 @@ impl Ctx<'_> {
                         .map_err(|x| Error::sys(format!("seek {}", show(&tmp)), x))?;
                     continue;
                 }
-                let data = match self.store.get(&chunk_key(hash), self.chunk_size)? {
-                    Some(d) => d,
-                    None => return Err(Skip::Entry(format!("chunk {hash} is missing from the store"))),
-                };
+                let data = self.fetch_chunk(hash, locs.get(hash))?;
                 if hex_encode(&Sha256::digest(&data)) != *hash {
                     return Err(Skip::Entry(format!("chunk {hash} is damaged in the store")));
                 }
@@ -592,6 +695,28 @@ impl Ctx<'_> {
             let _ = fs::unlink(&tmp);
         }
         result
+    }
+
+    /// A chunk's bytes from its pack (`loc`) or its own value, unchecked.
+    fn fetch_chunk(&mut self, hash: &str, loc: Option<&Loc>) -> core::result::Result<Vec<u8>, Skip> {
+        let Some(loc) = loc else {
+            return match self.store.get(&chunk_key(hash), self.chunk_size)? {
+                Some(d) => Ok(d),
+                None => Err(Skip::Entry(format!("chunk {hash} is missing from the store"))),
+            };
+        };
+        match self.store.get_range(&pack_key(&loc.pack), loc.off, loc.len)? {
+            None => Err(Skip::Entry(format!(
+                "pack {} (holding chunk {hash}) is missing from the store",
+                loc.pack
+            ))),
+            Some(d) if (d.len() as u64) < loc.len => Err(Skip::Entry(format!(
+                "chunk {hash}: pack {} ends before byte {} (damaged or not the snapshot's)",
+                loc.pack,
+                loc.off + loc.len
+            ))),
+            Some(d) => Ok(d),
+        }
     }
 
     /// Changes since the last save; None when nothing was ever saved.
