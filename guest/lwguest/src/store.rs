@@ -21,6 +21,12 @@ pub trait Blobs {
     fn put_lazy(&mut self, key: &str, data: &[u8]) -> Result<()> {
         self.put(key, data)
     }
+    /// As [`Blobs::put_lazy`], for a value given as consecutive parts: no
+    /// buffer holds the whole value (on a no-MMU kernel a large one needs
+    /// that much contiguous memory).
+    fn put_lazy_parts(&mut self, key: &str, parts: &[&[u8]]) -> Result<()> {
+        self.put_lazy(key, &parts.concat())
+    }
     /// A committed value, None when absent; values over `max` bytes are refused.
     fn get(&mut self, key: &str, max: u64) -> Result<Option<Vec<u8>>>;
     /// Up to `len` bytes of a committed value from byte `offset` on (fewer
@@ -75,25 +81,29 @@ impl Store {
         Ok(Store { fd })
     }
 
-    /// A whole value in LWSTORE_CHUNK_MAX pieces, committed with the last
-    /// one (adding `commit_flags`).
-    fn put_with(&mut self, key: &str, data: &[u8], commit_flags: u32) -> Result<()> {
+    /// A whole value, the concatenation of `parts`, in pieces of at most
+    /// LWSTORE_CHUNK_MAX bytes (none spanning two parts), committed with
+    /// the last one (adding `commit_flags`). An empty value is one empty
+    /// write.
+    fn put_with(&mut self, key: &str, parts: &[&[u8]], commit_flags: u32) -> Result<()> {
         let err = |e| Error::msg(format!("store {key}: {}", describe(e)));
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let mut pieces = parts.iter().flat_map(|p| p.chunks(CHUNK));
         let mut off = 0usize;
         loop {
-            let n = (data.len() - off).min(CHUNK);
+            let piece = pieces.next().unwrap_or(&[]);
             let mut flags = 0;
             if off == 0 {
                 flags |= lwabi::LWSTORE_WRITE_TRUNC;
             }
-            if off + n == data.len() {
+            if off + piece.len() == total {
                 flags |= lwabi::LWSTORE_WRITE_COMMIT | commit_flags;
             }
-            let p = data[off..].as_ptr() as *mut u8;
-            self.io(lwabi::LWSTORE_WRITE, key, flags, off as u64, p, n)
+            let p = piece.as_ptr() as *mut u8;
+            self.io(lwabi::LWSTORE_WRITE, key, flags, off as u64, p, piece.len())
                 .map_err(err)?;
-            off += n;
-            if off == data.len() {
+            off += piece.len();
+            if off == total {
                 return Ok(());
             }
         }
@@ -170,11 +180,15 @@ impl Blobs for Store {
     }
 
     fn put(&mut self, key: &str, data: &[u8]) -> Result<()> {
-        self.put_with(key, data, 0)
+        self.put_with(key, &[data], 0)
     }
 
     fn put_lazy(&mut self, key: &str, data: &[u8]) -> Result<()> {
-        self.put_with(key, data, lwabi::LWSTORE_WRITE_LAZY)
+        self.put_with(key, &[data], lwabi::LWSTORE_WRITE_LAZY)
+    }
+
+    fn put_lazy_parts(&mut self, key: &str, parts: &[&[u8]]) -> Result<()> {
+        self.put_with(key, parts, lwabi::LWSTORE_WRITE_LAZY)
     }
 
     fn get(&mut self, key: &str, max: u64) -> Result<Option<Vec<u8>>> {

@@ -50,8 +50,9 @@ pub const CHUNK_PREFIX: &str = "lwsync/chunk/";
 pub const PACK_PREFIX: &str = "lwsync/pack/";
 pub const CHUNK_SIZE: u64 = 1 << 20;
 /// A pack is closed before a chunk would take it past this many bytes
-/// (so a pack of 1 MiB chunks holds 4): few values a save, yet a bounded
-/// buffer in the guest and little dead data kept by one live chunk.
+/// (so a pack of 1 MiB chunks holds 4): few values a save, yet bounded
+/// memory in the guest (the open pack's chunks) and little dead data kept
+/// by one live chunk.
 pub const PACK_SIZE: u64 = 4 << 20;
 const MAX_MANIFEST: u64 = 64 << 20;
 /// Mode bits restore sets: permissions and sticky, never setuid/setgid
@@ -125,11 +126,13 @@ fn needed_keys(m: &Manifest) -> BTreeSet<String> {
 /// sent, their place in a pack (None while their pack is still open).
 type Known = BTreeMap<String, Option<Loc>>;
 
-/// The pack being filled: chunk bytes back to back, and each chunk's hash,
-/// offset and length.
+/// The pack being filled: its chunks' bytes, one buffer each (put back to
+/// back: no buffer of the whole pack, which a no-MMU kernel would have to
+/// find contiguous), its size, and each chunk's hash, offset and length.
 #[derive(Default)]
 struct Pack {
-    bytes: Vec<u8>,
+    parts: Vec<Vec<u8>>,
+    size: u64,
     members: Vec<(String, u64, u64)>,
 }
 
@@ -385,7 +388,8 @@ impl Ctx<'_> {
         // Named by its contents: a new pack holds only chunks the previous
         // snapshot lacks, so it never replaces a pack that snapshot uses.
         let id = list_digest(&hashes);
-        self.store.put_lazy(&pack_key(&id), &pack.bytes)?;
+        let parts: Vec<&[u8]> = pack.parts.iter().map(Vec::as_slice).collect();
+        self.store.put_lazy_parts(&pack_key(&id), &parts)?;
         stats.packs_sent += 1;
         for (hash, off, len) in pack.members.drain(..) {
             let loc = Loc {
@@ -395,7 +399,8 @@ impl Ctx<'_> {
             };
             known.insert(hash, Some(loc));
         }
-        pack.bytes.clear();
+        pack.parts.clear();
+        pack.size = 0;
         Ok(())
     }
 
@@ -423,17 +428,12 @@ impl Ctx<'_> {
             total += n as u64;
             let hash = hex_encode(&Sha256::digest(&buf[..n]));
             if !known.contains_key(&hash) {
-                if pack.bytes.len() as u64 + n as u64 > self.pack_size {
+                if pack.size + n as u64 > self.pack_size {
                     self.flush_pack(pack, known, stats)?;
                 }
-                if pack.bytes.capacity() == 0 {
-                    // Once, for the whole save: no regrowth copies.
-                    pack.bytes
-                        .reserve_exact(self.pack_size.max(self.chunk_size) as usize);
-                }
-                pack.members
-                    .push((hash.clone(), pack.bytes.len() as u64, n as u64));
-                pack.bytes.extend_from_slice(&buf[..n]);
+                pack.members.push((hash.clone(), pack.size, n as u64));
+                pack.parts.push(buf[..n].to_vec());
+                pack.size += n as u64;
                 stats.chunks_sent += 1;
                 stats.bytes_sent += n as u64;
                 known.insert(hash.clone(), None);
