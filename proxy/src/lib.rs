@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod forwarded;
+pub mod frames;
 pub mod limits;
 pub mod platform;
 pub mod policy;

@@ -38,9 +38,11 @@ pub enum Upstream {
         bytes: Bytes,
         charged: bool,
     },
-    /// The session wrote this many bytes to the target itself ([`forward`]): the connection
-    /// task only accounts for them (audit, activity, acks).
-    Written(usize),
+    /// The session wrote bytes to the target itself ([`forward`]) and counted them in the
+    /// connection's [`DirectCount`]: the connection task takes the count and accounts for the
+    /// bytes (audit, activity, acks). Sent only when the count starts from nothing outside an
+    /// ack period, or crosses [`ACK_BATCH`] bytes: one wake-up per ack period, not per write.
+    Written,
     Shutdown,
     Close,
 }
@@ -50,18 +52,34 @@ pub enum Upstream {
 /// ([`forward`]). Empty for TLS targets and until the connection is established.
 pub type DirectWriter = Arc<std::sync::OnceLock<Arc<OwnedWriteHalf>>>;
 
+/// Bytes the session wrote to a plain target itself ([`forward`]) that the connection task
+/// has not accounted for yet (audit, activity, acks), with [`PERIOD_OPEN`] set while the
+/// connection task has an ack period open (its ack timer armed, `lwproxy.v2` only): it takes
+/// the count when the period ends, so the session need not wake it for each write.
+pub type DirectCount = Arc<AtomicU64>;
+
+/// The flag bit of a [`DirectCount`]; the other bits count bytes.
+const PERIOD_OPEN: u64 = 1 << 63;
+
+/// The bytes of a [`DirectCount`] value.
+fn direct_bytes(v: u64) -> u64 {
+    v & !PERIOD_OPEN
+}
+
 /// What the session holds of a connection's client-to-target path.
 pub struct UpstreamPath<'a> {
     pub tx: &'a mpsc::UnboundedSender<Upstream>,
     /// Bytes handed to `tx` and not yet written to the target.
     pub queued: &'a AtomicU64,
     pub direct: &'a DirectWriter,
+    pub written: &'a DirectCount,
 }
 
 /// Hands client data for one connection towards its target, in order. When nothing is queued
 /// for the connection and its target socket is plain TCP, the calling task (the session)
 /// charges the bytes and writes what the socket takes at once, without a hand-off to the
-/// connection task (which accounts for them afterwards, [`Upstream::Written`]); the rest, or
+/// connection task (which accounts for them afterwards from the [`DirectCount`], woken by
+/// [`Upstream::Written`] at most once an ack period or [`ACK_BATCH`] bytes); the rest, or
 /// all of it otherwise, is queued for the connection task and counted in `queued`, which the
 /// session's flow control and back-pressure read. Returns false when the connection is
 /// ending (its task reports why).
@@ -80,8 +98,13 @@ pub fn forward(path: &UpstreamPath<'_>, data: Bytes, identity: &Identity, limits
             // Any error (the socket is full, or failed) leaves the bytes to the connection
             // task, whose write waits for room or reports the failure.
             let n = w.try_write(&data).unwrap_or(0);
-            if n > 0 && path.tx.send(Upstream::Written(n)).is_err() {
-                return false;
+            if n > 0 {
+                let prev = path.written.fetch_add(n as u64, Ordering::AcqRel);
+                let before = direct_bytes(prev);
+                let wake = prev == 0 || (before < ACK_BATCH && before + n as u64 >= ACK_BATCH);
+                if wake && path.tx.send(Upstream::Written).is_err() {
+                    return false;
+                }
             }
             if n == data.len() {
                 return true;
@@ -235,6 +258,7 @@ pub struct ConnParams {
     pub queued: Arc<AtomicU64>,
     pub drained: Arc<Notify>,
     pub direct: DirectWriter,
+    pub written: DirectCount,
     pub window: Arc<Window>,
     pub kill: watch::Receiver<Option<Failure>>,
     pub slot: ConnSlot,
@@ -283,11 +307,7 @@ pub async fn run(mut p: ConnParams) {
         k = kill.wait_for(|k| k.is_some()) => Err(k.ok().and_then(|k| k.clone()).unwrap_or_else(gone)),
     };
     // Bytes the session wrote to the target itself that the relay, stopped, did not count.
-    while let Ok(cmd) = upstream.try_recv() {
-        if let Upstream::Written(n) = cmd {
-            audit.add_up(n);
-        }
-    }
+    audit.add_up(direct_bytes(p.written.swap(0, Ordering::AcqRel)) as usize);
     match &result {
         Ok(()) => audit.set_outcome("closed"),
         Err(e) => audit.set_outcome(format!("error: {e}")),
@@ -501,7 +521,7 @@ async fn downstream<R: AsyncRead + Unpin>(rd: &mut R, sh: &Shared<'_>) -> Result
         let delivered = if p.dialect == Dialect::V2 {
             protocol::fill_binary_header(p.id, &mut buf);
             p.window.sent(n);
-            p.out.binary(buf.split().freeze()).await
+            p.out.data(buf.split().freeze()).await
         } else {
             p.out.text(protocol::data_json(p.id, &buf)).await
         };
@@ -522,19 +542,30 @@ async fn upstream_loop<W: AsyncWrite + Unpin>(
     rx: &mut mpsc::UnboundedReceiver<Upstream>,
 ) -> Result<(), Failure> {
     let p = sh.p;
+    let v2 = p.dialect == Dialect::V2;
     let mut unacked: u64 = 0;
-    // Acks are coalesced: one per ACK_BATCH bytes, or ACK_DELAY after the first unacked byte.
-    // A client never waits on them before a quarter of its window is in flight, so small
-    // writes (interactive traffic) do not cost an extra message each. One timer, re-armed
-    // only when an ack period starts, keeps the per-message cost nil.
+    // Acks are coalesced: one per ACK_BATCH bytes, and one when the ack period ends, ACK_DELAY
+    // after the first byte it covers was written. A client never waits on them before a
+    // quarter of its window is in flight, so small writes (interactive traffic) do not cost an
+    // extra message each. One timer, armed only when a period starts, keeps the per-message
+    // cost nil; while a period is open the session counts its own writes without waking this
+    // task ([`DirectCount`]), and the period's end takes them.
+    let mut period = false;
     let ack_timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(ack_timer);
     loop {
         let cmd = tokio::select! {
             biased;
             cmd = rx.recv() => cmd,
-            _ = &mut ack_timer, if unacked > 0 => {
-                if !p.out.text(protocol::ack(p.id, unacked)).await {
+            _ = &mut ack_timer, if period => {
+                period = false;
+                let n = direct_bytes(p.written.swap(0, Ordering::AcqRel));
+                if n > 0 {
+                    sh.audit.add_up(n as usize);
+                    sh.touch();
+                }
+                unacked += n;
+                if unacked > 0 && !p.out.text(protocol::ack(p.id, unacked)).await {
                     return Err(gone());
                 }
                 unacked = 0;
@@ -551,9 +582,13 @@ async fn upstream_loop<W: AsyncWrite + Unpin>(
                 wr.write_all(&bytes).await.map_err(|e| io_failure(&e))?;
                 p.queued.fetch_sub(n as u64, Ordering::AcqRel);
                 p.drained.notify_waiters();
-                n
+                n as u64
             }
-            Upstream::Written(n) => n,
+            Upstream::Written => {
+                // The period opens (v2), so the session's next writes only count.
+                let keep = if v2 { PERIOD_OPEN } else { 0 };
+                direct_bytes(p.written.swap(keep, Ordering::AcqRel))
+            }
             Upstream::Shutdown => {
                 wr.shutdown().await.map_err(|e| io_failure(&e))?;
                 sh.client_shut.store(true, Ordering::Release);
@@ -564,13 +599,15 @@ async fn upstream_loop<W: AsyncWrite + Unpin>(
             }
             Upstream::Close => return Ok(()),
         };
-        sh.audit.add_up(n);
+        sh.audit.add_up(n as usize);
         sh.touch();
-        if p.dialect == Dialect::V2 {
-            if unacked == 0 {
+        if v2 {
+            if !period {
+                period = true;
+                p.written.fetch_or(PERIOD_OPEN, Ordering::AcqRel);
                 ack_timer.as_mut().reset(Instant::now() + ACK_DELAY);
             }
-            unacked += n as u64;
+            unacked += n;
             if unacked >= ACK_BATCH {
                 if !p.out.text(protocol::ack(p.id, unacked)).await {
                     return Err(gone());

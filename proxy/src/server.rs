@@ -458,7 +458,13 @@ async fn handle_client(
     if wisp.is_some() {
         ws_cfg = ws_cfg.read_buffer_size(crate::wisp_session::READ_BUFFER);
     }
-    let ws = WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(ws_cfg)).await;
+    let ws = WebSocketStream::from_partially_read(
+        crate::frames::FrameIo::new(stream),
+        rest,
+        Role::Server,
+        Some(ws_cfg),
+    )
+    .await;
     tracing::debug!(%peer, identity = %identity.name, ?dialect, "session start");
     let ctx = SessionCtx {
         cfg: cfg.clone(),

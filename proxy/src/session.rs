@@ -4,12 +4,12 @@
 //! session except closing it; bad input gets an `error` and the session carries on.
 
 use crate::config::Config;
+use crate::frames::{self, DataSink, FrameIo};
 use crate::limits::Identity;
 use crate::policy;
 use crate::protocol::{self, ClientMsg, Dialect, ErrorCode, Failure, WINDOW};
-use crate::relay::{self, ConnParams, DirectWriter, Upstream, UpstreamPath, Window};
-use futures_util::stream::SplitSink;
-use futures_util::{Sink, SinkExt, StreamExt};
+use crate::relay::{self, ConnParams, DirectCount, DirectWriter, Upstream, UpstreamPath, Window};
+use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -22,7 +22,7 @@ use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 /// Messages queued towards the client. Small: with data messages of at most 64 KiB (+base64)
@@ -57,6 +57,8 @@ struct ConnEntry {
     drained: Arc<Notify>,
     /// The target socket's write half, once connected (plain TCP only).
     direct: DirectWriter,
+    /// Bytes the session wrote through `direct` not yet accounted by the connection task.
+    written: DirectCount,
     window: Arc<Window>,
     kill: watch::Sender<Option<Failure>>,
     /// The client closed it: no more writes; `closed` will follow.
@@ -67,7 +69,15 @@ struct ConnEntry {
 }
 
 /// The client's WebSocket sink, type-erased so that [`Out`] does not depend on the transport.
-type WsSink = Pin<Box<dyn Sink<Message, Error = WsError> + Send>>;
+type WsSink = Pin<Box<dyn DataSink + Send>>;
+
+/// A message towards the client.
+enum OutMsg {
+    /// Written by tungstenite.
+    Ws(Message),
+    /// A binary data message, written as a frame of its own ([`DataSink::poll_data`]).
+    Data(bytes::Bytes),
+}
 
 /// The client's WebSocket sink and how long it has been blocked.
 struct SinkSlot {
@@ -99,8 +109,8 @@ impl OutShared {
     async fn write(
         &self,
         slot: &mut SinkSlot,
-        first: Message,
-        mut next: impl FnMut() -> Option<Message>,
+        first: OutMsg,
+        mut next: impl FnMut() -> Option<OutMsg>,
     ) -> bool {
         let Some(sink) = slot.sink.as_mut() else {
             return false;
@@ -109,10 +119,18 @@ impl OutShared {
         let batch = async {
             let mut msg = Some(first);
             while let Some(m) = msg.take() {
-                let is_close = matches!(m, Message::Close(_));
-                sink.feed(m).await?;
-                if is_close {
-                    break;
+                match m {
+                    OutMsg::Data(b) => {
+                        let mut data = Some(b);
+                        std::future::poll_fn(|cx| sink.as_mut().poll_data(cx, &mut data)).await?;
+                    }
+                    OutMsg::Ws(m) => {
+                        let is_close = matches!(m, Message::Close(_));
+                        sink.feed(m).await?;
+                        if is_close {
+                            break;
+                        }
+                    }
                 }
                 msg = next();
             }
@@ -141,13 +159,24 @@ impl OutShared {
 /// of [`Protocol::OUT_QUEUE`] messages, which the writer task ([`spawn_writer`]) drains.
 #[derive(Clone)]
 pub struct Out {
-    queue: mpsc::Sender<Message>,
+    queue: mpsc::Sender<OutMsg>,
     shared: Arc<OutShared>,
 }
 
 impl Out {
     /// Sends one message, directly or through the queue (see [`Out`]).
     pub async fn send(&self, msg: Message) -> bool {
+        self.put(OutMsg::Ws(msg)).await
+    }
+
+    /// Sends one binary data message (the relay's hot path: its frame is written straight to
+    /// the socket, without a copy into tungstenite's buffer; see [`frames`]), directly or
+    /// through the queue (see [`Out`]).
+    pub async fn data(&self, b: bytes::Bytes) -> bool {
+        self.put(OutMsg::Data(b)).await
+    }
+
+    async fn put(&self, msg: OutMsg) -> bool {
         let s = &*self.shared;
         if s.pending.load(Ordering::Acquire) == 0 {
             if let Ok(mut slot) = s.sink.try_lock() {
@@ -188,16 +217,16 @@ impl Out {
 /// stops reading for longer than `stall_limit` loses its session, so a stuck peer cannot pin
 /// resources. The task ends when every [`Out`] is gone (after closing the WebSocket), when
 /// the client is, or when a write failed or stalled.
-pub fn spawn_writer<S>(
-    sink: SplitSink<WebSocketStream<S>, Message>,
+pub fn spawn_writer<W>(
+    sink: W,
     queue_len: usize,
     stall_limit: Duration,
     peer: SocketAddr,
 ) -> (Out, JoinHandle<()>)
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    W: DataSink + Send + 'static,
 {
-    let (queue, mut out_rx) = mpsc::channel::<Message>(queue_len);
+    let (queue, mut out_rx) = mpsc::channel::<OutMsg>(queue_len);
     let shared = Arc::new(OutShared {
         sink: tokio::sync::Mutex::new(SinkSlot {
             sink: Some(Box::pin(sink)),
@@ -365,11 +394,11 @@ enum Step<E> {
 
 /// Runs a session of protocol `P` until the client leaves, stops reading, fails liveness,
 /// or the server drains and no stream is left.
-pub async fn drive<P: Protocol, S>(ws: WebSocketStream<S>, ctx: SessionCtx)
+pub async fn drive<P: Protocol, S>(ws: WebSocketStream<FrameIo<S>>, ctx: SessionCtx)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (sink, mut stream) = ws.split();
+    let (mut stream, sink) = frames::split(ws);
     let (out, mut writer) = spawn_writer(sink, P::OUT_QUEUE, ctx.cfg.limits.idle_timeout, ctx.peer);
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<P::Event>();
     let ctx = Arc::new(ctx);
@@ -608,6 +637,7 @@ impl LwSession {
                 let queued = Arc::new(AtomicU64::new(0));
                 let drained = Arc::new(Notify::new());
                 let direct = DirectWriter::default();
+                let written = DirectCount::default();
                 let window = Arc::new(Window::new(dialect, protocol::grant_window(window)));
                 let (kill, kill_rx) = watch::channel(None);
                 let params = ConnParams {
@@ -627,6 +657,7 @@ impl LwSession {
                     queued: queued.clone(),
                     drained: drained.clone(),
                     direct: direct.clone(),
+                    written: written.clone(),
                     window: window.clone(),
                     kill: kill_rx,
                     slot,
@@ -639,6 +670,7 @@ impl LwSession {
                         queued,
                         drained,
                         direct,
+                        written,
                         window,
                         kill,
                         closing: false,
@@ -680,6 +712,7 @@ impl LwSession {
                     tx: &c.tx,
                     queued: &c.queued,
                     direct: &c.direct,
+                    written: &c.written,
                 };
                 if !relay::forward(&path, data, identity, &cfg.limits) {
                     return true; // the connection is ending; its task reports why

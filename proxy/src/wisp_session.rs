@@ -604,7 +604,7 @@ async fn tcp_stream(p: &StreamParams, audit: &Audit, mut rx: mpsc::Receiver<Byte
 /// Sends the `n` bytes read into `buf` after its [`wisp::HEADER`] bytes of room as DATA.
 async fn deliver(p: &StreamParams, audit: &Audit, mut buf: BytesMut, n: usize) -> Result<(), End> {
     wisp::fill_data_header(p.id, &mut buf);
-    if !p.out.binary(buf.freeze()).await {
+    if !p.out.data(buf.freeze()).await {
         return Err(client_gone());
     }
     audit.add_down(n);
