@@ -278,6 +278,9 @@ impl Ctx<'_> {
             known.insert(String::from(c), prev.locs.get(c).cloned());
         }
         let mut pack = Pack::default();
+        // One read buffer for the whole save: a new one per file would map
+        // (and fault in) fresh memory each time, costly on a um guest.
+        let mut buf = Vec::new();
         let mut entries: Vec<Entry> = prev
             .entries
             .iter()
@@ -312,7 +315,8 @@ impl Ctx<'_> {
                         *chunks = pc.clone();
                     }
                 } else {
-                    let (read, list) = self.upload_file(&e.path, &mut known, &mut pack, &mut stats)?;
+                    let (read, list) =
+                        self.upload_file(&e.path, &mut buf, &mut known, &mut pack, &mut stats)?;
                     *size = read;
                     *chunks = list;
                     stats.changed += 1;
@@ -409,18 +413,19 @@ impl Ctx<'_> {
     fn upload_file(
         &mut self,
         path: &[u8],
+        buf: &mut Vec<u8>,
         known: &mut Known,
         pack: &mut Pack,
         stats: &mut SaveStats,
     ) -> Result<(u64, Vec<String>)> {
         let local = self.local(path);
         let fd = Fd::open(&local, sys::O_RDONLY | sys::O_NOFOLLOW, 0)?;
-        let mut buf = alloc::vec![0u8; self.chunk_size as usize];
+        buf.resize(self.chunk_size as usize, 0);
         let mut chunks = Vec::new();
         let mut total = 0u64;
         loop {
             let n = fd
-                .read_full(&mut buf)
+                .read_full(buf)
                 .map_err(|e| Error::sys(format!("read {}", show(path)), e))?;
             if n == 0 {
                 break;
