@@ -53,6 +53,24 @@ impl AsyncWrite for ClientStream {
             ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
+    /// Delegated, so that a data frame's header and payload ([`crate::frames`]) leave in one
+    /// `writev` rather than the header in a write (and a TCP segment) of its own.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            ClientStream::Plain(s) => s.is_write_vectored(),
+            ClientStream::Tls(s) => s.is_write_vectored(),
+        }
+    }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             ClientStream::Plain(s) => Pin::new(s).poll_flush(cx),
@@ -487,6 +505,16 @@ async fn handle_client(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// A data frame's header and payload leave in one system call ([`crate::frames`]) only if
+    /// the client stream passes vectored writes through.
+    #[tokio::test]
+    async fn client_streams_write_vectored() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let io = crate::frames::FrameIo::new(ClientStream::Plain(c));
+        assert!(io.is_write_vectored());
+    }
 
     #[test]
     fn request_parsing() {
