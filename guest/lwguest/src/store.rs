@@ -81,28 +81,39 @@ impl Store {
         Ok(Store { fd })
     }
 
-    /// A whole value, the concatenation of `parts`, in pieces of at most
-    /// LWSTORE_CHUNK_MAX bytes (none spanning two parts), committed with
-    /// the last one (adding `commit_flags`). An empty value is one empty
-    /// write.
+    /// A whole value, the concatenation of `parts`, in writes of
+    /// LWSTORE_CHUNK_MAX bytes (small parts share one: each write is a
+    /// round trip to the host), committed with the last one (adding
+    /// `commit_flags`). An empty value is one empty write.
     fn put_with(&mut self, key: &str, parts: &[&[u8]], commit_flags: u32) -> Result<()> {
         let err = |e| Error::msg(format!("store {key}: {}", describe(e)));
         let total: usize = parts.iter().map(|p| p.len()).sum();
-        let mut pieces = parts.iter().flat_map(|p| p.chunks(CHUNK));
+        let mut stage: Vec<u8> = Vec::with_capacity(total.min(CHUNK));
+        let (mut rest, mut cur): (&[&[u8]], &[u8]) = (parts, &[]);
         let mut off = 0usize;
         loop {
-            let piece = pieces.next().unwrap_or(&[]);
+            while stage.len() < CHUNK {
+                if cur.is_empty() {
+                    let Some((p, r)) = rest.split_first() else { break };
+                    (cur, rest) = (p, r);
+                    continue;
+                }
+                let n = cur.len().min(CHUNK - stage.len());
+                stage.extend_from_slice(&cur[..n]);
+                cur = &cur[n..];
+            }
             let mut flags = 0;
             if off == 0 {
                 flags |= lwabi::LWSTORE_WRITE_TRUNC;
             }
-            if off + piece.len() == total {
+            if off + stage.len() == total {
                 flags |= lwabi::LWSTORE_WRITE_COMMIT | commit_flags;
             }
-            let p = piece.as_ptr() as *mut u8;
-            self.io(lwabi::LWSTORE_WRITE, key, flags, off as u64, p, piece.len())
+            let p = stage.as_ptr() as *mut u8;
+            self.io(lwabi::LWSTORE_WRITE, key, flags, off as u64, p, stage.len())
                 .map_err(err)?;
-            off += piece.len();
+            off += stage.len();
+            stage.clear();
             if off == total {
                 return Ok(());
             }
