@@ -104,7 +104,9 @@ struct OutShared {
 
 impl OutShared {
     /// Feeds `first` and whatever `next` yields to the sink (under its lock), then flushes
-    /// them in one go, within the stall limit. On failure the sink is dropped and the writer
+    /// them in one go, within the stall limit. A data message's frame is written whole by
+    /// itself, after flushing what tungstenite holds (pongs among it), so a batch of data
+    /// messages alone needs no flush after it. On failure the sink is dropped and the writer
     /// task told; false then.
     async fn write(
         &self,
@@ -118,6 +120,7 @@ impl OutShared {
         let since = *slot.blocked_since.get_or_insert_with(Instant::now);
         let batch = async {
             let mut msg = Some(first);
+            let mut fed = false;
             while let Some(m) = msg.take() {
                 match m {
                     OutMsg::Data(b) => {
@@ -125,6 +128,7 @@ impl OutShared {
                         std::future::poll_fn(|cx| sink.as_mut().poll_data(cx, &mut data)).await?;
                     }
                     OutMsg::Ws(m) => {
+                        fed = true;
                         let is_close = matches!(m, Message::Close(_));
                         sink.feed(m).await?;
                         if is_close {
@@ -134,7 +138,11 @@ impl OutShared {
                 }
                 msg = next();
             }
-            sink.flush().await
+            if fed {
+                sink.flush().await
+            } else {
+                Ok(())
+            }
         };
         match tokio::time::timeout_at(since + self.stall_limit, batch).await {
             Ok(Ok(())) => {
