@@ -38,41 +38,57 @@ pub fn grant_window(offer: Option<u64>) -> u64 {
 /// Receive-window autotuning of a client's proxy-to-client window, the one rule lwhost's main
 /// side follows (the page's `host/web/js/link.js` restates it; docs/protocol.md "Flow
 /// control"). Modelled on Linux's dynamic right-sizing (`tcp_rcv_rtt_measure` and
-/// `tcp_rcv_space_adjust` in net/ipv4/tcp_input.c):
+/// `tcp_rcv_space_adjust` in net/ipv4/tcp_input.c, Linux 6.12):
 ///
-/// - the round trip is estimated from the receive side alone: the time one window's worth of
-///   data takes to arrive after a mark (it cannot arrive sooner than one round trip, as the
-///   credit for it must reach the proxy first); the smallest sample is kept;
-/// - once per round trip the bytes the reader consumed in it are counted, and when twice that
-///   exceeds the window, the window becomes twice that (so the window stays at least twice
-///   what the reader drains per round trip), never above [`MAX_WINDOW`]. It never shrinks.
+/// - the round trip is estimated from the receive side alone: the time the last whole window
+///   took to arrive after a mark (it cannot arrive sooner than one round trip, as the credit
+///   for it must reach the proxy first). The latest sample is kept, not the smallest: a
+///   window-limited stream's samples lengthen as the window grows (queues along the path,
+///   scheduling jitter), and the smallest, from the first small windows, cut the measurement
+///   short and stalled growth below what the path needs;
+/// - once per round trip it counts `copied`: the bytes the reader consumed in it minus the
+///   bytes still waiting for the reader (`copied -= inq` in `tcp_rcv_space_adjust`), so a
+///   reader that leaves data queued does not grow the window. When `copied` exceeds `space`
+///   (the `copied` of the last growth; half the window at the start or after a grant), the
+///   window becomes `2 × copied`, plus DRS's allowance for a rising rate,
+///   `2 × (2 × copied) × (copied − space) / space`, never above [`MAX_WINDOW`] (DRS's
+///   `16 × advmss` cushion has no counterpart here), and `space` becomes `copied`. It never
+///   shrinks.
 ///
-/// A grown window goes to the proxy as `"window"` in the next `ack` ([`client::ack_window`]).
-/// Times are microseconds on any monotonic clock; byte counts are totals since the connection
-/// opened.
+/// So a reader that keeps up grows the window to [`MAX_WINDOW`] within a few round trips,
+/// whatever the path's round trip does; a reader slower than the window-limited stream leaves
+/// it (the rest waits queued and is subtracted). The proxy's memory does not depend on the
+/// window (see [`MAX_WINDOW`]). A grown window goes to the proxy as `"window"` in the next
+/// `ack` ([`client::ack_window`]). Times are microseconds on any monotonic clock; byte counts
+/// are totals since the connection opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WindowTuner {
     window: u64,
     received: u64,
     consumed: u64,
-    /// Smallest round-trip sample, in microseconds (none before the first window arrived).
+    /// Latest round-trip sample, in microseconds (none before the first window arrived).
     rtt_us: Option<u64>,
     /// (`received` total that ends the current round-trip sample, when it started).
     rtt_mark: Option<(u64, u64)>,
     /// (`consumed` total, time) at the start of the current measurement.
     epoch: (u64, u64),
+    /// Bytes per round trip the window is sized for (`rcvq_space.space`): the `copied` of the
+    /// last growth, or half the window.
+    space: u64,
 }
 
 impl WindowTuner {
     /// A tuner for a connection whose window is `window` bytes (what the client offered).
     pub fn new(window: u64, now_us: u64) -> Self {
+        let window = window.clamp(1, MAX_WINDOW);
         WindowTuner {
-            window: window.clamp(1, MAX_WINDOW),
+            window,
             received: 0,
             consumed: 0,
             rtt_us: None,
             rtt_mark: None,
             epoch: (0, now_us),
+            space: window / 2,
         }
     }
 
@@ -85,6 +101,7 @@ impl WindowTuner {
     /// The proxy's grant from `opened` (`None` from proxies older than the field: [`WINDOW`]).
     pub fn granted(&mut self, grant: Option<u64>) {
         self.window = grant.unwrap_or(WINDOW).clamp(1, MAX_WINDOW);
+        self.space = self.window / 2;
     }
 
     /// `n` bytes arrived from the proxy at `now_us`.
@@ -93,8 +110,7 @@ impl WindowTuner {
         match self.rtt_mark {
             Some((end, _)) if self.received < end => {}
             Some((_, start)) => {
-                let sample = now_us.saturating_sub(start).max(1);
-                self.rtt_us = Some(self.rtt_us.map_or(sample, |r| r.min(sample)));
+                self.rtt_us = Some(now_us.saturating_sub(start).max(1));
                 self.rtt_mark = Some((self.received.saturating_add(self.window), now_us));
             }
             None => self.rtt_mark = Some((self.received.saturating_add(self.window), now_us)),
@@ -111,7 +127,18 @@ impl WindowTuner {
             return None;
         }
         self.epoch = (self.consumed, now_us);
-        let want = (self.consumed - since).saturating_mul(2).min(MAX_WINDOW);
+        let queued = self.received.saturating_sub(self.consumed);
+        // Capped so the products below stay far from overflow (and exact in link.js).
+        let copied = (self.consumed - since).saturating_sub(queued).min(MAX_WINDOW);
+        if copied <= self.space {
+            return None;
+        }
+        let mut want = copied * 2;
+        if self.space > 0 {
+            want += 2 * (want * (copied - self.space) / self.space);
+        }
+        self.space = copied;
+        let want = want.min(MAX_WINDOW);
         (want > self.window).then(|| {
             self.window = want;
             want
@@ -674,37 +701,48 @@ mod tests {
         }
     }
 
-    /// Drives a tuner through a transfer limited by its window: `rtt_us` per round trip, one
-    /// window delivered and consumed per round trip; returns the windows advertised.
-    fn window_limited_transfer(rtt_us: u64, rounds: u64) -> Vec<u64> {
+    /// Drives a tuner through a transfer limited by its window: round trip `round` lasts
+    /// `rtt_us(round, window)`, one window delivered and consumed per round trip; returns the
+    /// windows advertised. (Restated in host/web/test/page.js, check `window_tuner_rule`.)
+    fn window_limited_transfer(rtt_us: impl Fn(u64, u64) -> u64, rounds: u64) -> Vec<u64> {
         let mut t = WindowTuner::new(WINDOW, 0);
         let mut grown = Vec::new();
+        let mut now = 0;
         for round in 0..rounds {
             let w = t.window();
-            let now = round * rtt_us;
+            let rtt = rtt_us(round, w);
             // The window arrives in 64 KiB frames spread over the round trip, each consumed
             // (and acked) as it lands.
             let frames = w.div_ceil(65_536);
             for f in 0..frames {
-                let at = now + f * rtt_us / frames;
+                let at = now + f * rtt / frames;
                 let n = 65_536.min(w - f * 65_536);
                 t.on_received(n, at);
                 grown.extend(t.on_consumed(n, at));
             }
+            now += rtt;
         }
         grown
     }
 
-    #[test]
-    fn tuner_grows_while_the_reader_keeps_up_up_to_max_window() {
-        let grown = window_limited_transfer(1_000, 20);
-        assert!(
-            !grown.is_empty(),
-            "a window-limited reader that keeps up grows it"
-        );
+    fn assert_grows_to_the_cap(grown: &[u64]) {
         assert!(grown.windows(2).all(|w| w[0] < w[1]), "only grows: {grown:?}");
         assert_eq!(grown.last(), Some(&MAX_WINDOW), "up to the cap: {grown:?}");
-        assert!(grown.iter().all(|w| *w <= MAX_WINDOW));
+    }
+
+    #[test]
+    fn tuner_grows_while_the_reader_keeps_up_up_to_max_window() {
+        assert_grows_to_the_cap(&window_limited_transfer(|_, _| 1_000, 20));
+    }
+
+    /// The round trip a window-limited stream sees varies and lengthens as the window grows
+    /// (here 1-4 ms of jitter plus 1 ms per 64 KiB in flight, a path draining 64 MiB/s): the
+    /// smallest sample (the first window's) stalled the old rule at 640 KiB.
+    #[test]
+    fn tuner_reaches_max_window_when_round_trips_vary() {
+        let jitter = [1_000, 4_000, 2_000, 3_000];
+        let grown = window_limited_transfer(|r, w| jitter[r as usize % 4] + w * 1_000 / 65_536, 30);
+        assert_grows_to_the_cap(&grown);
     }
 
     #[test]
@@ -718,6 +756,24 @@ mod tests {
         let mut grown = Vec::new();
         for ms in 1..200 {
             grown.extend(t.on_consumed(16_384, ms * 1_000));
+        }
+        assert_eq!(grown, Vec::<u64>::new());
+        assert_eq!(t.window(), WINDOW);
+    }
+
+    /// A reader slower than the stream, with the proxy refilling the window as acks return
+    /// (1 ms one way): a window's arrival is paced by the reader, so the round-trip sample is
+    /// long and a whole window is consumed per sample, but most of it waited queued: no growth.
+    #[test]
+    fn tuner_keeps_the_window_for_a_paced_slow_reader() {
+        let mut t = WindowTuner::new(WINDOW, 0);
+        let (mut sent, mut arriving, mut grown) = (0u64, 0u64, Vec::new());
+        for ms in 0..1_000u64 {
+            t.on_received(arriving, ms * 1_000);
+            let n = 16_384.min(t.received - t.consumed);
+            grown.extend(t.on_consumed(n, ms * 1_000));
+            arriving = t.window() - (sent - t.consumed);
+            sent += arriving;
         }
         assert_eq!(grown, Vec::<u64>::new());
         assert_eq!(t.window(), WINDOW);

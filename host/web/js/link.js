@@ -42,35 +42,37 @@ export function errnoFromProxyError(msg) {
  * Receive-window autotuning of one connection's proxy-to-client window: the
  * rule of lwproxy::protocol::WindowTuner (proxy/src/protocol.rs, where it is
  * defined and unit-tested; docs/protocol.md "Flow control"), restated.
- * Linux's dynamic right-sizing: the round trip is the shortest time a whole
- * window took to arrive after a mark; once per round trip, when twice the
- * bytes consumed in it exceed the window, the window becomes twice that, at
- * most MAX_WINDOW; it never shrinks. Times in ms (performance.now()).
+ * Linux's dynamic right-sizing (tcp_rcv_space_adjust, tcp_input.c): the round
+ * trip is the time the last whole window took to arrive after a mark; once per
+ * round trip, copied = bytes consumed in it minus bytes still queued; when
+ * copied exceeds space (the copied of the last growth, at first half the
+ * window), the window becomes 2 x copied plus 2 x (2 x copied) x (copied -
+ * space) / space, at most MAX_WINDOW, and space becomes copied; it never
+ * shrinks. Times in ms (performance.now()).
  */
 export class WindowTuner {
   constructor(window, now) {
     this.window = Math.min(Math.max(window, 1), MAX_WINDOW);
     this.received = 0;
     this.consumed = 0;
-    this.rtt = null; // smallest round-trip sample, ms
+    this.rtt = null; // latest round-trip sample, ms
     this.mark = null; // { end: received total that ends the sample, at }
     this.epoch = { consumed: 0, at: now };
+    this.space = Math.floor(this.window / 2); // bytes per round trip the window is sized for
   }
 
   /** The proxy's grant from `opened` (absent from older proxies: WINDOW). */
   granted(grant) {
     const g = Number.isSafeInteger(grant) ? grant : WINDOW;
     this.window = Math.min(Math.max(g, 1), MAX_WINDOW);
+    this.space = Math.floor(this.window / 2);
   }
 
   /** `n` bytes arrived from the proxy at `now`. */
   onReceived(n, now) {
     this.received += n;
     if (this.mark && this.received < this.mark.end) return;
-    if (this.mark) {
-      const sample = Math.max(now - this.mark.at, 0.001);
-      this.rtt = this.rtt === null ? sample : Math.min(this.rtt, sample);
-    }
+    if (this.mark) this.rtt = Math.max(now - this.mark.at, 0.001);
     this.mark = { end: this.received + this.window, at: now };
   }
 
@@ -78,8 +80,14 @@ export class WindowTuner {
   onConsumed(n, now) {
     this.consumed += n;
     if (this.rtt === null || now - this.epoch.at < this.rtt) return null;
-    const want = Math.min((this.consumed - this.epoch.consumed) * 2, MAX_WINDOW);
+    const queued = Math.max(this.received - this.consumed, 0);
+    const copied = Math.min(Math.max(this.consumed - this.epoch.consumed - queued, 0), MAX_WINDOW);
     this.epoch = { consumed: this.consumed, at: now };
+    if (copied <= this.space) return null;
+    let want = copied * 2;
+    if (this.space > 0) want += 2 * Math.floor((want * (copied - this.space)) / this.space);
+    this.space = copied;
+    want = Math.min(want, MAX_WINDOW);
     if (want <= this.window) return null;
     this.window = want;
     return want;

@@ -91,24 +91,41 @@ async function phase1() {
   check("link_off_main_thread", busy.doneWhileBusy && busy.read.bytes > 8 << 20 && busy.read.bytes < (8 << 20) + 1024, busy);
   // The page's window autotuning (WindowTuner in link.js) grew the window while the reader kept up.
   // The same rule, deterministic (the cases of protocol.rs's tuner tests): a reader that keeps
-  // up with a window-limited stream (1 ms round trips) grows the window to the cap; one that
-  // drains 16 KiB per ms leaves it alone.
-  const fast = new WindowTuner(WINDOW, 0), fastSeen = [];
-  for (let round = 0; round < 20; round++) {
-    const w = fast.window, frames = Math.ceil(w / 65536);
-    for (let f = 0; f < frames; f++) {
-      const at = round + f / frames, n = Math.min(65536, w - f * 65536);
-      fast.onReceived(n, at);
-      const g = fast.onConsumed(n, at);
-      if (g !== null) fastSeen.push(g);
+  // up with a window-limited stream grows the window to the cap, with 1 ms round trips and with
+  // round trips that vary and lengthen with the window; one that drains 16 KiB per ms leaves it
+  // alone, whether the data sits there or the proxy refills the window as acks return.
+  const windowLimited = (rtt, rounds) => {
+    const t = new WindowTuner(WINDOW, 0), seen = [];
+    let now = 0;
+    for (let round = 0; round < rounds; round++) {
+      const w = t.window, r = rtt(round, w), frames = Math.ceil(w / 65536);
+      for (let f = 0; f < frames; f++) {
+        const at = now + f * r / frames, n = Math.min(65536, w - f * 65536);
+        t.onReceived(n, at);
+        const g = t.onConsumed(n, at);
+        if (g !== null) seen.push(g);
+      }
+      now += r;
     }
-  }
+    return seen;
+  };
+  const toCap = (seen) => seen.at(-1) === MAX_WINDOW && seen.every((w, i) => i === 0 || w > seen[i - 1]);
+  const fastSeen = windowLimited(() => 1, 20);
+  const jitter = [1, 4, 2, 3], variedSeen = windowLimited((r, w) => jitter[r % 4] + w / 65536, 30);
   const slow = new WindowTuner(WINDOW, 0);
   for (let i = 0; i < 8; i++) slow.onReceived(WINDOW / 4, i * 0.25);
   let slowGrew = false;
   for (let ms = 1; ms < 200; ms++) slowGrew ||= slow.onConsumed(16384, ms) !== null;
-  check("window_tuner_rule", fastSeen.at(-1) === MAX_WINDOW && fastSeen.every((w, i) => i === 0 || w > fastSeen[i - 1])
-    && !slowGrew && slow.window === WINDOW, { fastSeen, slow: slow.window });
+  const paced = new WindowTuner(WINDOW, 0);
+  let sent = 0, arriving = 0;
+  for (let ms = 0; ms < 1000; ms++) {
+    paced.onReceived(arriving, ms);
+    slowGrew ||= paced.onConsumed(Math.min(16384, paced.received - paced.consumed), ms) !== null;
+    arriving = paced.window - (sent - paced.consumed);
+    sent += arriving;
+  }
+  check("window_tuner_rule", toCap(fastSeen) && toCap(variedSeen) && !slowGrew && slow.window === WINDOW && paced.window === WINDOW,
+    { fastSeen, variedSeen, slow: slow.window, paced: paced.window });
   const grown = host.stats().rxWindowMax;
   check("window_grows_while_reader_keeps_up", grown > WINDOW && grown <= MAX_WINDOW, { rxWindowMax: grown, WINDOW, MAX_WINDOW });
 
