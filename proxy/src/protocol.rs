@@ -133,12 +133,13 @@ impl WindowTuner {
         if copied <= self.space {
             return None;
         }
-        let mut want = copied * 2;
-        if self.space > 0 {
-            want += 2 * (want * (copied - self.space) / self.space);
-        }
+        let rcvwin = copied * 2;
+        // DRS's allowance for a rising rate (none when the window was 1 byte: space 0).
+        let grow = (rcvwin * (copied - self.space))
+            .checked_div(self.space)
+            .unwrap_or(0);
+        let want = (rcvwin + 2 * grow).min(MAX_WINDOW);
         self.space = copied;
-        let want = want.min(MAX_WINDOW);
         (want > self.window).then(|| {
             self.window = want;
             want
