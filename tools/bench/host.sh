@@ -93,6 +93,8 @@ try:
         print("warning: runs that ended early: %s" % json.dumps(paired["short"])[:400])
     print("chromium lwhost-web via lwproxy / bare WebSocket in a worker (window %s), median of %d rounds: %.2f (goal >= 0.8: %s)"
           % (sw.get("window"), len(paired["ratios"]), r, "met" if r >= 0.8 else "MISSED"))
+    print("chromium lwhost-web's largest window advertised (rxWindowMax, WindowTuner): %s bytes"
+          % web.get("lwhost_link", {}).get("rxWindowMax"))
 except (KeyError, TypeError, ZeroDivisionError):
     print("chromium ceiling missing: %s" % json.dumps(sw)[:300])
 with open("/proc/loadavg") as f:
