@@ -222,7 +222,7 @@ pub struct Writer<S>(Shared<S>);
 /// to the socket (see the module notes).
 pub trait DataSink: Sink<Message, Error = WsError> {
     /// Sends `data` (taken out of the option when its frame starts) as one binary message;
-    /// Ready(Ok) once the whole frame is written. Dropped midway, the frame is still finished
+    /// Ready(Ok) once the whole frame is written and the socket flushed. Dropped midway, the frame is still finished
     /// before anything else is written. Errors: the socket's, or
     /// `Protocol(SendAfterClosing)` once a close frame was sent or received.
     fn poll_data(
@@ -250,7 +250,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> DataSink for Writer<S> {
                 link.ws.get_mut().start(payload);
             }
         }
-        link.ws.get_mut().poll_pending(cx).map_err(WsError::Io)
+        // Flushed, not only written: a TLS stream (tokio-rustls) accepts the frame into its
+        // buffer and answers Ready(Ok) when the socket would block, and nothing else would
+        // send those records until the session's next write. On plain TCP the flush is free.
+        Pin::new(link.ws.get_mut()).poll_flush(cx).map_err(WsError::Io)
     }
 }
 
@@ -336,6 +339,70 @@ mod tests {
             );
         }
         server.await.unwrap();
+    }
+
+    /// A transport that, like a TLS stream, takes every write into its own buffer and sends
+    /// it only when flushed.
+    struct FlushToSend {
+        out: DuplexStream,
+        held: Vec<u8>,
+    }
+
+    impl AsyncRead for FlushToSend {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.out).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for FlushToSend {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.held.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            let me = &mut *self;
+            while !me.held.is_empty() {
+                let n = std::task::ready!(Pin::new(&mut me.out).poll_write(cx, &me.held))?;
+                me.held.drain(..n);
+            }
+            Pin::new(&mut me.out).poll_flush(cx)
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            self.poll_flush(cx)
+        }
+    }
+
+    /// A data frame reaches the client with nothing sent after it, also through a transport
+    /// that holds writes until flushed (a TLS stream whose socket would block).
+    #[tokio::test]
+    async fn a_data_frame_is_flushed_through_a_buffering_transport() {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let io = FrameIo::new(FlushToSend {
+            out: a,
+            held: Vec::new(),
+        });
+        let server = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+        let mut client = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
+        let (_r, mut w) = split(server);
+        let mut data = Some(Bytes::from_static(b"the last bytes of a response"));
+        std::future::poll_fn(|cx| Pin::new(&mut w).poll_data(cx, &mut data))
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), client.next()).await;
+        assert!(
+            matches!(&got, Ok(Some(Ok(Message::Binary(b)))) if b.as_ref() == b"the last bytes of a response"),
+            "{got:?}"
+        );
     }
 
     /// Once the client's close was read, data frames are refused (RFC 6455 §5.5.1), while

@@ -106,7 +106,8 @@ impl OutShared {
     /// Feeds `first` and whatever `next` yields to the sink (under its lock), then flushes
     /// them in one go, within the stall limit. A data message's frame is written whole by
     /// itself, after flushing what tungstenite holds (pongs among it), so a batch of data
-    /// messages alone needs no flush after it. On failure the sink is dropped and the writer
+    /// messages alone needs no flush after it (each frame flushes the socket itself, so a TLS
+    /// stream sends its records at once). On failure the sink is dropped and the writer
     /// task told; false then.
     async fn write(
         &self,
