@@ -48,8 +48,10 @@ self.onmessage = ({ data }) => {
   } else if (data && data.reconnect) {
     if (started) started.then((main) => main && main.reconnectNow());
   } else if (data && data.close) {
-    (started || Promise.resolve(null)).then((main) => {
-      if (main) { main.close(); main.store.close(); }
+    (started || Promise.resolve(null)).then(async (main) => {
+      // Store jobs already queued finish first (their slots are answered, not failed
+      // by a closed database); the page ends this worker at most 2 s after asking.
+      if (main) { main.close(); await main.storeChain; main.store.close(); }
       postMessage({ closed: true });
     });
   } else {

@@ -116,6 +116,10 @@ export class IdbStore {
     this.lastCommitDurability = null;
     this.releaseLock = () => {};
     this.onWriter = onWriter;
+    /** Set by close(): a lock granted afterwards is released, not taken. */
+    this.closed = false;
+    /** Aborts this store's queued request for the writer's lock. */
+    this.lockWait = new AbortController();
   }
 
   /**
@@ -127,7 +131,7 @@ export class IdbStore {
     if (!globalThis.navigator || !navigator.locks) { this.writer = true; this.onWriter(true); return; }
     const held = new Promise((resolve) => { this.releaseLock = resolve; });
     const hold = (lock) => {
-      if (!lock) return null;
+      if (!lock || this.closed) return null; // closed while queued: let the lock go at once
       this.writer = true;
       this.onWriter(true);
       return held; // the lock is kept until close()
@@ -135,10 +139,14 @@ export class IdbStore {
     const first = new Promise((resolve) => {
       navigator.locks.request(lockName, { ifAvailable: true }, (lock) => { resolve(!!lock); return hold(lock); });
     });
-    if (!(await first)) navigator.locks.request(lockName, hold).catch(() => {});
+    // Queued until the holder closes; close() withdraws it (AbortError, ignored).
+    if (!(await first)) navigator.locks.request(lockName, { signal: this.lockWait.signal }, hold).catch(() => {});
   }
 
+  /** Closes the database and gives up the writer's lock, held or still queued for. */
   close() {
+    this.closed = true;
+    this.lockWait.abort();
     this.releaseLock();
     if (this.writer) this.onWriter(false);
     this.writer = false;

@@ -236,10 +236,20 @@ async function storeSemantics() {
   out.second_write = (await run2(1, "k2", { flags: 3, data: b("x") })).result;
   out.second_delete = (await run2(4, "k")).result;
   out.second_read = new TextDecoder().decode((await run2(2, "k", { capacity: 64 })).data);
+  // A third opener queues for the lock too, then closes before its turn: it must
+  // never become the writer, and the lock stays free for the next opener.
+  let quitterWriter = false;
+  const quitter = await IdbStore.open(DB + "-sem", { quotaBytes: 1000, onWriter: (w) => { quitterWriter = quitterWriter || w; } });
+  quitter.close();
   st.close();
   for (let i = 0; i < 50 && !other.writer; i++) await new Promise((r) => setTimeout(r, 50));
   out.second_write_after_close = (await run2(1, "k2", { flags: 3, data: b("x") })).result;
   other.close();
+  await new Promise((r) => setTimeout(r, 200));
+  out.closed_while_queued_became_writer = quitterWriter || quitter.writer;
+  const next = await IdbStore.open(DB + "-sem", { quotaBytes: 1000 });
+  out.lock_free_after_all_closed = next.writer;
+  next.close();
   check("store_atomic_commit", out.commit_v1 === 3 && out.pending_chunk === 4 && out.read_while_pending === "old"
     && out.wrong_offset === -22 && out.commit_v2 === 5 && out.read_after_commit === "new-value", out);
   check("store_quota_enospc", out.over_quota === -28, { over_quota: out.over_quota });
@@ -249,7 +259,8 @@ async function storeSemantics() {
   check("store_lazy_commit_relaxed", out.lazy_commit === 1 && out.lazy_durability === "relaxed" && out.lazy_read === "z"
     && out.unknown_flag === -22, out);
   check("store_one_writer_tab", out.second_write === -16 && out.second_delete === -16 && out.second_read === "new-value"
-    && out.second_write_after_close === 1, out);
+    && out.second_write_after_close === 1 && out.closed_while_queued_became_writer === false
+    && out.lock_free_after_all_closed === true, out);
   check("store_key_rules", JSON.stringify(out.bad_keys) === JSON.stringify([-22, -22, -22, -36]), out.bad_keys);
 }
 
