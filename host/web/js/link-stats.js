@@ -6,10 +6,12 @@
 
 /** The counters, in the order of their Float64 words. rxWindowMax: the
  * largest proxy-to-client window a connection advertised (WindowTuner);
+ * acksOut: `ack` messages sent to the proxy for its data (link.js, ackBatch);
  * storeWriter: 1 while this link worker holds the store's writer lock
  * (store.js: one writer per database across the origin's tabs), else 0. */
 export const STAT_NAMES = Object.freeze([
   "pumps", "framesIn", "framesOut", "bytesIn", "bytesOut", "reconnects", "storeOps", "rxWindowMax", "storeWriter",
+  "acksOut",
 ]);
 /** The socket's states; the word after the counters holds the index. */
 export const SOCKET_STATES = Object.freeze(["down", "connecting", "open"]);

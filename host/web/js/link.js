@@ -9,13 +9,26 @@ import * as abi from "./lwabi.js";
 // WINDOW, MAX_WINDOW, FRAME_MAX, the subprotocols: docs/protocol.md, generated from lwproxy's protocol.rs.
 import { BEARER_PREFIX, BINARY_HEADER as HDR, FRAME_MAX, MAX_WINDOW, SUBPROTOCOL_V2, WINDOW } from "./protocol.js";
 
+/** The smallest batch of proxy bytes acked at once: 65536, the size at which lwproxy
+ * coalesces its own acks (ACK_BATCH = WINDOW / 4, proxy/src/relay.rs). */
+const ACK_BATCH = WINDOW / 4;
+
 /**
- * Ack bytes as soon as they entered the ring: when the queue has drained
- * into it, or every ACK_BATCH bytes while it drains. Throughput through the
- * proxy is at most one window per round trip (page -> network service ->
- * proxy -> back), so credit goes back at once rather than in bigger batches.
+ * Bytes that enter the ring are acked in batches of ackBatch(window): at
+ * least ACK_BATCH, a quarter of the connection's proxy-to-client window once
+ * it has grown, never more than the window. The proxy may send while less
+ * than a window is unacked, and at most a batch less one byte waits here
+ * unacked, so at least window - batch + 1 bytes (three quarters of a window
+ * of 256 KiB or more) stay open for data in flight and a stream never stalls
+ * on a held-back ack; a 4 MiB window costs one ack per MiB instead of
+ * one per 64 KiB frame (each ack is a message through the network service
+ * and the proxy). The quarter is the proxy's own rule for its acks.
+ * @param window the connection's current window, bytes (>= 1)
+ * @returns bytes, in [1, window]
  */
-const ACK_BATCH = 65536;
+export function ackBatch(window) {
+  return Math.max(1, Math.min(window, Math.max(ACK_BATCH, Math.floor(window / 4))));
+}
 /** Stop feeding the socket while this much is buffered in it. */
 const SOCKET_HIGH_WATER = 4 << 20;
 const DEFAULT_CONNECT_TIMEOUT_MS = 30000;
@@ -233,7 +246,7 @@ export class ProxyLink {
       else c.rxQueue[0] = chunk.subarray(n);
       moved = true;
     }
-    if (c.rxUnacked > 0 && this.binary && (c.rxUnacked >= ACK_BATCH || c.rxQueue.length === 0)) {
+    if (c.rxUnacked > 0 && this.binary && c.rxUnacked >= ackBatch(c.rxWindow.window)) {
       const ack = { t: "ack", id: c.id, bytes: c.rxUnacked };
       const grown = c.rxWindow.onConsumed(c.rxUnacked, performance.now());
       if (grown !== null) {
@@ -241,6 +254,7 @@ export class ProxyLink {
         this.stats.rxWindowMax = Math.max(this.stats.rxWindowMax, grown);
       }
       this.sendControl(ack);
+      this.stats.acksOut++;
       c.rxUnacked = 0;
     }
     if (c.rxQueue.length === 0 && c.eofPending && !c.eofSet) {

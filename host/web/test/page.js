@@ -4,7 +4,7 @@
 // through the real glue (worker.js), then reloads the page; phase 2 reads
 // the store back. Results go to window.lwResults (read by chromium.py).
 import { attachLwnet, persistenceText } from "/lwnet/js/main.js";
-import { WindowTuner } from "/lwnet/js/link.js";
+import { WindowTuner, ackBatch } from "/lwnet/js/link.js";
 import { E, importedMemoryLimits } from "/lwnet/js/shim.js";
 import { IdbStore } from "/lwnet/js/store.js";
 import { MAX_WINDOW, WINDOW } from "/lwnet/js/protocol.js";
@@ -87,8 +87,16 @@ async function phase1() {
 
   const big = await runTask(host, mod, { kind: "bench_read", ...t, bytes: 4 << 20 });
   check("bulk_4mib_flow_control", big.bytes > 4 << 20 && big.bytes < (4 << 20) + 1024, big);
+  const linkBefore = host.stats();
   const busy = await readWhileMainThreadBusy(host, mod, t, 8 << 20, 10000);
   check("link_off_main_thread", busy.doneWhileBusy && busy.read.bytes > 8 << 20 && busy.read.bytes < (8 << 20) + 1024, busy);
+  // Acks go back in batches that grow with the window (ackBatch in link.js), not one per
+  // frame, and the 8 MiB above still arrived whole: at most half as many acks as frames.
+  const linkAfter = host.stats();
+  const acks = linkAfter.acksOut - linkBefore.acksOut, frames = linkAfter.framesIn - linkBefore.framesIn;
+  const batches = [ackBatch(1), ackBatch(4096), ackBatch(WINDOW), ackBatch(MAX_WINDOW)];
+  check("acks_batched_by_window", acks > 0 && acks * 2 <= frames && busy.read.bytes > 8 << 20 &&
+    batches.join() === [1, 4096, 65536, MAX_WINDOW / 4].join(), { acks, frames, batches });
   // The page's window autotuning (WindowTuner in link.js) grew the window while the reader kept up.
   // The same rule, deterministic (the cases of protocol.rs's tuner tests): a reader that keeps
   // up with a window-limited stream grows the window to the cap, with 1 ms round trips and with
