@@ -222,15 +222,22 @@ export class ProxyLink {
     return moved;
   }
 
-  /** Queued proxy data -> rx ring, acking what entered it. */
+  /**
+   * Queued proxy data -> rx ring, acking what entered it. The reader's tail is
+   * read again before each copy: the guest drains the ring while it is being
+   * filled, and data is left queued only when the ring is full by the tail of
+   * that moment. The guest wakes this side only when the ring drains past half
+   * (lwhost::worker's net_read), so queued data behind a ring that merely looked
+   * full (a stale tail) could wait for the next frame, which an unacked window
+   * may never bring.
+   */
   pumpRx(slot, c) {
     const L = this.L, size = L.ring_size;
     let head = this.get(slot, L.conn_rx_head);
-    const tail = this.get(slot, L.conn_rx_tail);
     const data = this.connByte(slot, L.conn_rx_data);
     let moved = false;
     while (c.rxQueue.length > 0) {
-      const used = (head - tail) >>> 0;
+      const used = (head - this.get(slot, L.conn_rx_tail)) >>> 0;
       if (used > size) { this.fail(slot, E.EIO); return true; }
       const free = size - used;
       if (free === 0) break;
