@@ -207,14 +207,37 @@ enum Client {
     },
 }
 
-/// A WebSocket session with the server at `addr` (path `/`), offering `protocol`.
-async fn ws_connect(addr: SocketAddr, protocol: Option<&str>) -> Result<WebSocketStream<TcpStream>> {
-    ws_connect_url(&format!("ws://{addr}/"), protocol).await
+/// The client's WebSocket read buffer (tungstenite's `read_buffer_size`) for the stream runs:
+/// tungstenite's default, so a 64 KiB message arrives in one or two reads.
+pub(crate) const STREAM_READ_BUFFER: usize = 128 * 1024;
+
+/// The client's WebSocket read buffer for the echo runs. tungstenite 0.28 zero-fills the free
+/// part of its read buffer, up to this size, before every read (`FrameCodec::read_in`), twice
+/// per echo (the read that brings the reply and the one that finds the socket empty): with the
+/// default 128 KiB that is 256 KiB of memset per 64-byte echo (2.2 µs per 128 KiB on the
+/// 2-core bench machine), a cost of this client, on the round trip's critical path, that the
+/// raw TCP client of the socat row does not pay. 4 KiB, the size tungstenite's documentation
+/// suggests for connections without a high read load, holds a 70-byte echo frame many times.
+pub(crate) const ECHO_READ_BUFFER: usize = 4 * 1024;
+
+/// A WebSocket session with the server at `addr` (path `/`), offering `protocol`, reading
+/// with a `read_buffer`-byte buffer.
+async fn ws_connect(
+    addr: SocketAddr,
+    protocol: Option<&str>,
+    read_buffer: usize,
+) -> Result<WebSocketStream<TcpStream>> {
+    ws_connect_url(&format!("ws://{addr}/"), protocol, read_buffer).await
 }
 
 /// A WebSocket session to `url` (`ws://IP:PORT/PATH`), offering `protocol`: Nagle off,
-/// messages up to 64 MiB.
-pub(crate) async fn ws_connect_url(url: &str, protocol: Option<&str>) -> Result<WebSocketStream<TcpStream>> {
+/// messages up to 64 MiB, a read buffer of `read_buffer` bytes ([`STREAM_READ_BUFFER`] or
+/// [`ECHO_READ_BUFFER`]).
+pub(crate) async fn ws_connect_url(
+    url: &str,
+    protocol: Option<&str>,
+    read_buffer: usize,
+) -> Result<WebSocketStream<TcpStream>> {
     let mut req = url.into_client_request()?;
     if let Some(p) = protocol {
         req.headers_mut()
@@ -228,7 +251,9 @@ pub(crate) async fn ws_connect_url(url: &str, protocol: Option<&str>) -> Result<
         .parse()?;
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
-    let cfg = WebSocketConfig::default().max_message_size(Some(64 << 20));
+    let cfg = WebSocketConfig::default()
+        .max_message_size(Some(64 << 20))
+        .read_buffer_size(read_buffer);
     let (ws, _) = tokio_tungstenite::client_async_with_config(req, tcp, Some(cfg)).await?;
     Ok(ws)
 }
@@ -244,31 +269,33 @@ fn wn_frame(kind: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 impl Client {
-    /// A session (no connection yet) for the memory figure.
-    async fn session(mode: Mode, sys: &Systems) -> Result<WebSocketStream<TcpStream>> {
+    /// A session (no connection yet), reading with a `read_buffer`-byte buffer.
+    async fn session(mode: Mode, sys: &Systems, read_buffer: usize) -> Result<WebSocketStream<TcpStream>> {
         match mode {
-            Mode::LwBinary => ws_connect(sys.lwproxy.1, Some(SUBPROTOCOL_V2)).await,
-            Mode::LwJson => ws_connect(sys.lwproxy.1, None).await,
+            Mode::LwBinary => ws_connect(sys.lwproxy.1, Some(SUBPROTOCOL_V2), read_buffer).await,
+            Mode::LwJson => ws_connect(sys.lwproxy.1, None, read_buffer).await,
             Mode::WnBinary | Mode::WnJson => {
-                ws_connect(sys.wasmnet.as_ref().context("wasmnet")?.1, None).await
+                ws_connect(sys.wasmnet.as_ref().context("wasmnet")?.1, None, read_buffer).await
             }
             Mode::Socat => bail!("socat has no sessions"),
         }
     }
 
-    /// Opens a connection to `target` (for socat: connects to the relay for that target).
+    /// Opens a connection to `target` (for socat: connects to the relay for that target); a
+    /// WebSocket client reads with a `read_buffer`-byte buffer.
     async fn open(
         mode: Mode,
         sys: &Systems,
         target: SocketAddr,
         relay: Option<SocketAddr>,
+        read_buffer: usize,
     ) -> Result<Client> {
         if mode == Mode::Socat {
             let s = TcpStream::connect(relay.context("socat relay")?).await?;
             s.set_nodelay(true)?;
             return Ok(Client::Tcp(s, vec![0u8; 256 * 1024]));
         }
-        let ws = Self::session(mode, sys).await?;
+        let ws = Self::session(mode, sys, read_buffer).await?;
         let mut c = Client::Ws {
             ws: Box::new(ws),
             mode,
@@ -414,7 +441,7 @@ impl Client {
 async fn throughput(mode: Mode, sys: &Systems, source: SocketAddr, bytes: usize) -> Result<f64> {
     let relay = sys.socat_source.as_ref().map(|s| s.1);
     let started = Instant::now();
-    let mut c = Client::open(mode, sys, source, relay).await?;
+    let mut c = Client::open(mode, sys, source, relay, STREAM_READ_BUFFER).await?;
     download(&mut c, bytes, started)
         .await
         .with_context(|| mode.name())
@@ -473,7 +500,7 @@ async fn echo_samples<C: BenchClient>(c: &mut C, count: usize) -> Result<Vec<f64
 /// Round-trip times in microseconds (after 100 warm-up round trips).
 async fn rtt(mode: Mode, sys: &Systems, echo: SocketAddr, count: usize) -> Result<Vec<f64>> {
     let relay = sys.socat_echo.as_ref().map(|s| s.1);
-    let mut c = Client::open(mode, sys, echo, relay).await?;
+    let mut c = Client::open(mode, sys, echo, relay, ECHO_READ_BUFFER).await?;
     echo_samples(&mut c, count).await
 }
 
@@ -496,8 +523,8 @@ async fn idle_memory(mode: Mode, args: &Args, echo: SocketAddr, n: usize) -> Res
         let addr = sys.lwproxy.1;
         async move {
             match mode {
-                Mode::LwBinary => ws_connect(addr, Some(SUBPROTOCOL_V2)).await,
-                _ => ws_connect(addr, None).await,
+                Mode::LwBinary => ws_connect(addr, Some(SUBPROTOCOL_V2), STREAM_READ_BUFFER).await,
+                _ => ws_connect(addr, None, STREAM_READ_BUFFER).await,
             }
         }
     };

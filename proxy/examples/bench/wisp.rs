@@ -5,7 +5,7 @@
 
 use super::{
     download, echo_samples, free_port, rss_kib, spawn_listening, start_lwproxy, ws_connect_url, Args,
-    BenchClient, Process,
+    BenchClient, Process, ECHO_READ_BUFFER, STREAM_READ_BUFFER,
 };
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
@@ -136,9 +136,10 @@ fn packet(kind: u8, id: u32, payload: &[u8]) -> Vec<u8> {
 }
 
 impl Client {
-    /// Opens the WebSocket and waits for the first CONTINUE (stream 0).
-    pub async fn session(url: &str) -> Result<Client> {
-        let ws = ws_connect_url(url, None).await?;
+    /// Opens the WebSocket (reading with a `read_buffer`-byte buffer) and waits for the first
+    /// CONTINUE (stream 0).
+    pub async fn session(url: &str, read_buffer: usize) -> Result<Client> {
+        let ws = ws_connect_url(url, None, read_buffer).await?;
         let mut c = Client { ws, credit: 0 };
         loop {
             let (kind, id, p) = c
@@ -152,9 +153,9 @@ impl Client {
         }
     }
 
-    /// A session with one TCP stream to `target`.
-    pub async fn open(url: &str, target: SocketAddr) -> Result<Client> {
-        let mut c = Self::session(url).await?;
+    /// A session with one TCP stream to `target`, reading with a `read_buffer`-byte buffer.
+    pub async fn open(url: &str, target: SocketAddr, read_buffer: usize) -> Result<Client> {
+        let mut c = Self::session(url, read_buffer).await?;
         let mut p = vec![1u8];
         p.extend_from_slice(&target.port().to_le_bytes());
         p.extend_from_slice(target.ip().to_string().as_bytes());
@@ -232,13 +233,13 @@ impl BenchClient for Client {
 /// MB/s of one stream downloading `bytes` from `source`.
 pub async fn throughput(url: &str, source: SocketAddr, bytes: usize) -> Result<f64> {
     let started = Instant::now();
-    let mut c = Client::open(url, source).await?;
+    let mut c = Client::open(url, source, STREAM_READ_BUFFER).await?;
     download(&mut c, bytes, started).await
 }
 
 /// 64-byte echo round trips in microseconds.
 pub async fn rtt(url: &str, echo: SocketAddr, count: usize) -> Result<Vec<f64>> {
-    echo_samples(&mut Client::open(url, echo).await?, count).await
+    echo_samples(&mut Client::open(url, echo, ECHO_READ_BUFFER).await?, count).await
 }
 
 /// `pid` and all its descendants (wisp-server-python serves from a child process).
@@ -277,12 +278,12 @@ fn tree_rss_kib(pid: u32) -> Result<u64> {
 pub async fn idle_memory(server: Server, args: &Args, n: usize) -> Result<f64> {
     let s = start(server, args, n).await?;
     let pid = s.pid()?;
-    let _warm = Client::session(&s.url).await?;
+    let _warm = Client::session(&s.url, STREAM_READ_BUFFER).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = tree_rss_kib(pid)?;
     let mut sessions = Vec::with_capacity(n);
     for _ in 0..n {
-        sessions.push(Client::session(&s.url).await?);
+        sessions.push(Client::session(&s.url, STREAM_READ_BUFFER).await?);
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
     let after = tree_rss_kib(pid)?;
