@@ -23,12 +23,18 @@ const ACK_BATCH = WINDOW / 4;
  * on a held-back ack; a 4 MiB window costs one ack per MiB instead of
  * one per 64 KiB frame (each ack is a message through the network service
  * and the proxy). The quarter is the proxy's own rule for its acks.
+ * The window is the one this side advertised, which a proxy older than the
+ * ack's `window` field never applies (docs/protocol.md): until the proxy has
+ * had more than its grant unacked (ProxyLink.deliver), bytes held back are
+ * acked at the latest ACK_DELAY_MS after they entered the ring.
  * @param window the connection's current window, bytes (>= 1)
  * @returns bytes, in [1, window]
  */
 export function ackBatch(window) {
   return Math.max(1, Math.min(window, Math.max(ACK_BATCH, Math.floor(window / 4))));
 }
+/** Longest wait of a held-back ack until the proxy is known to apply grown windows, ms. */
+const ACK_DELAY_MS = 1;
 /** Stop feeding the socket while this much is buffered in it. */
 const SOCKET_HIGH_WATER = 4 << 20;
 const DEFAULT_CONNECT_TIMEOUT_MS = 30000;
@@ -126,7 +132,8 @@ export class ProxyLink {
     const host = new TextDecoder().decode(this.u8.slice(at, at + hostLen));
     const c = {
       id, host, port, tls: (flags & OPEN_TLS) !== 0, timeoutMs, openSent: false, txUnacked: 0,
-      rxQueue: [], rxUnacked: 0, rxWindow: new WindowTuner(WINDOW, performance.now()), eofPending: false, eofSet: false, shutSent: false, closedByPeer: false,
+      rxQueue: [], rxUnacked: 0, rxWindow: new WindowTuner(WINDOW, performance.now()),
+      granted: WINDOW, rxAcked: 0, grownApplied: false, ackTimer: null, eofPending: false, eofSet: false, shutSent: false, closedByPeer: false,
       timer: setTimeout(() => this.connectTimedOut(slot, id), (timeoutMs || DEFAULT_CONNECT_TIMEOUT_MS) + 2000),
     };
     this.conns[slot] = c;
@@ -161,7 +168,7 @@ export class ProxyLink {
     this.set(slot, this.L.conn_error, errno);
     this.set(slot, this.L.conn_state, CONN.FAILED);
     const c = this.conns[slot];
-    if (c) { clearTimeout(c.timer); c.rxQueue = []; }
+    if (c) { clearTimeout(c.timer); clearTimeout(c.ackTimer); c.rxQueue = []; }
   }
 
   /** WF_CLOSE: tell the proxy, reset the slot and hand it back (FREE). */
@@ -169,6 +176,7 @@ export class ProxyLink {
     const L = this.L, c = this.conns[slot];
     if (c) {
       clearTimeout(c.timer);
+      clearTimeout(c.ackTimer);
       if (c.openSent && !c.closedByPeer && this.get(slot, L.conn_state) !== CONN.FAILED) this.sendControl({ t: "close", id: c.id });
       this.byId.delete(c.id);
       this.conns[slot] = null;
@@ -253,16 +261,15 @@ export class ProxyLink {
       else c.rxQueue[0] = chunk.subarray(n);
       moved = true;
     }
-    if (c.rxUnacked > 0 && this.binary && c.rxUnacked >= ackBatch(c.rxWindow.window)) {
-      const ack = { t: "ack", id: c.id, bytes: c.rxUnacked };
-      const grown = c.rxWindow.onConsumed(c.rxUnacked, performance.now());
-      if (grown !== null) {
-        ack.window = grown;
-        this.stats.rxWindowMax = Math.max(this.stats.rxWindowMax, grown);
+    if (c.rxUnacked > 0 && this.binary) {
+      if (c.rxUnacked >= ackBatch(c.rxWindow.window)) {
+        this.sendAck(c);
+      } else if (!c.grownApplied && c.ackTimer === null) {
+        c.ackTimer = setTimeout(() => {
+          c.ackTimer = null;
+          if (this.conns[slot] === c && c.rxUnacked > 0) this.sendAck(c);
+        }, ACK_DELAY_MS);
       }
-      this.sendControl(ack);
-      this.stats.acksOut++;
-      c.rxUnacked = 0;
     }
     if (c.rxQueue.length === 0 && c.eofPending && !c.eofSet) {
       Atomics.or(this.i32, this.connWord(slot, L.conn_main_flags), MF_PEER_EOF);
@@ -270,6 +277,20 @@ export class ProxyLink {
       moved = true;
     }
     return moved;
+  }
+
+  /** Acks the bytes of `c` that entered the ring, with the window if WindowTuner grew it. */
+  sendAck(c) {
+    const ack = { t: "ack", id: c.id, bytes: c.rxUnacked };
+    const grown = c.rxWindow.onConsumed(c.rxUnacked, performance.now());
+    if (grown !== null) {
+      ack.window = grown;
+      this.stats.rxWindowMax = Math.max(this.stats.rxWindowMax, grown);
+    }
+    this.sendControl(ack);
+    this.stats.acksOut++;
+    c.rxAcked += c.rxUnacked;
+    c.rxUnacked = 0;
   }
 
   // --- the socket ------------------------------------------------------------
@@ -354,6 +375,7 @@ export class ProxyLink {
         if (this.get(slot, this.L.conn_state) === CONN.CONNECTING) {
           clearTimeout(c.timer);
           c.rxWindow.granted(msg.window);
+          c.granted = c.rxWindow.window;
           this.set(slot, this.L.conn_state, CONN.OPEN);
           this.ringGuest();
         }
@@ -387,6 +409,8 @@ export class ProxyLink {
     const c = slot === undefined ? null : this.conns[slot];
     if (!c || this.get(slot, this.L.conn_state) !== CONN.OPEN) return;
     c.rxWindow.onReceived(bytes.length, performance.now());
+    // More than the grant unacked (by the proxy's count, which lags ours): it applies grown windows.
+    if (!c.grownApplied && c.rxWindow.received - c.rxAcked > c.granted) c.grownApplied = true;
     c.rxQueue.push(bytes);
     if (this.pumpRx(slot, c)) this.ringGuest();
   }
