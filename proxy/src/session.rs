@@ -118,7 +118,6 @@ impl OutShared {
         let Some(sink) = slot.sink.as_mut() else {
             return false;
         };
-        let since = *slot.blocked_since.get_or_insert_with(Instant::now);
         let batch = async {
             let mut msg = Some(first);
             let mut fed = false;
@@ -145,7 +144,24 @@ impl OutShared {
                 Ok(())
             }
         };
-        match tokio::time::timeout_at(since + self.stall_limit, batch).await {
+        let result = {
+            tokio::pin!(batch);
+            // Most batches are written at once (the socket has room): those need no clock
+            // read and no timer. One that waits is bounded by the stall limit, counted from
+            // when a write first waited (`blocked_since`).
+            let first = std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(std::future::Future::poll(batch.as_mut(), cx))
+            })
+            .await;
+            match first {
+                std::task::Poll::Ready(r) => Ok(r),
+                std::task::Poll::Pending => {
+                    let since = *slot.blocked_since.get_or_insert_with(Instant::now);
+                    tokio::time::timeout_at(since + self.stall_limit, batch).await
+                }
+            }
+        };
+        match result {
             Ok(Ok(())) => {
                 slot.blocked_since = None;
                 return true;
@@ -414,6 +430,13 @@ where
     let mut proto = P::new(ctx.clone(), out.clone(), ev_tx);
     let mut shutdown = ctx.shutdown.clone();
     let mut draining = *shutdown.borrow();
+    // The drain signal (or the server gone), as one future for the session's life: made anew
+    // in each turn of the loop, it took the watch's lock and joined and left its waiter list
+    // for every message the session read.
+    let drain = async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    };
+    tokio::pin!(drain);
     let max_message = ctx.cfg.limits.max_message;
     let mut live = Liveness::new(&ctx.cfg);
     // One timer for the session's life, armed at or before the liveness deadline: moved
@@ -437,7 +460,7 @@ where
             biased;
             Some(ev) = ev_rx.recv() => Step::Finished(ev),
             _ = &mut timer => Step::Timer,
-            _ = shutdown.wait_for(|s| *s), if !draining => {
+            _ = &mut drain, if !draining => {
                 draining = true;
                 continue;
             }
