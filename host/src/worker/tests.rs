@@ -317,6 +317,8 @@ fn store_rejects_malformed_requests() {
         req
     };
     const LONG: &[u8] = &[b'k'; 513];
+    // One byte more than a slot's data holds.
+    const OVER: usize = LWHOST_STORE_BUF as usize + 1;
     let cases = [
         (store_req(0, b"k"), -EINVAL),
         (store_req(6, b"k"), -EINVAL),
@@ -329,9 +331,12 @@ fn store_rejects_malformed_requests() {
             -EINVAL,
         ),
         (with(LWHOST_STORE_READ, b"k", |r| r.flags = 1), -EINVAL),
-        (with(LWHOST_STORE_READ, b"k", |r| r.capacity = 65537), -EINVAL),
+        (
+            with(LWHOST_STORE_READ, b"k", |r| r.capacity = OVER as u32),
+            -EINVAL,
+        ),
         (with(LWHOST_STORE_LIST, b"", |r| r.capacity = 0), -EINVAL),
-        (with(LWHOST_STORE_WRITE, b"k", |r| r.data = &[0; 65537]), -EINVAL),
+        (with(LWHOST_STORE_WRITE, b"k", |r| r.data = &[0; OVER]), -EINVAL),
         (with(LWHOST_STORE_DELETE, b"k", |r| r.data = b"x"), -EINVAL),
     ];
     for (i, (req, want)) in cases.iter().enumerate() {
@@ -341,7 +346,7 @@ fn store_rejects_malformed_requests() {
     let max = [b'k'; 512];
     assert!(
         w.store_submit(&StoreRequest {
-            data: &[0; 65536],
+            data: &[0; LWHOST_STORE_BUF as usize],
             ..store_req(LWHOST_STORE_WRITE, &max)
         }) >= 0
     );
@@ -363,7 +368,7 @@ fn all_store_slots_used_is_ebusy_and_bad_tickets_ebadf() {
     assert_eq!(w.store_poll(tickets[0], &mut [0; 4]), -EINVAL);
     assert_eq!(w.store_poll(tickets[0], &mut [0; 8]), -EBADF);
     // A result past the data buffer or a nonsense errno is -EIO.
-    complete(&r, tickets[1], 70000, &[]);
+    complete(&r, tickets[1], LWHOST_STORE_BUF as i32 + 1, &[]);
     assert_eq!(w.store_poll(tickets[1], &mut [0; 8]), -EIO);
     complete(&r, tickets[2], -100000, &[]);
     assert_eq!(w.store_poll(tickets[2], &mut [0; 8]), -EIO);

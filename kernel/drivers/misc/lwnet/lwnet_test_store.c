@@ -76,6 +76,8 @@ static void store_flags_validation(struct kunit *test)
 	io.flags = LWSTORE_WRITE_LAZY;
 	KUNIT_EXPECT_EQ(test, lwnet_store_check_io(LWSTORE_READ, &io), -EINVAL);
 	io.flags = 0;
+	io.len = LWSTORE_CHUNK_MAX;
+	KUNIT_EXPECT_EQ(test, lwnet_store_check_io(LWSTORE_WRITE, &io), 0);
 	io.len = LWSTORE_CHUNK_MAX + 1;
 	KUNIT_EXPECT_EQ(test, lwnet_store_check_io(LWSTORE_WRITE, &io), -EINVAL);
 	io.len = 0;

@@ -21,7 +21,7 @@
 #define LWHOST_HOST_MAX		256		/* host name bytes, NUL included */
 #define LWHOST_KEY_MAX		512		/* store key bytes */
 #define LWHOST_STORE_SLOTS	4		/* store requests in flight */
-#define LWHOST_STORE_BUF	65536		/* store data bytes per request */
+#define LWHOST_STORE_BUF	(256 * 1024)	/* store data bytes per request */
 
 /* Result of wasm_net_poll(): readiness bits, errno above the shift. */
 #define LWHOST_POLL_IN		0x1	/* read() will not return -EAGAIN */

@@ -15,7 +15,7 @@
 #define LWSTORE_DEVICE		"/dev/lwstore"
 #define LWSTORE_IOC_MAGIC	'N'	/* shares lwnet's magic, numbers 0x40.. */
 #define LWSTORE_KEY_MAX		512	/* bytes, no NUL, no ".." component */
-#define LWSTORE_CHUNK_MAX	65536	/* largest data transfer per ioctl */
+#define LWSTORE_CHUNK_MAX	(256 * 1024)	/* largest data transfer per ioctl */
 
 /* Flags for LWSTORE_WRITE. */
 #define LWSTORE_WRITE_TRUNC	0x1	/* start a new pending value (offset 0) */
