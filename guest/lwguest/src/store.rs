@@ -82,38 +82,58 @@ impl Store {
     }
 
     /// A whole value, the concatenation of `parts`, in writes of
-    /// LWSTORE_CHUNK_MAX bytes (small parts share one: each write is a
-    /// round trip to the host), committed with the last one (adding
-    /// `commit_flags`). An empty value is one empty write.
+    /// LWSTORE_CHUNK_MAX bytes (each write is a round trip to the host),
+    /// committed with the last one (adding `commit_flags`). A write that
+    /// lies within one part goes straight from that part's memory; small
+    /// parts are gathered into one write through a staging buffer. An empty
+    /// value is one empty write.
     fn put_with(&mut self, key: &str, parts: &[&[u8]], commit_flags: u32) -> Result<()> {
         let err = |e| Error::msg(format!("store {key}: {}", describe(e)));
         let total: usize = parts.iter().map(|p| p.len()).sum();
-        let mut stage: Vec<u8> = Vec::with_capacity(total.min(CHUNK));
+        let mut stage: Vec<u8> = Vec::new();
         let (mut rest, mut cur): (&[&[u8]], &[u8]) = (parts, &[]);
         let mut off = 0usize;
         loop {
-            while stage.len() < CHUNK {
-                if cur.is_empty() {
-                    let Some((p, r)) = rest.split_first() else { break };
-                    (cur, rest) = (p, r);
-                    continue;
-                }
-                let n = cur.len().min(CHUNK - stage.len());
-                stage.extend_from_slice(&cur[..n]);
-                cur = &cur[n..];
+            // The next part with bytes left, if the current one is done.
+            while cur.is_empty() {
+                let Some((p, r)) = rest.split_first() else { break };
+                (cur, rest) = (p, r);
             }
+            let want = (total - off).min(CHUNK);
+            let write: &[u8] = if cur.len() >= want {
+                // Within the current part: no copy.
+                let (w, c) = cur.split_at(want);
+                cur = c;
+                w
+            } else {
+                stage.clear();
+                if stage.capacity() < want {
+                    stage.reserve_exact(want);
+                }
+                while stage.len() < want {
+                    if cur.is_empty() {
+                        let Some((p, r)) = rest.split_first() else { break };
+                        (cur, rest) = (p, r);
+                        continue;
+                    }
+                    let n = cur.len().min(want - stage.len());
+                    stage.extend_from_slice(&cur[..n]);
+                    cur = &cur[n..];
+                }
+                &stage
+            };
             let mut flags = 0;
             if off == 0 {
                 flags |= lwabi::LWSTORE_WRITE_TRUNC;
             }
-            if off + stage.len() == total {
+            if off + write.len() == total {
                 flags |= lwabi::LWSTORE_WRITE_COMMIT | commit_flags;
             }
-            let p = stage.as_ptr() as *mut u8;
-            self.io(lwabi::LWSTORE_WRITE, key, flags, off as u64, p, stage.len())
+            // LWSTORE_WRITE only reads from the buffer.
+            let p = write.as_ptr() as *mut u8;
+            self.io(lwabi::LWSTORE_WRITE, key, flags, off as u64, p, write.len())
                 .map_err(err)?;
-            off += stage.len();
-            stage.clear();
+            off += write.len();
             if off == total {
                 return Ok(());
             }
@@ -202,6 +222,9 @@ impl Blobs for Store {
         self.put_with(key, parts, lwabi::LWSTORE_WRITE_LAZY)
     }
 
+    /// LWSTORE_STAT for the size (refused over `max`), then
+    /// [`Blobs::get_range`] of the whole value: one that ends sooner shrank
+    /// while being read, an error.
     fn get(&mut self, key: &str, max: u64) -> Result<Option<Vec<u8>>> {
         let size = match self.io(lwabi::LWSTORE_STAT, key, 0, 0, core::ptr::null_mut(), 0) {
             Ok((_, size)) => size,
@@ -213,23 +236,14 @@ impl Blobs for Store {
                 "store {key}: {size} bytes, more than the {max} expected"
             )));
         }
-        let mut out = alloc::vec![0u8; size as usize];
-        let mut off = 0usize;
-        while off < out.len() {
-            let n = (out.len() - off).min(CHUNK);
-            let p = out[off..].as_mut_ptr();
-            let (got, _) = self
-                .io(lwabi::LWSTORE_READ, key, 0, off as u64, p, n)
-                .map_err(|e| Error::msg(format!("read {key} from the store: {}", describe(e))))?;
-            if got <= 0 {
-                return Err(Error::msg(format!("store {key}: value shrank while reading")));
-            }
-            off += got as usize;
+        match self.get_range(key, 0, size)? {
+            Some(v) if v.len() as u64 == size => Ok(Some(v)),
+            _ => Err(Error::msg(format!("store {key}: value shrank while reading"))),
         }
-        Ok(Some(out))
     }
 
-    /// LWSTORE_READs from `offset` until `len` bytes or the value's end.
+    /// LWSTORE_READs of at most LWSTORE_CHUNK_MAX bytes from `offset` until
+    /// `len` bytes or the value's end.
     fn get_range(&mut self, key: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>> {
         let mut out = alloc::vec![0u8; len as usize];
         let mut done = 0usize;

@@ -475,6 +475,42 @@ mod tests {
 
     /// Packs go lazily, the manifest plainly after them: a finished save
     /// leaves nothing that a crash could lose.
+    /// read_chunks stops at the size the scan saw (bytes appended since
+    /// are left to the next save, whose stamp differs), ends a file that
+    /// shrank at its short read, and without a size reads to the end.
+    #[test]
+    fn read_chunks_stops_at_the_scanned_size() {
+        let d = Dir::new("readchunks");
+        let data: Vec<u8> = (0..20u8).collect();
+        d.write("/f", &data);
+        let path = d.p("/f").as_os_str().as_bytes().to_vec();
+        let chunks_of = |expect: Option<u64>| {
+            let fd = lwguest::fs::Fd::open(&path, lwguest::sys::O_RDONLY, 0).unwrap();
+            let mut buf = [0u8; 8];
+            let mut seen: Vec<Vec<u8>> = Vec::new();
+            let total = sync::read_chunks(b"/f", &fd, expect, &mut buf, |c| {
+                seen.push(c.to_vec());
+                Ok(())
+            })
+            .unwrap();
+            (total, seen)
+        };
+        let whole = (
+            20,
+            vec![data[..8].to_vec(), data[8..16].to_vec(), data[16..].to_vec()],
+        );
+        assert_eq!(chunks_of(None), whole);
+        assert_eq!(chunks_of(Some(20)), whole);
+        assert_eq!(chunks_of(Some(30)), whole, "shrank since the scan");
+        assert_eq!(
+            chunks_of(Some(12)),
+            (12, vec![data[..8].to_vec(), data[8..12].to_vec()]),
+            "grew since the scan"
+        );
+        assert_eq!(chunks_of(Some(16)).1.len(), 2);
+        assert_eq!(chunks_of(Some(0)), (0, vec![]));
+    }
+
     #[test]
     fn packs_are_lazy_and_the_manifest_makes_them_durable() {
         let (d, mut store, s) = saved("lazy");

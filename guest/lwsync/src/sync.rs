@@ -315,8 +315,9 @@ impl Ctx<'_> {
                         *chunks = pc.clone();
                     }
                 } else {
+                    let expect = meta.map(|m| m.size);
                     let (read, list) =
-                        self.upload_file(&e.path, &mut buf, &mut known, &mut pack, &mut stats)?;
+                        self.upload_file(&e.path, expect, &mut buf, &mut known, &mut pack, &mut stats)?;
                     *size = read;
                     *chunks = list;
                     stats.changed += 1;
@@ -408,11 +409,12 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    /// Reads a file chunk by chunk, adding chunks the store lacks to `pack`
-    /// (put whenever it is full).
+    /// Reads a file chunk by chunk ([`read_chunks`]), adding chunks the
+    /// store lacks to `pack` (put whenever it is full).
     fn upload_file(
         &mut self,
         path: &[u8],
+        expect: Option<u64>,
         buf: &mut Vec<u8>,
         known: &mut Known,
         pack: &mut Pack,
@@ -422,32 +424,23 @@ impl Ctx<'_> {
         let fd = Fd::open(&local, sys::O_RDONLY | sys::O_NOFOLLOW, 0)?;
         buf.resize(self.chunk_size as usize, 0);
         let mut chunks = Vec::new();
-        let mut total = 0u64;
-        loop {
-            let n = fd
-                .read_full(buf)
-                .map_err(|e| Error::sys(format!("read {}", show(path)), e))?;
-            if n == 0 {
-                break;
-            }
-            total += n as u64;
-            let hash = hex_encode(&Sha256::digest(&buf[..n]));
+        let total = read_chunks(path, &fd, expect, buf, |chunk| {
+            let n = chunk.len() as u64;
+            let hash = hex_encode(&Sha256::digest(chunk));
             if !known.contains_key(&hash) {
-                if pack.size + n as u64 > self.pack_size {
+                if pack.size + n > self.pack_size {
                     self.flush_pack(pack, known, stats)?;
                 }
-                pack.members.push((hash.clone(), pack.size, n as u64));
-                pack.parts.push(buf[..n].to_vec());
-                pack.size += n as u64;
+                pack.members.push((hash.clone(), pack.size, n));
+                pack.parts.push(chunk.to_vec());
+                pack.size += n;
                 stats.chunks_sent += 1;
-                stats.bytes_sent += n as u64;
+                stats.bytes_sent += n;
                 known.insert(hash.clone(), None);
             }
             chunks.push(hash);
-            if n < buf.len() {
-                break;
-            }
-        }
+            Ok(())
+        })?;
         Ok((total, chunks))
     }
 
@@ -759,6 +752,43 @@ impl Ctx<'_> {
                 s.changed,
                 s.bytes_sent.div_ceil(1024)
             );
+        }
+    }
+}
+
+/// Reads `fd` from its current offset in chunks of `buf.len()` bytes (the
+/// last one shorter), passing each to `each`; returns the bytes read.
+/// With `expect` (the size lstat saw when the scan stamped the file)
+/// reading stops after that many bytes, without a read to find the end:
+/// bytes a writer appended since then change the stamp's size and mtime,
+/// so the next save reads the file again. A file that shrank ends at its
+/// first short read. Errors: read(2)'s errno (naming `path`), or `each`'s.
+pub(crate) fn read_chunks(
+    path: &[u8],
+    fd: &Fd,
+    expect: Option<u64>,
+    buf: &mut [u8],
+    mut each: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<u64> {
+    let mut total = 0u64;
+    loop {
+        let want = match expect {
+            Some(size) => size.saturating_sub(total).min(buf.len() as u64) as usize,
+            None => buf.len(),
+        };
+        if want == 0 {
+            return Ok(total);
+        }
+        let n = fd
+            .read_full(&mut buf[..want])
+            .map_err(|e| Error::sys(format!("read {}", show(path)), e))?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n as u64;
+        each(&buf[..n])?;
+        if n < want {
+            return Ok(total);
         }
     }
 }
