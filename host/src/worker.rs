@@ -270,9 +270,11 @@ impl Worker {
             return if eof { 0 } else { -EAGAIN };
         }
         // The main side only stalls on a full ring; waking it each time the
-        // ring drains below half batches its refills.
+        // ring drains below half batches its refills. `pop` sizes `n` from its
+        // own look at the ring, which the main side may have refilled since
+        // `before`: saturate, and wake on doubt (a spare wake costs nothing).
         let half = RING_SIZE / 2;
-        if before > half && before - n as u32 <= half {
+        if before > half && before.saturating_sub(n as u32) <= half {
             self.region.ring_host();
         }
         n as i32

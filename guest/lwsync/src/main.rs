@@ -473,8 +473,6 @@ mod tests {
         assert_eq!((s.changed, s.chunks_sent), (5, 0));
     }
 
-    /// Packs go lazily, the manifest plainly after them: a finished save
-    /// leaves nothing that a crash could lose.
     /// read_chunks stops at the size the scan saw (bytes appended since
     /// are left to the next save, whose stamp differs), ends a file that
     /// shrank at its short read, and without a size reads to the end.
@@ -511,6 +509,8 @@ mod tests {
         assert_eq!(chunks_of(Some(0)), (0, vec![]));
     }
 
+    /// Packs go lazily, the manifest plainly after them: a finished save
+    /// leaves nothing that a crash could lose.
     #[test]
     fn packs_are_lazy_and_the_manifest_makes_them_durable() {
         let (d, mut store, s) = saved("lazy");
