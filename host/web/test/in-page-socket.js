@@ -5,19 +5,23 @@
 // made it, as a socket's would. bench.js uses the class on the page (the
 // baseline's main thread); lwhost-web's link worker imports this module by
 // URL (attachLwnet's socketModule, `?bytes=N`: the size of the source's
-// stream) and calls createSocket.
+// stream; `&fixed=1`: a source that keeps the window of `opened`, as lwproxy
+// before the ack's `window` field) and calls createSocket.
 
 export class InPageProxy {
-  /** @param bytes the size of the stream the source sends after the request */
-  constructor(bytes) {
+  /**
+   * @param bytes the size of the stream the source sends after the request
+   * @param fixedWindow true: the source ignores window fields (an older lwproxy)
+   */
+  constructor(bytes, fixedWindow = false) {
     this.protocol = "lwproxy.v2";
     this.binaryType = "arraybuffer";
     this.bufferedAmount = 0;
     const channel = new MessageChannel();
     this.port = channel.port1;
     this.port.onmessage = (ev) => this.onmessage && this.onmessage({ data: ev.data });
-    this.worker = new Worker("/test/source-worker.js");
-    this.worker.postMessage({ port: channel.port2, bytes }, [channel.port2]);
+    this.worker = new Worker("/test/source-worker.js", { type: "module" });
+    this.worker.postMessage({ port: channel.port2, bytes, fixedWindow }, [channel.port2]);
     setTimeout(() => this.onopen && this.onopen(), 0);
   }
   send(data) {
@@ -31,9 +35,10 @@ export class InPageProxy {
   }
 }
 
-/** attachLwnet's socketModule hook: the stream's size comes from this module's `?bytes=`. */
+/** attachLwnet's socketModule hook: the stream's size and kind come from this module's `?bytes=&fixed=`. */
 export function createSocket() {
-  const bytes = Number(new URL(import.meta.url).searchParams.get("bytes"));
+  const params = new URL(import.meta.url).searchParams;
+  const bytes = Number(params.get("bytes"));
   if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new Error("in-page-socket.js needs ?bytes=N (N > 0)");
-  return new InPageProxy(bytes);
+  return new InPageProxy(bytes, params.get("fixed") === "1");
 }

@@ -128,11 +128,11 @@ async function phase1() {
   const batches = [ackBatch(1), ackBatch(4096), ackBatch(WINDOW), ackBatch(MAX_WINDOW)];
   check("acks_batched_by_window", acks > 0 && acks * 2 <= frames && busy.read.bytes > 8 << 20 &&
     batches.join() === [1, 4096, 65536, MAX_WINDOW / 4].join(), { acks, frames, batches });
-  // A proxy that keeps the window of `opened` whatever the acks ask (test/source-worker.js, as
-  // lwproxy before the ack's `window` field): acks held back for the window this side grew
-  // still go out (ACK_DELAY_MS), so 8 MiB arrive whole instead of stalling at 256 KiB.
+  // A proxy that keeps the window of `opened` whatever the acks ask (test/source-worker.js with
+  // fixed=1, as lwproxy before the ack's `window` field): acks held back for the window this
+  // side grew still go out (ACK_DELAY_MS), so 8 MiB arrive whole instead of stalling at 256 KiB.
   const fixed = await attachLwnet({ proxyUrl: `ws://127.0.0.1:${proxyPort}/`, storeName: DB + "-fixed-window",
-    socketModule: `/test/in-page-socket.js?bytes=${8 << 20}` });
+    socketModule: `/test/in-page-socket.js?bytes=${8 << 20}&fixed=1` });
   await waitSocket(fixed);
   const viaFixed = await runTask(fixed, mod, { kind: "bench_read", ...t, bytes: 8 << 20 });
   check("fixed_window_proxy_not_stalled", viaFixed.bytes === 8 << 20 && fixed.stats().rxWindowMax > WINDOW,
