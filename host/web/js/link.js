@@ -133,7 +133,7 @@ export class ProxyLink {
     const c = {
       id, host, port, tls: (flags & OPEN_TLS) !== 0, timeoutMs, openSent: false, txUnacked: 0,
       rxQueue: [], rxUnacked: 0, rxWindow: new WindowTuner(WINDOW, performance.now()),
-      granted: WINDOW, rxAcked: 0, grownApplied: false, ackTimer: null, eofPending: false, eofSet: false, shutSent: false, closedByPeer: false,
+      granted: WINDOW, rxAcked: 0, grownApplied: false, ackTimer: null, eofPending: false, eofSet: false, shutSent: false, closedByPeer: false, closeSent: false,
       timer: setTimeout(() => this.connectTimedOut(slot, id), (timeoutMs || DEFAULT_CONNECT_TIMEOUT_MS) + 2000),
     };
     this.conns[slot] = c;
@@ -156,19 +156,30 @@ export class ProxyLink {
   connectTimedOut(slot, id) {
     const c = this.conns[slot];
     if (!c || c.id !== id || this.get(slot, this.L.conn_state) !== CONN.CONNECTING) return;
-    this.sendControl({ t: "close", id });
     this.fail(slot, E.ETIMEDOUT);
     this.ringGuest();
   }
 
-  /** Moves a live connection to FAILED with `errno` (a no-op once FAILED or FREE). */
+  /**
+   * Moves a live connection to FAILED with `errno` (a no-op once FAILED or FREE). A failure
+   * found on this side (a timeout, a ring the worker side corrupted) also closes the
+   * connection at the proxy at once, so its target socket is not held until the proxy's idle
+   * timeout.
+   */
   fail(slot, errno) {
     const state = this.get(slot, this.L.conn_state);
     if (state !== CONN.CONNECTING && state !== CONN.OPEN) return;
     this.set(slot, this.L.conn_error, errno);
     this.set(slot, this.L.conn_state, CONN.FAILED);
     const c = this.conns[slot];
-    if (c) { clearTimeout(c.timer); clearTimeout(c.ackTimer); c.rxQueue = []; }
+    if (c) { clearTimeout(c.timer); clearTimeout(c.ackTimer); c.rxQueue = []; this.closeAtProxy(c); }
+  }
+
+  /** Sends `close` for `c` once, if the proxy has it open (opened by us, not closed by it). */
+  closeAtProxy(c) {
+    if (!c.openSent || c.closedByPeer || c.closeSent) return;
+    c.closeSent = true;
+    this.sendControl({ t: "close", id: c.id });
   }
 
   /** WF_CLOSE: tell the proxy, reset the slot and hand it back (FREE). */
@@ -177,7 +188,7 @@ export class ProxyLink {
     if (c) {
       clearTimeout(c.timer);
       clearTimeout(c.ackTimer);
-      if (c.openSent && !c.closedByPeer && this.get(slot, L.conn_state) !== CONN.FAILED) this.sendControl({ t: "close", id: c.id });
+      this.closeAtProxy(c);
       this.byId.delete(c.id);
       this.conns[slot] = null;
     }

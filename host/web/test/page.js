@@ -5,7 +5,7 @@
 // the store back. Results go to window.lwResults (read by chromium.py).
 import { attachLwnet, persistenceText } from "/lwnet/js/main.js";
 import { ProxyLink, WindowTuner, ackBatch } from "/lwnet/js/link.js";
-import { RegionAccess } from "/lwnet/js/region.js";
+import { CONN, RegionAccess } from "/lwnet/js/region.js";
 import { E, importedMemoryLimits } from "/lwnet/js/shim.js";
 import { IdbStore } from "/lwnet/js/store.js";
 import { MAX_WINDOW, WINDOW } from "/lwnet/js/protocol.js";
@@ -68,13 +68,53 @@ async function readWhileMainThreadBusy(host, mod, t, bytes, maxMs) {
  * up to the published head during every copy into it.
  * @returns {queued: frames left queued, delivered: bytes the reader took, used: bytes left in the ring}
  */
-function pumpWhileDraining(L, frames) {
+/**
+ * A ProxyLink's methods over a one-slot region of layout `L`, without a worker or a socket:
+ * `sent` collects the control messages it sends.
+ */
+function simulatedLink(L) {
   const buf = new SharedArrayBuffer(L.region + L.conn_base + L.conn_stride);
-  const side = { L, i32: new Int32Array(buf), stats: { acksOut: 0, rxWindowMax: 0 }, binary: false };
+  const sent = [];
+  const side = { L, buf, sent, i32: new Int32Array(buf), u8: new Uint8Array(buf), stats: { acksOut: 0, rxWindowMax: 0 },
+    binary: false, socketState: "open", ws: { send: (m) => sent.push(JSON.parse(m)) }, conns: [null], byId: new Map(),
+    ringGuest() {} };
   for (const part of [RegionAccess, ProxyLink]) {
-    for (const name of Object.getOwnPropertyNames(part.prototype)) side[name] = part.prototype[name];
+    for (const name of Object.getOwnPropertyNames(part.prototype)) if (name !== "constructor") side[name] = part.prototype[name];
   }
-  const real = new Uint8Array(buf);
+  return side;
+}
+
+/**
+ * A failure found on the browser side (a ring the worker side corrupted, a connect timeout)
+ * closes the connection at the proxy once, and releasing the slot later sends nothing more.
+ */
+function localFailureCloses(L) {
+  const cases = [];
+  for (const kind of ["corrupt_rx_ring", "connect_timeout"]) {
+    const side = simulatedLink(L);
+    const c = { id: 7, openSent: true, closedByPeer: false, closeSent: false, timer: null, ackTimer: null,
+      rxQueue: [new Uint8Array(16)], rxUnacked: 0, eofPending: false, eofSet: false };
+    side.conns[0] = c;
+    side.byId.set(7, 0);
+    if (kind === "corrupt_rx_ring") {
+      side.set(0, L.conn_state, CONN.OPEN);
+      side.set(0, L.conn_rx_head, L.ring_size + 1); // more used than the ring holds
+      side.pumpRx(0, c);
+    } else {
+      side.set(0, L.conn_state, CONN.CONNECTING);
+      side.connectTimedOut(0, 7);
+    }
+    const error = side.get(0, L.conn_error), closesAtFail = side.sent.length;
+    side.release(0);
+    cases.push({ kind, error, closesAtFail, closes: side.sent.filter((m) => m.t === "close" && m.id === 7).length,
+      sent: side.sent.length });
+  }
+  return cases;
+}
+
+function pumpWhileDraining(L, frames) {
+  const side = simulatedLink(L);
+  const real = side.u8;
   let delivered = 0;
   side.u8 = {
     set(src, at) {
@@ -141,6 +181,9 @@ async function phase1() {
   // A reader that drains the ring while the link fills it (its tail moves during each copy)
   // must not strand queued data behind a ring that only looked full: the guest wakes the
   // link again only when the ring drains past half, so 6 queued frames all reach the ring.
+  const failed = localFailureCloses(host.workerInit().layout);
+  check("local_failure_closes_at_proxy", failed.length === 2 && failed.every((f) => f.closesAtFail === 1 && f.closes === 1 &&
+    f.sent === 1) && failed[0].error === E.EIO && failed[1].error === E.ETIMEDOUT, failed);
   const stranded = pumpWhileDraining(host.workerInit().layout, 6);
   check("rx_pump_rereads_tail", stranded.queued === 0 && stranded.delivered === 6 * 65536, stranded);
   // The page's window autotuning (WindowTuner in link.js) grew the window while the reader kept up.
