@@ -103,6 +103,7 @@ extern const struct file_operations lwnet_net_fops;
 /* /dev/lwstore, without the struct file layer. */
 int lwnet_store_check_key(const char *key, u32 len, bool prefix);
 int lwnet_store_check_io(unsigned int cmd, const struct lwstore_io *io);
+int lwnet_store_check_list(const struct lwstore_list *ls);
 int lwnet_store_call(struct lwnet_dev *dev, const struct lwhost_store_req *req,
 		     void *out, u32 out_len);
 long lwnet_store_rw(struct lwnet_dev *dev, const struct lwhost_store_req *req,

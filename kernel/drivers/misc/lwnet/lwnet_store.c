@@ -326,6 +326,17 @@ out:
 	return ret;
 }
 
+/*
+ * The fixed fields of an LWSTORE_LIST request (lwstore.h): reserved is 0
+ * and len 1..LWSTORE_CHUNK_MAX. 0 or -EINVAL.
+ */
+int lwnet_store_check_list(const struct lwstore_list *ls)
+{
+	if (ls->reserved || ls->len == 0 || ls->len > LWSTORE_CHUNK_MAX)
+		return -EINVAL;
+	return 0;
+}
+
 static long lwnet_store_list(struct lwnet_dev *dev, void __user *argp)
 {
 	struct lwhost_store_req req = {};
@@ -337,8 +348,9 @@ static long lwnet_store_list(struct lwnet_dev *dev, void __user *argp)
 
 	if (copy_from_user(&ls, argp, sizeof(ls)))
 		return -EFAULT;
-	if (ls.reserved || ls.len == 0 || ls.len > LWSTORE_CHUNK_MAX)
-		return -EINVAL;
+	ret = lwnet_store_check_list(&ls);
+	if (ret)
+		return ret;
 
 	/* Prefix, then the cursor: the layout the host slot uses too. */
 	keys = kmalloc(2 * LWSTORE_KEY_MAX, GFP_KERNEL);

@@ -86,6 +86,23 @@ static void store_flags_validation(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, lwnet_store_check_io(LWSTORE_STAT, &io), -EINVAL);
 }
 
+/* A list asks for 1..LWSTORE_CHUNK_MAX bytes; reserved must be 0. */
+static void store_list_validation(struct kunit *test)
+{
+	struct lwstore_list ls = { .len = 1 };
+
+	KUNIT_EXPECT_EQ(test, lwnet_store_check_list(&ls), 0);
+	ls.len = LWSTORE_CHUNK_MAX;
+	KUNIT_EXPECT_EQ(test, lwnet_store_check_list(&ls), 0);
+	ls.len = LWSTORE_CHUNK_MAX + 1;
+	KUNIT_EXPECT_EQ(test, lwnet_store_check_list(&ls), -EINVAL);
+	ls.len = 0;
+	KUNIT_EXPECT_EQ(test, lwnet_store_check_list(&ls), -EINVAL);
+	ls.len = 1;
+	ls.reserved = 1;
+	KUNIT_EXPECT_EQ(test, lwnet_store_check_list(&ls), -EINVAL);
+}
+
 static struct lwhost_store_req write_req(const char *key, const void *data,
 					 u32 len, u32 flags)
 {
@@ -425,6 +442,7 @@ static struct kunit_case lwnet_store_cases[] = {
 	KUNIT_CASE(store_key_validation),
 	KUNIT_CASE(store_prefix_validation),
 	KUNIT_CASE(store_flags_validation),
+	KUNIT_CASE(store_list_validation),
 	KUNIT_CASE(store_write_waits_for_host),
 	KUNIT_CASE(store_read_copies_output),
 	KUNIT_CASE(store_host_overclaim_is_eio),
