@@ -67,7 +67,7 @@ impl Service {
 }
 
 /// A store request copied out of its slot.
-struct StoreJob {
+pub(super) struct StoreJob {
     op: u32,
     flags: u32,
     key: Vec<u8>,

@@ -350,3 +350,27 @@ async fn store_requests_in_flight_together_each_get_their_answer() {
     })
     .await;
 }
+
+/// The main side checks a SUBMITTED slot's length again (the region is
+/// shared with the guest side): one byte past the slot's data buffer is
+/// EINVAL and nothing is copied; the buffer's own size is fine.
+#[test]
+fn store_job_refuses_a_length_past_the_slot() {
+    use crate::shm::StoreSlot;
+    use lwabi::{LWHOST_STORE_LIST, LWHOST_STORE_READ, LWHOST_STORE_WRITE};
+    let region = Region::new_memfd().expect("region");
+    let slot = region.store_slot(0).expect("slot");
+    slot.key_len().store(1, Ordering::Relaxed);
+    for op in [LWHOST_STORE_WRITE, LWHOST_STORE_READ, LWHOST_STORE_LIST] {
+        slot.op().store(op, Ordering::Relaxed);
+        slot.len()
+            .store(StoreSlot::DATA_CAP as u32 + 1, Ordering::Relaxed);
+        assert_eq!(
+            store_jobs::StoreJob::read_from(slot).err(),
+            Some(EINVAL),
+            "op {op}"
+        );
+        slot.len().store(StoreSlot::DATA_CAP as u32, Ordering::Relaxed);
+        assert!(store_jobs::StoreJob::read_from(slot).is_ok(), "op {op}");
+    }
+}

@@ -336,6 +336,10 @@ fn store_rejects_malformed_requests() {
             -EINVAL,
         ),
         (with(LWHOST_STORE_LIST, b"", |r| r.capacity = 0), -EINVAL),
+        (
+            with(LWHOST_STORE_LIST, b"", |r| r.capacity = OVER as u32),
+            -EINVAL,
+        ),
         (with(LWHOST_STORE_WRITE, b"k", |r| r.data = &[0; OVER]), -EINVAL),
         (with(LWHOST_STORE_DELETE, b"k", |r| r.data = b"x"), -EINVAL),
     ];
@@ -350,6 +354,10 @@ fn store_rejects_malformed_requests() {
             ..store_req(LWHOST_STORE_WRITE, &max)
         }) >= 0
     );
+    for op in [LWHOST_STORE_READ, LWHOST_STORE_LIST] {
+        let full = with(op, b"k", |r| r.capacity = LWHOST_STORE_BUF);
+        assert!(w.store_submit(&full) >= 0, "op {op}");
+    }
 }
 
 #[test]
@@ -422,6 +430,27 @@ fn guest_pointers_are_bounds_checked() {
     assert_eq!(StoreRequest::from_guest(&reserved, &mem).err(), Some(-EINVAL));
     let long = lwhost_store_req { key_len: 513, ..raw };
     assert_eq!(StoreRequest::from_guest(&long, &mem).err(), Some(-ENAMETOOLONG));
+    // One byte past a slot's data: refused before the data is looked at.
+    for op in [LWHOST_STORE_READ, LWHOST_STORE_WRITE, LWHOST_STORE_LIST] {
+        let over = lwhost_store_req {
+            op,
+            len: LWHOST_STORE_BUF + 1,
+            ..raw
+        };
+        assert_eq!(
+            StoreRequest::from_guest(&over, &mem).err(),
+            Some(-EINVAL),
+            "op {op}"
+        );
+    }
+    let full = lwhost_store_req {
+        len: LWHOST_STORE_BUF,
+        ..raw
+    };
+    assert_eq!(
+        StoreRequest::from_guest(&full, &mem).map(|r| r.capacity),
+        Ok(LWHOST_STORE_BUF)
+    );
 }
 
 #[test]

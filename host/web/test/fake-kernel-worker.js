@@ -2,7 +2,10 @@
 // A Web Worker playing one kernel task: installs the host ABI with the real
 // glue (worker.js -> lwhost-web), instantiates the fake kernel module
 // over its own shared memory, and runs one task the page asks for.
-import { LWHOST_ID_GEN_MASK, LWHOST_ID_SLOT_BITS, LWHOST_ID_SLOT_MASK } from "/lwnet/js/lwabi.js";
+import {
+  LWHOST_ID_GEN_MASK, LWHOST_ID_SLOT_BITS, LWHOST_ID_SLOT_MASK, LWHOST_STORE_BUF, LWHOST_STORE_LIST,
+  LWHOST_STORE_READ, LWHOST_STORE_WRITE,
+} from "/lwnet/js/lwabi.js";
 import { installLwnet } from "/lwnet/js/worker.js";
 
 const enc = new TextEncoder();
@@ -161,6 +164,16 @@ const TASKS = {
     dv.setUint32(req + 8, h, true);
     dv.setUint32(req + 16, 100000, true);
     out.store_key_too_long = env.wasm_store_submit(req);
+    // One byte more than a slot's data (LWHOST_STORE_BUF): EINVAL, whatever the op.
+    new Uint8Array(memory.buffer, req, 64).fill(0);
+    dv.setUint32(req + 8, h, true);
+    dv.setUint32(req + 16, 1, true);
+    dv.setUint32(req + 40, buf, true);
+    dv.setUint32(req + 48, LWHOST_STORE_BUF + 1, true);
+    for (const [name, op] of [["write", LWHOST_STORE_WRITE], ["read", LWHOST_STORE_READ], ["list", LWHOST_STORE_LIST]]) {
+      dv.setUint32(req + 0, op, true);
+      out[`store_${name}_over_buf`] = env.wasm_store_submit(req);
+    }
     out.store_poll_bad_ticket = env.wasm_store_poll(0x7f7f01, buf, 16);
     out.store_poll_past_end = env.wasm_store_poll(1, end - 2, 16);
     out.store_poll_huge_len = env.wasm_store_poll(1, buf, 0xffffffff | 0); // u32: past the end, not negative

@@ -245,7 +245,8 @@ async function phase1() {
     open_host_past_end: -14, open_unterminated: -14, open_bad_port: -22, open_bad_flags: -22,
     read_bad_id: -9, poll_bad_id: -9, poll_stale_gen: -9, shutdown_bad_id: -9, store_req_past_end: -14,
     store_key_past_end: -14, store_key_too_long: -36, store_poll_bad_ticket: -9, store_poll_past_end: -14,
-    store_poll_huge_len: -14, open_huge_host_len: -14,
+    store_poll_huge_len: -14, store_write_over_buf: -22, store_read_over_buf: -22, store_list_over_buf: -22,
+    open_huge_host_len: -14,
     poll_closed: -9,
   };
   const wrong = Object.entries(want).filter(([k, v]) => h[k] !== v).map(([k, v]) => `${k}=${h[k]} (want ${v})`);

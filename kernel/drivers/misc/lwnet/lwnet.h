@@ -27,6 +27,12 @@
 #define LWNET_IRQ_FALLBACK_MS	1000
 /* Store tickets interrupted by a signal that we still have to release. */
 #define LWNET_REAP_MAX		(2 * LWHOST_STORE_SLOTS)
+/*
+ * A store request whose LWSTORE_CHUNK_MAX-sized bounce buffer cannot be had
+ * in one block goes to the host in pieces this large: 64 KiB was the whole
+ * request before, and still holds the longest key LWSTORE_LIST returns.
+ */
+#define LWNET_STORE_PIECE	(64 * 1024)
 
 struct lwnet_dev {
 	const struct lwnet_backend_ops *ops;
@@ -97,8 +103,11 @@ extern const struct file_operations lwnet_net_fops;
 /* /dev/lwstore, without the struct file layer. */
 int lwnet_store_check_key(const char *key, u32 len, bool prefix);
 int lwnet_store_check_io(unsigned int cmd, const struct lwstore_io *io);
+int lwnet_store_check_list(const struct lwstore_list *ls);
 int lwnet_store_call(struct lwnet_dev *dev, const struct lwhost_store_req *req,
 		     void *out, u32 out_len);
+long lwnet_store_rw(struct lwnet_dev *dev, const struct lwhost_store_req *req,
+		    struct iov_iter *it, void *buf, u32 size);
 void lwnet_store_reap_now(struct lwnet_dev *dev);
 long lwnet_store_ioctl_dev(struct lwnet_dev *dev, unsigned int cmd,
 			   void __user *argp);

@@ -15,6 +15,7 @@
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
+#include <linux/uio.h>
 #include <asm/byteorder.h>
 
 #include "lwnet.h"
@@ -164,13 +165,121 @@ int lwnet_store_check_io(unsigned int cmd, const struct lwstore_io *io)
 	return 0;
 }
 
+/*
+ * Allocates the bounce buffer of a request of len bytes (len > 0) and sets
+ * *size to its size: len if it can, else LWNET_STORE_PIECE. On a no-MMU
+ * kernel kvmalloc is kmalloc, and fragmentation can deny 256 KiB in one
+ * block while plenty of memory is free; then the request goes in pieces.
+ * (kvmalloc takes no __GFP_NORETRY; an order this large never calls the
+ * OOM killer anyway.)
+ */
+static void *lwnet_store_buf(u32 len, u32 *size)
+{
+	void *buf = kvmalloc(len, GFP_KERNEL | __GFP_NOWARN);
+
+	*size = len;
+	if (buf || len <= LWNET_STORE_PIECE)
+		return buf;
+	*size = LWNET_STORE_PIECE;
+	return kvmalloc(LWNET_STORE_PIECE, GFP_KERNEL);
+}
+
+/*
+ * Runs a WRITE or READ of req->len bytes, moving them through buf (size
+ * bytes, at least req->len or LWNET_STORE_PIECE) from or to the user's
+ * data in it, as requests of at most size bytes. Returns what one request
+ * of req->len bytes would: its byte count or -errno.
+ *
+ * A write is pieces at offset, offset + size, ...: TRUNC goes with the
+ * first, COMMIT and LAZY with the last. Each piece extends the pending
+ * value exactly where the one request would have, and only the last one
+ * publishes it, so the committed value is the same. If a piece fails,
+ * nothing is committed: the committed value is untouched, and the pending
+ * one may hold the pieces before it, so a retry starts over with TRUNC (as
+ * after a request interrupted while the host ran it). A read stops at a
+ * short piece: the value ends there.
+ */
+long lwnet_store_rw(struct lwnet_dev *dev, const struct lwhost_store_req *req,
+		    struct iov_iter *it, void *buf, u32 size)
+{
+	bool write = req->op == LWHOST_STORE_WRITE;
+	struct lwhost_store_req piece = *req;
+	u32 done = 0;
+	long ret;
+
+	do {
+		u32 n = min(req->len - done, size);
+
+		piece.offset = req->offset + done;
+		piece.len = n;
+		if (write) {
+			piece.flags = req->flags;
+			if (done)
+				piece.flags &= ~LWHOST_STORE_TRUNC;
+			if (done + n < req->len)
+				piece.flags &= ~(LWHOST_STORE_COMMIT |
+						 LWHOST_STORE_LAZY);
+			if (copy_from_iter(buf, n, it) != n)
+				return -EFAULT;
+			piece.data = (uintptr_t)buf;
+		}
+		ret = lwnet_store_call(dev, &piece, write ? NULL : buf,
+				       write ? 0 : n);
+		/* A restart would repeat pieces the host already has. */
+		if (ret == -ERESTARTSYS && done)
+			return -EINTR;
+		if (ret < 0)
+			return ret;
+		/*
+		 * No piece may claim more than it was given, and a short write
+		 * piece before the last would pass for progress uncommitted.
+		 */
+		if (ret > n || (write && ret < n && done + n < req->len))
+			return -EIO;
+		if (!write && copy_to_iter(buf, ret, it) != ret)
+			return -EFAULT;
+		done += ret;
+		if (ret < n)
+			break;
+	} while (done < req->len);
+	return done;
+}
+
+/* An LWSTORE_WRITE or _READ (write) of io, whose key is in req. */
+static long lwnet_store_user_rw(struct lwnet_dev *dev,
+				struct lwhost_store_req *req,
+				const struct lwstore_io *io, bool write)
+{
+	struct iovec iov = {
+		.iov_base = u64_to_user_ptr(io->buf),
+		.iov_len = io->len,
+	};
+	struct iov_iter it;
+	void *buf = NULL;
+	u32 size = 0;
+	long ret;
+
+	if (io->len) {
+		buf = lwnet_store_buf(io->len, &size);
+		if (!buf)
+			return -ENOMEM;
+	}
+	iov_iter_init(&it, write ? WRITE : READ, &iov, 1, io->len);
+	req->op = write ? LWHOST_STORE_WRITE : LWHOST_STORE_READ;
+	req->flags = io->flags;
+	req->offset = io->offset;
+	req->len = io->len;
+	ret = lwnet_store_rw(dev, req, &it, buf, size);
+	kvfree(buf);
+	return ret;
+}
+
 static long lwnet_store_io(struct lwnet_dev *dev, unsigned int cmd,
 			   void __user *argp)
 {
 	struct lwhost_store_req req = {};
 	struct lwstore_io io;
-	char *key = NULL;
-	void *data = NULL;
+	char *key;
 	__le64 size;
 	long ret;
 
@@ -189,34 +298,10 @@ static long lwnet_store_io(struct lwnet_dev *dev, unsigned int cmd,
 	req.key = (uintptr_t)key;
 	req.key_len = io.key_len;
 
-	if ((cmd == LWSTORE_WRITE || cmd == LWSTORE_READ) && io.len) {
-		data = kvmalloc(io.len, GFP_KERNEL);
-		if (!data) {
-			ret = -ENOMEM;
-			goto out;
-		}
-	}
-
 	switch (cmd) {
 	case LWSTORE_WRITE:
-		if (io.len && copy_from_user(data, u64_to_user_ptr(io.buf), io.len)) {
-			ret = -EFAULT;
-			goto out;
-		}
-		req.op = LWHOST_STORE_WRITE;
-		req.flags = io.flags;
-		req.offset = io.offset;
-		req.data = (uintptr_t)data;
-		req.len = io.len;
-		ret = lwnet_store_call(dev, &req, NULL, 0);
-		break;
 	case LWSTORE_READ:
-		req.op = LWHOST_STORE_READ;
-		req.offset = io.offset;
-		req.len = io.len;
-		ret = lwnet_store_call(dev, &req, data, io.len);
-		if (ret > 0 && copy_to_user(u64_to_user_ptr(io.buf), data, ret))
-			ret = -EFAULT;
+		ret = lwnet_store_user_rw(dev, &req, &io, cmd == LWSTORE_WRITE);
 		break;
 	case LWSTORE_STAT:
 		req.op = LWHOST_STORE_STAT;
@@ -237,9 +322,19 @@ static long lwnet_store_io(struct lwnet_dev *dev, unsigned int cmd,
 		break;
 	}
 out:
-	kvfree(data);
 	kfree(key);
 	return ret;
+}
+
+/*
+ * The fixed fields of an LWSTORE_LIST request (lwstore.h): reserved is 0
+ * and len 1..LWSTORE_CHUNK_MAX. 0 or -EINVAL.
+ */
+int lwnet_store_check_list(const struct lwstore_list *ls)
+{
+	if (ls->reserved || ls->len == 0 || ls->len > LWSTORE_CHUNK_MAX)
+		return -EINVAL;
+	return 0;
 }
 
 static long lwnet_store_list(struct lwnet_dev *dev, void __user *argp)
@@ -248,16 +343,19 @@ static long lwnet_store_list(struct lwnet_dev *dev, void __user *argp)
 	struct lwstore_list ls;
 	char *keys;
 	void *data;
+	u32 size;
 	long ret;
 
 	if (copy_from_user(&ls, argp, sizeof(ls)))
 		return -EFAULT;
-	if (ls.reserved || ls.len == 0 || ls.len > LWSTORE_CHUNK_MAX)
-		return -EINVAL;
+	ret = lwnet_store_check_list(&ls);
+	if (ret)
+		return ret;
 
 	/* Prefix, then the cursor: the layout the host slot uses too. */
 	keys = kmalloc(2 * LWSTORE_KEY_MAX, GFP_KERNEL);
-	data = kvmalloc(ls.len, GFP_KERNEL);
+	/* Only whole keys are listed, so a piece is as good an answer. */
+	data = lwnet_store_buf(ls.len, &size);
 	if (!keys || !data) {
 		ret = -ENOMEM;
 		goto out;
@@ -276,8 +374,8 @@ static long lwnet_store_list(struct lwnet_dev *dev, void __user *argp)
 	req.key_len = ls.prefix_len;
 	req.after = (uintptr_t)(keys + LWSTORE_KEY_MAX);
 	req.after_len = ls.after_len;
-	req.len = ls.len;
-	ret = lwnet_store_call(dev, &req, data, ls.len);
+	req.len = size;
+	ret = lwnet_store_call(dev, &req, data, size);
 	if (ret > 0 && copy_to_user(u64_to_user_ptr(ls.buf), data, ret))
 		ret = -EFAULT;
 out:

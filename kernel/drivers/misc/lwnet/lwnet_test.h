@@ -24,6 +24,22 @@
 
 enum fake_state { FAKE_CONNECTING, FAKE_OPEN, FAKE_FAILED };
 
+#define FAKE_LOG	8
+
+/*
+ * A host store holding one value (for any key), as lwhost keeps it: writes
+ * extend a pending copy that must hold exactly offset bytes, COMMIT
+ * publishes it. With a model the fake answers every request at once.
+ */
+struct fake_model {
+	u8 *value, *pending;	/* cap bytes each */
+	u32 cap, value_len, pending_len;
+	int writes;		/* write requests so far */
+	int fail_write;		/* this write (1-based) answers -EIO */
+	int nlog;		/* requests so far; the first FAKE_LOG kept */
+	struct lwhost_store_req log[FAKE_LOG];
+};
+
 struct fake_conn {
 	bool used;
 	enum fake_state state;
@@ -58,6 +74,7 @@ struct fake {
 	char key[2 * LWHOST_KEY_MAX];
 	u8 data[FAKE_STORE_MAX];
 	u32 data_len;
+	struct fake_model *model;	/* NULL: the test answers */
 };
 
 /* --- fixtures ----------------------------------------------------------- */

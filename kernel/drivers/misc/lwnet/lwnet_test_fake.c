@@ -172,6 +172,44 @@ static void fake_net_close(struct lwnet_dev *dev, int id)
 	spin_unlock(&fk->lock);
 }
 
+/* Runs req on the model at once; returns the host's answer. */
+static int fake_model_run(struct fake_model *m,
+			  const struct lwhost_store_req *req)
+{
+	if (m->nlog < FAKE_LOG)
+		m->log[m->nlog] = *req;
+	m->nlog++;
+	if (req->op == LWHOST_STORE_READ) {
+		if (req->offset >= m->value_len)
+			return 0;
+		return min_t(u64, req->len, m->value_len - req->offset);
+	}
+	if (req->op != LWHOST_STORE_WRITE)
+		return -EINVAL;
+	if (++m->writes == m->fail_write) {
+		m->pending_len = 0;	/* lwhost drops a half-written one */
+		return -EIO;
+	}
+	if (req->flags & LWHOST_STORE_TRUNC) {
+		if (req->offset)
+			return -EINVAL;
+		m->pending_len = 0;
+	}
+	if (req->offset != m->pending_len)
+		return -EINVAL;
+	if (req->len > m->cap - m->pending_len)
+		return -ENOSPC;
+	memcpy(m->pending + m->pending_len, (void *)(uintptr_t)req->data,
+	       req->len);
+	m->pending_len += req->len;
+	if (req->flags & LWHOST_STORE_COMMIT) {
+		swap(m->value, m->pending);
+		m->value_len = m->pending_len;
+		m->pending_len = 0;
+	}
+	return req->len;
+}
+
 static int fake_store_submit(struct lwnet_dev *dev,
 			     const struct lwhost_store_req *req)
 {
@@ -199,6 +237,10 @@ static int fake_store_submit(struct lwnet_dev *dev,
 			       fk->data_len);
 		}
 		fk->store_pending = true;
+		if (fk->model) {
+			fk->store_result = fake_model_run(fk->model, req);
+			fk->store_done = true;
+		}
 	}
 	spin_unlock(&fk->lock);
 	return ret;
@@ -218,7 +260,10 @@ static int fake_store_poll(struct lwnet_dev *dev, int ticket, void *buf,
 		ret = -EINPROGRESS;
 	} else {
 		ret = fk->store_result;
-		if (ret > 0 && buf)
+		if (ret > 0 && buf && fk->model)
+			memcpy(buf, fk->model->value + fk->req.offset,
+			       min_t(u32, len, ret));
+		else if (ret > 0 && buf)
 			memcpy(buf, fk->data, min_t(u32, len,
 						    min_t(u32, ret, FAKE_STORE_MAX)));
 		fk->store_pending = false;
