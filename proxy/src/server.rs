@@ -85,6 +85,16 @@ impl AsyncWrite for ClientStream {
     }
 }
 
+/// A plain socket tells its read readiness; a TLS stream cannot (it may hold decrypted bytes).
+impl crate::frames::ReadReady for ClientStream {
+    fn poll_read_ready(&self, cx: &mut TaskContext<'_>) -> Option<Poll<std::io::Result<()>>> {
+        match self {
+            ClientStream::Plain(s) => Some(s.poll_read_ready(cx)),
+            ClientStream::Tls(_) => None,
+        }
+    }
+}
+
 /// Shared by every connection handler.
 pub struct Shared {
     pub cfg: Arc<Config>,
@@ -477,7 +487,7 @@ async fn handle_client(
         ws_cfg = ws_cfg.read_buffer_size(crate::wisp_session::READ_BUFFER);
     }
     let ws = WebSocketStream::from_partially_read(
-        crate::frames::FrameIo::new(stream),
+        crate::frames::FrameIo::with_read_ahead(stream, &rest),
         rest,
         Role::Server,
         Some(ws_cfg),
