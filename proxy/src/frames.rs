@@ -920,4 +920,30 @@ mod tests {
         let _w = data.await.unwrap();
         reader.abort();
     }
+
+    /// Frames that came with the handshake (handed to tungstenite as read-ahead) are counted
+    /// too: they are read at once, with nothing more on the socket.
+    #[tokio::test]
+    async fn frames_read_with_the_handshake_are_not_waited_for() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        let mut ahead = client_frame(true, 0x2, b"one", [1, 2, 3, 4]);
+        ahead.extend(client_frame(true, 0x1, b"two", [5, 6, 7, 8]));
+        ahead.extend(&client_frame(true, 0x2, b"three", [9, 9, 9, 9])[..5]);
+        let io = FrameIo::with_read_ahead(server, &ahead);
+        let ws = WebSocketStream::from_partially_read(io, ahead, Role::Server, None).await;
+        let (mut r, _w) = split(ws);
+        for want in [
+            Message::Binary(Bytes::from_static(b"one")),
+            Message::Text("two".into()),
+        ] {
+            let got = tokio::time::timeout(std::time::Duration::from_secs(5), r.next()).await;
+            assert!(matches!(&got, Ok(Some(Ok(m))) if *m == want), "{got:?}");
+        }
+        // The third frame is incomplete: nothing to return, and the gate stays on.
+        let more = tokio::time::timeout(std::time::Duration::from_millis(100), r.next()).await;
+        assert!(more.is_err(), "{more:?}");
+        assert!(gate_on(&r));
+    }
 }
