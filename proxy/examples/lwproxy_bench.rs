@@ -67,6 +67,10 @@ struct Args {
     /// Only the Wisp table (the socat ceiling is still measured).
     #[arg(long)]
     wisp_only: bool,
+    /// Only the 64-byte echo of socat and lwproxy binary (v2): no stream, no memory figure,
+    /// no JSON, no wasmnet, no Wisp table (for profiling and quick p50 comparisons).
+    #[arg(long, conflicts_with = "wisp_only")]
+    echo_only: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -639,10 +643,12 @@ async fn main() -> Result<()> {
     if sys.socat_source.is_some() {
         modes.push(Mode::Socat);
     }
-    if !args.wisp_only {
+    if args.echo_only {
+        modes.push(Mode::LwBinary);
+    } else if !args.wisp_only {
         modes.extend([Mode::LwBinary, Mode::LwJson]);
     }
-    if sys.wasmnet.is_some() && !args.wisp_only {
+    if sys.wasmnet.is_some() && !args.wisp_only && !args.echo_only {
         modes.extend([Mode::WnBinary, Mode::WnJson]);
     }
 
@@ -652,9 +658,15 @@ async fn main() -> Result<()> {
         modes.iter().map(|m| (*m, Vec::new())).collect();
     for round in 0..args.runs {
         for &mode in &modes {
-            let mbps = throughput(mode, &sys, source, args.bytes).await?;
+            let mbps = if args.echo_only {
+                0.0
+            } else {
+                throughput(mode, &sys, source, args.bytes).await?
+            };
             let row = rows.get_mut(&mode).context("row")?;
-            row.mbps = Some(row.mbps.unwrap_or(0.0).max(mbps));
+            if !args.echo_only {
+                row.mbps = Some(row.mbps.unwrap_or(0.0).max(mbps));
+            }
             let s = rtt(mode, &sys, echo, args.rtt_count / args.runs.max(1)).await?;
             eprintln!(
                 "round {round}: {:<22} {mbps:>8.1} MB/s, {} echo samples",
@@ -676,6 +688,9 @@ async fn main() -> Result<()> {
     }
     // Memory on fresh processes, for one dialect per proxy (session state does not depend on it).
     for mode in [Mode::LwBinary, Mode::WnBinary] {
+        if args.echo_only {
+            break;
+        }
         if let Some(row) = rows.get_mut(&mode) {
             let (idle, idle_conn) = idle_memory(mode, &args, echo, args.sessions).await?;
             row.idle = Some(idle);
@@ -760,6 +775,9 @@ async fn main() -> Result<()> {
         ("RSS per idle session, KiB".into(), lb.idle, AtMost(64.0)),
     ] {
         println!("| {what} | {} | {goal} | {} |", fmt(v, 2), goal.verdict(v));
+    }
+    if args.echo_only {
+        return Ok(());
     }
     let s = rows.get(&Mode::Socat).copied().unwrap_or_default();
     wisp::table(&args, source, echo, [s.mbps, s.p50, s.p99]).await

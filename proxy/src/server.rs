@@ -85,6 +85,16 @@ impl AsyncWrite for ClientStream {
     }
 }
 
+/// A plain socket tells its read readiness; a TLS stream cannot (it may hold decrypted bytes).
+impl crate::frames::ReadReady for ClientStream {
+    fn poll_read_ready(&self, cx: &mut TaskContext<'_>) -> Option<Poll<std::io::Result<()>>> {
+        match self {
+            ClientStream::Plain(s) => Some(s.poll_read_ready(cx)),
+            ClientStream::Tls(_) => None,
+        }
+    }
+}
+
 /// Shared by every connection handler.
 pub struct Shared {
     pub cfg: Arc<Config>,
@@ -308,8 +318,10 @@ pub fn ws_config(cfg: &Config) -> WebSocketConfig {
     // Our own message limit answers with an `error` and keeps the session; tungstenite's
     // hard limit (above it) only guards memory against absurd frames.
     let hard = cfg.limits.max_message.saturating_mul(2).saturating_add(64 * 1024);
-    // tungstenite zero-fills its whole read buffer on the first read, so its size is resident
-    // per session: 16 KiB keeps an idle session small; frames larger than it still arrive whole.
+    // tungstenite zero-fills its whole read buffer on the first read (on a plain socket, the
+    // first that finds bytes: see frames::ReadGate), so its size is resident per session once
+    // the client has sent something: 16 KiB keeps a session small; frames larger than it still
+    // arrive whole.
     WebSocketConfig::default()
         .read_buffer_size(16 * 1024)
         .write_buffer_size(64 * 1024)
@@ -477,7 +489,7 @@ async fn handle_client(
         ws_cfg = ws_cfg.read_buffer_size(crate::wisp_session::READ_BUFFER);
     }
     let ws = WebSocketStream::from_partially_read(
-        crate::frames::FrameIo::new(stream),
+        crate::frames::FrameIo::with_read_ahead(stream, &rest),
         rest,
         Role::Server,
         Some(ws_cfg),

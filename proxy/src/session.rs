@@ -421,7 +421,7 @@ enum Step<E> {
 /// or the server drains and no stream is left.
 pub async fn drive<P: Protocol, S>(ws: WebSocketStream<FrameIo<S>>, ctx: SessionCtx)
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + frames::ReadReady + Unpin + Send + 'static,
 {
     let (mut stream, sink) = frames::split(ws);
     let (out, mut writer) = spawn_writer(sink, P::OUT_QUEUE, ctx.cfg.limits.idle_timeout, ctx.peer);
