@@ -75,7 +75,7 @@ async function readWhileMainThreadBusy(host, mod, t, bytes, maxMs) {
 function simulatedLink(L) {
   const buf = new SharedArrayBuffer(L.region + L.conn_base + L.conn_stride);
   const sent = [];
-  const side = { L, buf, sent, i32: new Int32Array(buf), u8: new Uint8Array(buf), stats: { acksOut: 0, rxWindowMax: 0 },
+  const side = { L, sent, i32: new Int32Array(buf), u8: new Uint8Array(buf), stats: { acksOut: 0, rxWindowMax: 0 },
     binary: false, socketState: "open", ws: { send: (m) => sent.push(JSON.parse(m)) }, conns: [null], byId: new Map(),
     ringGuest() {} };
   for (const part of [RegionAccess, ProxyLink]) {
