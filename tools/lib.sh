@@ -17,6 +17,19 @@ lw_info() { printf '==> %s\n' "$*" >&2; }
 lw_warn() { printf 'warning: %s\n' "$*" >&2; }
 lw_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
+# The machine's CPU time so far in clock ticks, "TOTAL STEAL", from the `cpu` line of
+# /proc/stat (proc(5): user nice system idle iowait irq softirq steal; guest time is already
+# in user and nice). Steal is time the hypervisor ran something else while this machine's
+# virtual CPUs wanted to run: load average does not show it, and it slows every figure.
+lw_cpu_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $9; exit }' /proc/stat; }
+# lw_steal_since "TOTAL STEAL" (from lw_cpu_ticks): "N% of CPU time stolen by the hypervisor".
+lw_steal_since() {
+    # shellcheck disable=SC2046,SC2086 # four numbers, split on purpose
+    set -- $1 $(lw_cpu_ticks)
+    awk -v t0="$1" -v s0="$2" -v t1="$3" -v s1="$4" 'BEGIN {
+        printf "%.0f%% of CPU time stolen by the hypervisor", (t1 > t0) ? 100 * (s1 - s0) / (t1 - t0) : 0 }'
+}
+
 # Debian packages, by what needs them. Tiers install only their own.
 # shellcheck disable=SC2034 # used by the scripts that source this file
 {

@@ -113,7 +113,7 @@ pub(crate) async fn wait_port(port: u16) -> Result<()> {
     tokio::task::spawn_blocking(move || lwtest::wait_port(port, Duration::from_secs(5))).await?
 }
 
-use lwtest::proxy::rss_kib;
+use lwtest::proxy::{cpu_ns, rss_kib};
 
 // --- the systems under test -------------------------------------------------------------
 
@@ -122,6 +122,18 @@ struct Systems {
     wasmnet: Option<(Process, SocketAddr)>,
     socat_source: Option<(Process, SocketAddr)>,
     socat_echo: Option<(Process, SocketAddr)>,
+}
+
+impl Systems {
+    /// The process that relays `mode`'s echo round trips, for its CPU time.
+    fn relay_pid(&self, mode: Mode) -> Option<u32> {
+        let p = match mode {
+            Mode::Socat => &self.socat_echo.as_ref()?.0,
+            Mode::LwBinary | Mode::LwJson => &self.lwproxy.0,
+            Mode::WnBinary | Mode::WnJson => &self.wasmnet.as_ref()?.0,
+        };
+        p.pid().ok()
+    }
 }
 
 /// A server under test, stopped when dropped: lwproxy as lwtest's launcher runs it (killed
@@ -483,11 +495,34 @@ async fn download<C: BenchClient>(c: &mut C, bytes: usize, started: Instant) -> 
     Ok(bytes as f64 / started.elapsed().as_secs_f64() / 1e6)
 }
 
-/// 64-byte echo round trips on `c`, in microseconds (after 100 warm-up round trips).
-async fn echo_samples<C: BenchClient>(c: &mut C, count: usize) -> Result<Vec<f64>> {
+/// What an echo run measured: round-trip times in microseconds (after 100 warm-up round
+/// trips), and the CPU time spent during the timed ones by the relay (its process and the
+/// processes it forked, e.g. socat's per-connection child) and by this process (the client and
+/// the echo server), in nanoseconds ([`lwtest::proxy::cpu_ns`]).
+pub(crate) struct EchoRun {
+    pub samples: Vec<f64>,
+    pub relay_cpu_ns: Option<u64>,
+    pub own_cpu_ns: u64,
+}
+
+/// 64-byte echo round trips on `c` (see [`EchoRun`]); `relay` is the pid of the process
+/// relaying them, if its CPU time is wanted.
+pub(crate) async fn echo_samples<C: BenchClient>(
+    c: &mut C,
+    count: usize,
+    relay: Option<u32>,
+) -> Result<EchoRun> {
     let payload = [0x42u8; 64];
     let mut samples = Vec::with_capacity(count);
+    let cpu = || -> Result<(Option<u64>, u64)> {
+        let relay = relay.map(|pid| cpu_ns(pid, true)).transpose()?;
+        Ok((relay, cpu_ns(std::process::id(), false)?))
+    };
+    let mut start = (None, 0);
     for i in 0..count + 100 {
+        if i == 100 {
+            start = cpu()?;
+        }
         let t = Instant::now();
         c.send(&payload).await?;
         let mut got = 0;
@@ -498,14 +533,19 @@ async fn echo_samples<C: BenchClient>(c: &mut C, count: usize) -> Result<Vec<f64
             samples.push(t.elapsed().as_secs_f64() * 1e6);
         }
     }
-    Ok(samples)
+    let end = cpu()?;
+    Ok(EchoRun {
+        samples,
+        relay_cpu_ns: end.0.zip(start.0).map(|(e, s)| e.saturating_sub(s)),
+        own_cpu_ns: end.1.saturating_sub(start.1),
+    })
 }
 
-/// Round-trip times in microseconds (after 100 warm-up round trips).
-async fn rtt(mode: Mode, sys: &Systems, echo: SocketAddr, count: usize) -> Result<Vec<f64>> {
+/// Echo round trips through the system of `mode` (see [`EchoRun`]).
+async fn rtt(mode: Mode, sys: &Systems, echo: SocketAddr, count: usize) -> Result<EchoRun> {
     let relay = sys.socat_echo.as_ref().map(|s| s.1);
     let mut c = Client::open(mode, sys, echo, relay, ECHO_READ_BUFFER).await?;
-    echo_samples(&mut c, count).await
+    echo_samples(&mut c, count, sys.relay_pid(mode)).await
 }
 
 /// KiB a fresh proxy process adds per idle session, and per session holding one idle
@@ -569,6 +609,9 @@ struct Row {
     mbps: Option<f64>,
     p50: Option<f64>,
     p99: Option<f64>,
+    /// CPU microseconds per timed echo: the relay's, and this process's (client + echo server).
+    relay_cpu: Option<f64>,
+    own_cpu: Option<f64>,
     idle: Option<f64>,
     idle_conn: Option<f64>,
 }
@@ -618,10 +661,34 @@ fn load_average() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// The machine's CPU time so far in clock ticks, (total, steal), from the `cpu` line of
+/// /proc/stat (proc(5): user nice system idle iowait irq softirq steal ...; guest time is
+/// already in user and nice), as tools/lib.sh's `lw_cpu_ticks` reads it.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line.split_whitespace().skip(1).take(8).filter_map(|f| f.parse().ok()).collect();
+    (v.len() == 8).then(|| (v.iter().sum(), v[7]))
+}
+
+/// The share of CPU time the hypervisor took since `start` (from [`cpu_ticks`]): time it ran
+/// something else while this machine's virtual CPUs wanted to run, which the load average
+/// does not show and which slows every figure.
+fn steal_since(start: Option<(u64, u64)>) -> String {
+    match start.zip(cpu_ticks()) {
+        Some(((t0, s0), (t1, s1))) if t1 > t0 => format!(
+            "{:.0}% of CPU time stolen by the hypervisor",
+            100.0 * s1.saturating_sub(s0) as f64 / (t1 - t0) as f64
+        ),
+        _ => "CPU steal unknown".into(),
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
     let load_start = load_average();
+    let cpu_start = cpu_ticks();
     let source = source_server(args.bytes).await?;
     let echo = echo_server().await?;
     let sys = Systems {
@@ -656,6 +723,8 @@ async fn main() -> Result<()> {
     let mut rows: std::collections::HashMap<Mode, Row> = modes.iter().map(|m| (*m, Row::default())).collect();
     let mut samples: std::collections::HashMap<Mode, Vec<f64>> =
         modes.iter().map(|m| (*m, Vec::new())).collect();
+    // CPU nanoseconds over the timed echoes, pooled over the rounds: relay, own, echoes.
+    let mut cpu: std::collections::HashMap<Mode, (Option<u64>, u64, usize)> = Default::default();
     for round in 0..args.runs {
         for &mode in &modes {
             let mbps = if args.echo_only {
@@ -667,13 +736,17 @@ async fn main() -> Result<()> {
             if !args.echo_only {
                 row.mbps = Some(row.mbps.unwrap_or(0.0).max(mbps));
             }
-            let s = rtt(mode, &sys, echo, args.rtt_count / args.runs.max(1)).await?;
+            let run = rtt(mode, &sys, echo, args.rtt_count / args.runs.max(1)).await?;
             eprintln!(
                 "round {round}: {:<22} {mbps:>8.1} MB/s, {} echo samples",
                 mode.name(),
-                s.len()
+                run.samples.len()
             );
-            samples.get_mut(&mode).context("samples")?.extend(s);
+            let c = cpu.entry(mode).or_insert((Some(0), 0, 0));
+            c.0 = c.0.zip(run.relay_cpu_ns).map(|(a, b)| a + b);
+            c.1 += run.own_cpu_ns;
+            c.2 += run.samples.len();
+            samples.get_mut(&mode).context("samples")?.extend(run.samples);
         }
     }
     for (mode, s) in &mut samples {
@@ -685,6 +758,10 @@ async fn main() -> Result<()> {
         let row = rows.get_mut(mode).context("row")?;
         row.p50 = pct(0.50);
         row.p99 = pct(0.99);
+        if let Some(&(relay, own, n)) = cpu.get(mode).filter(|c| c.2 > 0) {
+            row.relay_cpu = relay.map(|r| r as f64 / n as f64 / 1e3);
+            row.own_cpu = Some(own as f64 / n as f64 / 1e3);
+        }
     }
     // Memory on fresh processes, for one dialect per proxy (session state does not depend on it).
     for mode in [Mode::LwBinary, Mode::WnBinary] {
@@ -708,22 +785,25 @@ async fn main() -> Result<()> {
         args.sessions
     );
     println!(
-        "load average (1, 5, 15 min): {load_start} at the start, {} at the end; ratios are only meaningful on a quiet machine (load below 2)",
-        load_average()
+        "load average (1, 5, 15 min): {load_start} at the start, {} at the end, {}; ratios are only meaningful on a quiet machine (load below 2, little steal)",
+        load_average(),
+        steal_since(cpu_start)
     );
     println!(
-        "| system | throughput MB/s | x socat | echo p50 us | echo p99 us | RSS/idle session KiB | RSS/session+idle conn KiB |"
+        "| system | throughput MB/s | x socat | echo p50 us | echo p99 us | relay CPU us/echo | client+echo server CPU us/echo | RSS/idle session KiB | RSS/session+idle conn KiB |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &mode in &modes {
         let r = rows[&mode];
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             mode.name(),
             fmt(r.mbps, 1),
             fmt(ratio(r.mbps, socat), 2),
             fmt(r.p50, 1),
             fmt(r.p99, 1),
+            fmt(r.relay_cpu, 1),
+            fmt(r.own_cpu, 1),
             fmt(r.idle, 1),
             fmt(r.idle_conn, 1)
         );

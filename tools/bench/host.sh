@@ -24,6 +24,7 @@ trap lw_web_stop EXIT
 lw_web_start || lw_die "bench host: could not start the loopback servers"
 
 bytes=$((64 << 20))
+cpu_start=$(lw_cpu_ticks)
 native=$LW_WEB_TMP/native.txt
 lw_info "native: lwhost's bench example (worker side + native main side + lwproxy)"
 if ! cargo run --release -q -p lwhost --example bench -- --mib $((bytes >> 20)) \
@@ -106,3 +107,4 @@ if native:
 else:
     print("native figures missing (host/examples/bench.rs output: %r)" % native_text[-300:])
 PY
+echo "during this benchmark: $(lw_steal_since "$cpu_start")"

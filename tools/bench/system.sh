@@ -48,6 +48,7 @@ goal() {
         printf "%s %s%s: %s", (op == ">=") ? "≥" : "≤", l, u, ok ? "met" : "**missed**" }'
 }
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+cpu_start=$(lw_cpu_ticks)
 
 # --- 64 MiB download beside its two ceilings --------------------------------------
 # curl first: the host's ceiling, same server, same file, no guest in the path.
@@ -182,7 +183,8 @@ fi
 
 echo
 echo "lwnet system benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores," \
-    "load average (1/5/15 min) $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+    "load average (1/5/15 min) $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end," \
+    "$(lw_steal_since "$cpu_start")"
 echo "| figure | lwnet | ceiling (same run) | ratio | goal |"
 echo "|---|---:|---:|---:|---|"
 printf '%s\n' "${rows[@]}"

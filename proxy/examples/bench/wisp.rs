@@ -239,7 +239,8 @@ pub async fn throughput(url: &str, source: SocketAddr, bytes: usize) -> Result<f
 
 /// 64-byte echo round trips in microseconds.
 pub async fn rtt(url: &str, echo: SocketAddr, count: usize) -> Result<Vec<f64>> {
-    echo_samples(&mut Client::open(url, echo, ECHO_READ_BUFFER).await?, count).await
+    let mut c = Client::open(url, echo, ECHO_READ_BUFFER).await?;
+    Ok(echo_samples(&mut c, count, None).await?.samples)
 }
 
 /// `pid` and all its descendants (wisp-server-python serves from a child process).
