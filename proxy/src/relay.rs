@@ -189,6 +189,19 @@ impl Window {
         }
     }
 
+    /// Takes up to `max` bytes of credit (at least one) if there is some now, without waiting;
+    /// `None` when the window is used up: the client holds a window's worth of bytes it has
+    /// not acknowledged (or the window was closed, which [`Self::take`] reports).
+    fn try_take(&self, max: usize) -> Option<usize> {
+        if !self.enabled {
+            return Some(max);
+        }
+        let n = self.credit.available_permits().min(max);
+        let permits = self.credit.try_acquire_many(u32::try_from(n).ok()?).ok()?;
+        permits.forget();
+        (n > 0).then_some(n)
+    }
+
     /// Waits for credit and takes up to `max` bytes of it.
     async fn take(&self, max: usize) -> Result<usize, String> {
         if !self.enabled {
@@ -271,9 +284,12 @@ struct Shared<'a> {
     last_activity: Mutex<Instant>,
     target_eof: AtomicBool,
     client_shut: AtomicBool,
-    /// Data is being handed to the client: a connection waiting on a slow client is not idle
-    /// (a client that stops reading loses its session after the stall limit instead).
-    delivering: AtomicBool,
+    /// The connection waits on its client: data is being handed to it, or (`lwproxy.v2`) its
+    /// window is used up, i.e. it holds bytes it has not acknowledged. Such a connection is
+    /// not idle: a reader paused longer than the idle timeout (a pager, a suspended job) keeps
+    /// its connection, as a TCP peer advertising a zero window does; a client that stops
+    /// reading its WebSocket loses its session after the stall limit instead.
+    awaiting_client: AtomicBool,
 }
 
 impl Shared<'_> {
@@ -445,7 +461,7 @@ where
         last_activity: Mutex::new(Instant::now()),
         target_eof: AtomicBool::new(false),
         client_shut: AtomicBool::new(false),
-        delivering: AtomicBool::new(false),
+        awaiting_client: AtomicBool::new(false),
     };
     let idle = p.cfg.limits.idle_timeout;
     let down = downstream(&mut rd, &sh);
@@ -471,7 +487,7 @@ where
             }
             r = &mut up => return r,
             _ = tokio::time::sleep_until(idle_at) => {
-                if sh.delivering.load(Ordering::Acquire) {
+                if sh.awaiting_client.load(Ordering::Acquire) {
                     sh.touch();
                 } else if sh.last() + idle <= Instant::now() {
                     return Err(Failure::new(
@@ -500,7 +516,17 @@ async fn downstream<R: AsyncRead + Unpin>(rd: &mut R, sh: &Shared<'_>) -> Result
     // in the session's queue makes it allocate a new one.
     let mut buf = BytesMut::new();
     loop {
-        let budget = p.window.take(CHUNK).await.map_err(|_| gone())?;
+        // Waiting for window credit is waiting on the client, not idleness (see `Shared`).
+        let budget = match p.window.try_take(CHUNK) {
+            Some(b) => b,
+            None => {
+                sh.awaiting_client.store(true, Ordering::Release);
+                let b = p.window.take(CHUNK).await;
+                sh.awaiting_client.store(false, Ordering::Release);
+                sh.touch();
+                b.map_err(|_| gone())?
+            }
+        };
         buf.clear();
         buf.reserve(headroom + budget);
         buf.resize(headroom, 0);
@@ -517,7 +543,7 @@ async fn downstream<R: AsyncRead + Unpin>(rd: &mut R, sh: &Shared<'_>) -> Result
             return Ok(());
         }
         p.identity.charge_bytes(n, limits).map_err(limit)?;
-        sh.delivering.store(true, Ordering::Release);
+        sh.awaiting_client.store(true, Ordering::Release);
         let delivered = if p.dialect == Dialect::V2 {
             protocol::fill_binary_header(p.id, &mut buf);
             p.window.sent(n);
@@ -525,7 +551,7 @@ async fn downstream<R: AsyncRead + Unpin>(rd: &mut R, sh: &Shared<'_>) -> Result
         } else {
             p.out.text(protocol::data_json(p.id, &buf)).await
         };
-        sh.delivering.store(false, Ordering::Release);
+        sh.awaiting_client.store(false, Ordering::Release);
         if !delivered {
             return Err(gone());
         }

@@ -107,6 +107,35 @@ async fn connect_and_idle_timeouts() {
     bob.echo(1, b"still open").await;
 }
 
+/// A `lwproxy.v2` reader that pauses with its window used up (a pager, a suspended job) is
+/// waiting, not idle: its connection outlives the idle timeout, and once it acks, the rest of
+/// the stream arrives whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_paused_on_a_full_window_is_not_idle() {
+    let total = 3 * WINDOW;
+    let source = source_server(total).await;
+    let proxy = Proxy::allowing(&[source], &["--idle-timeout", "1s"]);
+    let mut ws = Ws::v2(&proxy, "alice").await;
+    assert_eq!(ws.opened(1, source).await["window"], WINDOW as u64);
+    // Read the first window without acking: the proxy then waits for the client.
+    let mut got = Vec::new();
+    while got.len() < WINDOW {
+        match ws.recv().await {
+            Msg::Bin(1, b) => got.extend_from_slice(&b),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Paused for three idle timeouts: nothing arrives, no error either.
+    assert!(ws.try_recv(std::time::Duration::from_secs(3)).await.is_none());
+    ws.send_json(json!({"t": "ack", "id": 1, "bytes": got.len()}))
+        .await;
+    let (rest, control) = ws.read_data(1, total - got.len()).await;
+    assert!(control.is_empty(), "{control:?}");
+    got.extend(rest);
+    assert_eq!(got, pattern(total));
+    ws.expect("eof", 1).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_is_decided_before_the_rate_limits() {
     let (echo, proxy) = echo_proxy(&["--conns-per-min", "1"]).await;
