@@ -163,7 +163,11 @@ pub fn cpu_ns(pid: u32, children: bool) -> Result<u64> {
         let dir = task.path();
         // A thread may end between the listing and the read: it is simply not counted.
         if let Ok(s) = std::fs::read_to_string(dir.join("schedstat")) {
-            total += s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            total += s
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
         }
         if !children {
             continue;
