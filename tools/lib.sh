@@ -21,7 +21,8 @@ lw_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # /proc/stat (proc(5): user nice system idle iowait irq softirq steal; guest time is already
 # in user and nice). Steal is time the hypervisor ran something else while this machine's
 # virtual CPUs wanted to run: load average does not show it, and it slows every figure.
-lw_cpu_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $9; exit }' /proc/stat; }
+# (printf "%.0f": mawk prints numbers of 2^31 and more in %.6g form otherwise.)
+lw_cpu_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= 9; i++) t += $i; printf "%.0f %.0f\n", t, $9; exit }' /proc/stat; }
 # lw_steal_since "TOTAL STEAL" (from lw_cpu_ticks): "N% of CPU time stolen by the hypervisor".
 lw_steal_since() {
     # shellcheck disable=SC2046,SC2086 # four numbers, split on purpose

@@ -113,7 +113,7 @@ pub(crate) async fn wait_port(port: u16) -> Result<()> {
     tokio::task::spawn_blocking(move || lwtest::wait_port(port, Duration::from_secs(5))).await?
 }
 
-use lwtest::proxy::{cpu_ns, rss_kib};
+use lwtest::proxy::{cpu_ns, own_cpu_ns, rss_kib};
 
 // --- the systems under test -------------------------------------------------------------
 
@@ -497,8 +497,9 @@ async fn download<C: BenchClient>(c: &mut C, bytes: usize, started: Instant) -> 
 
 /// What an echo run measured: round-trip times in microseconds (after 100 warm-up round
 /// trips), and the CPU time spent during the timed ones by the relay (its process and the
-/// processes it forked, e.g. socat's per-connection child) and by this process (the client and
-/// the echo server), in nanoseconds ([`lwtest::proxy::cpu_ns`]).
+/// processes it forked, e.g. socat's per-connection child: [`lwtest::proxy::cpu_ns`]; `None`
+/// when unknown, e.g. a thread that did the work ended between the readings) and by this
+/// process (the client and the echo server: [`lwtest::proxy::own_cpu_ns`]), in nanoseconds.
 pub(crate) struct EchoRun {
     pub samples: Vec<f64>,
     pub relay_cpu_ns: Option<u64>,
@@ -516,7 +517,7 @@ pub(crate) async fn echo_samples<C: BenchClient>(
     let mut samples = Vec::with_capacity(count);
     let cpu = || -> Result<(Option<u64>, u64)> {
         let relay = relay.map(|pid| cpu_ns(pid, true)).transpose()?;
-        Ok((relay, cpu_ns(std::process::id(), false)?))
+        Ok((relay, own_cpu_ns()))
     };
     let mut start = (None, 0);
     for i in 0..count + 100 {
@@ -536,7 +537,7 @@ pub(crate) async fn echo_samples<C: BenchClient>(
     let end = cpu()?;
     Ok(EchoRun {
         samples,
-        relay_cpu_ns: end.0.zip(start.0).map(|(e, s)| e.saturating_sub(s)),
+        relay_cpu_ns: end.0.zip(start.0).and_then(|(e, s)| e.checked_sub(s)),
         own_cpu_ns: end.1.saturating_sub(start.1),
     })
 }
@@ -609,7 +610,8 @@ struct Row {
     mbps: Option<f64>,
     p50: Option<f64>,
     p99: Option<f64>,
-    /// CPU microseconds per timed echo: the relay's, and this process's (client + echo server).
+    /// CPU microseconds per timed echo, the mean over the timed echoes: the relay's, and this
+    /// process's (client + echo server).
     relay_cpu: Option<f64>,
     own_cpu: Option<f64>,
     idle: Option<f64>,
@@ -795,7 +797,7 @@ async fn main() -> Result<()> {
         steal_since(cpu_start)
     );
     println!(
-        "| system | throughput MB/s | x socat | echo p50 us | echo p99 us | relay CPU us/echo | client+echo server CPU us/echo | RSS/idle session KiB | RSS/session+idle conn KiB |"
+        "| system | throughput MB/s | x socat | echo p50 us | echo p99 us | relay CPU us/echo (mean) | client+echo server CPU us/echo (mean) | RSS/idle session KiB | RSS/session+idle conn KiB |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &mode in &modes {

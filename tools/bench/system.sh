@@ -86,7 +86,8 @@ EOF
 dl_bytes=$(sed -n 's/^check bytes=//p' "$E2E_TMP/dl.out" | tr -d '\r')
 # median KEY: the median of the five rounds' rates in B/s (both sides read
 # from page cache). The median, not the best: one round of a loaded machine
-# must not set either side's figure.
+# must not set either side's figure. Rounds that failed are left out (of an
+# even number left, the lower middle one is taken).
 median() {
     awk -v k="$1" -v n="$dl_bytes" '$1 ~ "^" k "=" { split($2, s, "="); split($3, t, "=");
         if (s[2] == 0 && t[2] > 0) printf "%.0f\n", n / t[2] }' "$E2E_TMP/dl.out" |

@@ -149,12 +149,14 @@ pub fn rss_kib(pid: u32) -> Result<u64> {
         .with_context(|| format!("no VmRSS for {pid}"))
 }
 
-/// CPU time, in nanoseconds, that process `pid` has run so far, and with `children` also the
-/// processes it forked (recursively, those alive now): the sum of the first field of
-/// `/proc/PID/task/TID/schedstat` over their threads (the scheduler's run time, nanosecond
-/// resolution, unlike the clock ticks of `/proc/PID/stat`). An exited child is no longer
-/// counted, so take both readings of a difference while the children of interest live (e.g.
-/// socat's per-connection child while its connection is open). Errors: `pid` is gone.
+/// CPU time, in nanoseconds, that process `pid`'s live threads have run so far, and with
+/// `children` also those of the processes it forked (recursively, those alive now): the sum of
+/// the first field of `/proc/PID/task/TID/schedstat` (the scheduler's run time, nanosecond
+/// resolution, unlike the clock ticks of `/proc/PID/stat`). A thread or child that has ended
+/// is no longer counted, so a difference of two readings is only right when the threads that
+/// did the work live through both (a relay's long-lived threads; socat's per-connection child
+/// while its connection is open); for this process, whose threads come and go, use
+/// [`own_cpu_ns`]. Errors: `pid` is gone.
 pub fn cpu_ns(pid: u32, children: bool) -> Result<u64> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
         .with_context(|| format!("reading /proc/{pid}/task"))?;
@@ -181,24 +183,57 @@ pub fn cpu_ns(pid: u32, children: bool) -> Result<u64> {
     Ok(total)
 }
 
+/// CPU time, in nanoseconds, that this process has run so far, every thread counted, those
+/// that have ended too (`CLOCK_PROCESS_CPUTIME_ID`, clock_gettime(2)).
+pub fn own_cpu_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    let secs = u64::try_from(t.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(t.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
 #[cfg(test)]
 mod tests {
     use super::ready_addr;
 
     #[test]
-    fn cpu_time_grows_with_work() {
-        let me = std::process::id();
-        let before = super::cpu_ns(me, false).unwrap();
+    fn own_cpu_time_counts_work() {
+        let before = super::own_cpu_ns();
         // A fixed amount of work (a dependent multiply chain: about 3 cycles a step, so at
         // least 15 ms at 10 GHz), counted whatever else the machine runs.
         let mut x = 0u64;
         for _ in 0..50_000_000u64 {
             x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
         }
-        let after = super::cpu_ns(me, false).unwrap();
-        assert!(after - before >= 5_000_000, "{before} -> {after}");
-        assert!(super::cpu_ns(me, true).unwrap() >= after);
-        assert!(super::cpu_ns(u32::MAX, false).is_err());
+        let after = super::own_cpu_ns();
+        let spent = after
+            .checked_sub(before)
+            .expect("the process CPU clock went back");
+        assert!(spent >= 5_000_000, "{before} -> {after}");
+    }
+
+    #[test]
+    fn cpu_time_of_a_process_and_of_its_forked_children() {
+        use std::time::{Duration, Instant};
+        let mut busy = std::process::Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .unwrap();
+        let pid = busy.id();
+        let first = super::cpu_ns(pid, false).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut now = first;
+        while now < first + 5_000_000 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            now = super::cpu_ns(pid, false).unwrap();
+        }
+        // Read after `now`: the child's share alone is at least `now`.
+        let with_children = super::cpu_ns(std::process::id(), true).unwrap();
+        busy.kill().unwrap();
+        busy.wait().unwrap();
+        assert!(now >= first + 5_000_000, "{first} -> {now} in 20 s");
+        assert!(with_children >= now, "{with_children} < {now}");
+        assert!(super::cpu_ns(pid, false).is_err(), "a reaped child still read");
     }
 
     #[test]
