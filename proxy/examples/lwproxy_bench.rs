@@ -663,39 +663,10 @@ fn load_average() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// The machine's CPU time so far in clock ticks, (total, steal), from the `cpu` line of
-/// /proc/stat (proc(5): user nice system idle iowait irq softirq steal ...; guest time is
-/// already in user and nice), as tools/lib.sh's `lw_cpu_ticks` reads it.
-fn cpu_ticks() -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .take(8)
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    (v.len() == 8).then(|| (v.iter().sum(), v[7]))
-}
-
-/// The share of CPU time the hypervisor took since `start` (from [`cpu_ticks`]): time it ran
-/// something else while this machine's virtual CPUs wanted to run, which the load average
-/// does not show and which slows every figure.
-fn steal_since(start: Option<(u64, u64)>) -> String {
-    match start.zip(cpu_ticks()) {
-        Some(((t0, s0), (t1, s1))) if t1 > t0 => format!(
-            "{:.0}% of CPU time stolen by the hypervisor",
-            100.0 * s1.saturating_sub(s0) as f64 / (t1 - t0) as f64
-        ),
-        _ => "CPU steal unknown".into(),
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
     let load_start = load_average();
-    let cpu_start = cpu_ticks();
     let source = source_server(args.bytes).await?;
     let echo = echo_server().await?;
     let sys = Systems {
@@ -792,9 +763,8 @@ async fn main() -> Result<()> {
         args.sessions
     );
     println!(
-        "load average (1, 5, 15 min): {load_start} at the start, {} at the end, {}; ratios are only meaningful on a quiet machine (load below 2, little steal)",
-        load_average(),
-        steal_since(cpu_start)
+        "load average (1, 5, 15 min): {load_start} at the start, {} at the end; ratios are only meaningful on a quiet machine (load below 2, little CPU steal: `./linux-wasm.sh bench proxy` prints it)",
+        load_average()
     );
     println!(
         "| system | throughput MB/s | x socat | echo p50 us | echo p99 us | relay CPU us/echo (mean) | client+echo server CPU us/echo (mean) | RSS/idle session KiB | RSS/session+idle conn KiB |"

@@ -15,8 +15,8 @@
  * 2 on a usage error.
  *   pipe-ceiling --now: prints CLOCK_MONOTONIC in seconds with 9 decimals,
  *            the clock `bench system` times both lwtcp and the ceilings
- *            with (/proc/uptime has 10 ms steps: 6% of a 0.17 s run). Built static on the host (x86_64, run in the um guest
- * from /mnt/host).
+ *            with (/proc/uptime has 10 ms steps: 6% of a 0.17 s run).
+ * Built static on the host (x86_64, run in the um guest from /mnt/host).
  */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -52,6 +52,7 @@ cargo build --release -q -p lwproxy --bin lwproxy --example lwproxy_bench --mani
 # 1,000 sessions, each with a connection, need a few thousand descriptors per process.
 ulimit -n 16384 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 
+cpu_start=$(lw_cpu_ticks)
 # shellcheck disable=SC2086 # word splitting of the optional extra arguments is intended
 "$LW_ROOT/target/release/examples/lwproxy_bench" \
     --lwproxy "$LW_ROOT/target/release/lwproxy" \
@@ -59,3 +60,4 @@ ulimit -n 16384 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
     --socat "$(command -v socat)" \
     "${wisp_args[@]}" \
     ${LW_BENCH_PROXY_ARGS:-}
+echo "during this benchmark: $(lw_steal_since "$cpu_start")"
